@@ -1,0 +1,453 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * pviommu policy core: the maps, the hypercall handlers (KVM tracepoint,
+ * TCG cpuid uprobe), domain cleanup at QEMU exit, and test wrappers that let
+ * BPF_PROG_TEST_RUN drive every path.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "pviommu.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* set by the loader; must match the pinned index */
+const volatile __u32 index_mask = PVIOMMU_DEF_INDEX_SLOTS - 1;
+/* programs act only while ctl->active_gen == load_gen (atomic reload) */
+const volatile __u64 load_gen = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
+	__type(key, __u32);
+	__type(value, struct pviommu_domain);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_domains SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PVIOMMU_DEF_MAX_RECORDS);
+	__type(key, struct pviommu_map_key);
+	__type(value, struct pviommu_mapping);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_mappings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PVIOMMU_DEF_INDEX_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct pviommu_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pviommu_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct pviommu_ctl);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_ctl SEC(".maps");
+
+/* ---- glue for the shared range logic ------------------------------------ */
+#define PV_INLINE __always_inline
+
+struct pv_env {
+	void	*tbl;
+	__u32	mask;
+};
+
+static __always_inline struct pviommu_slot *pv_slot_at(struct pv_env *e,
+						       __u32 idx)
+{
+	return bpf_map_lookup_elem(&pviommu_index, &idx);
+}
+
+static __always_inline struct pviommu_mapping *
+pv_rec_find(struct pv_env *e, const struct pviommu_map_key *k)
+{
+	return bpf_map_lookup_elem(&pviommu_mappings, k);
+}
+
+static __always_inline int pv_rec_insert(struct pv_env *e,
+					 const struct pviommu_map_key *k,
+					 const struct pviommu_mapping *v)
+{
+	long err = bpf_map_update_elem(&pviommu_mappings, k, v, BPF_NOEXIST);
+
+	return err == -7 /* E2BIG: full */ || err == -12 ? -28 : (int)err;
+}
+
+static __always_inline int pv_rec_delete(struct pv_env *e,
+					 const struct pviommu_map_key *k)
+{
+	return bpf_map_delete_elem(&pviommu_mappings, k);
+}
+
+#define pv_loop(n, cb, ctx) bpf_loop((n), (cb), (ctx), 0)
+
+#include "pviommu_range.h"
+
+/* ---- helpers -------------------------------------------------------------- */
+static __always_inline struct pviommu_ctl *ctl_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&pviommu_ctl, &zero);
+}
+
+static __always_inline void stat_inc(__u32 which)
+{
+	__u32 zero = 0;
+	struct pviommu_stats *st = bpf_map_lookup_elem(&pviommu_stats, &zero);
+
+	if (st && which < PVIOMMU_ST_MAX)
+		st->v[which]++;
+}
+
+static __always_inline int active(struct pviommu_ctl *c)
+{
+	return c && c->active_gen == load_gen;
+}
+
+static __always_inline void emit(__u32 type, __u32 dom, __u32 bdf, __u64 addr,
+				 __u64 len, __u32 perm, __u32 op, int err,
+				 __u16 action, __u16 plane)
+{
+	struct pviommu_event *ev;
+
+	ev = bpf_ringbuf_reserve(&pviommu_events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(PVIOMMU_ST_EV_DROPPED);
+		return;
+	}
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->type = type;
+	ev->domain = dom;
+	ev->tid = (__u32)bpf_get_current_pid_tgid();
+	ev->bdf = bdf;
+	ev->addr = addr;
+	ev->len = len;
+	ev->perm = perm;
+	ev->op = op;
+	ev->err = err;
+	ev->action = action;
+	ev->plane = plane;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* the writer lock of the index: bounded spin, then give up (fail closed) */
+static __always_inline int lock_index(struct pviommu_ctl *c)
+{
+	for (int i = 0; i < 4096; i++)
+		if (__sync_val_compare_and_swap(&c->lock, 0, 1) == 0)
+			return 0;
+	__sync_fetch_and_add(&c->lock_busy, 1);
+	return -PV_EBUSY;
+}
+
+static __always_inline void unlock_index(struct pviommu_ctl *c)
+{
+	__sync_lock_test_and_set(&c->lock, 0);
+}
+
+struct purge_rec_ctx {
+	__u32	dom;
+	__u32	bdf;
+	__u32	all_devices;
+	__u32	n;
+};
+
+static long purge_rec_cb(struct bpf_map *map, struct pviommu_map_key *k,
+			 struct pviommu_mapping *v, struct purge_rec_ctx *c)
+{
+	if (k->domain == c->dom && (c->all_devices || k->bdf == c->bdf)) {
+		bpf_map_delete_elem(map, k);
+		c->n++;
+	}
+	return 0;
+}
+
+/* revoke everything of (dom, bdf) or of every device of dom */
+static __always_inline __u32 purge(struct pv_env *e, struct pviommu_domain *d,
+				   __u32 dom, __u32 bdf, __u32 all_devices)
+{
+	struct purge_rec_ctx rc = { .dom = dom, .bdf = bdf,
+				    .all_devices = all_devices };
+
+	bpf_for_each_map_elem(&pviommu_mappings, purge_rec_cb, &rc, 0);
+	pv_purge_index(e, dom, bdf, all_devices);
+	if (d) {
+		d->nr_records = d->nr_records > rc.n ? d->nr_records - rc.n : 0;
+		if (all_devices) {
+			d->nr_devices = 0;
+			d->nr_records = 0;
+			d->mapped_bytes = 0;
+		} else if (d->nr_devices) {
+			d->nr_devices--;
+		}
+		d->generation++;
+	}
+	return rc.n;
+}
+
+/*
+ * One hypercall of domain 'dom' (always the caller's own tgid: a guest can
+ * only change its own domain). Returns 0 or a negative errno.
+ */
+static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
+				     __u64 a3, __u16 plane)
+{
+	struct pv_env e = { .mask = index_mask };
+	struct pviommu_domain *d, nd = {};
+	struct pviommu_ctl *c = ctl_get();
+	__u32 op = PVIOMMU_HC_OP(a0), bdf = PVIOMMU_HC_BDF(a0);
+	__u32 perm = PVIOMMU_HC_PERM(a0);
+	int err = 0;
+
+	if (!active(c))
+		return 0;
+	stat_inc(PVIOMMU_ST_HC);
+
+	if (PVIOMMU_HC_ABI(a0) != PVIOMMU_ABI_VERSION) {
+		err = -PV_EPROTO;
+		goto out;
+	}
+	if (!op || op >= PVIOMMU_OP_MAX) {
+		err = -PV_EOPNOTSUPP;
+		goto out;
+	}
+
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	if (op == PVIOMMU_OP_REGISTER) {
+		if (lock_index(c)) {
+			err = -PV_EBUSY;
+			goto out;
+		}
+		if (d)	/* a guest reboot: forget the old state */
+			purge(&e, d, dom, 0, 1);
+		nd.abi = PVIOMMU_HC_ABI(a0);
+		nd.flags = PVIOMMU_DOM_REGISTERED;
+		nd.mode = c->default_mode;
+		nd.registered_ns = bpf_ktime_get_ns();
+		nd.generation = d ? d->generation + 1 : 1;
+		if (d)
+			nd.mode = d->mode;
+		err = bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY);
+		unlock_index(c);
+		if (err)
+			err = -PV_ENOSPC;
+		else
+			emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0, plane);
+		goto out;
+	}
+	if (!d) {
+		err = -PV_ENODEV;
+		goto out;
+	}
+
+	if (lock_index(c)) {
+		err = -PV_EBUSY;
+		goto out;
+	}
+	switch (op) {
+	case PVIOMMU_OP_UNREGISTER:
+		purge(&e, d, dom, 0, 1);
+		bpf_map_delete_elem(&pviommu_domains, &dom);
+		break;
+	case PVIOMMU_OP_DEV_ADD:
+		err = pv_op_dev_add(&e, d, dom, bdf);
+		break;
+	case PVIOMMU_OP_DEV_DEL:
+		if (!pv_device_protected(&e, dom, bdf))
+			err = -PV_ENODEV;
+		else
+			purge(&e, d, dom, bdf, 0);
+		break;
+	case PVIOMMU_OP_MAP:
+		err = pv_op_map(&e, d, dom, bdf, a1, a2, perm, a3);
+		if (!err)
+			stat_inc(PVIOMMU_ST_MAP);
+		if (err == -PV_ENOSPC) {
+			d->flags |= PVIOMMU_DOM_TABLE_FULL;
+			stat_inc(PVIOMMU_ST_TABLE_FULL);
+		}
+		break;
+	case PVIOMMU_OP_UNMAP:
+		err = pv_op_unmap(&e, d, dom, bdf, a1, a2);
+		if (!err)
+			stat_inc(PVIOMMU_ST_UNMAP);
+		break;
+	}
+	c->generation++;
+	unlock_index(c);
+out:
+	if (err) {
+		stat_inc(PVIOMMU_ST_HC_ERR);
+		emit(err == -PV_ENOSPC ? PVIOMMU_EV_TABLE_FULL :
+					 PVIOMMU_EV_HC_ERROR,
+		     dom, bdf, a1, a2, perm, op, err, PVIOMMU_ACT_NONE, plane);
+	}
+	return err;
+}
+
+/* ---- transports ------------------------------------------------------------ */
+
+/*
+ * KVM: kvm_emulate_hypercall() fires kvm:kvm_hypercall(nr, a0, a1, a2, a3)
+ * on the vCPU thread of the QEMU process, before KVM's own CPL check.
+ * raw_tp works on 6.1 and 6.18 and needs no kvm BTF; it also supports
+ * BPF_PROG_TEST_RUN, which the tests use with the same args.
+ */
+SEC("raw_tp/kvm_hypercall")
+int pviommu_kvm_hypercall(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 dom = bpf_get_current_pid_tgid() >> 32;
+
+	if ((__u32)ctx->args[0] != PVIOMMU_KVM_HC_NR)
+		return 0;
+	return handle_hc(dom, ctx->args[1], ctx->args[2], ctx->args[3],
+			 ctx->args[4], PVIOMMU_PLANE_HC_KVM);
+}
+
+/*
+ * TCG: a uprobe on QEMU's exported cpu_x86_cpuid(env, index, count, ...).
+ * CPUX86State starts with regs[16] (target/i386/cpu.h, QEMU 7.x), then eip,
+ * eflags, cc_dst, cc_src, cc_src2, cc_op, df, hflags: hflags & 3 is the CPL.
+ */
+#define QEMU_ENV_HFLAGS_OFF	176
+#define QEMU_R_ECX		1
+#define QEMU_R_EDX		2
+#define QEMU_R_EBX		3
+#define QEMU_R_ESI		6
+
+SEC("uprobe")
+int BPF_KPROBE(pviommu_tcg_cpuid, void *env, __u32 index)
+{
+	__u32 dom = bpf_get_current_pid_tgid() >> 32;
+	__u64 regs[8];
+	__u32 hflags;
+
+	if (index != PVIOMMU_CPUID_LEAF)
+		return 0;
+	if (bpf_probe_read_user(regs, sizeof(regs), env) ||
+	    bpf_probe_read_user(&hflags, sizeof(hflags),
+				(char *)env + QEMU_ENV_HFLAGS_OFF))
+		return 0;
+	if (hflags & 3) {
+		stat_inc(PVIOMMU_ST_USER_HC);
+		return 0;
+	}
+	return handle_hc(dom, regs[QEMU_R_EBX], regs[QEMU_R_ECX],
+			 regs[QEMU_R_EDX], regs[QEMU_R_ESI],
+			 PVIOMMU_PLANE_HC_TCG);
+}
+
+/* the last thread of a QEMU process exits: its domain goes */
+SEC("raw_tp/sched_process_exit")
+int pviommu_proc_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u32 dom = bpf_get_current_pid_tgid() >> 32;
+	struct pv_env e = { .mask = index_mask };
+	struct pviommu_ctl *c = ctl_get();
+	struct pviommu_domain *d;
+
+	if (!active(c))
+		return 0;
+	if (BPF_CORE_READ(t, signal, live.counter) != 0)
+		return 0;
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	if (!d)
+		return 0;
+	if (lock_index(c))
+		return 0;
+	purge(&e, d, dom, 0, 1);
+	bpf_map_delete_elem(&pviommu_domains, &dom);
+	c->generation++;
+	unlock_index(c);
+	stat_inc(PVIOMMU_ST_DOM_GONE);
+	emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, PVIOMMU_OP_UNREGISTER, 0, 0,
+	     PVIOMMU_PLANE_EXIT);
+	return 0;
+}
+
+/* ---- the check, and its test wrapper ---------------------------------------- */
+
+/* verdict for one transfer; emits the event and counts */
+static __always_inline int check_transfer(__u32 dom, __u32 bdf, __u64 addr,
+					  __u64 len, __u32 need, __u16 plane,
+					  __u32 *mode)
+{
+	struct pv_env e = { .mask = index_mask };
+	struct pviommu_domain *d;
+	int v;
+
+	stat_inc(PVIOMMU_ST_CHECK);
+	v = pv_check(&e, dom, bdf, addr, len, need);
+	if (v == PV_ALLOW) {
+		stat_inc(PVIOMMU_ST_ALLOWED);
+		return v;
+	}
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	*mode = d ? d->mode : PVIOMMU_MODE_DENY;
+	stat_inc(PVIOMMU_ST_VIOLATION);
+	emit(PVIOMMU_EV_VIOLATION, dom, bdf, addr, len, need, 0, -v,
+	     *mode == PVIOMMU_MODE_AUDIT ? PVIOMMU_ACT_ALLOWED :
+	     *mode == PVIOMMU_MODE_KILL ? PVIOMMU_ACT_KILLED :
+					  PVIOMMU_ACT_DENIED, plane);
+	return v;
+}
+
+/*
+ * The in-process plane (qemu-hooks/) checks lock-free in QEMU and calls
+ * this through BPF_PROG_TEST_RUN only when a transfer is refused, so that
+ * its events and counters land where every other plane's do.
+ * args = bdf, addr, len, need, verdict << 8 | action. The domain is the
+ * caller's own tgid (a QEMU process reports only for itself).
+ */
+SEC("raw_tp")
+int pviommu_inproc_event(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 dom = bpf_get_current_pid_tgid() >> 32;
+	__u32 action = ctx->args[4] & 0xff, verdict = (ctx->args[4] >> 8) & 0xff;
+
+	stat_inc(PVIOMMU_ST_VIOLATION);
+	stat_inc(action == PVIOMMU_ACT_KILLED ? PVIOMMU_ST_KILLED :
+		 action == PVIOMMU_ACT_DENIED ? PVIOMMU_ST_DENIED :
+						PVIOMMU_ST_ALLOWED);
+	emit(PVIOMMU_EV_VIOLATION, dom, (__u32)ctx->args[0], ctx->args[1],
+	     ctx->args[2], (__u32)ctx->args[3], 0, -(int)verdict, action,
+	     PVIOMMU_PLANE_INPROC);
+	return 0;
+}
+
+/*
+ * test_run wrapper: args = domain, bdf, addr, len, need.
+ * Returns the pv_verdict. Never attached.
+ */
+SEC("raw_tp")
+int pviommu_test_check(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 mode = 0;
+
+	return check_transfer((__u32)ctx->args[0], (__u32)ctx->args[1],
+			      ctx->args[2], ctx->args[3], (__u32)ctx->args[4],
+			      PVIOMMU_PLANE_TEST, &mode);
+}

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * pviommu.h - the one header of shared types.
+ *
+ * Used by the BPF programs (bpf/), pviommuctl (userspace/), the QEMU hook
+ * library (qemu-hooks/), the guest module (guest-module/) and the tests.
+ * No includes: the includer provides __u8/__u16/__u32/__u64 (vmlinux.h in
+ * BPF, <linux/types.h> in userspace and in the kernel).
+ *
+ * Terms
+ *   domain   one VM = the tgid of its QEMU process on the host
+ *   device   the guest's PCI requester id: segment << 16 | bus << 8 | devfn
+ *   iova     the address the device uses; identity (= guest-physical) here
+ *   perm     what the device may do to memory: READ (memory -> device,
+ *            DMA_TO_DEVICE) and/or WRITE (device -> memory, DMA_FROM_DEVICE)
+ */
+#ifndef __PVIOMMU_H
+#define __PVIOMMU_H
+
+#define PVIOMMU_ABI_VERSION	1
+
+/* ---------------------------------------------------------------------
+ * Hypercall ABI (guest -> host)
+ *
+ * Every call carries four 64-bit words a0..a3:
+ *   a0 = PVIOMMU_HC_HDR(abi, op, perm, bdf)
+ *   a1 = iova           (MAP, UNMAP)
+ *   a2 = size in bytes  (MAP, UNMAP)
+ *   a3 = cookie         (free for the guest; echoed in events)
+ *
+ * KVM transport: vmcall/vmmcall with rax = PVIOMMU_KVM_HC_NR and
+ *   rbx, rcx, rdx, rsi = a0..a3 (kvm_hypercall4). The host sees it on the
+ *   kvm:kvm_hypercall tracepoint.
+ * TCG transport: cpuid with rax = PVIOMMU_CPUID_LEAF and rbx, rcx, rdx, rsi
+ *   = a0..a3. QEMU's cpu_x86_cpuid(env, ...) sees them in env->regs[].
+ * Both transports only count calls made at CPL 0 (the guest kernel).
+ * The guest gets no status back; failures show as events and stats.
+ * --------------------------------------------------------------------- */
+#define PVIOMMU_KVM_HC_NR	0x50564900u	/* "PVI\0", unused by KVM */
+#define PVIOMMU_CPUID_LEAF	0x4f504d00u
+
+enum pviommu_op {
+	PVIOMMU_OP_REGISTER	= 1,	/* start (or restart) this domain */
+	PVIOMMU_OP_UNREGISTER	= 2,	/* drop the domain, all its state */
+	PVIOMMU_OP_DEV_ADD	= 3,	/* protect device bdf */
+	PVIOMMU_OP_DEV_DEL	= 4,	/* stop protecting bdf, revoke its maps */
+	PVIOMMU_OP_MAP		= 5,	/* allow bdf to access [iova, iova+size) */
+	PVIOMMU_OP_UNMAP	= 6,	/* revoke it */
+	PVIOMMU_OP_MAX,
+};
+
+#define PVIOMMU_HC_HDR(abi, op, perm, bdf)				\
+	(((__u64)(abi) << 48) | ((__u64)((op) & 0xff) << 40) |	\
+	 ((__u64)((perm) & 0xff) << 32) | (__u64)(__u32)(bdf))
+#define PVIOMMU_HC_ABI(a0)	((__u32)((a0) >> 48))
+#define PVIOMMU_HC_OP(a0)	((__u32)(((a0) >> 40) & 0xff))
+#define PVIOMMU_HC_PERM(a0)	((__u32)(((a0) >> 32) & 0xff))
+#define PVIOMMU_HC_BDF(a0)	((__u32)(a0))
+
+#define PVIOMMU_PERM_READ	1u	/* device reads guest memory */
+#define PVIOMMU_PERM_WRITE	2u	/* device writes guest memory */
+#define PVIOMMU_PERM_RW		(PVIOMMU_PERM_READ | PVIOMMU_PERM_WRITE)
+
+#define PVIOMMU_BDF(seg, bus, dev, fn)					\
+	(((__u32)(seg) << 16) | ((__u32)(bus) << 8) | ((__u32)(dev) << 3) | (fn))
+
+/* ---------------------------------------------------------------------
+ * Semantics of MAP / UNMAP (each is tested in tests/)
+ *
+ * MAP(bdf, iova, size, perm)
+ *   size == 0                        -EINVAL
+ *   iova + size wraps past 2^64      -EOVERFLOW
+ *   perm == 0 or unknown bits        -EINVAL
+ *   same iova, same size and perm    the record's refcount goes up (0)
+ *   same iova, other size or perm    -EEXIST, nothing changes
+ *   overlaps another record          allowed; each byte is accessible with
+ *                                    the union of the permissions of the
+ *                                    records covering it
+ *   ranges are byte-granular: a sub-page buffer grants exactly its bytes
+ *   index or record table full       -ENOSPC, nothing changes (rolled back),
+ *                                    the range stays denied (fail closed),
+ *                                    a TABLE_FULL event is sent
+ * UNMAP(bdf, iova, size)
+ *   size == 0 / wraps                -EINVAL / -EOVERFLOW
+ *   no record starts at iova         -ENOENT, nothing changes, event
+ *   size == record size              one reference dropped; at zero the
+ *                                    record and its access go
+ *   size <  record size              partial unmap of the head: the first
+ *                                    size bytes are revoked, the record now
+ *                                    starts at iova + size (-EBUSY if the
+ *                                    record has more than one reference,
+ *                                    or another record starts at
+ *                                    iova + size)
+ *   size >  record size              -ERANGE, nothing changes
+ * Calls before REGISTER, unknown ops and a wrong ABI version are refused
+ * (-ENODEV, -EOPNOTSUPP, -EPROTO) with an event.
+ * CHECK(domain, bdf, addr, len, dir)
+ *   device not protected             allowed (CPU and other devices pass)
+ *   len == 0                         allowed (touches nothing)
+ *   every byte covered for dir       allowed
+ *   otherwise                        violation
+ * --------------------------------------------------------------------- */
+
+/* BPF maps, pinned under PVIOMMU_PIN_DIR */
+#define PVIOMMU_PIN_DIR		"/sys/fs/bpf/pviommu"
+#define PVIOMMU_MAP_DOMAINS	"pviommu_domains"
+#define PVIOMMU_MAP_MAPPINGS	"pviommu_mappings"
+#define PVIOMMU_MAP_INDEX	"pviommu_index"
+#define PVIOMMU_MAP_STATS	"pviommu_stats"
+#define PVIOMMU_MAP_EVENTS	"pviommu_events"
+#define PVIOMMU_MAP_CTL		"pviommu_ctl"
+
+#define PVIOMMU_DEF_INDEX_SLOTS	(1u << 18)	/* power of two */
+#define PVIOMMU_DEF_MAX_RECORDS	(1u << 17)
+#define PVIOMMU_MAX_DOMAINS	1024
+
+enum pviommu_mode {
+	PVIOMMU_MODE_AUDIT	= 0,	/* event + counter, transfer allowed */
+	PVIOMMU_MODE_DENY	= 1,	/* transfer fails like an IOMMU fault */
+	PVIOMMU_MODE_KILL	= 2,	/* SIGKILL QEMU before the transfer */
+};
+
+#define PVIOMMU_DOM_REGISTERED	(1u << 0)
+#define PVIOMMU_DOM_TABLE_FULL	(1u << 1)	/* a MAP failed for space */
+
+/* pviommu_domains: key __u32 domain (QEMU tgid) */
+struct pviommu_domain {
+	__u32	abi;		/* ABI version the guest registered with */
+	__u32	flags;		/* PVIOMMU_DOM_* */
+	__u32	mode;		/* enum pviommu_mode */
+	__u32	nr_devices;
+	__u64	nr_records;	/* live mapping records */
+	__u64	mapped_bytes;	/* sum of record sizes */
+	__u64	generation;	/* bumped on every change */
+	__u64	registered_ns;	/* bpf_ktime_get_ns() at REGISTER */
+};
+
+/* pviommu_mappings: the authoritative record of live mappings */
+struct pviommu_map_key {
+	__u32	domain;
+	__u32	bdf;
+	__u64	iova;
+};
+
+struct pviommu_mapping {
+	__u64	iova;
+	__u64	size;
+	__u32	perm;		/* PVIOMMU_PERM_* */
+	__u32	refs;
+	__u64	generation;	/* domain generation when last changed */
+	__u64	cookie;		/* a3 of the MAP that created it */
+};
+
+/* ---------------------------------------------------------------------
+ * pviommu_index: the fast index for the per-transfer check.
+ *
+ * An open-addressing hash table in a BPF_F_MMAPABLE array of 64-byte slots
+ * (one cache line each), keyed by (kind, domain, bdf, pfn). Written only by
+ * BPF programs, under the writer lock in pviommu_ctl; read lock-free by
+ * anyone who mmaps the map (seqcount per slot: seq is odd during a write).
+ *
+ * A PAGE slot describes what one device may do to one 4 KiB guest page:
+ *   cnt_r / cnt_w   number of live pieces covering the whole page that grant
+ *                   read / write
+ *   sub[]           pieces covering part of the page: PVIOMMU_SUB(first,
+ *                   last, perm), byte offsets inside the page, inclusive
+ * A DEVICE slot (pfn 0) marks bdf as protected in that domain.
+ * --------------------------------------------------------------------- */
+#define PVIOMMU_PAGE_SHIFT	12
+#define PVIOMMU_PAGE_SIZE	(1ull << PVIOMMU_PAGE_SHIFT)
+#define PVIOMMU_SUB_SLOTS	8
+#define PVIOMMU_MAX_PROBE	32
+
+enum pviommu_slot_kind {
+	PVIOMMU_SLOT_EMPTY	= 0,
+	PVIOMMU_SLOT_PAGE	= 1,
+	PVIOMMU_SLOT_DEVICE	= 2,
+	PVIOMMU_SLOT_TOMB	= 3,	/* deleted; keeps probe chains intact */
+};
+
+#define PVIOMMU_SUB(first, last, perm)					\
+	((__u32)(first) | ((__u32)(last) << 12) | ((__u32)(perm) << 24))
+#define PVIOMMU_SUB_FIRST(s)	((s) & 0xfff)
+#define PVIOMMU_SUB_LAST(s)	(((s) >> 12) & 0xfff)
+#define PVIOMMU_SUB_PERM(s)	(((s) >> 24) & 0x3)
+
+struct pviommu_slot {
+	__u32	seq;		/* odd while a writer changes the slot */
+	__u32	domain;
+	__u32	bdf;
+	__u16	kind;		/* enum pviommu_slot_kind */
+	__u16	nsub;		/* used entries of sub[] */
+	__u64	pfn;
+	__u32	cnt_r;
+	__u32	cnt_w;
+	__u32	sub[PVIOMMU_SUB_SLOTS];
+};
+
+/* pviommu_ctl: one element */
+struct pviommu_ctl {
+	__u32	lock;		/* writer lock of pviommu_index (cmpxchg) */
+	__u32	default_mode;	/* mode of newly registered domains */
+	__u64	generation;	/* bumped on every index change */
+	__u64	lock_busy;	/* writers that gave up waiting */
+	__u64	active_gen;	/* programs of this load generation act */
+};
+
+/* ---------------------------------------------------------------------
+ * Events (ring buffer pviommu_events) and stats (per-CPU pviommu_stats)
+ * --------------------------------------------------------------------- */
+enum pviommu_event_type {
+	PVIOMMU_EV_VIOLATION	= 1,	/* a transfer outside the policy */
+	PVIOMMU_EV_HC_ERROR	= 2,	/* a hypercall was refused */
+	PVIOMMU_EV_TABLE_FULL	= 3,	/* a MAP did not fit: range denied */
+	PVIOMMU_EV_DOMAIN	= 4,	/* domain registered / gone */
+};
+
+enum pviommu_action {
+	PVIOMMU_ACT_NONE	= 0,
+	PVIOMMU_ACT_ALLOWED	= 1,	/* audit mode */
+	PVIOMMU_ACT_DENIED	= 2,
+	PVIOMMU_ACT_KILLED	= 3,
+};
+
+enum pviommu_plane {
+	PVIOMMU_PLANE_HC_KVM	= 1,
+	PVIOMMU_PLANE_HC_TCG	= 2,
+	PVIOMMU_PLANE_UPROBE	= 3,
+	PVIOMMU_PLANE_INPROC	= 4,
+	PVIOMMU_PLANE_LSM	= 5,
+	PVIOMMU_PLANE_TEST	= 6,
+	PVIOMMU_PLANE_EXIT	= 7,
+};
+
+struct pviommu_event {
+	__u64	ts_ns;
+	__u32	type;		/* enum pviommu_event_type */
+	__u32	domain;
+	__u32	tid;
+	__u32	bdf;
+	__u64	addr;
+	__u64	len;
+	__u32	perm;		/* access (VIOLATION) or mapping perm */
+	__u32	op;		/* hypercall op, or 0 */
+	__s32	err;		/* negative errno, or 0 */
+	__u16	action;		/* enum pviommu_action */
+	__u16	plane;		/* enum pviommu_plane */
+};
+
+enum pviommu_stat {
+	PVIOMMU_ST_HC,		/* hypercalls seen */
+	PVIOMMU_ST_HC_ERR,	/* hypercalls refused */
+	PVIOMMU_ST_MAP,
+	PVIOMMU_ST_UNMAP,
+	PVIOMMU_ST_CHECK,
+	PVIOMMU_ST_ALLOWED,
+	PVIOMMU_ST_VIOLATION,
+	PVIOMMU_ST_DENIED,
+	PVIOMMU_ST_KILLED,
+	PVIOMMU_ST_TABLE_FULL,
+	PVIOMMU_ST_EV_DROPPED,	/* ring buffer was full */
+	PVIOMMU_ST_USER_HC,	/* hypercalls from CPL > 0, ignored */
+	PVIOMMU_ST_DOM_GONE,	/* domains purged at QEMU exit */
+	PVIOMMU_ST_MAX,
+};
+
+struct pviommu_stats {
+	__u64	v[PVIOMMU_ST_MAX];
+};
+
+#endif /* __PVIOMMU_H */

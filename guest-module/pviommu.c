@@ -1,0 +1,1111 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pviommu - para-virtualized IOMMU policy for chosen PCI devices (guest side)
+ *
+ * For each protected device the module replaces the device's DMA ops with a
+ * per-device copy of its own (struct pviommu_dev embeds it, so a callback
+ * finds its device with container_of). Every mapping first tells the host
+ * which bytes the device may touch (OP_MAP bdf iova size perm, identity IOVA
+ * = guest-physical) and only then hands the address to the driver; every
+ * unmap revokes them (OP_UNMAP), at once in strict mode or batched in lazy
+ * mode (at most lazy_batch entries or lazy_ms milliseconds, like the IOTLB
+ * flush queue). Devices are protected before a driver probes them: a bound
+ * driver is unbound and rebound so that it maps everything again through
+ * the new ops. Module exit does the reverse (unbind, restore the old ops,
+ * DEV_DEL, rebind), then UNREGISTER. See README in this directory.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/types.h>
+#include <linux/atomic.h>
+#include <linux/debugfs.h>
+#include <linux/device.h>
+#include <linux/dma-direct.h>
+#include <linux/dma-map-ops.h>
+#include <linux/gfp.h>
+#include <linux/kvm_para.h>
+#include <linux/list.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/pci.h>
+#include <linux/scatterlist.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/string.h>
+#include <linux/timer.h>
+#include <linux/virtio.h>
+#include <uapi/linux/virtio_config.h>
+
+#include "pviommu.h"
+
+#define PVIOMMU_MAX_NAMED	16
+#define PVIOMMU_LAZY_MAX	256
+#define PVIOMMU_VENDOR_VIRTIO	0x1af4
+
+static char *devices;
+module_param(devices, charp, 0444);
+MODULE_PARM_DESC(devices, "PCI devices to protect: [DDDD:]BB:DD.F[,...]");
+
+static bool all;
+module_param(all, bool, 0444);
+MODULE_PARM_DESC(all, "protect every PCI device except bridges");
+
+static bool hotplug;
+module_param(hotplug, bool, 0444);
+MODULE_PARM_DESC(hotplug,
+		 "protect an absent devices= entry when it appears (default: insmod fails)");
+
+static char *transport = "auto";
+module_param(transport, charp, 0444);
+MODULE_PARM_DESC(transport, "hypercall transport: auto (kvm if available, else tcg), kvm or tcg");
+
+static char *mode = "strict";
+module_param(mode, charp, 0444);
+MODULE_PARM_DESC(mode, "unmap policy: strict (at once) or lazy (batched)");
+
+static unsigned int lazy_ms = 10;
+module_param(lazy_ms, uint, 0444);
+MODULE_PARM_DESC(lazy_ms, "lazy mode: longest delay of a queued unmap in ms (1-1000)");
+
+static unsigned int lazy_batch = 64;
+module_param(lazy_batch, uint, 0444);
+MODULE_PARM_DESC(lazy_batch, "lazy mode: queued unmaps that force a flush (1-256)");
+
+struct pviommu_dev;
+
+/* a protected device's DMA ops, built once (kmemdup of a const template) */
+struct pviommu_ops {
+	const struct dma_map_ops	ops;
+	struct pviommu_dev		*pd;
+};
+
+struct pviommu_dev {
+	struct list_head		node;		/* in pviommu_devs */
+	struct pci_dev			*pdev;		/* holds a reference */
+	u32				bdf;		/* PVIOMMU_BDF() */
+	bool				installed;	/* our ops are dev->dma_ops */
+	bool				removed;	/* the device is gone */
+	bool				warned_bypass;
+	const struct dma_map_ops	*old_ops;	/* NULL: dma-direct */
+	struct pviommu_ops		*ops;		/* installed as dev->dma_ops */
+	atomic64_t			maps;
+	atomic64_t			unmaps;
+	atomic64_t			live;		/* ranges the host holds */
+	atomic64_t			live_bytes;
+	atomic64_t			failures;
+	atomic64_t			revoked;	/* left over by a driver */
+};
+
+struct pviommu_lazy_ent {
+	struct pviommu_dev		*pd;
+	u64				iova;
+	u64				size;
+	u32				perm;
+};
+
+static struct {
+	atomic64_t			hc;
+	atomic64_t			maps;
+	atomic64_t			unmaps;
+	atomic64_t			failures;
+	atomic64_t			lazy_queued;
+	atomic64_t			lazy_flushes;
+	atomic64_t			lazy_reused;
+	atomic64_t			lazy_conflicts;
+} pviommu_stats;
+
+static struct {
+	spinlock_t			lock;		/* protects n and ent[] */
+	unsigned int			n;
+	struct pviommu_lazy_ent		ent[PVIOMMU_LAZY_MAX];
+	struct timer_list		timer;
+} pviommu_lazy = {
+	.lock = __SPIN_LOCK_UNLOCKED(pviommu_lazy.lock),
+};
+
+/*
+ * pviommu_mutex protects pviommu_devs and the flags of its entries; it nests
+ * inside device_lock(). Entries are only freed by init's error path and by
+ * exit, both without the bus notifier: an entry never goes away under a user.
+ */
+static DEFINE_MUTEX(pviommu_mutex);
+static LIST_HEAD(pviommu_devs);
+
+static u32 pviommu_named[PVIOMMU_MAX_NAMED];
+static unsigned int pviommu_nr_named;
+static bool pviommu_use_kvm;
+static bool pviommu_lazy_mode;
+static struct dentry *pviommu_debugfs;
+
+/* ------------------------------------------------------------------ */
+/* transports */
+
+static void pviommu_cpuid(u64 a0, u64 a1, u64 a2, u64 a3)
+{
+	u64 ax = PVIOMMU_CPUID_LEAF, bx = a0, cx = a1, dx = a2;
+
+	asm volatile("cpuid"
+		     : "+a" (ax), "+b" (bx), "+c" (cx), "+d" (dx)
+		     : "S" (a3)
+		     : "memory");
+}
+
+/* the host answers nothing: failures show up on the host as events */
+static void pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size)
+{
+	u64 a0 = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf);
+	u64 cookie = atomic64_inc_return(&pviommu_stats.hc);
+
+	if (pviommu_use_kvm)
+		kvm_hypercall4(PVIOMMU_KVM_HC_NR, a0, iova, size, cookie);
+	else
+		pviommu_cpuid(a0, iova, size, cookie);
+}
+
+static u32 pviommu_perm(enum dma_data_direction dir)
+{
+	switch (dir) {
+	case DMA_TO_DEVICE:
+		return PVIOMMU_PERM_READ;
+	case DMA_FROM_DEVICE:
+		return PVIOMMU_PERM_WRITE;
+	default:
+		return PVIOMMU_PERM_RW;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* map / unmap bookkeeping, lazy queue */
+
+static void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size)
+{
+	pviommu_hypercall(PVIOMMU_OP_UNMAP, 0, pd->bdf, iova, size);
+	atomic64_dec(&pd->live);
+	atomic64_sub(size, &pd->live_bytes);
+}
+
+static void __pviommu_lazy_drop(unsigned int i, bool send)
+{
+	struct pviommu_lazy_ent *e = &pviommu_lazy.ent[i];
+
+	lockdep_assert_held(&pviommu_lazy.lock);
+	if (send)
+		pviommu_unmap_now(e->pd, e->iova, e->size);
+	*e = pviommu_lazy.ent[--pviommu_lazy.n];
+}
+
+static void __pviommu_lazy_flush(void)
+{
+	unsigned int i;
+
+	lockdep_assert_held(&pviommu_lazy.lock);
+	if (!pviommu_lazy.n)
+		return;
+	for (i = 0; i < pviommu_lazy.n; i++)
+		pviommu_unmap_now(pviommu_lazy.ent[i].pd, pviommu_lazy.ent[i].iova,
+				  pviommu_lazy.ent[i].size);
+	pviommu_lazy.n = 0;
+	atomic64_inc(&pviommu_stats.lazy_flushes);
+}
+
+static void pviommu_lazy_flush(void)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&pviommu_lazy.lock, flags);
+	__pviommu_lazy_flush();
+	spin_unlock_irqrestore(&pviommu_lazy.lock, flags);
+}
+
+static void pviommu_lazy_timer(struct timer_list *t)
+{
+	pviommu_lazy_flush();
+}
+
+static void pviommu_lazy_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+{
+	struct pviommu_lazy_ent *e;
+	unsigned long flags;
+
+	spin_lock_irqsave(&pviommu_lazy.lock, flags);
+	e = &pviommu_lazy.ent[pviommu_lazy.n++];
+	e->pd = pd;
+	e->iova = iova;
+	e->size = size;
+	e->perm = perm;
+	atomic64_inc(&pviommu_stats.lazy_queued);
+	if (pviommu_lazy.n >= lazy_batch)
+		__pviommu_lazy_flush();
+	else if (!timer_pending(&pviommu_lazy.timer))
+		mod_timer(&pviommu_lazy.timer, jiffies + msecs_to_jiffies(lazy_ms));
+	spin_unlock_irqrestore(&pviommu_lazy.lock, flags);
+}
+
+/*
+ * Lazy mode, before a MAP: a queued unmap of the same range is cancelled (the
+ * host still holds it: no hypercall at all); a queued unmap at the same iova
+ * with another size or perm is sent first, since the host refuses a second
+ * record at one iova that differs in size or perm.
+ */
+static bool pviommu_lazy_reuse(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+{
+	struct pviommu_lazy_ent *e;
+	unsigned long flags;
+	bool reused = false;
+	unsigned int i;
+
+	spin_lock_irqsave(&pviommu_lazy.lock, flags);
+	for (i = 0; i < pviommu_lazy.n; ) {
+		e = &pviommu_lazy.ent[i];
+		if (e->pd != pd || e->iova != iova) {
+			i++;
+			continue;
+		}
+		if (e->size == size && e->perm == perm) {
+			__pviommu_lazy_drop(i, false);
+			atomic64_inc(&pviommu_stats.lazy_reused);
+			reused = true;
+			break;
+		}
+		__pviommu_lazy_drop(i, true);
+		atomic64_inc(&pviommu_stats.lazy_conflicts);
+	}
+	spin_unlock_irqrestore(&pviommu_lazy.lock, flags);
+	return reused;
+}
+
+static void pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+{
+	if (!size)
+		return;
+	atomic64_inc(&pviommu_stats.maps);
+	atomic64_inc(&pd->maps);
+	if (pviommu_lazy_mode && pviommu_lazy_reuse(pd, iova, size, perm))
+		return;
+	pviommu_hypercall(PVIOMMU_OP_MAP, perm, pd->bdf, iova, size);
+	atomic64_inc(&pd->live);
+	atomic64_add(size, &pd->live_bytes);
+}
+
+static void pviommu_unmap(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+{
+	if (!size)
+		return;
+	atomic64_inc(&pviommu_stats.unmaps);
+	atomic64_inc(&pd->unmaps);
+	if (pviommu_lazy_mode)
+		pviommu_lazy_add(pd, iova, size, perm);
+	else
+		pviommu_unmap_now(pd, iova, size);
+}
+
+static void pviommu_fail(struct pviommu_dev *pd, const char *what, u64 addr, u64 size)
+{
+	atomic64_inc(&pviommu_stats.failures);
+	atomic64_inc(&pd->failures);
+	pr_err_ratelimited("%s: %s [%#llx+%#llx] failed: beyond the DMA mask and no bounce buffering\n",
+			   pci_name(pd->pdev), what, addr, size);
+}
+
+/* ------------------------------------------------------------------ */
+/* DMA ops: old ops, or identity (dma-direct without swiotlb) */
+
+static struct pviommu_dev *pviommu_pd(struct device *dev)
+{
+	return container_of(get_dma_ops(dev), struct pviommu_ops, ops)->pd;
+}
+
+static dma_addr_t pviommu_map_page(struct device *dev, struct page *page,
+				   unsigned long offset, size_t size,
+				   enum dma_data_direction dir, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+	dma_addr_t dma;
+
+	if (pd->old_ops) {
+		dma = pd->old_ops->map_page(dev, page, offset, size, dir, attrs);
+		if (dma == DMA_MAPPING_ERROR)
+			return dma;
+	} else {
+		dma = phys_to_dma(dev, page_to_phys(page) + offset);
+		if (!dma_capable(dev, dma, size, true)) {
+			pviommu_fail(pd, "map_page", dma, size);
+			return DMA_MAPPING_ERROR;
+		}
+	}
+	pviommu_map(pd, dma, size, pviommu_perm(dir));
+	return dma;
+}
+
+static void pviommu_unmap_page(struct device *dev, dma_addr_t dma, size_t size,
+			       enum dma_data_direction dir, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+
+	pviommu_unmap(pd, dma, size, pviommu_perm(dir));
+	if (pd->old_ops)
+		pd->old_ops->unmap_page(dev, dma, size, dir, attrs);
+}
+
+static void pviommu_unmap_sg_segs(struct pviommu_dev *pd, struct scatterlist *sgl,
+				  int nents, u32 perm)
+{
+	struct scatterlist *s;
+	int i;
+
+	for_each_sg(sgl, s, nents, i)
+		pviommu_unmap(pd, sg_dma_address(s), sg_dma_len(s), perm);
+}
+
+static int pviommu_map_sg(struct device *dev, struct scatterlist *sgl, int nents,
+			  enum dma_data_direction dir, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+	u32 perm = pviommu_perm(dir);
+	struct scatterlist *s;
+	dma_addr_t dma;
+	int i, ret;
+
+	if (pd->old_ops) {
+		ret = pd->old_ops->map_sg(dev, sgl, nents, dir, attrs);
+		if (ret <= 0)
+			return ret;
+		for_each_sg(sgl, s, ret, i)
+			pviommu_map(pd, sg_dma_address(s), sg_dma_len(s), perm);
+		return ret;
+	}
+	for_each_sg(sgl, s, nents, i) {
+		dma = phys_to_dma(dev, sg_phys(s));
+		if (!dma_capable(dev, dma, s->length, true)) {
+			pviommu_fail(pd, "map_sg", dma, s->length);
+			pviommu_unmap_sg_segs(pd, sgl, i, perm);
+			return -EIO;
+		}
+		sg_dma_address(s) = dma;
+		sg_dma_len(s) = s->length;
+		pviommu_map(pd, dma, s->length, perm);
+	}
+	return nents;
+}
+
+static void pviommu_unmap_sg(struct device *dev, struct scatterlist *sgl, int nents,
+			     enum dma_data_direction dir, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+
+	pviommu_unmap_sg_segs(pd, sgl, nents, pviommu_perm(dir));
+	if (pd->old_ops)
+		pd->old_ops->unmap_sg(dev, sgl, nents, dir, attrs);
+}
+
+static dma_addr_t pviommu_map_resource(struct device *dev, phys_addr_t phys, size_t size,
+				       enum dma_data_direction dir, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+	dma_addr_t dma = phys;
+
+	if (pd->old_ops) {
+		dma = pd->old_ops->map_resource(dev, phys, size, dir, attrs);
+		if (dma == DMA_MAPPING_ERROR)
+			return dma;
+	} else if (!dma_capable(dev, dma, size, false)) {
+		pviommu_fail(pd, "map_resource", dma, size);
+		return DMA_MAPPING_ERROR;
+	}
+	pviommu_map(pd, dma, size, pviommu_perm(dir));
+	return dma;
+}
+
+static void pviommu_unmap_resource(struct device *dev, dma_addr_t dma, size_t size,
+				   enum dma_data_direction dir, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+
+	pviommu_unmap(pd, dma, size, pviommu_perm(dir));
+	if (pd->old_ops && pd->old_ops->unmap_resource)
+		pd->old_ops->unmap_resource(dev, dma, size, dir, attrs);
+}
+
+static bool pviommu_dma_ok(struct device *dev, struct page *page, size_t size, u64 mask)
+{
+	return phys_to_dma(dev, page_to_phys(page)) + size - 1 <= mask;
+}
+
+/* like dma-direct: dma_alloc_*() strips the zone flags, pick them from the mask */
+static struct page *pviommu_get_pages(struct device *dev, size_t size, gfp_t gfp)
+{
+	u64 mask = min_not_zero(dev->coherent_dma_mask, dev->bus_dma_limit);
+	unsigned int order = get_order(size);
+	struct page *page;
+	gfp_t zone;
+
+	if (order >= MAX_ORDER)
+		return NULL;
+	if (mask <= DMA_BIT_MASK(24))
+		zone = GFP_DMA;
+	else if (mask <= DMA_BIT_MASK(32))
+		zone = GFP_DMA32;
+	else
+		zone = 0;
+	gfp &= ~(__GFP_DMA | __GFP_DMA32 | __GFP_HIGHMEM);
+	for (;;) {
+		page = alloc_pages_node(dev_to_node(dev), gfp | zone | __GFP_ZERO, order);
+		if (!page)
+			return NULL;
+		if (pviommu_dma_ok(dev, page, size, mask))
+			return page;
+		__free_pages(page, order);
+		if (zone == 0)
+			zone = GFP_DMA32;
+		else if (zone == GFP_DMA32)
+			zone = GFP_DMA;
+		else
+			return NULL;
+	}
+}
+
+static void *pviommu_alloc(struct device *dev, size_t size, dma_addr_t *dma_handle,
+			   gfp_t gfp, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+	struct page *page;
+	void *vaddr;
+
+	if (pd->old_ops) {
+		vaddr = pd->old_ops->alloc(dev, size, dma_handle, gfp, attrs);
+		if (vaddr)
+			pviommu_map(pd, *dma_handle, size, PVIOMMU_PERM_RW);
+		return vaddr;
+	}
+	/* DMA_ATTR_NO_KERNEL_MAPPING: the cookie is opaque, a kernel address does */
+	page = pviommu_get_pages(dev, size, gfp);
+	if (!page)
+		return NULL;
+	*dma_handle = phys_to_dma(dev, page_to_phys(page));
+	pviommu_map(pd, *dma_handle, size, PVIOMMU_PERM_RW);
+	return page_address(page);
+}
+
+static void pviommu_free(struct device *dev, size_t size, void *vaddr,
+			 dma_addr_t dma, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+
+	pviommu_unmap(pd, dma, size, PVIOMMU_PERM_RW);
+	if (pd->old_ops)
+		pd->old_ops->free(dev, size, vaddr, dma, attrs);
+	else
+		__free_pages(virt_to_page(vaddr), get_order(size));
+}
+
+static struct page *pviommu_alloc_pages(struct device *dev, size_t size,
+					dma_addr_t *dma_handle,
+					enum dma_data_direction dir, gfp_t gfp)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+	struct page *page;
+
+	if (pd->old_ops)
+		page = pd->old_ops->alloc_pages(dev, size, dma_handle, dir, gfp);
+	else
+		page = pviommu_get_pages(dev, size, gfp);
+	if (!page)
+		return NULL;
+	if (!pd->old_ops)
+		*dma_handle = phys_to_dma(dev, page_to_phys(page));
+	pviommu_map(pd, *dma_handle, size, pviommu_perm(dir));
+	return page;
+}
+
+static void pviommu_free_pages(struct device *dev, size_t size, struct page *page,
+			       dma_addr_t dma, enum dma_data_direction dir)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+
+	pviommu_unmap(pd, dma, size, pviommu_perm(dir));
+	if (pd->old_ops)
+		pd->old_ops->free_pages(dev, size, page, dma, dir);
+	else
+		__free_pages(page, get_order(size));
+}
+
+/* identity only (old ops keep theirs): x86 is DMA-coherent, no pgprot change */
+static int pviommu_mmap(struct device *dev, struct vm_area_struct *vma, void *cpu_addr,
+			dma_addr_t dma, size_t size, unsigned long attrs)
+{
+	unsigned long count = PAGE_ALIGN(size) >> PAGE_SHIFT;
+	unsigned long user_count = vma_pages(vma);
+	unsigned long off = vma->vm_pgoff;
+
+	if (off >= count || user_count > count - off)
+		return -ENXIO;
+	return remap_pfn_range(vma, vma->vm_start, page_to_pfn(virt_to_page(cpu_addr)) + off,
+			       user_count << PAGE_SHIFT, vma->vm_page_prot);
+}
+
+static int pviommu_get_sgtable(struct device *dev, struct sg_table *sgt, void *cpu_addr,
+			       dma_addr_t dma, size_t size, unsigned long attrs)
+{
+	int ret = sg_alloc_table(sgt, 1, GFP_KERNEL);
+
+	if (!ret)
+		sg_set_page(sgt->sgl, virt_to_page(cpu_addr), PAGE_ALIGN(size), 0);
+	return ret;
+}
+
+/* dma-direct accepts any mask that covers ZONE_DMA (16 MiB on x86) */
+static int pviommu_dma_supported(struct device *dev, u64 mask)
+{
+	return mask >= DMA_BIT_MASK(24);
+}
+
+static u64 pviommu_get_required_mask(struct device *dev)
+{
+	u64 top = phys_to_dma(dev, __pa((unsigned long)high_memory - 1));
+
+	return DMA_BIT_MASK(fls64(top));
+}
+
+/*
+ * Wrap everything that maps; the rest (syncs, mmap...) stays the old ops'.
+ * dma_alloc_noncontiguous() falls back to ->alloc_pages when it has none.
+ */
+static struct pviommu_ops *pviommu_ops_new(struct pviommu_dev *pd, const struct dma_map_ops *old)
+{
+	const struct pviommu_ops tmpl = {
+		.pd = pd,
+		.ops = {
+			.flags = old ? old->flags : 0,
+			.alloc = pviommu_alloc,
+			.free = pviommu_free,
+			.alloc_pages = !old || old->alloc_pages ? pviommu_alloc_pages : NULL,
+			.free_pages = !old || old->alloc_pages ? pviommu_free_pages : NULL,
+			.mmap = old ? old->mmap : pviommu_mmap,
+			.get_sgtable = old ? old->get_sgtable : pviommu_get_sgtable,
+			.map_page = pviommu_map_page,
+			.unmap_page = pviommu_unmap_page,
+			.map_sg = pviommu_map_sg,
+			.unmap_sg = pviommu_unmap_sg,
+			.map_resource = !old || old->map_resource ? pviommu_map_resource : NULL,
+			.unmap_resource = !old || old->map_resource ? pviommu_unmap_resource : NULL,
+			.sync_single_for_cpu = old ? old->sync_single_for_cpu : NULL,
+			.sync_single_for_device = old ? old->sync_single_for_device : NULL,
+			.sync_sg_for_cpu = old ? old->sync_sg_for_cpu : NULL,
+			.sync_sg_for_device = old ? old->sync_sg_for_device : NULL,
+			.cache_sync = old ? old->cache_sync : NULL,
+			.dma_supported = old ? old->dma_supported : pviommu_dma_supported,
+			.get_required_mask = old ? old->get_required_mask :
+					     pviommu_get_required_mask,
+			.max_mapping_size = old ? old->max_mapping_size : NULL,
+			.opt_mapping_size = old ? old->opt_mapping_size : NULL,
+			.get_merge_boundary = old ? old->get_merge_boundary : NULL,
+		},
+	};
+
+	return kmemdup(&tmpl, sizeof(tmpl), GFP_KERNEL);
+}
+
+/* ------------------------------------------------------------------ */
+/* devices */
+
+static u32 pviommu_bdf(struct pci_dev *pdev)
+{
+	return PVIOMMU_BDF(pci_domain_nr(pdev->bus), pdev->bus->number,
+			   PCI_SLOT(pdev->devfn), PCI_FUNC(pdev->devfn));
+}
+
+static bool pviommu_wanted(struct pci_dev *pdev)
+{
+	u32 bdf = pviommu_bdf(pdev);
+	unsigned int i;
+
+	if (all)
+		return (pdev->class >> 16) != PCI_BASE_CLASS_BRIDGE;
+	for (i = 0; i < pviommu_nr_named; i++)
+		if (pviommu_named[i] == bdf)
+			return true;
+	return false;
+}
+
+/* 0, or -EBUSY if something else already translates the device's DMA */
+static int pviommu_check(struct pci_dev *pdev, bool ratelimit)
+{
+	const struct dma_map_ops *old = get_dma_ops(&pdev->dev);
+	const char *why = NULL;
+
+	if (device_iommu_mapped(&pdev->dev))
+		why = "is behind an IOMMU (has an iommu_group)";
+	else if (old && (!old->map_page || !old->unmap_page || !old->map_sg ||
+			 !old->unmap_sg || !old->alloc || !old->free))
+		why = "has DMA ops that cannot be wrapped";
+	if (!why)
+		return 0;
+	if (ratelimit)
+		pr_err_ratelimited("%s %s: not protected\n", pci_name(pdev), why);
+	else
+		pr_err("%s %s: refusing\n", pci_name(pdev), why);
+	return -EBUSY;
+}
+
+static struct pviommu_dev *pviommu_dev_new(struct pci_dev *pdev)
+{
+	struct pviommu_dev *pd = kzalloc(sizeof(*pd), GFP_KERNEL);
+
+	if (!pd)
+		return NULL;
+	pd->old_ops = get_dma_ops(&pdev->dev);
+	pd->ops = pviommu_ops_new(pd, pd->old_ops);
+	if (!pd->ops) {
+		kfree(pd);
+		return NULL;
+	}
+	pd->pdev = pci_dev_get(pdev);
+	pd->bdf = pviommu_bdf(pdev);
+	return pd;
+}
+
+static void pviommu_dev_free(struct pviommu_dev *pd)
+{
+	pci_dev_put(pd->pdev);
+	kfree(pd->ops);
+	kfree(pd);
+}
+
+static struct pviommu_dev *__pviommu_find(struct device *dev)
+{
+	struct pviommu_dev *pd;
+
+	lockdep_assert_held(&pviommu_mutex);
+	list_for_each_entry(pd, &pviommu_devs, node)
+		if (&pd->pdev->dev == dev)
+			return pd;
+	return NULL;
+}
+
+/* with device_lock() held and no driver bound (or about to probe) */
+static void __pviommu_install(struct pviommu_dev *pd)
+{
+	struct device *dev = &pd->pdev->dev;
+
+	lockdep_assert_held(&pviommu_mutex);
+	if (pd->installed || pd->removed)
+		return;
+	if (get_dma_ops(dev) != pd->old_ops) {
+		pr_err_ratelimited("%s: DMA ops changed under us: not protected\n",
+				   pci_name(pd->pdev));
+		return;
+	}
+	pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0);
+	set_dma_ops(dev, &pd->ops->ops);
+	pd->installed = true;
+}
+
+/* no driver bound: nothing maps through our ops any more */
+static void __pviommu_uninstall(struct pviommu_dev *pd)
+{
+	struct device *dev = &pd->pdev->dev;
+	s64 left;
+
+	lockdep_assert_held(&pviommu_mutex);
+	if (!pd->installed)
+		return;
+	pviommu_lazy_flush();
+	left = atomic64_read(&pd->live);
+	if (left)
+		pr_warn("%s: %lld mappings left at detach: revoked\n", pci_name(pd->pdev), left);
+	set_dma_ops(dev, pd->old_ops);
+	pviommu_hypercall(PVIOMMU_OP_DEV_DEL, 0, pd->bdf, 0, 0);
+	atomic64_add(left, &pd->revoked);
+	atomic64_set(&pd->live, 0);
+	atomic64_set(&pd->live_bytes, 0);
+	pd->installed = false;
+}
+
+/* driver gone: whatever it did not unmap is revoked, the device stays protected */
+static void __pviommu_driver_gone(struct pviommu_dev *pd)
+{
+	s64 left;
+
+	lockdep_assert_held(&pviommu_mutex);
+	if (!pd->installed)
+		return;
+	pviommu_lazy_flush();
+	left = atomic64_read(&pd->live);
+	if (!left)
+		return;
+	pr_warn_ratelimited("%s: driver left %lld mappings: revoked\n", pci_name(pd->pdev), left);
+	pviommu_hypercall(PVIOMMU_OP_DEV_DEL, 0, pd->bdf, 0, 0);
+	pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0);
+	atomic64_add(left, &pd->revoked);
+	atomic64_set(&pd->live, 0);
+	atomic64_set(&pd->live_bytes, 0);
+}
+
+static int pviommu_virtio_child(struct device *child, void *data)
+{
+	struct virtio_device *vdev;
+
+	if (!child->bus || strcmp(child->bus->name, "virtio") || !child->driver)
+		return 0;
+	vdev = dev_to_virtio(child);
+	*(int *)data = !!(vdev->features & BIT_ULL(VIRTIO_F_ACCESS_PLATFORM));
+	return 1;
+}
+
+/* 1: uses the DMA API, 0: bypasses it, -1: not a bound virtio device */
+static int pviommu_virtio_platform(struct pci_dev *pdev)
+{
+	int platform = -1;
+
+	if (pdev->vendor == PVIOMMU_VENDOR_VIRTIO)
+		device_for_each_child(&pdev->dev, &platform, pviommu_virtio_child);
+	return platform;
+}
+
+static void __pviommu_check_virtio(struct pviommu_dev *pd)
+{
+	lockdep_assert_held(&pviommu_mutex);
+	if (pd->warned_bypass || pviommu_virtio_platform(pd->pdev) != 0)
+		return;
+	pd->warned_bypass = true;
+	pr_warn("%s: virtio without VIRTIO_F_ACCESS_PLATFORM bypasses the DMA API: its DMA is not authorized (QEMU: iommu_platform=on,disable-legacy=on)\n",
+		pci_name(pd->pdev));
+}
+
+static int pviommu_notify(struct notifier_block *nb, unsigned long action, void *data)
+{
+	struct device *dev = data;
+	struct pci_dev *pdev = to_pci_dev(dev);
+	struct pviommu_dev *pd;
+
+	mutex_lock(&pviommu_mutex);
+	pd = __pviommu_find(dev);
+	switch (action) {
+	case BUS_NOTIFY_BIND_DRIVER:
+		/* before probe, after dma_configure(): device_lock() held */
+		if (!pd && pviommu_wanted(pdev) && !pviommu_check(pdev, true)) {
+			pd = pviommu_dev_new(pdev);
+			if (pd)
+				list_add_tail(&pd->node, &pviommu_devs);
+			else
+				pr_err_ratelimited("%s: out of memory: not protected\n",
+						   pci_name(pdev));
+		}
+		if (pd)
+			__pviommu_install(pd);
+		break;
+	case BUS_NOTIFY_BOUND_DRIVER:
+		if (pd)
+			__pviommu_check_virtio(pd);
+		break;
+	case BUS_NOTIFY_UNBOUND_DRIVER:
+	case BUS_NOTIFY_DRIVER_NOT_BOUND:
+		if (pd)
+			__pviommu_driver_gone(pd);
+		break;
+	case BUS_NOTIFY_REMOVED_DEVICE:
+		if (pd) {
+			__pviommu_uninstall(pd);
+			pd->removed = true;
+		}
+		break;
+	}
+	mutex_unlock(&pviommu_mutex);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block pviommu_nb = {
+	.notifier_call = pviommu_notify,
+};
+
+/* unbind, install, rebind: the driver maps everything again through our ops */
+static void pviommu_protect(struct pviommu_dev *pd)
+{
+	struct device *dev = &pd->pdev->dev;
+	bool bound = READ_ONCE(dev->driver);
+
+	if (bound)
+		device_release_driver(dev);
+	device_lock(dev);
+	mutex_lock(&pviommu_mutex);
+	__pviommu_install(pd);
+	mutex_unlock(&pviommu_mutex);
+	device_unlock(dev);
+	if (bound && device_attach(dev) <= 0)
+		pr_warn("%s: driver did not bind again\n", pci_name(pd->pdev));
+}
+
+/* the reverse: no mapping made through our ops outlives the module */
+static void pviommu_unprotect(struct pviommu_dev *pd)
+{
+	struct device *dev = &pd->pdev->dev;
+	bool bound = READ_ONCE(dev->driver);
+
+	if (bound)
+		device_release_driver(dev);
+	device_lock(dev);
+	mutex_lock(&pviommu_mutex);
+	__pviommu_uninstall(pd);
+	mutex_unlock(&pviommu_mutex);
+	device_unlock(dev);
+	if (bound && device_attach(dev) <= 0)
+		pr_warn("%s: driver did not bind again\n", pci_name(pd->pdev));
+}
+
+/* ------------------------------------------------------------------ */
+/* stats: /sys/kernel/debug/pviommu/stats, "key value" lines */
+
+static int pviommu_stats_show(struct seq_file *m, void *v)
+{
+	struct pviommu_dev *pd;
+	s64 live = 0;
+
+	mutex_lock(&pviommu_mutex);
+	list_for_each_entry(pd, &pviommu_devs, node)
+		live += atomic64_read(&pd->live);
+	seq_printf(m, "abi %u\n", PVIOMMU_ABI_VERSION);
+	seq_printf(m, "transport %s\n", pviommu_use_kvm ? "kvm" : "tcg");
+	seq_printf(m, "mode %s\n", pviommu_lazy_mode ? "lazy" : "strict");
+	seq_printf(m, "hypercalls %lld\n", atomic64_read(&pviommu_stats.hc));
+	seq_printf(m, "maps %lld\n", atomic64_read(&pviommu_stats.maps));
+	seq_printf(m, "unmaps %lld\n", atomic64_read(&pviommu_stats.unmaps));
+	seq_printf(m, "failures %lld\n", atomic64_read(&pviommu_stats.failures));
+	seq_printf(m, "live %lld\n", live);
+	seq_printf(m, "lazy_queued %lld\n", atomic64_read(&pviommu_stats.lazy_queued));
+	seq_printf(m, "lazy_pending %u\n", READ_ONCE(pviommu_lazy.n));
+	seq_printf(m, "lazy_flushes %lld\n", atomic64_read(&pviommu_stats.lazy_flushes));
+	seq_printf(m, "lazy_reused %lld\n", atomic64_read(&pviommu_stats.lazy_reused));
+	seq_printf(m, "lazy_conflicts %lld\n", atomic64_read(&pviommu_stats.lazy_conflicts));
+	list_for_each_entry(pd, &pviommu_devs, node) {
+		seq_printf(m, "device %s bdf %#x protected %d driver %s virtio_platform %d",
+			   pci_name(pd->pdev), pd->bdf, pd->installed,
+			   pd->pdev->dev.driver ? pd->pdev->dev.driver->name : "-",
+			   pviommu_virtio_platform(pd->pdev));
+		seq_printf(m, " maps %lld unmaps %lld live %lld live_bytes %lld failures %lld revoked %lld\n",
+			   atomic64_read(&pd->maps), atomic64_read(&pd->unmaps),
+			   atomic64_read(&pd->live), atomic64_read(&pd->live_bytes),
+			   atomic64_read(&pd->failures), atomic64_read(&pd->revoked));
+	}
+	mutex_unlock(&pviommu_mutex);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(pviommu_stats);
+
+/* ------------------------------------------------------------------ */
+/* init / exit */
+
+static int pviommu_parse_bdf(const char *s, u32 *bdf)
+{
+	unsigned int dom = 0, bus, slot, fn;
+	char c;
+
+	if (sscanf(s, "%x:%x:%x.%x%c", &dom, &bus, &slot, &fn, &c) != 4 &&
+	    sscanf(s, "%x:%x.%x%c", &bus, &slot, &fn, &c) != 3)
+		return -EINVAL;
+	if (dom > 0xffff || bus > 0xff || slot > 0x1f || fn > 7)
+		return -EINVAL;
+	*bdf = PVIOMMU_BDF(dom, bus, slot, fn);
+	return 0;
+}
+
+static int pviommu_parse_params(void)
+{
+	char *buf, *p, *tok;
+	int ret = 0;
+
+	if (!strcmp(transport, "auto")) {
+		pviommu_use_kvm = kvm_para_available();
+	} else if (!strcmp(transport, "kvm")) {
+		if (!kvm_para_available()) {
+			pr_err("transport=kvm but no KVM paravirt interface (under TCG use transport=tcg)\n");
+			return -ENODEV;
+		}
+		pviommu_use_kvm = true;
+	} else if (strcmp(transport, "tcg")) {
+		pr_err("unknown transport '%s' (auto, kvm or tcg)\n", transport);
+		return -EINVAL;
+	}
+	if (!strcmp(mode, "lazy")) {
+		pviommu_lazy_mode = true;
+	} else if (strcmp(mode, "strict")) {
+		pr_err("unknown mode '%s' (strict or lazy)\n", mode);
+		return -EINVAL;
+	}
+	if (!lazy_batch || lazy_batch > PVIOMMU_LAZY_MAX || !lazy_ms || lazy_ms > 1000) {
+		pr_err("lazy_batch must be 1-%d and lazy_ms 1-1000\n", PVIOMMU_LAZY_MAX);
+		return -EINVAL;
+	}
+	if (!devices || !*devices) {
+		if (all)
+			return 0;
+		pr_err("nothing to protect: give devices=DDDD:BB:DD.F[,...] or all=1\n");
+		return -EINVAL;
+	}
+	if (all) {
+		pr_err("give devices= or all=1, not both\n");
+		return -EINVAL;
+	}
+	buf = kstrdup(devices, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	p = buf;
+	while ((tok = strsep(&p, ",")) != NULL) {
+		if (pviommu_nr_named == PVIOMMU_MAX_NAMED) {
+			pr_err("devices=: more than %d devices\n", PVIOMMU_MAX_NAMED);
+			ret = -EINVAL;
+			break;
+		}
+		if (pviommu_parse_bdf(tok, &pviommu_named[pviommu_nr_named])) {
+			pr_err("devices=: bad PCI address '%s' (want [DDDD:]BB:DD.F)\n", tok);
+			ret = -EINVAL;
+			break;
+		}
+		pviommu_nr_named++;
+	}
+	kfree(buf);
+	return ret;
+}
+
+static void pviommu_free_all(void)
+{
+	struct pviommu_dev *pd, *tmp;
+
+	list_for_each_entry_safe(pd, tmp, &pviommu_devs, node) {
+		list_del(&pd->node);
+		pviommu_dev_free(pd);
+	}
+}
+
+/* the devices present now; nothing is changed yet */
+static int pviommu_collect(void)
+{
+	struct pci_dev *pdev = NULL;
+	unsigned int i, skipped = 0;
+	struct pviommu_dev *pd;
+	u32 bdf;
+	int ret;
+
+	if (all) {
+		for_each_pci_dev(pdev) {
+			if (!pviommu_wanted(pdev))
+				continue;
+			if (device_iommu_mapped(&pdev->dev)) {
+				skipped++;
+				continue;
+			}
+			if (pviommu_check(pdev, true))
+				continue;
+			pd = pviommu_dev_new(pdev);
+			if (!pd) {
+				pci_dev_put(pdev);
+				return -ENOMEM;
+			}
+			list_add_tail(&pd->node, &pviommu_devs);
+		}
+		if (skipped)
+			pr_warn("all=1: %u device(s) behind an IOMMU left alone\n", skipped);
+		if (list_empty(&pviommu_devs)) {
+			pr_err("all=1: no PCI device to protect\n");
+			return -ENODEV;
+		}
+		return 0;
+	}
+	for (i = 0; i < pviommu_nr_named; i++) {
+		bdf = pviommu_named[i];
+		pdev = pci_get_domain_bus_and_slot(bdf >> 16, (bdf >> 8) & 0xff, bdf & 0xff);
+		if (!pdev) {
+			if (hotplug)
+				continue;
+			pr_err("no PCI device %04x:%02x:%02x.%x\n", bdf >> 16,
+			       (bdf >> 8) & 0xff, PCI_SLOT(bdf & 0xff), PCI_FUNC(bdf & 0xff));
+			return -ENODEV;
+		}
+		ret = pviommu_check(pdev, false);
+		pd = ret ? NULL : pviommu_dev_new(pdev);
+		pci_dev_put(pdev);
+		if (ret)
+			return ret;
+		if (!pd)
+			return -ENOMEM;
+		list_add_tail(&pd->node, &pviommu_devs);
+	}
+	return 0;
+}
+
+static int __init pviommu_init(void)
+{
+	struct pviommu_dev *pd;
+	unsigned int n = 0;
+	int ret;
+
+	ret = pviommu_parse_params();
+	if (ret)
+		return ret;
+	mutex_lock(&pviommu_mutex);
+	ret = pviommu_collect();
+	mutex_unlock(&pviommu_mutex);
+	if (ret)
+		goto err_free;
+
+	timer_setup(&pviommu_lazy.timer, pviommu_lazy_timer, 0);
+	pviommu_hypercall(PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+	ret = bus_register_notifier(&pci_bus_type, &pviommu_nb);
+	if (ret) {
+		pr_err("cannot watch the PCI bus: %d\n", ret);
+		goto err_unregister;
+	}
+	/* entries stay while the notifier runs: drop the lock around each one */
+	mutex_lock(&pviommu_mutex);
+	list_for_each_entry(pd, &pviommu_devs, node) {
+		if (pd->installed || pd->removed)
+			continue;
+		mutex_unlock(&pviommu_mutex);
+		pviommu_protect(pd);
+		n++;
+		mutex_lock(&pviommu_mutex);
+	}
+	mutex_unlock(&pviommu_mutex);
+	pviommu_debugfs = debugfs_create_dir(KBUILD_MODNAME, NULL);
+	debugfs_create_file("stats", 0444, pviommu_debugfs, NULL, &pviommu_stats_fops);
+	pr_info("protecting %u device(s)%s, transport %s, mode %s\n", n,
+		hotplug || all ? " (more when they appear)" : "",
+		pviommu_use_kvm ? "kvm" : "tcg", pviommu_lazy_mode ? "lazy" : "strict");
+	return 0;
+
+err_unregister:
+	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
+err_free:
+	mutex_lock(&pviommu_mutex);
+	pviommu_free_all();
+	mutex_unlock(&pviommu_mutex);
+	return ret;
+}
+
+static void __exit pviommu_exit(void)
+{
+	struct pviommu_dev *pd, *tmp;
+
+	debugfs_remove_recursive(pviommu_debugfs);
+	bus_unregister_notifier(&pci_bus_type, &pviommu_nb);
+	list_for_each_entry_safe(pd, tmp, &pviommu_devs, node) {
+		pviommu_unprotect(pd);
+		mutex_lock(&pviommu_mutex);
+		list_del(&pd->node);
+		mutex_unlock(&pviommu_mutex);
+		pviommu_dev_free(pd);
+	}
+	del_timer_sync(&pviommu_lazy.timer);
+	pviommu_lazy_flush();
+	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
+	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls\n",
+		atomic64_read(&pviommu_stats.maps), atomic64_read(&pviommu_stats.unmaps),
+		atomic64_read(&pviommu_stats.hc));
+}
+
+module_init(pviommu_init);
+module_exit(pviommu_exit);
+
+MODULE_DESCRIPTION("pviommu: para-virtualized IOMMU DMA policy, guest side");
+MODULE_LICENSE("GPL");

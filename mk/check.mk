@@ -1,0 +1,25 @@
+# make check: install what is missing, build, run every test tier.
+# make demo / make bench: the same set-up, then the end-to-end run / benchmarks.
+.PHONY: check check-run check-unit check-bpf check-lifecycle check-vm host-setup
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory check-run
+
+check-run: all guest host-setup
+	$(Q)$(SRC)/tests/run-all.sh $(OUT)
+
+check-unit: $(UNIT_TESTS)
+	$(Q)$(OUT)/tests/test_range
+
+check-bpf: $(BPF_TESTS) host-setup
+	$(Q)$(OUT)/tests/test_bpf
+
+check-lifecycle: all host-setup
+	$(Q)OUT=$(OUT) $(SRC)/tests/test_lifecycle.sh
+
+# bpffs and tracefs, as pviommuctl would mount them; refuse clearly without root
+host-setup:
+	$(Q)if [ "$$(id -u)" != 0 ]; then \
+		echo "error: the tests load BPF programs and boot VMs: run as root" >&2; exit 2; fi
+	$(Q)mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+	$(Q)mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true

@@ -1,0 +1,40 @@
+# guest kernel module pviommu.ko, built out of tree against the guest headers (mk/guest.mk)
+#   make guest-module     build $(OUT)/guest-module/pviommu.ko (W=1, any warning fails the build)
+#   make checkpatch       run checkpatch.pl --no-tree -f on the module source, if available
+# The sources are copied to $(OUT)/guest-module/ and built there: the source tree stays clean.
+GUEST_MODULE_DIR	:= $(OUT)/guest-module
+GUEST_MODULE		:= $(GUEST_MODULE_DIR)/pviommu.ko
+GUEST_MODULE_SRCS	:= $(SRC)/guest-module/pviommu.c $(SRC)/guest-module/Kbuild
+CHECKPATCH		?= $(firstword $(wildcard $(GUEST_KHDR)/scripts/checkpatch.pl \
+			   /usr/src/linux-headers-$(GUEST_KABI)-common/scripts/checkpatch.pl) checkpatch.pl)
+
+.PHONY: guest-module checkpatch
+
+all: $(GUEST_MODULE)
+guest-module: $(GUEST_MODULE)
+
+$(GUEST_MODULE): $(GUEST_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(SRC)/mk/module.mk $(SRC)/mk/guest.mk
+	$(call msg,KMOD,$@)
+	$(Q)test -d $(GUEST_KHDR) || \
+		{ echo "error: $(GUEST_KHDR) missing: apt-get install linux-headers-$(GUEST_KREL)" >&2; exit 2; }
+	$(Q)mkdir -p $(GUEST_MODULE_DIR)
+	$(Q)cp $(GUEST_MODULE_SRCS) $(GUEST_MODULE_DIR)/
+	$(Q)$(MAKE) --no-print-directory -C $(GUEST_KHDR) M=$(GUEST_MODULE_DIR) \
+		PVIOMMU_INC=$(SRC)/bpf W=1 modules >$(GUEST_MODULE_DIR)/build.log 2>&1 || \
+		{ cat $(GUEST_MODULE_DIR)/build.log >&2; rm -f $@; exit 1; }
+	$(Q)if grep -iE 'warning|error' $(GUEST_MODULE_DIR)/build.log >&2; then \
+		echo "error: pviommu.ko: the build printed warnings (full log: $(GUEST_MODULE_DIR)/build.log)" >&2; \
+		rm -f $@; exit 1; fi
+	$(Q)test -f $@
+
+checkpatch:
+	$(call msg,CHECK,guest-module/pviommu.c)
+	$(Q)if command -v $(CHECKPATCH) >/dev/null 2>&1 || test -x $(CHECKPATCH); then \
+		$(CHECKPATCH) --no-tree --strict -f $(SRC)/guest-module/pviommu.c; \
+	else echo "checkpatch: checkpatch.pl not found (set CHECKPATCH=...): skipped" >&2; fi
+
+# VM test of the module (QEMU TCG guest, tests/vm harness): guest-module/vm-test.sh
+.PHONY: vm-module
+vm-module: $(GUEST_MODULE) $(GUEST_VMLINUZ) $(GUEST_INITRD_BASE)
+	$(call msg,VMTEST,guest-module)
+	$(Q)PVIOMMU_KO=$(GUEST_MODULE) $(SRC)/guest-module/vm-test.sh

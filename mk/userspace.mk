@@ -1,0 +1,11 @@
+# userspace: pvlib (shared helpers), pviommuctl
+
+all: $(PVIOMMUCTL)
+
+$(OUT)/%.o: $(SRC)/userspace/%.c $(BPF_SKELS) $(BPF_HDRS) $(wildcard $(SRC)/userspace/*.h)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(USER_CFLAGS) -c $< -o $@
+
+$(PVIOMMUCTL): $(OUT)/pviommuctl.o $(PVLIB_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(USER_CFLAGS) $^ $(LIBBPF_LIBS) -o $@

@@ -1,0 +1,27 @@
+#!/bin/sh
+# install the Debian packages pviommu needs; idempotent, quiet when nothing is missing
+set -eu
+
+GUEST_KABI=$(sed -n "s/^GUEST_KABI *:= *//p" "$(dirname "$0")/../mk/guest.mk")
+
+PKGS="clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc
+      qemu-system-x86 busybox-static kmod libcapstone-dev
+      linux-headers-${GUEST_KABI}-amd64"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing; run as root (or: sudo $0)" >&2
+	exit 2
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

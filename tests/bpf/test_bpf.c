@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * BPF tests: the real programs in the real kernel, driven through
+ * BPF_PROG_TEST_RUN (raw_tp) and a real uprobe. Each instance pins its maps
+ * in a private directory so a live pviommu is not disturbed.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "pviommu.skel.h"
+#include "pvlib.h"
+#include "pv_user.h"
+#include "testlib.h"
+
+#define DEV_A	PVIOMMU_BDF(0, 0, 4, 0)
+#define DEV_B	PVIOMMU_BDF(0, 0, 5, 0)
+#define R	PVIOMMU_PERM_READ
+#define W	PVIOMMU_PERM_WRITE
+#define RW	PVIOMMU_PERM_RW
+
+struct inst {
+	struct pviommu_bpf	*skel;
+	struct pviommu_ctl	*ctl;
+	struct bpf_link		*exit_link;
+	char			dir[128];
+	int			hc, chk;
+	struct pv_env		env;	/* userspace view of the same index */
+};
+
+static struct inst I;
+static __u32 self;
+
+static int inst_open(struct inst *in, __u32 slots, __u32 recs, const char *tag)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	int err;
+
+	memset(in, 0, sizeof(*in));
+	snprintf(in->dir, sizeof(in->dir), "/sys/fs/bpf/pviommu-test-%d-%s",
+		 getpid(), tag);
+	mkdir(in->dir, 0700);
+	oo.pin_root_path = in->dir;
+	in->skel = pviommu_bpf__open_opts(&oo);
+	if (!in->skel)
+		return -errno;
+	bpf_map__set_max_entries(in->skel->maps.pviommu_index, slots);
+	bpf_map__set_max_entries(in->skel->maps.pviommu_mappings, recs);
+	in->skel->rodata->index_mask = slots - 1;
+	in->skel->rodata->load_gen = 1;
+	err = pviommu_bpf__load(in->skel);
+	if (err)
+		return err;
+	in->ctl = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       bpf_map__fd(in->skel->maps.pviommu_ctl), 0);
+	in->env.tbl = mmap(NULL, (size_t)slots * sizeof(struct pviommu_slot),
+			   PROT_READ, MAP_SHARED,
+			   bpf_map__fd(in->skel->maps.pviommu_index), 0);
+	if (in->ctl == MAP_FAILED || in->env.tbl == MAP_FAILED)
+		return -errno;
+	in->env.mask = slots - 1;
+	in->ctl->active_gen = 1;
+	in->ctl->default_mode = PVIOMMU_MODE_DENY;
+	in->hc = bpf_program__fd(in->skel->progs.pviommu_kvm_hypercall);
+	in->chk = bpf_program__fd(in->skel->progs.pviommu_test_check);
+	return 0;
+}
+
+static void inst_close(struct inst *in)
+{
+	char cmd[200];
+
+	bpf_link__destroy(in->exit_link);
+	pviommu_bpf__destroy(in->skel);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", in->dir);
+	if (system(cmd))
+		printf("  cleanup of %s failed\n", in->dir);
+}
+
+static int hc(struct inst *in, __u32 op, __u32 perm, __u32 bdf, __u64 iova,
+	      __u64 size)
+{
+	return pv_hypercall(in->hc, op, perm, bdf, iova, size, 0x77);
+}
+
+static int map(__u32 bdf, __u64 iova, __u64 size, __u32 perm)
+{
+	return hc(&I, PVIOMMU_OP_MAP, perm, bdf, iova, size);
+}
+
+static int unmap(__u32 bdf, __u64 iova, __u64 size)
+{
+	return hc(&I, PVIOMMU_OP_UNMAP, 0, bdf, iova, size);
+}
+
+static int chk(__u32 bdf, __u64 addr, __u64 len, __u32 need)
+{
+	return pv_check_prog(I.chk, self, bdf, addr, len, need);
+}
+
+static int stat_get(struct inst *in, int which)
+{
+	struct pviommu_stats st;
+
+	pv_stats_read(bpf_map__fd(in->skel->maps.pviommu_stats), &st);
+	return (int)st.v[which];
+}
+
+/* the last event in the ring buffer */
+static struct pviommu_event last_ev;
+static int nev;
+static int ev_cb(void *ctx, void *data, size_t len)
+{
+	memcpy(&last_ev, data, sizeof(last_ev));
+	nev++;
+	return 0;
+}
+
+static int drain_events(struct inst *in)
+{
+	struct ring_buffer *rb = ring_buffer__new(
+		bpf_map__fd(in->skel->maps.pviommu_events), ev_cb, NULL, NULL);
+
+	nev = 0;
+	memset(&last_ev, 0, sizeof(last_ev));
+	ring_buffer__consume(rb);
+	ring_buffer__free(rb);
+	return nev;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+static void t_handshake(void)
+{
+	__u64 bad_abi = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION + 1, PVIOMMU_OP_REGISTER, 0, 0);
+	struct pviommu_domain d;
+
+	drain_events(&I);
+	ASSERT_EQ(map(DEV_A, 0x1000, 64, R), -ENODEV, "map before register");
+	ASSERT_EQ(drain_events(&I), 1, "one event");
+	ASSERT_EQ(last_ev.type, PVIOMMU_EV_HC_ERROR, "event type");
+	ASSERT_EQ(last_ev.err, -ENODEV, "event err");
+	ASSERT_EQ(last_ev.domain, self, "event domain");
+	ASSERT_EQ(pv_hypercall_raw(I.hc, PVIOMMU_KVM_HC_NR, bad_abi, 0, 0, 0),
+		  -EPROTO, "wrong ABI version");
+	ASSERT_EQ(hc(&I, 0x3f, 0, 0, 0, 0), -EOPNOTSUPP, "unknown op");
+	ASSERT_EQ(hc(&I, 0, 0, 0, 0, 0), -EOPNOTSUPP, "op 0");
+	ASSERT_EQ(pv_hypercall_raw(I.hc, 12 /* KVM_HC_MAP_GPA_RANGE */, 0, 0, 0, 0),
+		  0, "other hypercall numbers are ignored");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register");
+	ASSERT_OK(bpf_map_lookup_elem(bpf_map__fd(I.skel->maps.pviommu_domains),
+				      &self, &d), "domain record");
+	ASSERT_EQ(d.abi, PVIOMMU_ABI_VERSION, "domain abi");
+	ASSERT_EQ(d.mode, PVIOMMU_MODE_DENY, "default mode");
+	ASSERT_EQ(map(DEV_A, 0x1000, 64, R), -ENODEV, "map for a device never added");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "dev add A");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "dev add A again");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "dev add B");
+	bpf_map_lookup_elem(bpf_map__fd(I.skel->maps.pviommu_domains), &self, &d);
+	ASSERT_EQ(d.nr_devices, 2, "two devices");
+	ASSERT_EQ(chk(PVIOMMU_BDF(0, 0, 9, 0), 0x1000, 64, W), PV_ALLOW,
+		  "unprotected device passes");
+}
+
+static void t_map_rules(void)
+{
+	struct pviommu_map_key k = { self, DEV_A, 0x1234 };
+	struct pviommu_mapping v;
+	int mfd = bpf_map__fd(I.skel->maps.pviommu_mappings);
+
+	ASSERT_EQ(map(DEV_A, 0x1000, 0, R), -EINVAL, "size 0");
+	ASSERT_EQ(map(DEV_A, ~0ull - 10, 100, R), -EOVERFLOW, "wraps");
+	ASSERT_EQ(map(DEV_A, 0x1000, 16, 0), -EINVAL, "perm 0");
+	ASSERT_EQ(map(DEV_A, 0x1000, 16, 4), -EINVAL, "unknown perm");
+	ASSERT_OK(map(DEV_A, 0x1234, 100, W), "map sub-page");
+	ASSERT_OK(bpf_map_lookup_elem(mfd, &k, &v), "record exists");
+	ASSERT_EQ(v.size, 100, "record size");
+	ASSERT_EQ(v.perm, W, "record perm");
+	ASSERT_EQ(v.refs, 1, "record refs");
+	ASSERT_EQ(v.cookie, 0x77, "record cookie");
+	ASSERT_EQ(chk(DEV_A, 0x1234, 100, W), PV_ALLOW, "buffer");
+	ASSERT_EQ(chk(DEV_A, 0x1234 + 100, 1, W), PV_DENY_UNMAPPED, "one byte past");
+	ASSERT_EQ(chk(DEV_A, 0x1233, 2, W), PV_DENY_UNMAPPED, "one byte before");
+	ASSERT_EQ(chk(DEV_A, 0x1234, 1, R), PV_DENY_PERM, "wrong direction");
+	ASSERT_EQ(chk(DEV_B, 0x1234, 1, W), PV_DENY_UNMAPPED, "other device");
+	ASSERT_EQ(pv_check_prog(I.chk, self + 1, DEV_A, 0x1234, 1, W), PV_ALLOW,
+		  "other domain: device not protected there");
+	ASSERT_OK(map(DEV_A, 0x1234, 100, W), "identical map");
+	bpf_map_lookup_elem(mfd, &k, &v);
+	ASSERT_EQ(v.refs, 2, "refcount 2");
+	ASSERT_EQ(map(DEV_A, 0x1234, 200, W), -EEXIST, "same iova other size");
+	ASSERT_EQ(unmap(DEV_A, 0x1234, 50), -EBUSY, "partial unmap with 2 refs");
+	ASSERT_OK(unmap(DEV_A, 0x1234, 100), "unmap 1");
+	ASSERT_EQ(chk(DEV_A, 0x1234, 100, W), PV_ALLOW, "still mapped");
+	ASSERT_OK(unmap(DEV_A, 0x1234, 100), "unmap 2");
+	ASSERT_EQ(chk(DEV_A, 0x1234, 1, W), PV_DENY_UNMAPPED, "gone after unmap");
+	ASSERT_NEQ(bpf_map_lookup_elem(mfd, &k, &v), 0, "record gone");
+	ASSERT_EQ(unmap(DEV_A, 0x1234, 100), -ENOENT, "unmap never mapped");
+	ASSERT_EQ(unmap(DEV_A, 0x1000, 0), -EINVAL, "unmap size 0");
+
+	/* overlap: union of permissions */
+	ASSERT_OK(map(DEV_A, 0x10000, 0x800, R), "A r");
+	ASSERT_OK(map(DEV_A, 0x10400, 0xc00, W), "B w");
+	ASSERT_EQ(chk(DEV_A, 0x10000, 0x800, R), PV_ALLOW, "A read");
+	ASSERT_EQ(chk(DEV_A, 0x10400, 0xc00, W), PV_ALLOW, "B write");
+	ASSERT_EQ(chk(DEV_A, 0x10000, 0x1000, R), PV_DENY_PERM, "read beyond A");
+
+	/* multi-page, then partial unmap of the head */
+	ASSERT_OK(map(DEV_A, 0x20800, 0x4000, RW), "multi-page");
+	ASSERT_EQ(chk(DEV_A, 0x20800, 0x4000, RW), PV_ALLOW, "all of it");
+	ASSERT_EQ(chk(DEV_A, 0x24800, 1, R), PV_DENY_UNMAPPED, "end + 1");
+	ASSERT_EQ(unmap(DEV_A, 0x20800, 0x5000), -ERANGE, "unmap too large");
+	ASSERT_OK(unmap(DEV_A, 0x20800, 0x1900), "partial unmap of the head");
+	ASSERT_EQ(chk(DEV_A, 0x20800, 0x1900, R), PV_DENY_UNMAPPED, "head gone");
+	ASSERT_EQ(chk(DEV_A, 0x22100, 0x2700, RW), PV_ALLOW, "tail stays");
+	k.iova = 0x22100;
+	ASSERT_OK(bpf_map_lookup_elem(mfd, &k, &v), "record re-keyed");
+	ASSERT_EQ(v.size, 0x2700, "record shrunk");
+	ASSERT_OK(unmap(DEV_A, 0x22100, 0x2700), "unmap the rest");
+
+	/* the same data read lock-free from userspace through mmap */
+	ASSERT_EQ(pv_check(&I.env, self, DEV_A, 0x10000, 0x800, R), PV_ALLOW,
+		  "mmap view agrees (allow)");
+	ASSERT_EQ(pv_check(&I.env, self, DEV_A, 0x10000, 0x1000, R), PV_DENY_PERM,
+		  "mmap view agrees (deny)");
+	ASSERT_OK(unmap(DEV_A, 0x10000, 0x800), "unmap A");
+	ASSERT_OK(unmap(DEV_A, 0x10400, 0xc00), "unmap B");
+}
+
+static void t_events_stats(void)
+{
+	int v0 = stat_get(&I, PVIOMMU_ST_VIOLATION);
+
+	drain_events(&I);
+	ASSERT_EQ(chk(DEV_A, 0x5000, 8, W), PV_DENY_UNMAPPED, "violation");
+	ASSERT_EQ(drain_events(&I), 1, "one event");
+	ASSERT_EQ(last_ev.type, PVIOMMU_EV_VIOLATION, "type");
+	ASSERT_EQ(last_ev.bdf, DEV_A, "bdf");
+	ASSERT_EQ(last_ev.addr, 0x5000, "addr");
+	ASSERT_EQ(last_ev.len, 8, "len");
+	ASSERT_EQ(last_ev.perm, W, "direction");
+	ASSERT_EQ(last_ev.action, PVIOMMU_ACT_DENIED, "action (deny mode)");
+	ASSERT_EQ(-last_ev.err, PV_DENY_UNMAPPED, "reason");
+	ASSERT_EQ(stat_get(&I, PVIOMMU_ST_VIOLATION), v0 + 1, "violation counted");
+}
+
+static void t_dev_del(void)
+{
+	ASSERT_OK(map(DEV_A, 0x30000, 0x3000, R), "map A");
+	ASSERT_OK(map(DEV_B, 0x30000, 0x3000, R), "map B");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_DEL, 0, DEV_A, 0, 0), "dev del A");
+	ASSERT_EQ(pv_device_protected(&I.env, self, DEV_A), 0, "A unprotected");
+	ASSERT_EQ(hc(&I, PVIOMMU_OP_DEV_DEL, 0, DEV_A, 0, 0), -ENODEV, "dev del again");
+	ASSERT_EQ(chk(DEV_B, 0x30000, 0x3000, R), PV_ALLOW, "B keeps its map");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "re-add A");
+	ASSERT_EQ(chk(DEV_A, 0x30000, 1, R), PV_DENY_UNMAPPED, "A's old map is gone");
+	ASSERT_OK(unmap(DEV_B, 0x30000, 0x3000), "unmap B");
+}
+
+/* a child process is another domain; its exit purges it */
+static void t_domains_and_exit(void)
+{
+	struct pviommu_map_key k, nk, *prev = NULL;
+	struct pviommu_mapping v;
+	int mfd = bpf_map__fd(I.skel->maps.pviommu_mappings);
+	int dfd = bpf_map__fd(I.skel->maps.pviommu_domains);
+	struct pviommu_domain d;
+	int pfd[2], qfd[2], n = 0, st;
+	__u32 child;
+	char c;
+	pid_t pid;
+
+	I.exit_link = bpf_program__attach(I.skel->progs.pviommu_proc_exit);
+	ASSERT_TRUE(I.exit_link, "attach sched_process_exit");
+	if (pipe(pfd) || pipe(qfd))
+		return;
+	pid = fork();
+	if (pid == 0) {
+		int e = hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0) ||
+			hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0) ||
+			hc(&I, PVIOMMU_OP_MAP, RW, DEV_A, 0x40000, 0x2000);
+
+		if (write(pfd[1], e ? "E" : "K", 1) != 1 || read(qfd[0], &c, 1) < 0)
+			_exit(3);
+		_exit(e);
+	}
+	child = pid;
+	if (read(pfd[0], &c, 1) != 1)
+		c = '?';
+	ASSERT_EQ(c, 'K', "child mapped");
+	while (!bpf_map_get_next_key(mfd, prev, &nk)) {
+		k = nk;
+		prev = &k;
+		if (!bpf_map_lookup_elem(mfd, &k, &v) && k.domain == child)
+			n++;
+	}
+	ASSERT_EQ(n, 1, "child's record under the child's pid");
+	ASSERT_EQ(pv_check_prog(I.chk, child, DEV_A, 0x40000, 0x2000, W), PV_ALLOW,
+		  "child's device may use its map");
+	ASSERT_EQ(chk(DEV_A, 0x40000, 1, W), PV_DENY_UNMAPPED,
+		  "parent domain does not get it");
+	if (write(qfd[1], "x", 1) != 1)
+		return;
+	close(qfd[1]);
+	close(qfd[0]);
+	close(pfd[1]);
+	waitpid(pid, &st, 0);
+	ASSERT_NEQ(bpf_map_lookup_elem(dfd, &child, &d), 0, "child domain purged at exit");
+	ASSERT_EQ(pv_device_protected(&I.env, child, DEV_A), 0, "child's index slots gone");
+	k = (struct pviommu_map_key){ child, DEV_A, 0x40000 };
+	ASSERT_NEQ(bpf_map_lookup_elem(mfd, &k, &v), 0, "child's record gone");
+	ASSERT_OK(bpf_map_lookup_elem(dfd, &self, &d), "own domain untouched");
+	close(pfd[0]);
+}
+
+static void t_table_full(void)
+{
+	struct inst s;
+	int err;
+
+	err = inst_open(&s, 1024, 16, "small");
+	if (!ASSERT_OK(err, "small instance"))
+		goto out;
+	hc(&s, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+	hc(&s, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0);
+	drain_events(&s);
+	ASSERT_EQ(hc(&s, PVIOMMU_OP_MAP, R, DEV_A, 0x100000, 2048 * 4096ull), -ENOSPC,
+		  "a map larger than the index");
+	ASSERT_EQ(drain_events(&s), 1, "one event");
+	ASSERT_EQ(last_ev.type, PVIOMMU_EV_TABLE_FULL, "table-full event");
+	ASSERT_EQ(pv_check_prog(s.chk, self, DEV_A, 0x100000, 1, R), PV_DENY_UNMAPPED,
+		  "fails closed");
+	ASSERT_EQ(stat_get(&s, PVIOMMU_ST_TABLE_FULL), 1, "counted");
+	for (int i = 0; i < 16; i++)
+		err |= hc(&s, PVIOMMU_OP_MAP, R, DEV_A, 0x1000000 + i * 0x10000, 64);
+	ASSERT_OK(err, "16 records");
+	ASSERT_EQ(hc(&s, PVIOMMU_OP_MAP, R, DEV_A, 0x2000000, 64), -ENOSPC,
+		  "record table full");
+	ASSERT_EQ(pv_check_prog(s.chk, self, DEV_A, 0x2000000, 1, R), PV_DENY_UNMAPPED,
+		  "fails closed");
+out:
+	inst_close(&s);
+}
+
+/* ---- the TCG transport: a real uprobe on a function of this binary that
+ * has QEMU's name and signature ------------------------------------------- */
+struct fake_env {
+	__u64	regs[16];
+	__u64	eip, eflags, cc_dst, cc_src, cc_src2;
+	__u32	cc_op;
+	__s32	df;
+	__u32	hflags;
+	__u32	hflags2;
+};
+
+__attribute__((noipa, used)) void cpu_x86_cpuid(void *env, __u32 index,
+						   __u32 count, __u32 *eax,
+						   __u32 *ebx, __u32 *ecx,
+						   __u32 *edx)
+{
+	__asm__ __volatile__("" ::: "memory");
+	*eax = index;
+}
+
+static void guest_cpuid(struct fake_env *e, __u32 cpl, __u32 op, __u32 perm,
+			__u32 bdf, __u64 iova, __u64 size)
+{
+	__u32 a, b, c, d;
+
+	e->regs[0] = PVIOMMU_CPUID_LEAF;
+	e->regs[3] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf);
+	e->regs[1] = iova;
+	e->regs[2] = size;
+	e->regs[6] = 0;
+	e->hflags = cpl;
+	cpu_x86_cpuid(e, (__u32)e->regs[0], (__u32)e->regs[1], &a, &b, &c, &d);
+}
+
+static void t_tcg_uprobe(void)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "cpu_x86_cpuid");
+	struct fake_env e = {};
+	struct bpf_link *l;
+	int u0;
+
+	ASSERT_EQ(__builtin_offsetof(struct fake_env, hflags), 176,
+		  "hflags offset as in QEMU's CPUX86State");
+	l = bpf_program__attach_uprobe_opts(I.skel->progs.pviommu_tcg_cpuid,
+					    getpid(), "/proc/self/exe", 0, &uo);
+	if (!ASSERT_TRUE(l, "attach uprobe"))
+		return;
+	u0 = stat_get(&I, PVIOMMU_ST_USER_HC);
+	guest_cpuid(&e, 0, PVIOMMU_OP_MAP, RW, DEV_A, 0x50000, 0x1000);
+	ASSERT_EQ(chk(DEV_A, 0x50000, 0x1000, RW), PV_ALLOW, "CPL 0 cpuid maps");
+	guest_cpuid(&e, 3, PVIOMMU_OP_UNMAP, 0, DEV_A, 0x50000, 0x1000);
+	ASSERT_EQ(chk(DEV_A, 0x50000, 0x1000, RW), PV_ALLOW,
+		  "CPL 3 cpuid cannot unmap");
+	guest_cpuid(&e, 3, PVIOMMU_OP_MAP, RW, DEV_A, 0x60000, 0x1000);
+	ASSERT_EQ(chk(DEV_A, 0x60000, 1, R), PV_DENY_UNMAPPED, "CPL 3 cpuid cannot map");
+	ASSERT_EQ(stat_get(&I, PVIOMMU_ST_USER_HC), u0 + 2, "user calls counted");
+	e.regs[0] = 0x1;	/* an ordinary leaf */
+	cpu_x86_cpuid(&e, 1, 0, (__u32 *)&u0, (__u32 *)&u0, (__u32 *)&u0, (__u32 *)&u0);
+	guest_cpuid(&e, 0, PVIOMMU_OP_UNMAP, 0, DEV_A, 0x50000, 0x1000);
+	ASSERT_EQ(chk(DEV_A, 0x50000, 1, R), PV_DENY_UNMAPPED, "CPL 0 unmaps");
+	bpf_link__destroy(l);
+}
+
+static void t_reload_gate(void)
+{
+	/* programs of another load generation must not act */
+	I.ctl->active_gen = 2;
+	ASSERT_EQ(map(DEV_A, 0x70000, 64, R), 0, "inactive program returns 0");
+	I.ctl->active_gen = 1;
+	ASSERT_EQ(chk(DEV_A, 0x70000, 1, R), PV_DENY_UNMAPPED, "and changed nothing");
+}
+
+int main(void)
+{
+	int err;
+
+	if (geteuid()) {
+		SKIP("bpf", "needs root");
+		return tl_done("bpf");
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	self = getpid();
+	err = inst_open(&I, 4096, 1024, "main");
+	if (err) {
+		printf("cannot load the BPF object: %s\n", strerror(-err));
+		tl_fail++;
+		return tl_done("bpf");
+	}
+	SUBTEST("handshake", t_handshake());
+	SUBTEST("map_rules", t_map_rules());
+	SUBTEST("events_stats", t_events_stats());
+	SUBTEST("dev_del", t_dev_del());
+	SUBTEST("domains_and_exit", t_domains_and_exit());
+	SUBTEST("table_full", t_table_full());
+	SUBTEST("tcg_uprobe", t_tcg_uprobe());
+	SUBTEST("reload_gate", t_reload_gate());
+	SUBTEST("unregister", ({
+		ASSERT_OK(hc(&I, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0), "unregister");
+		ASSERT_EQ(pv_device_protected(&I.env, self, DEV_B), 0, "devices gone");
+		ASSERT_EQ(map(DEV_A, 0x1000, 1, R), -ENODEV, "map after unregister");
+	}));
+	inst_close(&I);
+	return tl_done("bpf");
+}

@@ -1,0 +1,38 @@
+#!/bin/bash
+# Runs every test tier and sums the results into one closing line.
+# usage: tests/run-all.sh OUTDIR
+set -u
+OUT=${1:?usage: run-all.sh OUTDIR}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+export OUT
+tp=0 tf=0 ts=0 failed_suites=""
+
+run() {	# run NAME CMD...: a suite prints "NAME: N passed, M failed[, K skipped]"
+	local name=$1; shift
+	local log="$OUT/tests/$name.log" t0=$SECONDS rc
+	mkdir -p "$OUT/tests"
+	echo "=== $name"
+	"$@" 2>&1 | tee "$log" | grep -E '^(not ok|skip|  FAIL|[a-z_-]+: [0-9]+ passed)' 
+	rc=${PIPESTATUS[0]}
+	local line p f s
+	line=$(grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+	p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p'); p=${p:-0}
+	f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p'); f=${f:-0}
+	s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p'); s=${s:-0}
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi	# crashed or no summary
+	tp=$((tp + p)) tf=$((tf + f)) ts=$((ts + s))
+	[ "$rc" = 0 ] || failed_suites="$failed_suites $name"
+	echo "    ($((SECONDS - t0)) s, log: $log)"
+}
+
+run unit "$OUT/tests/test_range"
+run bpf "$OUT/tests/test_bpf"
+run lifecycle "$SRC/tests/test_lifecycle.sh"
+for t in "$SRC"/tests/vm/test_*.sh; do
+	[ -x "$t" ] || continue
+	run "vm-$(basename "$t" .sh | sed 's/^test_//')" "$t"
+done
+
+[ -n "$failed_suites" ] && echo "failed suites:$failed_suites"
+echo "all: $tp passed, $tf failed, $ts skipped"
+[ "$tf" = 0 ] && [ -z "$failed_suites" ]

@@ -1,0 +1,120 @@
+#!/bin/bash
+# pviommuctl lifecycle against the real kernel and the real bpftool:
+# load, status, reload keeps mappings, events, mode, bad input, exit
+# cleanup, unload leaves no pin, program or link behind.
+# Uses its own pin directory, so a live pviommu is left alone.
+set -u
+OUT=${OUT:-$(cd "$(dirname "$0")/.." && pwd)/build}
+CTL=$OUT/pviommuctl
+PVHC=$OUT/tests/pvhc
+export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-lc-$$
+pass=0 fail=0
+TMP=$(mktemp -d)
+trap '"$CTL" unload >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+
+ok()   { pass=$((pass + 1)); echo "ok $1"; }
+bad()  { fail=$((fail + 1)); echo "not ok $1${2:+: $2}"; }
+# expect NAME WANT_RC CMD...: run CMD, compare its exit status
+expect() {
+	local name=$1 want=$2; shift 2
+	"$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
+	if [ "$rc" = "$want" ]; then ok "$name"; else bad "$name" "exit $rc, want $want: $(head -c 300 "$TMP/err")"; fi
+}
+# has NAME PATTERN FILE
+has() { if grep -q -- "$2" "$3"; then ok "$1"; else bad "$1" "no '$2' in $(head -c 400 "$3")"; fi; }
+hasnt() { if grep -q -- "$2" "$3"; then bad "$1" "found '$2'"; else ok "$1"; fi; }
+
+expect "status before load exits 1" 1 "$CTL" status
+has "status says not loaded" "not loaded" "$TMP/out"
+has "status shows probed features" "uprobe reg writes" "$TMP/out"
+expect "load" 0 "$CTL" load
+has "first load is generation 1" "generation 1" "$TMP/out"
+expect "status after load" 0 "$CTL" -j status
+has "json status loaded" '"loaded":true' "$TMP/out"
+has "default mode deny" '"default_mode":"deny"' "$TMP/out"
+
+# a domain that stays alive: this coprocess
+coproc HOLD { exec "$PVHC" --hold register -- dev-add 00:04.0 -- \
+	map 00:04.0 0x100000 0x3000 rw -- map 00:04.0 0x200010 100 w; }
+read -r -t 20 word hpid <&"${HOLD[0]}"
+if [ "${word:-}" = ready ]; then ok "holder registered and mapped"; else bad "holder registered and mapped"; hpid=0; fi
+
+expect "mappings --json" 0 "$CTL" -j mappings --pid "$hpid"
+has "mapping iova" '"iova":1048576,"size":12288,"perm":"rw"' "$TMP/out"
+has "sub-page mapping" '"iova":2097168,"size":100,"perm":"w"' "$TMP/out"
+has "mapping bdf" '"bdf":"0000:00:04.0"' "$TMP/out"
+expect "mappings --bdf filter" 0 "$CTL" -j mappings --bdf 00:05.0
+has "no mapping for 00:05.0" '^\[\]$' "$TMP/out"
+
+# bpftool reads the same pins with named fields
+expect "bpftool map dump" 0 bpftool map dump pinned "$PVIOMMU_PIN_DIR/pviommu_mappings"
+has "bpftool shows named iova" '"iova": 1048576' "$TMP/out"
+has "bpftool shows named perm" '"perm": 3' "$TMP/out"
+has "bpftool shows named key" '"domain": '"$hpid" "$TMP/out"
+expect "bpftool domains dump" 0 bpftool map dump pinned "$PVIOMMU_PIN_DIR/pviommu_domains"
+has "bpftool domain record" '"nr_records": 2' "$TMP/out"
+
+# reload: new programs, same maps, mappings survive
+expect "reload" 0 "$CTL" load
+has "reload is generation 2" "generation 2" "$TMP/out"
+expect "mappings after reload" 0 "$CTL" -j mappings --pid "$hpid"
+has "mapping kept across reload" '"iova":1048576' "$TMP/out"
+expect "new programs act after reload" 0 "$PVHC" register -- dev-add 00:06.0 -- map 00:06.0 0x5000 64 r
+progs=$(bpftool -j prog show | grep -o '"name":"pviommu_kvm_hyp[a-z_]*"' | wc -l)
+links=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c kvm_hypercall)
+[ "$links" -le 1 ] && ok "one kvm_hypercall link after reload" || bad "one kvm_hypercall link after reload" "$links"
+
+# events: a refused hypercall shows up, one line
+"$CTL" events --timeout 2 >/dev/null 2>&1       # drain the backlog
+"$CTL" events --timeout 4 >"$TMP/ev" 2>&1 &
+evpid=$!
+sleep 1
+"$PVHC" unmap 00:04.0 0x9000 64 >/dev/null 2>&1   # not registered: refused
+wait "$evpid"; rc=$?
+[ "$rc" = 0 ] && ok "events exits after --timeout" || bad "events exits after --timeout" "rc $rc"
+has "event line for the refused call" "hypercall-error pid=[0-9]* bdf=0000:00:04.0 op=unmap iova=0x9000 size=64 err=No such device" "$TMP/ev"
+"$CTL" -j events --count 1 --timeout 3 >"$TMP/ev" 2>&1 &
+evpid=$!
+sleep 1
+"$PVHC" unmap 00:04.0 0x9000 64 >/dev/null 2>&1
+wait "$evpid"
+has "json event" '"type":"hypercall-error".*"op":"unmap"' "$TMP/ev"
+
+# mode
+expect "mode audit --pid" 0 "$CTL" mode audit --pid "$hpid"
+expect "status shows audit" 0 "$CTL" -j status
+has "domain mode audit" "\"pid\":$hpid,[^}]*\"mode\":\"audit\"" "$TMP/out"
+expect "mode for a pid without domain" 1 "$CTL" mode deny --pid 1
+expect "mode bogus" 1 "$CTL" mode bogus
+has "clear error for bad mode" "what is 'bogus'" "$TMP/err"
+
+# bad input and environment
+expect "unknown command" 1 "$CTL" frobnicate
+expect "bad bdf" 1 "$CTL" mappings --bdf zz:zz
+has "clear error for bad bdf" "what is 'zz:zz'" "$TMP/err"
+expect "bad pid" 1 "$CTL" mappings --pid -3
+expect "json error" 1 "$CTL" -j mappings --bdf 1:2:3:4
+has "json error object" '{"error":' "$TMP/out"
+expect "bad index size" 1 "$CTL" load --index-slots 1000
+expect "help" 0 "$CTL" help
+expect "help per command" 0 "$CTL" help mappings
+expect "prefix match" 0 "$CTL" -j stat
+expect "not root exits 2" 2 setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" status
+
+# the holder exits: its domain is purged by the exit hook
+kill "$hpid" 2>/dev/null
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$hpid" 2>/dev/null || break; sleep 0.2; done
+sleep 0.3
+expect "mappings after holder exit" 0 "$CTL" -j mappings --pid "$hpid"
+has "domain purged at exit" '^\[\]$' "$TMP/out"
+
+# unload leaves nothing
+expect "unload" 0 "$CTL" unload
+[ ! -e "$PVIOMMU_PIN_DIR" ] && ok "no pin left" || bad "no pin left" "$(ls -R "$PVIOMMU_PIN_DIR")"
+sleep 0.5
+n=$(bpftool -j prog show | grep -c '"name":"pviommu_')
+[ "$n" = 0 ] && ok "no program left" || bad "no program left" "$n"
+expect "status after unload" 1 "$CTL" status
+
+echo "lifecycle: $pass passed, $fail failed"
+[ "$fail" = 0 ]

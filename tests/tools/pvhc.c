@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * pvhc - issue pviommu hypercalls from this process through the pinned
+ * kvm_hypercall program (BPF_PROG_TEST_RUN): this process is the domain.
+ * Used by the lifecycle tests and the benchmarks.
+ *
+ *   pvhc [--hold] OP [ARGS] [-- OP [ARGS]]...
+ *     register | unregister | dev-add BDF | dev-del BDF |
+ *     map BDF IOVA SIZE r|w|rw | unmap BDF IOVA SIZE
+ *   --hold   after the calls, print "ready" and wait for stdin to close
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "pvlib.h"
+
+static int perm_of(const char *s, __u32 *p)
+{
+	*p = !strcmp(s, "r") ? PVIOMMU_PERM_READ : !strcmp(s, "w") ?
+	     PVIOMMU_PERM_WRITE : !strcmp(s, "rw") ? PVIOMMU_PERM_RW : 0;
+	return *p ? 0 : -EINVAL;
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1, hold = 0, fd, err = 0;
+	char buf[64];
+
+	if (i < argc && !strcmp(argv[i], "--hold")) {
+		hold = 1;
+		i++;
+	}
+	fd = pv_obj_get(NULL, "progs/pviommu_kvm_hypercall", 0);
+	if (fd < 0) {
+		fprintf(stderr, "pvhc: pviommu is not loaded: %s\n", strerror(-fd));
+		return 1;
+	}
+	while (i < argc) {
+		const char *op = argv[i++];
+		__u32 bdf = 0, perm = 0, code;
+		__u64 iova = 0, size = 0;
+		int need = 0;
+
+		if (!strcmp(op, "--"))
+			continue;
+		code = !strcmp(op, "register") ? PVIOMMU_OP_REGISTER :
+		       !strcmp(op, "unregister") ? PVIOMMU_OP_UNREGISTER :
+		       !strcmp(op, "dev-add") ? PVIOMMU_OP_DEV_ADD :
+		       !strcmp(op, "dev-del") ? PVIOMMU_OP_DEV_DEL :
+		       !strcmp(op, "map") ? PVIOMMU_OP_MAP :
+		       !strcmp(op, "unmap") ? PVIOMMU_OP_UNMAP : 0;
+		need = code == PVIOMMU_OP_MAP ? 4 : code == PVIOMMU_OP_UNMAP ? 3 :
+		       code >= PVIOMMU_OP_DEV_ADD ? 1 : 0;
+		if (!code || i + need > argc ||
+		    (need >= 1 && pv_parse_bdf(argv[i], &bdf)) ||
+		    (need >= 3 && (pv_parse_u64(argv[i + 1], &iova) ||
+				   pv_parse_u64(argv[i + 2], &size))) ||
+		    (need == 4 && perm_of(argv[i + 3], &perm))) {
+			fprintf(stderr, "pvhc: bad call '%s' (see the header of tests/tools/pvhc.c)\n", op);
+			return 1;
+		}
+		i += need;
+		err = pv_hypercall(fd, code, perm, bdf, iova, size, 0);
+		if (err) {
+			fprintf(stderr, "pvhc: %s: %s\n", op, strerror(-err));
+			return 1;
+		}
+	}
+	if (hold) {
+		printf("ready %d\n", getpid());
+		fflush(stdout);
+		while (read(0, buf, sizeof(buf)) > 0)
+			;
+	}
+	return 0;
+}

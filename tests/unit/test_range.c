@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Unit tests of the range logic (bpf/pviommu_range.h) in plain C: every
+ * rule documented in pviommu.h, then a randomized comparison against a
+ * byte-level reference model.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include "pv_user.h"
+#include "../testlib.h"
+
+#define DOM	1000
+#define DEV_A	PVIOMMU_BDF(0, 0, 4, 0)
+#define DEV_B	PVIOMMU_BDF(0, 0, 5, 0)
+#define R	PVIOMMU_PERM_READ
+#define W	PVIOMMU_PERM_WRITE
+#define RW	PVIOMMU_PERM_RW
+
+struct fx {
+	struct pv_env		e;
+	struct pv_rec_table	rt;
+	struct pviommu_domain	d;
+};
+
+static void fx_init(struct fx *f, __u32 slots, __u32 max_recs)
+{
+	memset(f, 0, sizeof(*f));
+	f->e.tbl = calloc(slots, sizeof(struct pviommu_slot));
+	f->e.mask = slots - 1;
+	f->rt.cap = 1;
+	while (f->rt.cap < max_recs * 2)
+		f->rt.cap <<= 1;
+	f->rt.e = calloc(f->rt.cap, sizeof(*f->rt.e));
+	f->rt.max = max_recs;
+	f->e.recs = &f->rt;
+	pv_op_dev_add(&f->e, &f->d, DOM, DEV_A);
+	pv_op_dev_add(&f->e, &f->d, DOM, DEV_B);
+}
+
+static void fx_fini(struct fx *f)
+{
+	free(f->e.tbl);
+	free(f->rt.e);
+}
+
+static int map(struct fx *f, __u32 bdf, __u64 iova, __u64 size, __u32 perm)
+{
+	return pv_op_map(&f->e, &f->d, DOM, bdf, iova, size, perm, 0);
+}
+
+static int unmap(struct fx *f, __u32 bdf, __u64 iova, __u64 size)
+{
+	return pv_op_unmap(&f->e, &f->d, DOM, bdf, iova, size);
+}
+
+static int chk(struct fx *f, __u32 bdf, __u64 addr, __u64 len, __u32 need)
+{
+	return pv_check(&f->e, DOM, bdf, addr, len, need);
+}
+
+static __u32 page_slots(struct fx *f)
+{
+	__u32 n = 0;
+
+	for (__u32 i = 0; i <= f->e.mask; i++)
+		n += pv_slot_at(&f->e, i)->kind == PVIOMMU_SLOT_PAGE;
+	return n;
+}
+
+static void t_bad_input(void)
+{
+	struct fx f;
+
+	fx_init(&f, 1024, 64);
+	ASSERT_EQ(map(&f, DEV_A, 0x1000, 0, R), -EINVAL, "map size 0");
+	ASSERT_EQ(map(&f, DEV_A, ~0ull - 10, 100, R), -EOVERFLOW, "map wraps");
+	ASSERT_EQ(map(&f, DEV_A, ~0ull - 99, 100, R), 0, "map ending at 2^64-1");
+	ASSERT_EQ(map(&f, DEV_A, 0x1000, 16, 0), -EINVAL, "perm 0");
+	ASSERT_EQ(map(&f, DEV_A, 0x1000, 16, 4), -EINVAL, "unknown perm bit");
+	ASSERT_EQ(map(&f, PVIOMMU_BDF(0, 0, 9, 0), 0x1000, 16, R), -ENODEV,
+		  "device never added");
+	ASSERT_EQ(map(&f, DEV_A, 0, (__u64)PVIOMMU_MAX_OP_PAGES * 4096 + 1, R),
+		  -E2BIG, "map larger than 4 GiB");
+	ASSERT_EQ(unmap(&f, DEV_A, 0x1000, 0), -EINVAL, "unmap size 0");
+	ASSERT_EQ(unmap(&f, DEV_A, ~0ull, 2), -EOVERFLOW, "unmap wraps");
+	ASSERT_EQ(unmap(&f, DEV_A, 0x5000, 16), -ENOENT, "unmap never mapped");
+	ASSERT_EQ(chk(&f, DEV_A, ~0ull - 1, 4, R), PV_DENY_WRAP, "check wraps");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 0, R), PV_ALLOW, "zero-length check");
+	fx_fini(&f);
+}
+
+static void t_byte_granularity(void)
+{
+	struct fx f;
+
+	fx_init(&f, 1024, 64);
+	/* a 100-byte buffer at 0x1234: the rest of the page holds a secret */
+	ASSERT_OK(map(&f, DEV_A, 0x1234, 100, W), "map sub-page");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1234, 100, W), PV_ALLOW, "whole buffer");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1234 + 99, 1, W), PV_ALLOW, "last byte");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1234 + 100, 1, W), PV_DENY_UNMAPPED,
+		  "one byte past the end");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1233, 1, W), PV_DENY_UNMAPPED,
+		  "one byte before");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1234, 101, W), PV_DENY_UNMAPPED,
+		  "buffer plus one");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1234, 100, R), PV_DENY_PERM,
+		  "read of a write-only buffer");
+	ASSERT_EQ(chk(&f, DEV_B, 0x1234, 10, W), PV_DENY_UNMAPPED,
+		  "other device (isolation)");
+	ASSERT_EQ(pv_check_range(&f.e, DOM + 1, DEV_A, 0x1234, 10, W),
+		  PV_DENY_UNMAPPED, "other domain");
+	ASSERT_OK(unmap(&f, DEV_A, 0x1234, 100), "unmap");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1234, 1, W), PV_DENY_UNMAPPED,
+		  "after unmap (strict)");
+	ASSERT_EQ(page_slots(&f), 0, "no page slot left");
+	fx_fini(&f);
+}
+
+static void t_multi_page(void)
+{
+	struct fx f;
+
+	fx_init(&f, 1024, 64);
+	ASSERT_OK(map(&f, DEV_A, 0x10800, 0x2c00, RW), "map 0x10800+0x2c00");
+	ASSERT_EQ(page_slots(&f), 4, "four pages touched");
+	ASSERT_EQ(chk(&f, DEV_A, 0x10800, 0x2c00, RW), PV_ALLOW, "whole range");
+	ASSERT_EQ(chk(&f, DEV_A, 0x107ff, 2, R), PV_DENY_UNMAPPED, "head - 1");
+	ASSERT_EQ(chk(&f, DEV_A, 0x133ff, 1, R), PV_ALLOW, "tail");
+	ASSERT_EQ(chk(&f, DEV_A, 0x13400, 1, R), PV_DENY_UNMAPPED, "tail + 1");
+	ASSERT_EQ(chk(&f, DEV_A, 0x11000, 0x2000, W), PV_ALLOW, "full pages");
+	ASSERT_OK(unmap(&f, DEV_A, 0x10800, 0x2c00), "unmap");
+	ASSERT_EQ(page_slots(&f), 0, "no page slot left");
+	ASSERT_EQ(f.d.nr_records, 0, "no records");
+	ASSERT_EQ(f.d.mapped_bytes, 0, "no bytes");
+	fx_fini(&f);
+}
+
+static void t_duplicate_overlap(void)
+{
+	struct fx f;
+	struct pviommu_map_key k = { DOM, DEV_A, 0x4000 };
+
+	fx_init(&f, 1024, 64);
+	ASSERT_OK(map(&f, DEV_A, 0x4000, 0x100, R), "map");
+	ASSERT_OK(map(&f, DEV_A, 0x4000, 0x100, R), "identical map");
+	ASSERT_EQ(pv_rec_find(&f.e, &k)->refs, 2, "refcount 2");
+	ASSERT_EQ(map(&f, DEV_A, 0x4000, 0x200, R), -EEXIST, "same iova, other size");
+	ASSERT_EQ(map(&f, DEV_A, 0x4000, 0x100, RW), -EEXIST, "same iova, other perm");
+	ASSERT_EQ(unmap(&f, DEV_A, 0x4000, 0x80), -EBUSY, "partial unmap, 2 refs");
+	ASSERT_OK(unmap(&f, DEV_A, 0x4000, 0x100), "unmap one ref");
+	ASSERT_EQ(chk(&f, DEV_A, 0x4000, 0x100, R), PV_ALLOW, "still mapped");
+	ASSERT_EQ(unmap(&f, DEV_A, 0x4080, 0x80), -ENOENT, "tail unmap: no record there");
+	ASSERT_OK(unmap(&f, DEV_A, 0x4000, 0x100), "unmap last ref");
+	ASSERT_EQ(chk(&f, DEV_A, 0x4000, 1, R), PV_DENY_UNMAPPED, "gone");
+	fx_fini(&f);
+
+	fx_init(&f, 1024, 64);
+	/* overlapping records: the union of permissions, byte by byte */
+	ASSERT_OK(map(&f, DEV_A, 0x1000, 0x800, R), "A = [1000,1800) r");
+	ASSERT_OK(map(&f, DEV_A, 0x1400, 0xc00, W), "B = [1400,2000) w");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 0x800, R), PV_ALLOW, "A read");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1400, 0xc00, W), PV_ALLOW, "B write");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 0x1000, R), PV_DENY_PERM, "read past A");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 0x800, W), PV_DENY_PERM, "write into A only part");
+	ASSERT_OK(map(&f, DEV_A, 0x3000, 0x100, RW), "C = [3000,3100)");
+	ASSERT_OK(map(&f, DEV_A, 0x3100, 0x100, RW), "D = [3100,3200)");
+	ASSERT_EQ(chk(&f, DEV_A, 0x3000, 0x200, RW), PV_ALLOW, "C+D adjacent");
+	ASSERT_OK(map(&f, DEV_A, 0x3001, 0xfff, R), "E = [3001,4000) r");
+	ASSERT_OK(unmap(&f, DEV_A, 0x3100, 0x100), "unmap D");
+	ASSERT_EQ(chk(&f, DEV_A, 0x3100, 0x100, R), PV_ALLOW, "E still covers D's bytes for read");
+	ASSERT_EQ(chk(&f, DEV_A, 0x3100, 0x100, W), PV_DENY_PERM, "but not for write");
+	fx_fini(&f);
+}
+
+static void t_partial_unmap(void)
+{
+	struct fx f;
+	struct pviommu_map_key k = { DOM, DEV_A, 0x21800 };
+	struct pviommu_mapping *m;
+
+	fx_init(&f, 1024, 64);
+	ASSERT_OK(map(&f, DEV_A, 0x20000, 0x4000, RW), "map 4 pages");
+	ASSERT_EQ(unmap(&f, DEV_A, 0x20000, 0x5000), -ERANGE, "unmap larger");
+	ASSERT_OK(unmap(&f, DEV_A, 0x20000, 0x1800), "unmap the head 0x1800");
+	ASSERT_EQ(chk(&f, DEV_A, 0x20000, 0x1800, R), PV_DENY_UNMAPPED, "head gone");
+	ASSERT_EQ(chk(&f, DEV_A, 0x217ff, 1, R), PV_DENY_UNMAPPED, "last head byte gone");
+	ASSERT_EQ(chk(&f, DEV_A, 0x21800, 0x2800, RW), PV_ALLOW, "rest stays");
+	m = pv_rec_find(&f.e, &k);
+	ASSERT_TRUE(m, "record moved to 0x21800");
+	if (m)
+		ASSERT_EQ(m->size, 0x2800, "record size");
+	ASSERT_EQ(f.d.mapped_bytes, 0x2800, "mapped bytes");
+	ASSERT_OK(unmap(&f, DEV_A, 0x21800, 0x800), "unmap to the page boundary");
+	ASSERT_EQ(chk(&f, DEV_A, 0x22000, 0x2000, RW), PV_ALLOW, "rest");
+	ASSERT_OK(unmap(&f, DEV_A, 0x22000, 0x2000), "unmap rest");
+	ASSERT_EQ(page_slots(&f), 0, "no page slot left");
+	ASSERT_EQ(f.rt.n, 0, "no records left");
+	fx_fini(&f);
+}
+
+static void t_full_tables(void)
+{
+	struct fx f;
+	__u32 before;
+	int i, err = 0;
+
+	/* index of 16 slots: a 64-page map cannot fit; nothing may remain */
+	fx_init(&f, 16, 64);
+	ASSERT_OK(map(&f, DEV_A, 0x1000, 0x3000, R), "small map fits");
+	before = page_slots(&f);
+	ASSERT_EQ(map(&f, DEV_A, 0x100000, 64 * 4096, R), -ENOSPC, "index full");
+	ASSERT_EQ(page_slots(&f), before, "rolled back");
+	ASSERT_EQ(f.rt.n, 1, "record rolled back");
+	ASSERT_EQ(chk(&f, DEV_A, 0x100000, 1, R), PV_DENY_UNMAPPED, "fails closed");
+	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 0x3000, R), PV_ALLOW, "old map intact");
+	fx_fini(&f);
+
+	/* record table full */
+	fx_init(&f, 1024, 4);
+	for (i = 0; i < 4; i++)
+		err |= map(&f, DEV_A, 0x10000 * (i + 1), 64, R);
+	ASSERT_OK(err, "4 records fit");
+	ASSERT_EQ(map(&f, DEV_A, 0x90000, 64, R), -ENOSPC, "5th record: full");
+	ASSERT_EQ(chk(&f, DEV_A, 0x90000, 1, R), PV_DENY_UNMAPPED, "fails closed");
+	fx_fini(&f);
+
+	/* sub-page pieces of one page are bounded */
+	fx_init(&f, 1024, 64);
+	for (i = 0; i < PVIOMMU_SUB_SLOTS; i++)
+		err |= map(&f, DEV_A, 0x5000 + i * 16, 8, W);
+	ASSERT_OK(err, "8 sub-page buffers in one page");
+	ASSERT_EQ(map(&f, DEV_A, 0x5000 + 8 * 16, 8, W), -ENOSPC, "9th: full");
+	ASSERT_EQ(chk(&f, DEV_A, 0x5000 + 8 * 16, 1, W), PV_DENY_UNMAPPED, "fails closed");
+	ASSERT_EQ(f.rt.n, 8, "9th record rolled back");
+	fx_fini(&f);
+}
+
+static void t_purge(void)
+{
+	struct fx f;
+
+	fx_init(&f, 1024, 64);
+	ASSERT_OK(map(&f, DEV_A, 0x1000, 0x2000, R), "A");
+	ASSERT_OK(map(&f, DEV_B, 0x1000, 0x2000, R), "B");
+	pv_purge_index(&f.e, DOM, DEV_A, 0);
+	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 1, R), PV_ALLOW,
+		  "unprotected after purge: passes untouched");
+	ASSERT_EQ(pv_device_protected(&f.e, DOM, DEV_A), 0, "A not protected");
+	ASSERT_EQ(chk(&f, DEV_B, 0x1000, 0x2000, R), PV_ALLOW, "B intact");
+	pv_purge_index(&f.e, DOM, 0, 1);
+	ASSERT_EQ(pv_device_protected(&f.e, DOM, DEV_B), 0, "B gone too");
+	ASSERT_EQ(page_slots(&f), 0, "no page slot left");
+	fx_fini(&f);
+}
+
+/* ---- randomized: the index against a byte-level model ------------------ */
+#define SPACE	0x8000
+struct mrec { __u64 iova, size; __u32 perm, refs, bdf; int live; };
+
+static unsigned long long rng = 88172645463325252ull;
+static __u64 rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static int model_ok(struct mrec *m, int n, __u32 bdf, __u64 a, __u64 len,
+		    __u32 need)
+{
+	for (__u64 x = a; x < a + len; x++) {
+		__u32 have = 0;
+
+		for (int i = 0; i < n; i++)
+			if (m[i].live && m[i].bdf == bdf && x >= m[i].iova &&
+			    x < m[i].iova + m[i].size)
+				have |= m[i].perm;
+		if ((have & need) != need)
+			return 0;
+	}
+	return 1;
+}
+
+static void t_random_model(void)
+{
+	struct fx f;
+	struct mrec m[512];
+	int n = 0, mism = 0, ops = 0, checks = 0;
+
+	fx_init(&f, 4096, 512);
+	for (int step = 0; step < 4000; step++) {
+		__u32 bdf = rnd() & 1 ? DEV_A : DEV_B;
+		int op = rnd() % 3;
+
+		if (op == 0 && n < 500) {
+			__u64 iova = rnd() % SPACE, size = 1 + rnd() % 0x1800;
+			__u32 perm = 1 + rnd() % 3;
+			int err, j = -1;
+
+			if (iova + size > SPACE)
+				size = SPACE - iova;
+			for (int i = 0; i < n; i++)
+				if (m[i].live && m[i].bdf == bdf && m[i].iova == iova)
+					j = i;
+			err = map(&f, bdf, iova, size, perm);
+			ops++;
+			if (j >= 0) {
+				int same = m[j].size == size && m[j].perm == perm;
+
+				if (err != (same ? 0 : -EEXIST)) {
+					mism++;
+					printf("  model: step %d dup map err %d\n", step, err);
+				}
+				if (same && !err)
+					m[j].refs++;
+			} else if (!err) {
+				m[n++] = (struct mrec){ iova, size, perm, 1, bdf, 1 };
+			} else if (err != -ENOSPC) {
+				mism++;
+				printf("  model: step %d map [%llx,+%llx) err %d\n", step,
+				       (unsigned long long)iova, (unsigned long long)size, err);
+			}
+		} else if (op == 1 && n) {
+			struct mrec *r = &m[rnd() % n];
+			__u64 sz = rnd() & 1 ? r->size : 1 + rnd() % r->size;
+			int err, want;
+
+			if (!r->live)
+				continue;
+			want = sz == r->size ? 0 : r->refs > 1 ? -EBUSY : 0;
+			for (int i = 0; i < n && sz != r->size; i++)
+				if (m[i].live && m[i].bdf == r->bdf &&
+				    m[i].iova == r->iova + sz)
+					want = -EBUSY;
+			err = unmap(&f, r->bdf, r->iova, sz);
+			ops++;
+			if (err != want && !(err == -ENOSPC && want == 0 &&
+					     sz != r->size)) {
+				mism++;
+				printf("  model: step %d unmap [%llx,+%llx) of size %llx refs %u err %d want %d\n",
+				       step, (unsigned long long)r->iova, (unsigned long long)sz,
+				       (unsigned long long)r->size, r->refs, err, want);
+				continue;
+			}
+			if (err)
+				continue;
+			if (sz == r->size) {
+				if (!--r->refs)
+					r->live = 0;
+			} else {
+				r->iova += sz;
+				r->size -= sz;
+			}
+		} else {
+			__u64 a = rnd() % SPACE, len = 1 + rnd() % 0x2000;
+			__u32 need = 1 + rnd() % 3;
+			int v = chk(&f, bdf, a, len, need);
+
+			checks++;
+			if ((v == PV_ALLOW) != model_ok(m, n, bdf, a, len, need)) {
+				mism++;
+				printf("  model: step %d check %x [%llx,+%llx) need %u got %d\n",
+				       step, bdf, (unsigned long long)a,
+				       (unsigned long long)len, need, v);
+			}
+		}
+	}
+	printf("  %d ops, %d checks against the model\n", ops, checks);
+	ASSERT_EQ(mism, 0, "mismatches against the byte model");
+	/* unmap everything: nothing may be left */
+	for (int i = 0; i < n; i++)
+		while (m[i].live) {
+			if (unmap(&f, m[i].bdf, m[i].iova, m[i].size))
+				break;
+			if (!--m[i].refs)
+				m[i].live = 0;
+		}
+	ASSERT_EQ(page_slots(&f), 0, "no page slot left after unmapping all");
+	ASSERT_EQ(f.rt.n, 0, "no record left");
+	fx_fini(&f);
+}
+
+int main(void)
+{
+	SUBTEST("bad_input", t_bad_input());
+	SUBTEST("byte_granularity", t_byte_granularity());
+	SUBTEST("multi_page", t_multi_page());
+	SUBTEST("duplicate_overlap", t_duplicate_overlap());
+	SUBTEST("partial_unmap", t_partial_unmap());
+	SUBTEST("full_tables", t_full_tables());
+	SUBTEST("purge", t_purge());
+	SUBTEST("random_model", t_random_model());
+	return tl_done("unit");
+}

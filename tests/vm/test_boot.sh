@@ -1,0 +1,89 @@
+#!/bin/bash
+# test_boot.sh - smoke test of the VM harness: boots a guest with e1000 + virtio-net + virtio-blk
+# (virtio with iommu_platform=on,disable-legacy=on), asserts in the guest that the devices
+# appear, that the guest reaches a host TCP listener, and that the host->guest channel works.
+# Needs: make $(OUT)/guest/base.cpio.gz (or --prepare). Exit 0 only if every assertion passed.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/vm/lib.sh
+. "$HERE/lib.sh"
+[ "${1:-}" = --prepare ] && vm_prepare
+
+passed=0 failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+nok() { echo "FAIL $1"; failed=$((failed + 1)); }
+assert() { local n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
+
+work=$VM_OUT/vm/test_boot.host
+rm -rf "$work"; mkdir -p "$work"
+LPID=
+cleanup() {
+	vm_cleanup
+	if [ -n "$LPID" ]; then kill "$LPID" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# host listener on a free port (busybox nc: binds the wildcard address; the guest reaches the
+# host's loopback as 10.0.2.2 through QEMU user-mode networking)
+port=""
+for p in $(seq $((20000 + $$ % 20000)) $((20000 + $$ % 20000 + 50))); do
+	busybox netstat -ltn 2>/dev/null | grep -q ":$p " && continue
+	port=$p; break
+done
+[ -n "$port" ] || { echo "test_boot: no free port" >&2; exit 2; }
+busybox nc -l -p "$port" >"$work/received" </dev/null &
+LPID=$!
+
+token="pviommu-$$-$RANDOM"
+cat >"$work/guest.sh" <<GUEST
+. /lib/pviommu-vm.sh
+has_dev() { [ "\$(cat /sys/bus/pci/devices/\$1/vendor)" = "\$2" ] && [ "\$(cat /sys/bus/pci/devices/\$1/device)" = "\$3" ]; }
+check e1000-pci      has_dev \$BDF_E1000 0x8086 0x100e
+check virtio-net-pci has_dev \$BDF_VIRTIO_NET 0x1af4 0x1041
+check virtio-blk-pci has_dev \$BDF_VIRTIO_BLK 0x1af4 0x1042
+check e1000-netdev   nic e1000 >/dev/null
+check virtio-netdev  nic virtio >/dev/null
+check virtio-blk-disk wait_for /sys/block/vda 10
+check virtio-blk-size [ "\$(cat /sys/block/vda/size)" = 32768 ]
+# VIRTIO_F_ACCESS_PLATFORM (bit 33) negotiated: the guest uses the DMA API for virtio
+for v in /sys/bus/virtio/devices/virtio*; do
+	f=\$(cat \$v/features); value "features-\$(basename \$v)" "\$f"
+	check "access-platform-\$(basename \$v)" [ "\$(echo "\$f" | cut -c34)" = 1 ]
+done
+value e1000-if "\$(nic e1000)"
+value host-ip "\$(host_ip)"
+hip=\$(host_ip \$(nic e1000))
+check tcp-to-host sh -c "echo $token | nc -w 5 \$hip $port"
+mark ready
+line=\$(wait_host)
+mark "echo-\$line"
+GUEST
+
+vopts="iommu_platform=on,disable-legacy=on"
+vm_boot --name test_boot --script "$work/guest.sh" --timeout 120 \
+	--net e1000 --net "virtio,$vopts" --disk "virtio-blk,$vopts" 16M
+assert "qemu-started" [ -n "$(vm_pid)" ]
+ctl="ctl-$RANDOM"
+if vm_wait_marker ready 100; then
+	ok "guest-ready-marker"
+	vm_send "$ctl"
+	assert "control-channel-echo" vm_wait_marker "echo-$ctl" 20
+else
+	nok "guest-ready-marker"
+fi
+rc=0; vm_wait || rc=$?
+assert "guest-result-pass (vm_wait rc=$rc)" [ $rc = 0 ]
+read -r gp gf <<<"$(vm_checks)"
+assert "guest-checks ($gp passed, $gf failed)" [ "$gp" -ge 10 ] && [ "$gf" = 0 ]
+# listener: the guest's bytes arrived
+for _ in $(seq 1 20); do kill -0 "$LPID" 2>/dev/null || break; sleep 0.1; done
+assert "host-listener-received" grep -q "$token" "$work/received"
+qpid=$(vm_pid)
+assert "qemu-gone" sh -c "! kill -0 $qpid 2>/dev/null"
+echo "boot-to-poweroff: $(vm_elapsed) s; initramfs: base $(stat -c %s "$GUEST_INITRD_BASE") B + extra $(stat -c %s "$(vm_dir)/extra.cpio.gz") B"
+if [ $failed != 0 ]; then
+	echo "---- serial log tail ----"; vm_tail 60
+fi
+echo "test_boot: $passed passed, $failed failed"
+[ $failed = 0 ]

@@ -1,0 +1,1108 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * pviommuctl - load, inspect and steer the pviommu DMA policy enforcer.
+ *
+ *   pviommuctl [-j] [-v] OBJECT [ARGS]    see 'pviommuctl help'
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "pviommu.skel.h"
+#include "pvlib.h"
+#include "pv_user.h"
+#include "probe.h"
+
+#define LINK_DIR	pv_pin_path("links")
+#define PROG_DIR	pv_pin_path("progs")
+#define PIN_DIR		pv_pin_dir()
+
+static int json;
+static int verbose;
+static volatile sig_atomic_t stop;
+
+/* ---- errors, bpftool style -------------------------------------------------- */
+static void p_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (json) {
+		char buf[512];
+
+		vsnprintf(buf, sizeof(buf), fmt, ap);
+		for (char *c = buf; *c; c++)
+			if (*c == '"' || *c == '\\')
+				*c = '\'';
+		printf("{\"error\":\"%s\"}\n", buf);
+	} else {
+		fprintf(stderr, "Error: ");
+		vfprintf(stderr, fmt, ap);
+		fprintf(stderr, "\n");
+	}
+	va_end(ap);
+}
+
+static void p_note(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (json)
+		return;
+	va_start(ap, fmt);
+	fprintf(stderr, "note: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt,
+			va_list args)
+{
+	if (level == LIBBPF_DEBUG && verbose < 2)
+		return 0;
+	if (level == LIBBPF_INFO && !verbose)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+/* exit 2: the environment cannot run pviommu at all */
+static int need_root(void)
+{
+	if (geteuid() != 0) {
+		p_err("pviommuctl needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)");
+		return 2;
+	}
+	return 0;
+}
+
+static int need_btf(void)
+{
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		p_err("kernel BTF missing (/sys/kernel/btf/vmlinux): CO-RE needs CONFIG_DEBUG_INFO_BTF=y");
+		return 2;
+	}
+	return 0;
+}
+
+static int ensure_bpffs(void)
+{
+	struct statfs st;
+
+	if (!statfs("/sys/fs/bpf", &st) && st.f_type == BPF_FS_MAGIC)
+		return 0;
+	mkdir("/sys/fs/bpf", 0700);
+	if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700")) {
+		p_err("cannot mount bpffs on /sys/fs/bpf: %s", strerror(errno));
+		return 2;
+	}
+	p_note("mounted bpffs on /sys/fs/bpf");
+	return 0;
+}
+
+static int loaded(void)
+{
+	return access(pv_pin_path(PVIOMMU_MAP_CTL), F_OK) == 0;
+}
+
+static int not_loaded(void)
+{
+	p_err("pviommu is not loaded (run 'pviommuctl load')");
+	return 1;
+}
+
+/* ---- ctl, mmapped ------------------------------------------------------------ */
+static struct pviommu_ctl *ctl_map(int *fdp)
+{
+	void *p;
+	int fd = pv_obj_get(NULL, PVIOMMU_MAP_CTL, 0);
+
+	if (fd < 0)
+		return NULL;
+	p = mmap(NULL, sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
+		 MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		close(fd);
+		return NULL;
+	}
+	*fdp = fd;
+	return p;
+}
+
+static void ctl_unmap(struct pviommu_ctl *c, int fd)
+{
+	munmap(c, sysconf(_SC_PAGESIZE));
+	close(fd);
+}
+
+/* ---- load ------------------------------------------------------------------------ */
+static __u32 pinned_max_entries(const char *name)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	int fd = pv_obj_get(NULL, name, 1);
+	__u32 n = 0;
+
+	if (fd < 0)
+		return 0;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+		n = info.max_entries;
+	close(fd);
+	return n;
+}
+
+static int pin_replace(int fd, const char *dir, const char *name, int is_link)
+{
+	char path[256], tmp[280];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s_new", path);
+	unlink(tmp);
+	if (bpf_obj_pin(fd, tmp))
+		return -errno;
+	/* rename over the old pin: the old link goes when its last ref does */
+	if (rename(tmp, path)) {
+		int err = -errno;
+
+		unlink(tmp);
+		return err;
+	}
+	return 0;
+}
+
+/* TCG transport uprobes are per QEMU process: links/tcg-<pid> */
+static int attach_tcg(struct pviommu_bpf *skel, int pid)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "cpu_x86_cpuid");
+	struct bpf_link *l;
+	char exe[64], name[32];
+	int err;
+
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", pid);
+	if (access(exe, R_OK))
+		return -ESRCH;
+	l = bpf_program__attach_uprobe_opts(skel->progs.pviommu_tcg_cpuid, pid,
+					    exe, 0, &uo);
+	if (!l)
+		return -errno;
+	snprintf(name, sizeof(name), "tcg-%d", pid);
+	err = pin_replace(bpf_link__fd(l), LINK_DIR, name, 1);
+	bpf_link__destroy(l);
+	return err;
+}
+
+static int cmd_load(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "index-slots", required_argument, 0, 's' },
+		{ "max-records", required_argument, 0, 'r' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = PIN_DIR);
+	__u64 slots = PVIOMMU_DEF_INDEX_SLOTS, recs = PVIOMMU_DEF_MAX_RECORDS;
+	__u32 pin_slots, pin_recs;
+	struct pviommu_bpf *skel = NULL;
+	struct pviommu_ctl *ctl = NULL;
+	struct bpf_link *link;
+	int c, err, ctl_fd = -1, kvm_ok = 0;
+	__u64 gen;
+	DIR *d;
+	struct dirent *de;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:r:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (pv_parse_u64(optarg, &slots) || slots < 1024 ||
+			    slots > (1u << 24) || (slots & (slots - 1))) {
+				p_err("what is '%s'? --index-slots wants a power of two in [1024, 16M]", optarg);
+				return 1;
+			}
+			break;
+		case 'r':
+			if (pv_parse_u64(optarg, &recs) || recs < 16 ||
+			    recs > (1u << 24)) {
+				p_err("what is '%s'? --max-records wants a number in [16, 16M]", optarg);
+				return 1;
+			}
+			break;
+		case 'h':
+			printf("Usage: pviommuctl load [--index-slots N] [--max-records N]\n"
+			       "  Load (or reload) the BPF programs, pin maps and links under %s.\n"
+			       "  Idempotent: a reload keeps the pinned maps and every live mapping;\n"
+			       "  the new programs take over atomically.\n"
+			       "  --index-slots N   fast-index slots (power of two, default %u, 64 B each)\n"
+			       "  --max-records N   mapping records (default %u)\n",
+			       PIN_DIR, PVIOMMU_DEF_INDEX_SLOTS,
+			       PVIOMMU_DEF_MAX_RECORDS);
+			return 0;
+		default:
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		p_err("what is '%s'? (see 'pviommuctl load --help')", argv[optind]);
+		return 1;
+	}
+	if ((err = need_root()) || (err = need_btf()) || (err = ensure_bpffs()))
+		return err;
+	if (mkdir(PIN_DIR, 0700) && errno != EEXIST) {
+		p_err("mkdir %s: %s", PIN_DIR, strerror(errno));
+		return 2;
+	}
+	mkdir(LINK_DIR, 0700);
+	mkdir(PROG_DIR, 0700);
+
+	skel = pviommu_bpf__open_opts(&oo);
+	if (!skel) {
+		p_err("cannot open the BPF object: %s", strerror(errno));
+		return 1;
+	}
+	/* re-use pinned maps: their sizes win */
+	pin_slots = pinned_max_entries(PVIOMMU_MAP_INDEX);
+	pin_recs = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
+	if (pin_slots && pin_slots != slots && slots != PVIOMMU_DEF_INDEX_SLOTS)
+		p_note("keeping the pinned index of %u slots (unload to resize)", pin_slots);
+	if (pin_slots)
+		slots = pin_slots;
+	if (pin_recs)
+		recs = pin_recs;
+	bpf_map__set_max_entries(skel->maps.pviommu_index, slots);
+	bpf_map__set_max_entries(skel->maps.pviommu_mappings, recs);
+	skel->rodata->index_mask = slots - 1;
+
+	ctl = loaded() ? ctl_map(&ctl_fd) : NULL;
+	gen = (ctl ? ctl->active_gen : 0) + 1;
+	skel->rodata->load_gen = gen;
+
+	err = pviommu_bpf__load(skel);
+	if (err) {
+		p_err("loading the BPF programs failed: %s (run with -v for the verifier log)",
+		      strerror(-err));
+		err = 1;
+		goto out;
+	}
+	if (!ctl)
+		ctl = ctl_map(&ctl_fd);
+	if (!ctl) {
+		p_err("cannot map %s", PVIOMMU_MAP_CTL);
+		err = 1;
+		goto out;
+	}
+
+	/* attach the new programs; they stay idle until active_gen moves */
+	link = bpf_program__attach(skel->progs.pviommu_proc_exit);
+	if (!link) {
+		p_err("attaching sched_process_exit failed: %s", strerror(errno));
+		err = 1;
+		goto out;
+	}
+	err = pin_replace(bpf_link__fd(link), LINK_DIR, "proc_exit", 1);
+	bpf_link__destroy(link);
+	if (err)
+		goto pin_fail;
+
+	link = bpf_program__attach(skel->progs.pviommu_kvm_hypercall);
+	if (link) {
+		err = pin_replace(bpf_link__fd(link), LINK_DIR, "kvm_hypercall", 1);
+		bpf_link__destroy(link);
+		if (err)
+			goto pin_fail;
+		kvm_ok = 1;
+	} else {
+		unlink(pv_pin_path("links/kvm_hypercall"));
+		p_note("kvm:kvm_hypercall is not available (kvm not loaded): KVM transport off");
+	}
+
+	/* re-attach the TCG transport of every QEMU process attached before */
+	d = opendir(LINK_DIR);
+	while (d && (de = readdir(d))) {
+		int pid;
+		char path[300];
+
+		if (sscanf(de->d_name, "tcg-%d", &pid) != 1 ||
+		    strstr(de->d_name, "_new"))
+			continue;
+		if (attach_tcg(skel, pid)) {
+			snprintf(path, sizeof(path), "%s/%s", LINK_DIR, de->d_name);
+			unlink(path);
+			p_note("QEMU pid %d is gone: dropped its TCG transport", pid);
+		}
+	}
+	if (d)
+		closedir(d);
+
+	/* programs, for bpftool and for test_run */
+	{
+		struct bpf_program *p;
+
+		bpf_object__for_each_program(p, skel->obj) {
+			err = pin_replace(bpf_program__fd(p), PROG_DIR,
+					  bpf_program__name(p), 0);
+			if (err)
+				goto pin_fail;
+		}
+	}
+
+	/* a first load: violations are denied unless told otherwise */
+	if (gen == 1)
+		ctl->default_mode = PVIOMMU_MODE_DENY;
+	/* hand over: from here the new programs act, the old ones return */
+	__atomic_store_n(&ctl->active_gen, gen, __ATOMIC_SEQ_CST);
+
+	if (json)
+		printf("{\"loaded\":true,\"generation\":%llu,\"index_slots\":%llu,\"max_records\":%llu,\"kvm_hypercall\":%s}\n",
+		       (unsigned long long)gen, (unsigned long long)slots,
+		       (unsigned long long)recs, kvm_ok ? "true" : "false");
+	else
+		printf("pviommu loaded (generation %llu): %llu index slots, %llu records, pins in %s\n",
+		       (unsigned long long)gen, (unsigned long long)slots,
+		       (unsigned long long)recs, PIN_DIR);
+	err = 0;
+	goto out;
+pin_fail:
+	p_err("pinning under %s failed: %s", PIN_DIR, strerror(-err));
+	err = 1;
+out:
+	if (ctl)
+		ctl_unmap(ctl, ctl_fd);
+	pviommu_bpf__destroy(skel);
+	return err;
+}
+
+/* ---- unload ------------------------------------------------------------------------ */
+static int rm_dir_pins(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char path[512];
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!unlink(path))
+			n++;
+	}
+	closedir(d);
+	rmdir(dir);
+	return n;
+}
+
+static int cmd_unload(int argc, char **argv)
+{
+	int err, n;
+
+	if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+			 !strcmp(argv[1], "-h"))) {
+		printf("Usage: pviommuctl unload\n"
+		       "  Detach every program and remove every pin under %s\n"
+		       "  (all policy state is dropped).\n", PIN_DIR);
+		return 0;
+	}
+	if (argc > 1) {
+		p_err("what is '%s'? (see 'pviommuctl unload help')", argv[1]);
+		return 1;
+	}
+	if ((err = need_root()))
+		return err;
+	if (access(PIN_DIR, F_OK)) {
+		if (json)
+			printf("{\"unloaded\":true,\"pins_removed\":0}\n");
+		else
+			printf("pviommu was not loaded\n");
+		return 0;
+	}
+	n = rm_dir_pins(LINK_DIR);
+	n += rm_dir_pins(PROG_DIR);
+	n += rm_dir_pins(PIN_DIR);
+	if (!access(PIN_DIR, F_OK)) {
+		p_err("could not remove %s", PIN_DIR);
+		return 1;
+	}
+	if (json)
+		printf("{\"unloaded\":true,\"pins_removed\":%d}\n", n);
+	else
+		printf("pviommu unloaded (%d pins removed)\n", n);
+	return 0;
+}
+
+/* ---- status ------------------------------------------------------------------------ */
+static int count_links(const char *prefix, char *pids, size_t len)
+{
+	DIR *d = opendir(LINK_DIR);
+	struct dirent *de;
+	size_t off = 0;
+	int n = 0, pid;
+
+	if (pids && len)
+		pids[0] = 0;
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) ||
+		    strstr(de->d_name, "_new"))
+			continue;
+		n++;
+		if (pids && sscanf(de->d_name, "tcg-%d", &pid) == 1 &&
+		    off + 12 < len)
+			off += snprintf(pids + off, len - off, "%s%d",
+					off ? "," : "", pid);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	struct pv_index_view iv;
+	struct pviommu_stats st;
+	struct pv_features f;
+	__u32 key, next, *prev = NULL;
+	struct pviommu_domain dv;
+	int dfd, sfd, err, first = 1, ctl_fd;
+	struct pviommu_ctl *ctl;
+	__u64 used = 0, tomb = 0;
+	char pids[256];
+	__u32 rec_max;
+
+	if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+			 !strcmp(argv[1], "-h"))) {
+		printf("Usage: pviommuctl [-j] status\n"
+		       "  Programs and where they are attached, what this kernel allows\n"
+		       "  (probed), index use, domains (QEMU processes) and counters.\n");
+		return 0;
+	}
+	if (argc > 1) {
+		p_err("what is '%s'? (see 'pviommuctl status help')", argv[1]);
+		return 1;
+	}
+	if ((err = need_root()))
+		return err;
+	pv_probe_features(&f);
+	if (!loaded()) {
+		if (json) {
+			printf("{\"loaded\":false,\"features\":");
+			pv_features_json(&f, stdout);
+			printf("}\n");
+		} else {
+			printf("pviommu: not loaded\nkernel features:\n");
+			pv_features_print(&f, stdout);
+		}
+		return 1;
+	}
+	ctl = ctl_map(&ctl_fd);
+	dfd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
+	sfd = pv_obj_get(NULL, PVIOMMU_MAP_STATS, 1);
+	if (!ctl || dfd < 0 || sfd < 0 || pv_index_map(NULL, &iv, 1)) {
+		p_err("pinned maps under %s are incomplete: run 'pviommuctl unload; pviommuctl load'",
+		      PIN_DIR);
+		return 1;
+	}
+	for (__u32 i = 0; i < iv.slots; i++) {
+		__u16 k = iv.base[i].kind;
+
+		used += k == PVIOMMU_SLOT_PAGE || k == PVIOMMU_SLOT_DEVICE;
+		tomb += k == PVIOMMU_SLOT_TOMB;
+	}
+	pv_stats_read(sfd, &st);
+	rec_max = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
+	count_links("tcg-", pids, sizeof(pids));
+
+	if (json) {
+		printf("{\"loaded\":true,\"generation\":%llu,\"programs\":{"
+		       "\"kvm_hypercall\":%s,\"proc_exit\":%s,\"tcg_cpuid\":[%s]},",
+		       (unsigned long long)ctl->active_gen,
+		       count_links("kvm_hypercall", NULL, 0) ? "true" : "false",
+		       count_links("proc_exit", NULL, 0) ? "true" : "false", pids);
+		printf("\"features\":");
+		pv_features_json(&f, stdout);
+		printf(",\"index\":{\"slots\":%u,\"used\":%llu,\"tombstones\":%llu,\"bytes\":%zu},"
+		       "\"max_records\":%u,\"default_mode\":\"%s\",\"lock_busy\":%llu,\"domains\":[",
+		       iv.slots, (unsigned long long)used, (unsigned long long)tomb,
+		       iv.len, rec_max, pv_mode_str(ctl->default_mode),
+		       (unsigned long long)ctl->lock_busy);
+	} else {
+		printf("pviommu: loaded (generation %llu), pins under %s\n",
+		       (unsigned long long)ctl->active_gen, PIN_DIR);
+		printf("programs:\n");
+		printf("  kvm_hypercall  %s\n", count_links("kvm_hypercall", NULL, 0) ?
+		       "attached (raw_tp kvm:kvm_hypercall)" :
+		       "not attached (kvm not loaded; reload after 'modprobe kvm')");
+		printf("  proc_exit      %s\n", count_links("proc_exit", NULL, 0) ?
+		       "attached (raw_tp sched_process_exit)" : "not attached");
+		printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :
+		       "not attached (pviommuctl attach --pid P)", pids);
+		printf("kernel features:\n");
+		pv_features_print(&f, stdout);
+		printf("index: %u slots x %zu B (%zu KiB), %llu used (%.1f%%), %llu tombstones\n",
+		       iv.slots, sizeof(struct pviommu_slot), iv.len >> 10,
+		       (unsigned long long)used, 100.0 * used / iv.slots,
+		       (unsigned long long)tomb);
+		printf("records: max %u; default mode %s\n", rec_max,
+		       pv_mode_str(ctl->default_mode));
+		printf("domains:\n  %-8s %-7s %-8s %-12s %-6s %s\n", "PID", "DEVICES",
+		       "RECORDS", "BYTES", "MODE", "FLAGS");
+	}
+	while (!bpf_map_get_next_key(dfd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(dfd, &key, &dv))
+			continue;
+		if (json)
+			printf("%s{\"pid\":%u,\"abi\":%u,\"devices\":%u,\"records\":%llu,"
+			       "\"mapped_bytes\":%llu,\"generation\":%llu,\"mode\":\"%s\","
+			       "\"table_full\":%s}", first ? "" : ",", key, dv.abi,
+			       dv.nr_devices, (unsigned long long)dv.nr_records,
+			       (unsigned long long)dv.mapped_bytes,
+			       (unsigned long long)dv.generation, pv_mode_str(dv.mode),
+			       dv.flags & PVIOMMU_DOM_TABLE_FULL ? "true" : "false");
+		else
+			printf("  %-8u %-7u %-8llu %-12llu %-6s %s\n", key,
+			       dv.nr_devices, (unsigned long long)dv.nr_records,
+			       (unsigned long long)dv.mapped_bytes,
+			       pv_mode_str(dv.mode),
+			       dv.flags & PVIOMMU_DOM_TABLE_FULL ? "table-full" : "-");
+		first = 0;
+	}
+	if (json) {
+		printf("],\"stats\":{");
+		for (int i = 0; i < PVIOMMU_ST_MAX; i++)
+			printf("%s\"%s\":%llu", i ? "," : "", pv_stat_name(i),
+			       (unsigned long long)st.v[i]);
+		printf("}}\n");
+	} else {
+		if (first)
+			printf("  (none)\n");
+		printf("stats:\n");
+		for (int i = 0; i < PVIOMMU_ST_MAX; i++)
+			printf("  %-18s %llu\n", pv_stat_name(i),
+			       (unsigned long long)st.v[i]);
+	}
+	pv_index_unmap(&iv);
+	ctl_unmap(ctl, ctl_fd);
+	close(dfd);
+	close(sfd);
+	return 0;
+}
+
+/* ---- mappings --------------------------------------------------------------------- */
+static int cmd_mappings(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "pid", required_argument, 0, 'p' },
+		{ "bdf", required_argument, 0, 'b' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	struct pviommu_map_key k, nk, *prev = NULL;
+	struct pviommu_mapping v;
+	__u64 pid = 0, n = 0, bytes = 0;
+	__u32 bdf = 0;
+	int c, fd, has_bdf = 0, err;
+	char b[16];
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:b:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (pv_parse_u64(optarg, &pid) || !pid || pid > 0x7fffffff) {
+				p_err("what is '%s'? --pid wants a process id", optarg);
+				return 1;
+			}
+			break;
+		case 'b':
+			if (pv_parse_bdf(optarg, &bdf)) {
+				p_err("what is '%s'? --bdf wants a PCI address like 0000:00:04.0", optarg);
+				return 1;
+			}
+			has_bdf = 1;
+			break;
+		case 'h':
+			printf("Usage: pviommuctl [-j] mappings [--pid P] [--bdf B]\n"
+			       "  Live DMA mappings the guests authorized: domain (QEMU pid), device,\n"
+			       "  iova, size, permission (r: device reads memory, w: device writes it).\n");
+			return 0;
+		default:
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		p_err("what is '%s'? (see 'pviommuctl mappings --help')", argv[optind]);
+		return 1;
+	}
+	if ((err = need_root()))
+		return err;
+	if (!loaded())
+		return not_loaded();
+	fd = pv_obj_get(NULL, PVIOMMU_MAP_MAPPINGS, 1);
+	if (fd < 0) {
+		p_err("cannot open %s: %s", PVIOMMU_MAP_MAPPINGS, strerror(-fd));
+		return 1;
+	}
+	if (json)
+		printf("[");
+	else
+		printf("%-8s %-13s %-18s %-10s %-4s %-4s %s\n", "PID", "BDF", "IOVA",
+		       "SIZE", "PERM", "REFS", "GEN");
+	while (!bpf_map_get_next_key(fd, prev, &nk)) {
+		k = nk;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &v))
+			continue;
+		if ((pid && k.domain != pid) || (has_bdf && k.bdf != bdf))
+			continue;
+		if (json)
+			printf("%s{\"pid\":%u,\"bdf\":\"%s\",\"iova\":%llu,\"size\":%llu,"
+			       "\"perm\":\"%s\",\"refs\":%u,\"generation\":%llu,\"cookie\":%llu}",
+			       n ? "," : "", k.domain, pv_fmt_bdf(k.bdf, b),
+			       (unsigned long long)v.iova, (unsigned long long)v.size,
+			       pv_perm_str(v.perm), v.refs,
+			       (unsigned long long)v.generation,
+			       (unsigned long long)v.cookie);
+		else
+			printf("%-8u %-13s 0x%016llx %-10llu %-4s %-4u %llu\n", k.domain,
+			       pv_fmt_bdf(k.bdf, b), (unsigned long long)v.iova,
+			       (unsigned long long)v.size, pv_perm_str(v.perm), v.refs,
+			       (unsigned long long)v.generation);
+		n++;
+		bytes += v.size;
+	}
+	if (json)
+		printf("]\n");
+	else
+		printf("%llu mappings, %llu bytes\n", (unsigned long long)n,
+		       (unsigned long long)bytes);
+	close(fd);
+	return 0;
+}
+
+/* ---- events ----------------------------------------------------------------------- */
+static __u64 ev_count, ev_max;
+
+static void on_sig(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	const struct pviommu_event *e = data;
+	char b[16];
+
+	if (len < sizeof(*e))
+		return 0;
+	if (json)
+		printf("{\"ts_ns\":%llu,\"type\":\"%s\",\"pid\":%u,\"tid\":%u,\"bdf\":\"%s\","
+		       "\"addr\":%llu,\"len\":%llu,\"access\":\"%s\",\"op\":\"%s\",\"err\":%d,"
+		       "\"reason\":\"%s\",\"action\":\"%s\",\"plane\":\"%s\"}\n",
+		       (unsigned long long)e->ts_ns, pv_event_type_str(e->type),
+		       e->domain, e->tid, pv_fmt_bdf(e->bdf, b),
+		       (unsigned long long)e->addr, (unsigned long long)e->len,
+		       pv_perm_str(e->perm), pv_op_str(e->op), e->err,
+		       e->type == PVIOMMU_EV_VIOLATION ? pv_verdict_str(-e->err) :
+		       e->err ? strerror(-e->err) : "-",
+		       pv_action_str(e->action), pv_plane_str(e->plane));
+	else if (e->type == PVIOMMU_EV_VIOLATION)
+		printf("%llu.%06llu violation pid=%u bdf=%s addr=0x%llx len=%llu %s reason=%s action=%s plane=%s\n",
+		       (unsigned long long)(e->ts_ns / 1000000000),
+		       (unsigned long long)(e->ts_ns % 1000000000 / 1000), e->domain,
+		       pv_fmt_bdf(e->bdf, b), (unsigned long long)e->addr,
+		       (unsigned long long)e->len,
+		       e->perm & PVIOMMU_PERM_WRITE ? "write" : "read",
+		       pv_verdict_str(-e->err), pv_action_str(e->action),
+		       pv_plane_str(e->plane));
+	else
+		printf("%llu.%06llu %s pid=%u bdf=%s op=%s iova=0x%llx size=%llu err=%s plane=%s\n",
+		       (unsigned long long)(e->ts_ns / 1000000000),
+		       (unsigned long long)(e->ts_ns % 1000000000 / 1000),
+		       pv_event_type_str(e->type), e->domain, pv_fmt_bdf(e->bdf, b),
+		       pv_op_str(e->op), (unsigned long long)e->addr,
+		       (unsigned long long)e->len, e->err ? strerror(-e->err) : "ok",
+		       pv_plane_str(e->plane));
+	fflush(stdout);
+	if (ev_max && ++ev_count >= ev_max)
+		stop = 1;
+	return 0;
+}
+
+static int cmd_events(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "count", required_argument, 0, 'c' },
+		{ "timeout", required_argument, 0, 't' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	struct ring_buffer *rb;
+	__u64 timeout = 0;
+	struct timespec t0, t;
+	int c, fd, err;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:t:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (pv_parse_u64(optarg, &ev_max) || !ev_max) {
+				p_err("what is '%s'? --count wants a positive number", optarg);
+				return 1;
+			}
+			break;
+		case 't':
+			if (pv_parse_u64(optarg, &timeout)) {
+				p_err("what is '%s'? --timeout wants seconds", optarg);
+				return 1;
+			}
+			break;
+		case 'h':
+			printf("Usage: pviommuctl [-j] events [--count N] [--timeout SEC]\n"
+			       "  Follow the event ring buffer, one line per event: violations\n"
+			       "  (pid, device, address, length, direction, reason, action),\n"
+			       "  refused hypercalls, full tables, domains coming and going.\n"
+			       "  Stops after N events, after SEC seconds, or on Ctrl-C.\n");
+			return 0;
+		default:
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		p_err("what is '%s'? (see 'pviommuctl events --help')", argv[optind]);
+		return 1;
+	}
+	if ((err = need_root()))
+		return err;
+	if (!loaded())
+		return not_loaded();
+	fd = pv_obj_get(NULL, PVIOMMU_MAP_EVENTS, 0);
+	if (fd < 0) {
+		p_err("cannot open %s: %s", PVIOMMU_MAP_EVENTS, strerror(-fd));
+		return 1;
+	}
+	rb = ring_buffer__new(fd, on_event, NULL, NULL);
+	if (!rb) {
+		p_err("ring buffer: %s", strerror(errno));
+		close(fd);
+		return 1;
+	}
+	signal(SIGINT, on_sig);
+	signal(SIGTERM, on_sig);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!stop) {
+		err = ring_buffer__poll(rb, 100);
+		if (err < 0 && err != -EINTR) {
+			p_err("polling events: %s", strerror(-err));
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (timeout && (__u64)(t.tv_sec - t0.tv_sec) >= timeout)
+			break;
+	}
+	ring_buffer__free(rb);
+	close(fd);
+	return err < 0 && err != -EINTR ? 1 : 0;
+}
+
+/* ---- mode --------------------------------------------------------------------------- */
+static int cmd_mode(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "pid", required_argument, 0, 'p' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	struct pviommu_domain dv;
+	struct pviommu_ctl *ctl;
+	__u32 mode, key, next, *prev = NULL;
+	__u64 pid = 0;
+	int c, fd, ctl_fd, err, n = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (pv_parse_u64(optarg, &pid) || !pid || pid > 0x7fffffff) {
+				p_err("what is '%s'? --pid wants a process id", optarg);
+				return 1;
+			}
+			break;
+		case 'h':
+			printf("Usage: pviommuctl mode audit|deny|kill [--pid P]\n"
+			       "  What a violation does: audit (event + counter, transfer allowed),\n"
+			       "  deny (the transfer fails like an IOMMU fault), kill (QEMU gets\n"
+			       "  SIGKILL before the transfer runs). Without --pid: the default for\n"
+			       "  new domains and every current one.\n");
+			return 0;
+		default:
+			return 1;
+		}
+	}
+	if (optind != argc - 1) {
+		p_err("mode wants one of audit, deny, kill (see 'pviommuctl mode --help')");
+		return 1;
+	}
+	if (pv_parse_mode(argv[optind], &mode)) {
+		p_err("what is '%s'? mode is audit, deny or kill", argv[optind]);
+		return 1;
+	}
+	if ((err = need_root()))
+		return err;
+	if (!loaded())
+		return not_loaded();
+	fd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 0);
+	ctl = ctl_map(&ctl_fd);
+	if (fd < 0 || !ctl) {
+		p_err("cannot open the pinned maps");
+		return 1;
+	}
+	if (pid) {
+		key = pid;
+		if (bpf_map_lookup_elem(fd, &key, &dv)) {
+			p_err("no domain for pid %llu (the guest has not registered)",
+			      (unsigned long long)pid);
+			close(fd);
+			ctl_unmap(ctl, ctl_fd);
+			return 1;
+		}
+		dv.mode = mode;
+		/* the mode word alone: a racing hypercall may update the rest */
+		bpf_map_update_elem(fd, &key, &dv, BPF_EXIST);
+		n = 1;
+	} else {
+		__atomic_store_n(&ctl->default_mode, mode, __ATOMIC_SEQ_CST);
+		while (!bpf_map_get_next_key(fd, prev, &next)) {
+			key = next;
+			prev = &key;
+			if (bpf_map_lookup_elem(fd, &key, &dv))
+				continue;
+			dv.mode = mode;
+			if (!bpf_map_update_elem(fd, &key, &dv, BPF_EXIST))
+				n++;
+		}
+	}
+	if (json)
+		printf("{\"mode\":\"%s\",\"domains\":%d}\n", pv_mode_str(mode), n);
+	else
+		printf("mode %s: %d domain%s%s\n", pv_mode_str(mode), n,
+		       n == 1 ? "" : "s", pid ? "" : " (and the default)");
+	close(fd);
+	ctl_unmap(ctl, ctl_fd);
+	return 0;
+}
+
+/* ---- attach (TCG hypercall transport) ------------------------------------------------- */
+static int cmd_attach(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "pid", required_argument, 0, 'p' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = PIN_DIR);
+	struct pviommu_bpf *skel;
+	struct pviommu_ctl *ctl;
+	__u64 pid = 0;
+	int c, err, ctl_fd;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (pv_parse_u64(optarg, &pid) || !pid || pid > 0x7fffffff) {
+				p_err("what is '%s'? --pid wants a process id", optarg);
+				return 1;
+			}
+			break;
+		case 'h':
+			printf("Usage: pviommuctl attach --pid P\n"
+			       "  Attach the TCG hypercall transport to a running QEMU (a uprobe\n"
+			       "  on its cpu_x86_cpuid): the guest module's map/unmap calls from a\n"
+			       "  guest without KVM then reach the policy maps.\n");
+			return 0;
+		default:
+			return 1;
+		}
+	}
+	if (!pid || optind < argc) {
+		p_err("attach wants --pid P (see 'pviommuctl attach --help')");
+		return 1;
+	}
+	if ((err = need_root()))
+		return err;
+	if (!loaded())
+		return not_loaded();
+	ctl = ctl_map(&ctl_fd);
+	if (!ctl)
+		return not_loaded();
+	skel = pviommu_bpf__open_opts(&oo);
+	if (!skel) {
+		ctl_unmap(ctl, ctl_fd);
+		return 1;
+	}
+	bpf_map__set_max_entries(skel->maps.pviommu_index,
+				 pinned_max_entries(PVIOMMU_MAP_INDEX));
+	bpf_map__set_max_entries(skel->maps.pviommu_mappings,
+				 pinned_max_entries(PVIOMMU_MAP_MAPPINGS));
+	skel->rodata->index_mask = pinned_max_entries(PVIOMMU_MAP_INDEX) - 1;
+	skel->rodata->load_gen = ctl->active_gen;
+	/* only the uprobe program is needed */
+	{
+		struct bpf_program *p;
+
+		bpf_object__for_each_program(p, skel->obj)
+			bpf_program__set_autoload(p, p == skel->progs.pviommu_tcg_cpuid);
+	}
+	err = pviommu_bpf__load(skel);
+	if (err) {
+		p_err("loading the TCG transport failed: %s", strerror(-err));
+		goto out;
+	}
+	err = attach_tcg(skel, pid);
+	if (err == -ESRCH)
+		p_err("no process %llu", (unsigned long long)pid);
+	else if (err)
+		p_err("cannot attach to pid %llu: %s (is it qemu-system-x86_64 exporting cpu_x86_cpuid?)",
+		      (unsigned long long)pid, strerror(-err));
+	else if (json)
+		printf("{\"attached\":%llu}\n", (unsigned long long)pid);
+	else
+		printf("TCG hypercall transport attached to pid %llu\n",
+		       (unsigned long long)pid);
+out:
+	pviommu_bpf__destroy(skel);
+	ctl_unmap(ctl, ctl_fd);
+	return err ? 1 : 0;
+}
+
+static int cmd_detach(int argc, char **argv)
+{
+	__u64 pid = 0;
+	char path[128];
+
+	if (argc != 3 || strcmp(argv[1], "--pid") || pv_parse_u64(argv[2], &pid)) {
+		printf("Usage: pviommuctl detach --pid P\n"
+		       "  Detach the TCG hypercall transport from QEMU process P.\n");
+		return argc > 1 && strcmp(argv[1], "help") && strcmp(argv[1], "--help");
+	}
+	snprintf(path, sizeof(path), "%s/tcg-%llu", LINK_DIR, (unsigned long long)pid);
+	if (unlink(path)) {
+		p_err("pid %llu is not attached", (unsigned long long)pid);
+		return 1;
+	}
+	if (json)
+		printf("{\"detached\":%llu}\n", (unsigned long long)pid);
+	else
+		printf("detached from pid %llu\n", (unsigned long long)pid);
+	return 0;
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+static int cmd_help(int argc, char **argv);
+
+static const struct cmd {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *what;
+} cmds[] = {
+	{ "load", cmd_load, "load/reload programs, pin maps (keeps live mappings)" },
+	{ "unload", cmd_unload, "detach everything, remove every pin" },
+	{ "status", cmd_status, "programs, kernel features, index, domains, counters" },
+	{ "mappings", cmd_mappings, "live mappings [--pid P] [--bdf B]" },
+	{ "events", cmd_events, "follow violations and refused hypercalls" },
+	{ "mode", cmd_mode, "audit|deny|kill [--pid P]" },
+	{ "attach", cmd_attach, "TCG hypercall transport into QEMU --pid P" },
+	{ "detach", cmd_detach, "remove it again --pid P" },
+	{ "help", cmd_help, "this text; 'pviommuctl CMD --help' for one command" },
+};
+
+static int cmd_help(int argc, char **argv)
+{
+	if (argc > 1) {
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+			if (!strcmp(argv[1], cmds[i].name) && cmds[i].fn != cmd_help) {
+				char *av[] = { argv[1], "--help", NULL };
+
+				return cmds[i].fn(2, av);
+			}
+		p_err("what is '%s'? (see 'pviommuctl help')", argv[1]);
+		return 1;
+	}
+	printf("Usage: pviommuctl [OPTIONS] COMMAND [ARGS]\n\n"
+	       "pviommu: guest-authorized DMA ranges per VM and device, enforced on\n"
+	       "every transfer of QEMU-emulated and VFIO-assigned devices.\n\n"
+	       "Commands (a unique prefix is enough):\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		printf("  %-9s %s\n", cmds[i].name, cmds[i].what);
+	printf("\nOptions:\n"
+	       "  -j, --json     JSON output\n"
+	       "  -v, --verbose  libbpf messages (-vv: debug, with verifier logs)\n\n"
+	       "Examples:\n"
+	       "  pviommuctl load\n"
+	       "  pviommuctl attach --pid $(pidof qemu-system-x86_64)\n"
+	       "  pviommuctl mappings --bdf 0000:00:04.0\n"
+	       "  pviommuctl -j status\n"
+	       "  bpftool map dump pinned %s/%s\n"
+	       "\nExit status: 0 ok, 1 error, 2 this system cannot run pviommu\n"
+	       "(not root, no BTF, no bpffs).\n", PIN_DIR,
+	       PVIOMMU_MAP_MAPPINGS);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const struct cmd *hit = NULL;
+	int i = 1, nhits = 0;
+
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json"))
+			json = 1;
+		else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
+			verbose++;
+		else if (!strcmp(argv[i], "-vv"))
+			verbose += 2;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return cmd_help(1, argv);
+		else {
+			p_err("what is '%s'? (see 'pviommuctl help')", argv[i]);
+			return 1;
+		}
+	}
+	if (i >= argc)
+		return cmd_help(1, argv), 1;
+	libbpf_set_print(libbpf_print);
+	for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+		if (!strcmp(argv[i], cmds[c].name)) {
+			hit = &cmds[c];
+			nhits = 1;
+			break;
+		}
+		if (!strncmp(argv[i], cmds[c].name, strlen(argv[i]))) {
+			hit = &cmds[c];
+			nhits++;
+		}
+	}
+	if (nhits != 1) {
+		p_err("%s '%s'? (see 'pviommuctl help')",
+		      nhits ? "which command is" : "what is", argv[i]);
+		return 1;
+	}
+	return hit->fn(argc - i, argv + i);
+}
