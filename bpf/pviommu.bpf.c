@@ -9,6 +9,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "pviommu.h"
+#include "../qemu-hooks/qemu_layout.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -64,6 +65,21 @@ struct {
 	__type(value, struct pviommu_ctl);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_ctl SEC(".maps");
+
+/* uprobe plane: AddressSpace * of a QEMU process -> guest BDF */
+struct as_key {
+	__u32	domain;
+	__u32	pad;
+	__u64	as;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct as_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_as_cache SEC(".maps");
 
 /* ---- glue for the shared range logic ------------------------------------ */
 #define PV_INLINE __always_inline
@@ -331,12 +347,6 @@ int pviommu_kvm_hypercall(struct bpf_raw_tracepoint_args *ctx)
  * CPUX86State starts with regs[16] (target/i386/cpu.h, QEMU 7.x), then eip,
  * eflags, cc_dst, cc_src, cc_src2, cc_op, df, hflags: hflags & 3 is the CPL.
  */
-#define QEMU_ENV_HFLAGS_OFF	176
-#define QEMU_R_ECX		1
-#define QEMU_R_EDX		2
-#define QEMU_R_EBX		3
-#define QEMU_R_ESI		6
-
 SEC("uprobe")
 int BPF_KPROBE(pviommu_tcg_cpuid, void *env, __u32 index)
 {
@@ -408,10 +418,11 @@ static __always_inline int check_transfer(__u32 dom, __u32 bdf, __u64 addr,
 	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
 	*mode = d ? d->mode : PVIOMMU_MODE_DENY;
 	stat_inc(PVIOMMU_ST_VIOLATION);
+	/* the uprobe plane cannot deny precisely: deny is a fail-stop there */
 	emit(PVIOMMU_EV_VIOLATION, dom, bdf, addr, len, need, 0, -v,
 	     *mode == PVIOMMU_MODE_AUDIT ? PVIOMMU_ACT_ALLOWED :
-	     *mode == PVIOMMU_MODE_KILL ? PVIOMMU_ACT_KILLED :
-					  PVIOMMU_ACT_DENIED, plane);
+	     *mode == PVIOMMU_MODE_KILL || plane == PVIOMMU_PLANE_UPROBE ?
+	     PVIOMMU_ACT_KILLED : PVIOMMU_ACT_DENIED, plane);
 	return v;
 }
 
@@ -451,3 +462,150 @@ int pviommu_test_check(struct bpf_raw_tracepoint_args *ctx)
 			      ctx->args[2], ctx->args[3], (__u32)ctx->args[4],
 			      PVIOMMU_PLANE_TEST, &mode);
 }
+
+/* ---- uprobe plane: checks on QEMU's address-space functions -------------- */
+
+struct as_names {
+	char	a[QEMU_PCIDEV_NAME_LEN];
+	char	b[QEMU_PCIDEV_NAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct as_names);
+} as_scratch SEC(".maps");
+
+/* the device behind an AddressSpace, as qemu-hooks/qemu_layout.h defines */
+static __always_inline __u32 as_to_bdf(__u32 dom, __u64 as)
+{
+	struct as_key k = { .domain = dom, .as = as };
+	struct as_names *n;
+	__u32 *hit, bdf = QEMU_AS_NOT_DEVICE, zero = 0;
+	__u64 name_ptr;
+	__s32 devfn;
+	int i, same = 1;
+
+	hit = bpf_map_lookup_elem(&pviommu_as_cache, &k);
+	if (hit)
+		return *hit;
+	n = bpf_map_lookup_elem(&as_scratch, &zero);
+	if (!n || as < QEMU_PCIDEV_NAME_BEFORE_AS + QEMU_PCIDEV_DEVFN_BEFORE_NAME)
+		return QEMU_AS_NOT_DEVICE;
+	if (bpf_probe_read_user(&name_ptr, sizeof(name_ptr),
+				(void *)(as + QEMU_AS_NAME_OFF)) ||
+	    bpf_probe_read_user_str(n->a, sizeof(n->a), (void *)name_ptr) <= 1 ||
+	    bpf_probe_read_user(n->b, sizeof(n->b),
+				(void *)(as - QEMU_PCIDEV_NAME_BEFORE_AS)))
+		goto out;
+	for (i = 0; i < QEMU_PCIDEV_NAME_LEN; i++) {
+		if (n->a[i] != n->b[i]) {
+			same = 0;
+			break;
+		}
+		if (!n->a[i])
+			break;
+	}
+	if (!same || i == QEMU_PCIDEV_NAME_LEN)
+		goto out;
+	if (bpf_probe_read_user(&devfn, sizeof(devfn),
+				(void *)(as - QEMU_PCIDEV_NAME_BEFORE_AS -
+					 QEMU_PCIDEV_DEVFN_BEFORE_NAME)) ||
+	    devfn < 0 || devfn > 0xff)
+		goto out;
+	bdf = QEMU_BDF_OF_DEVFN(devfn);
+out:
+	bpf_map_update_elem(&pviommu_as_cache, &k, &bdf, BPF_ANY);
+	return bdf;
+}
+
+/* one transfer seen by a uprobe: audit, or fail-stop (kill) */
+static __always_inline int up_check(__u64 as, __u64 addr, __u64 len,
+				    __u32 is_write)
+{
+	__u32 dom = bpf_get_current_pid_tgid() >> 32;
+	struct pviommu_ctl *c = ctl_get();
+	__u32 bdf, mode = PVIOMMU_MODE_DENY;
+	int v;
+
+	if (!active(c))
+		return 0;
+	bdf = as_to_bdf(dom, as);
+	if (bdf == QEMU_AS_NOT_DEVICE)
+		return 0;
+	if (qemu_is_msi(addr, len, is_write))
+		return 0;
+	v = check_transfer(dom, bdf, addr, len,
+			   is_write ? PVIOMMU_PERM_WRITE : PVIOMMU_PERM_READ,
+			   PVIOMMU_PLANE_UPROBE, &mode);
+	if (v == PV_ALLOW || mode == PVIOMMU_MODE_AUDIT)
+		return 0;
+	/*
+	 * No register writes from uprobes here, so no precise deny: deny and
+	 * kill both stop the VM before the transfer runs (fail-stop, like a
+	 * machine check). The signal is delivered before QEMU resumes.
+	 */
+	stat_inc(PVIOMMU_ST_KILLED);
+	bpf_send_signal(9);
+	return 0;
+}
+
+/* MemTxResult address_space_rw(as, addr, attrs, buf, len, bool is_write) */
+SEC("uprobe")
+int BPF_KPROBE(pviommu_up_rw, void *as, __u64 addr, __u32 attrs, void *buf,
+	       __u64 len)
+{
+	return up_check((__u64)as, addr, len, (__u8)ctx->r9);
+}
+
+/* address_space_read_full(as, addr, attrs, buf, len): the device reads */
+SEC("uprobe")
+int BPF_KPROBE(pviommu_up_read, void *as, __u64 addr, __u32 attrs, void *buf,
+	       __u64 len)
+{
+	return up_check((__u64)as, addr, len, 0);
+}
+
+/* address_space_write(as, addr, attrs, buf, len): the device writes */
+SEC("uprobe")
+int BPF_KPROBE(pviommu_up_write, void *as, __u64 addr, __u32 attrs, void *buf,
+	       __u64 len)
+{
+	return up_check((__u64)as, addr, len, 1);
+}
+
+/* void *address_space_map(as, addr, hwaddr *plen, bool is_write, attrs) */
+SEC("uprobe")
+int BPF_KPROBE(pviommu_up_map, void *as, __u64 addr, __u64 *plen,
+	       __u32 is_write)
+{
+	__u64 len = 0;
+
+	bpf_probe_read_user(&len, sizeof(len), plen);
+	return up_check((__u64)as, addr, len, is_write & 1);
+}
+
+/* int64_t address_space_cache_init(cache, as, addr, len, bool is_write) */
+SEC("uprobe")
+int BPF_KPROBE(pviommu_up_cache_init, void *cache, void *as, __u64 addr,
+	       __u64 len, __u32 is_write)
+{
+	return up_check((__u64)as, addr, len, is_write & 1);
+}
+
+/* address_space_ld*(as, addr, ...) and address_space_st*(as, addr, val, ...) */
+#define UP_LDST(name, size, wr)						\
+SEC("uprobe")								\
+int BPF_KPROBE(pviommu_up_##name, void *as, __u64 addr)			\
+{									\
+	return up_check((__u64)as, addr, size, wr);			\
+}
+UP_LDST(ld1, 1, 0)
+UP_LDST(ld2, 2, 0)
+UP_LDST(ld4, 4, 0)
+UP_LDST(ld8, 8, 0)
+UP_LDST(st1, 1, 1)
+UP_LDST(st2, 2, 1)
+UP_LDST(st4, 4, 1)
+UP_LDST(st8, 8, 1)

@@ -184,25 +184,120 @@ static int pin_replace(int fd, const char *dir, const char *name, int is_link)
 	return 0;
 }
 
-/* TCG transport uprobes are per QEMU process: links/tcg-<pid> */
-static int attach_tcg(struct pviommu_bpf *skel, int pid)
+/*
+ * Uprobes are per QEMU process. links/tcg-<pid>: the TCG hypercall
+ * transport (cpu_x86_cpuid); links/enf-<pid>-<n>: the uprobe enforcement
+ * plane on QEMU's address-space functions.
+ */
+static const struct up_target {
+	const char	*prog;
+	const char	*funcs;		/* space-separated */
+} up_targets[] = {
+	{ "pviommu_up_rw", "address_space_rw" },
+	{ "pviommu_up_read", "address_space_read_full" },
+	{ "pviommu_up_write", "address_space_write" },
+	{ "pviommu_up_map", "address_space_map" },
+	{ "pviommu_up_cache_init", "address_space_cache_init" },
+	{ "pviommu_up_ld1", "address_space_ldub" },
+	{ "pviommu_up_ld2", "address_space_lduw address_space_lduw_le address_space_lduw_be" },
+	{ "pviommu_up_ld4", "address_space_ldl address_space_ldl_le address_space_ldl_be" },
+	{ "pviommu_up_ld8", "address_space_ldq address_space_ldq_le address_space_ldq_be" },
+	{ "pviommu_up_st1", "address_space_stb" },
+	{ "pviommu_up_st2", "address_space_stw address_space_stw_le address_space_stw_be" },
+	{ "pviommu_up_st4", "address_space_stl address_space_stl_le address_space_stl_be" },
+	{ "pviommu_up_st8", "address_space_stq address_space_stq_le address_space_stq_be" },
+};
+
+static int attach_one(struct bpf_program *prog, int pid, const char *func,
+		      const char *pin)
 {
-	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "cpu_x86_cpuid");
+	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = func);
 	struct bpf_link *l;
-	char exe[64], name[32];
+	char exe[64];
 	int err;
 
 	snprintf(exe, sizeof(exe), "/proc/%d/exe", pid);
 	if (access(exe, R_OK))
 		return -ESRCH;
-	l = bpf_program__attach_uprobe_opts(skel->progs.pviommu_tcg_cpuid, pid,
-					    exe, 0, &uo);
+	l = bpf_program__attach_uprobe_opts(prog, pid, exe, 0, &uo);
 	if (!l)
 		return -errno;
-	snprintf(name, sizeof(name), "tcg-%d", pid);
-	err = pin_replace(bpf_link__fd(l), LINK_DIR, name, 1);
+	err = pin_replace(bpf_link__fd(l), LINK_DIR, pin, 1);
 	bpf_link__destroy(l);
 	return err;
+}
+
+static int attach_tcg(struct pviommu_bpf *skel, int pid)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "tcg-%d", pid);
+	return attach_one(skel->progs.pviommu_tcg_cpuid, pid, "cpu_x86_cpuid",
+			  name);
+}
+
+static int attach_enforce(struct pviommu_bpf *skel, int pid, int *nlinks)
+{
+	char name[48], funcs[256], *f, *save;
+	int n = 0, err;
+
+	for (size_t i = 0; i < sizeof(up_targets) / sizeof(up_targets[0]); i++) {
+		struct bpf_program *p =
+			bpf_object__find_program_by_name(skel->obj, up_targets[i].prog);
+
+		if (!p)
+			return -ENOENT;
+		snprintf(funcs, sizeof(funcs), "%s", up_targets[i].funcs);
+		for (f = strtok_r(funcs, " ", &save); f; f = strtok_r(NULL, " ", &save)) {
+			snprintf(name, sizeof(name), "enf-%d-%d", pid, n);
+			err = attach_one(p, pid, f, name);
+			if (err) {
+				p_err("uprobe on %s in pid %d: %s", f, pid, strerror(-err));
+				return err;
+			}
+			n++;
+		}
+	}
+	*nlinks = n;
+	return 0;
+}
+
+/* pids with links of a kind ("tcg-" or "enf-"), -1 terminated */
+static int link_pids(const char *prefix, int *pids, int max)
+{
+	DIR *d = opendir(LINK_DIR);
+	struct dirent *de;
+	int n = 0, pid, j;
+	char fmt[16];
+
+	snprintf(fmt, sizeof(fmt), "%s%%d", prefix);
+	while (d && (de = readdir(d)) && n < max - 1) {
+		if (strstr(de->d_name, "_new") || sscanf(de->d_name, fmt, &pid) != 1)
+			continue;
+		for (j = 0; j < n && pids[j] != pid; j++)
+			;
+		if (j == n)
+			pids[n++] = pid;
+	}
+	if (d)
+		closedir(d);
+	pids[n] = -1;
+	return n;
+}
+
+static void drop_links_of(int pid)
+{
+	DIR *d = opendir(LINK_DIR);
+	struct dirent *de;
+	char a[32], b[32];
+
+	snprintf(a, sizeof(a), "tcg-%d", pid);
+	snprintf(b, sizeof(b), "enf-%d-", pid);
+	while (d && (de = readdir(d)))
+		if (!strcmp(de->d_name, a) || !strncmp(de->d_name, b, strlen(b)))
+			unlinkat(dirfd(d), de->d_name, 0);
+	if (d)
+		closedir(d);
 }
 
 static int cmd_load(int argc, char **argv)
@@ -221,8 +316,6 @@ static int cmd_load(int argc, char **argv)
 	struct bpf_link *link;
 	int c, err, ctl_fd = -1, kvm_ok = 0;
 	__u64 gen;
-	DIR *d;
-	struct dirent *de;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "s:r:h", lo, NULL)) != -1) {
@@ -329,23 +422,23 @@ static int cmd_load(int argc, char **argv)
 		p_note("kvm:kvm_hypercall is not available (kvm not loaded): KVM transport off");
 	}
 
-	/* re-attach the TCG transport of every QEMU process attached before */
-	d = opendir(LINK_DIR);
-	while (d && (de = readdir(d))) {
-		int pid;
-		char path[300];
+	/* re-attach the uprobes of every QEMU process attached before */
+	{
+		int tcg[256], enf[256], nl;
 
-		if (sscanf(de->d_name, "tcg-%d", &pid) != 1 ||
-		    strstr(de->d_name, "_new"))
-			continue;
-		if (attach_tcg(skel, pid)) {
-			snprintf(path, sizeof(path), "%s/%s", LINK_DIR, de->d_name);
-			unlink(path);
-			p_note("QEMU pid %d is gone: dropped its TCG transport", pid);
-		}
+		link_pids("tcg-", tcg, 256);
+		link_pids("enf-", enf, 256);
+		for (int i = 0; tcg[i] >= 0; i++)
+			if (attach_tcg(skel, tcg[i])) {
+				drop_links_of(tcg[i]);
+				p_note("QEMU pid %d is gone: dropped its uprobes", tcg[i]);
+			}
+		for (int i = 0; enf[i] >= 0; i++)
+			if (attach_enforce(skel, enf[i], &nl)) {
+				drop_links_of(enf[i]);
+				p_note("QEMU pid %d is gone: dropped its uprobes", enf[i]);
+			}
 	}
-	if (d)
-		closedir(d);
 
 	/* programs, for bpftool and for test_run */
 	{
@@ -550,6 +643,14 @@ static int cmd_status(int argc, char **argv)
 		       "attached (raw_tp sched_process_exit)" : "not attached");
 		printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :
 		       "not attached (pviommuctl attach --pid P)", pids);
+		{
+			int enf[256], n = link_pids("enf-", enf, 256);
+
+			printf("  uprobe plane   ");
+			for (int i = 0; i < n; i++)
+				printf("%s%d", i ? "," : "enforcing in QEMU pids ", enf[i]);
+			printf("%s\n", n ? "" : "not attached (pviommuctl attach --pid P --enforce)");
+		}
 		printf("kernel features:\n");
 		pv_features_print(&f, stdout);
 		printf("index: %u slots x %zu B (%zu KiB), %llu used (%.1f%%), %llu tombstones\n",
@@ -913,17 +1014,19 @@ static int cmd_attach(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "pid", required_argument, 0, 'p' },
+		{ "enforce", no_argument, 0, 'e' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = PIN_DIR);
 	struct pviommu_bpf *skel;
 	struct pviommu_ctl *ctl;
+	struct pv_features f;
 	__u64 pid = 0;
-	int c, err, ctl_fd;
+	int c, err, ctl_fd, enforce = 0, nl = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:eh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (pv_parse_u64(optarg, &pid) || !pid || pid > 0x7fffffff) {
@@ -931,11 +1034,22 @@ static int cmd_attach(int argc, char **argv)
 				return 1;
 			}
 			break;
+		case 'e':
+			enforce = 1;
+			break;
 		case 'h':
-			printf("Usage: pviommuctl attach --pid P\n"
-			       "  Attach the TCG hypercall transport to a running QEMU (a uprobe\n"
-			       "  on its cpu_x86_cpuid): the guest module's map/unmap calls from a\n"
-			       "  guest without KVM then reach the policy maps.\n");
+			printf("Usage: pviommuctl attach --pid P [--enforce]\n"
+			       "  Attach to a running QEMU without restarting it:\n"
+			       "  - always: the TCG hypercall transport (a uprobe on cpu_x86_cpuid),\n"
+			       "    so the guest module's map/unmap calls reach the policy maps;\n"
+			       "  - --enforce: the uprobe enforcement plane, a check on every call of\n"
+			       "    QEMU's address-space functions (rw, read_full, write, map,\n"
+			       "    cache_init, ld*/st*). Violations follow the domain's mode: audit\n"
+			       "    (event), kill (SIGKILL before the transfer runs). Where uprobes\n"
+			       "    cannot change registers, deny is a fail-stop too; 'pviommuctl run'\n"
+			       "    (the in-process plane) denies precisely and costs no trap.\n"
+			       "  A uprobe hit traps into the kernel on every transfer: --enforce\n"
+			       "  is the attach-without-restart and audit tool, not the fast path.\n");
 			return 0;
 		default:
 			return 1;
@@ -963,29 +1077,45 @@ static int cmd_attach(int argc, char **argv)
 				 pinned_max_entries(PVIOMMU_MAP_MAPPINGS));
 	skel->rodata->index_mask = pinned_max_entries(PVIOMMU_MAP_INDEX) - 1;
 	skel->rodata->load_gen = ctl->active_gen;
-	/* only the uprobe program is needed */
+	/* only the uprobe programs are needed */
 	{
 		struct bpf_program *p;
 
 		bpf_object__for_each_program(p, skel->obj)
-			bpf_program__set_autoload(p, p == skel->progs.pviommu_tcg_cpuid);
+			bpf_program__set_autoload(p,
+				p == skel->progs.pviommu_tcg_cpuid ||
+				(enforce && !strncmp(bpf_program__name(p),
+						     "pviommu_up_", 11)));
 	}
 	err = pviommu_bpf__load(skel);
 	if (err) {
-		p_err("loading the TCG transport failed: %s", strerror(-err));
+		p_err("loading the uprobe programs failed: %s", strerror(-err));
 		goto out;
 	}
 	err = attach_tcg(skel, pid);
-	if (err == -ESRCH)
-		p_err("no process %llu", (unsigned long long)pid);
-	else if (err)
-		p_err("cannot attach to pid %llu: %s (is it qemu-system-x86_64 exporting cpu_x86_cpuid?)",
-		      (unsigned long long)pid, strerror(-err));
-	else if (json)
-		printf("{\"attached\":%llu}\n", (unsigned long long)pid);
+	if (!err && enforce)
+		err = attach_enforce(skel, pid, &nl);
+	if (err) {
+		drop_links_of(pid);
+		if (err == -ESRCH)
+			p_err("no process %llu", (unsigned long long)pid);
+		else
+			p_err("cannot attach to pid %llu: %s (is it qemu-system-x86_64 7.x?)",
+			      (unsigned long long)pid, strerror(-err));
+		goto out;
+	}
+	if (enforce) {
+		pv_probe_features(&f);
+		if (!f.uprobe_regs.ok)
+			p_note("this kernel refuses uprobe register writes: on this plane a denied transfer stops the VM (kill); 'pviommuctl run' denies precisely");
+	}
+	if (json)
+		printf("{\"attached\":%llu,\"transport\":true,\"enforce_uprobes\":%d}\n",
+		       (unsigned long long)pid, nl);
 	else
-		printf("TCG hypercall transport attached to pid %llu\n",
-		       (unsigned long long)pid);
+		printf("attached to pid %llu: TCG hypercall transport%s\n",
+		       (unsigned long long)pid,
+		       enforce ? ", uprobe enforcement" : "");
 out:
 	pviommu_bpf__destroy(skel);
 	ctl_unmap(ctl, ctl_fd);
@@ -995,18 +1125,24 @@ out:
 static int cmd_detach(int argc, char **argv)
 {
 	__u64 pid = 0;
-	char path[128];
+	int tcg[256], enf[256], found = 0;
 
 	if (argc != 3 || strcmp(argv[1], "--pid") || pv_parse_u64(argv[2], &pid)) {
 		printf("Usage: pviommuctl detach --pid P\n"
-		       "  Detach the TCG hypercall transport from QEMU process P.\n");
+		       "  Remove every uprobe pviommu attached to QEMU process P.\n");
 		return argc > 1 && strcmp(argv[1], "help") && strcmp(argv[1], "--help");
 	}
-	snprintf(path, sizeof(path), "%s/tcg-%llu", LINK_DIR, (unsigned long long)pid);
-	if (unlink(path)) {
+	link_pids("tcg-", tcg, 256);
+	link_pids("enf-", enf, 256);
+	for (int i = 0; tcg[i] >= 0; i++)
+		found |= tcg[i] == (int)pid;
+	for (int i = 0; enf[i] >= 0; i++)
+		found |= enf[i] == (int)pid;
+	if (!found) {
 		p_err("pid %llu is not attached", (unsigned long long)pid);
 		return 1;
 	}
+	drop_links_of(pid);
 	if (json)
 		printf("{\"detached\":%llu}\n", (unsigned long long)pid);
 	else
@@ -1028,7 +1164,7 @@ static const struct cmd {
 	{ "mappings", cmd_mappings, "live mappings [--pid P] [--bdf B]" },
 	{ "events", cmd_events, "follow violations and refused hypercalls" },
 	{ "mode", cmd_mode, "audit|deny|kill [--pid P]" },
-	{ "attach", cmd_attach, "TCG hypercall transport into QEMU --pid P" },
+	{ "attach", cmd_attach, "into a running QEMU --pid P [--enforce]" },
 	{ "detach", cmd_detach, "remove it again --pid P" },
 	{ "help", cmd_help, "this text; 'pviommuctl CMD --help' for one command" },
 };

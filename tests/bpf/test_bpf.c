@@ -112,11 +112,13 @@ static int stat_get(struct inst *in, int which)
 }
 
 /* the last event in the ring buffer */
-static struct pviommu_event last_ev;
+static struct pviommu_event last_ev, last_viol;
 static int nev;
 static int ev_cb(void *ctx, void *data, size_t len)
 {
 	memcpy(&last_ev, data, sizeof(last_ev));
+	if (last_ev.type == PVIOMMU_EV_VIOLATION)
+		last_viol = last_ev;
 	nev++;
 	return 0;
 }
@@ -409,6 +411,111 @@ static void t_tcg_uprobe(void)
 	bpf_link__destroy(l);
 }
 
+/* ---- the uprobe plane: real uprobes on functions of this binary with
+ * QEMU's names, and a fake PCIDevice laid out as qemu_layout.h says -------- */
+#include "../qemu-hooks/qemu_layout.h"
+
+struct fake_pcidev {
+	char	pad[64];
+	__s32	devfn;
+	__u32	pad2;
+	char	reqid[16];
+	char	name[64];
+	char	io_regions[280];
+	/* AddressSpace */
+	void	*rcu[2];
+	char	*as_name;
+	char	rest[64];
+};
+
+static volatile int *ran;	/* shared with children: did the body run? */
+
+__attribute__((noipa, used)) int address_space_rw(void *as, __u64 addr,
+						  __u32 attrs, void *buf,
+						  __u64 len, int is_write)
+{
+	__asm__ __volatile__("" ::: "memory");
+	*ran = 1;
+	return 0;
+}
+
+static void *fake_as(struct fake_pcidev *d, int devfn, const char *nm,
+		     const char *as_nm)
+{
+	memset(d, 0, sizeof(*d));
+	d->devfn = devfn;
+	snprintf(d->name, sizeof(d->name), "%s", nm);
+	d->as_name = strdup(as_nm);
+	return &d->rcu;
+}
+
+static void t_uprobe_plane(void)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "address_space_rw");
+	struct fake_pcidev dev, other;
+	void *as, *as2;
+	struct bpf_link *l;
+	struct pviommu_domain d;
+	int dfd = bpf_map__fd(I.skel->maps.pviommu_domains), st;
+	char buf[64];
+	pid_t pid;
+
+	ASSERT_EQ((char *)&dev.rcu - dev.name, QEMU_PCIDEV_NAME_BEFORE_AS, "layout: name");
+	ASSERT_EQ(dev.name - (char *)&dev.devfn, QEMU_PCIDEV_DEVFN_BEFORE_NAME, "layout: devfn");
+	ran = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	as = fake_as(&dev, 0x20, "e1000", "e1000");	/* 00:04.0 */
+	as2 = fake_as(&other, 0x20, "e1000", "memory");	/* not a device space */
+	l = bpf_program__attach_uprobe_opts(I.skel->progs.pviommu_up_rw, -1,
+					    "/proc/self/exe", 0, &uo);
+	if (!ASSERT_TRUE(l, "attach uprobe on address_space_rw"))
+		return;
+	hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+	hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0);
+	ASSERT_OK(map(DEV_A, 0x80000, 0x1000, W), "map for 00:04.0");
+
+	/* audit: the transfer runs, the event names the device */
+	bpf_map_lookup_elem(dfd, &self, &d);
+	d.mode = PVIOMMU_MODE_AUDIT;
+	bpf_map_update_elem(dfd, &self, &d, BPF_EXIST);
+	drain_events(&I);
+	*ran = 0;
+	address_space_rw(as, 0x80000, 0, buf, 64, 1);
+	ASSERT_EQ(drain_events(&I), 0, "allowed transfer: no event");
+	address_space_rw(as, 0x80000, 0, buf, 64, 0);
+	ASSERT_EQ(drain_events(&I), 1, "read of a write-only map: event");
+	ASSERT_EQ(last_ev.bdf, DEV_A, "device identified as 00:04.0");
+	ASSERT_EQ(last_ev.plane, PVIOMMU_PLANE_UPROBE, "plane");
+	ASSERT_EQ(last_ev.action, PVIOMMU_ACT_ALLOWED, "audit allows");
+	ASSERT_EQ(last_ev.perm, R, "direction read");
+	ASSERT_EQ(*ran, 1, "audit: the transfer ran");
+	address_space_rw(as2, 0x9000, 0, buf, 64, 1);
+	ASSERT_EQ(drain_events(&I), 0, "non-device address space passes");
+	address_space_rw(as, 0xfee00000, 0, buf, 4, 1);
+	ASSERT_EQ(drain_events(&I), 0, "MSI write passes");
+
+	/* kill: a child domain (default mode deny) dies before the body runs */
+	*ran = 0;
+	pid = fork();
+	if (pid == 0) {
+		if (hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0) ||
+		    hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0))
+			_exit(3);
+		address_space_rw(as, 0x9000, 0, buf, 64, 1);	/* never mapped */
+		_exit(0);
+	}
+	waitpid(pid, &st, 0);
+	ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child killed");
+	ASSERT_EQ(*ran, 0, "the rogue transfer never ran");
+	ASSERT_EQ(drain_events(&I) >= 1, 1, "event reported");
+	ASSERT_EQ(last_viol.action, PVIOMMU_ACT_KILLED, "action killed");
+	ASSERT_EQ(last_viol.addr, 0x9000, "address");
+	ASSERT_EQ(last_viol.domain, pid, "the child's domain");
+	bpf_link__destroy(l);
+	unmap(DEV_A, 0x80000, 0x1000);
+	free(dev.as_name);
+	free(other.as_name);
+}
+
 static void t_reload_gate(void)
 {
 	/* programs of another load generation must not act */
@@ -441,6 +548,7 @@ int main(void)
 	SUBTEST("domains_and_exit", t_domains_and_exit());
 	SUBTEST("table_full", t_table_full());
 	SUBTEST("tcg_uprobe", t_tcg_uprobe());
+	SUBTEST("uprobe_plane", t_uprobe_plane());
 	SUBTEST("reload_gate", t_reload_gate());
 	SUBTEST("unregister", ({
 		ASSERT_OK(hc(&I, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0), "unregister");
