@@ -125,6 +125,42 @@ static int not_loaded(void)
 	return 1;
 }
 
+/* after option parsing: no stray argument, root, loaded; 0 or exit code */
+static int ready(int argc, char **argv, const char *cmd)
+{
+	int err;
+
+	if (optind < argc) {
+		p_err("what is '%s'? (see 'pviommuctl %s --help')", argv[optind], cmd);
+		return 1;
+	}
+	if ((err = need_root()))
+		return err;
+	return loaded() ? 0 : not_loaded();
+}
+
+/* a pinned map, or -1 with the error said */
+static int open_pinned(const char *name, int rdonly)
+{
+	int fd = pv_obj_get(NULL, name, rdonly);
+
+	if (fd < 0) {
+		p_err("cannot open %s: %s", name, strerror(-fd));
+		return -1;
+	}
+	return fd;
+}
+
+/* --pid P: 0 or -1 with the error said */
+static int parse_pid(const char *s, __u64 *pid)
+{
+	if (pv_parse_u64(s, pid) || !*pid || *pid > 0x7fffffff) {
+		p_err("what is '%s'? --pid wants a process id", s);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- ctl, mmapped ------------------------------------------------------------ */
 static struct pviommu_ctl *ctl_map(int *fdp)
 {
@@ -724,10 +760,8 @@ static int cmd_mappings(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "p:b:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (pv_parse_u64(optarg, &pid) || !pid || pid > 0x7fffffff) {
-				p_err("what is '%s'? --pid wants a process id", optarg);
+			if (parse_pid(optarg, &pid))
 				return 1;
-			}
 			break;
 		case 'b':
 			if (pv_parse_bdf(optarg, &bdf)) {
@@ -745,19 +779,11 @@ static int cmd_mappings(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (optind < argc) {
-		p_err("what is '%s'? (see 'pviommuctl mappings --help')", argv[optind]);
-		return 1;
-	}
-	if ((err = need_root()))
+	if ((err = ready(argc, argv, "mappings")))
 		return err;
-	if (!loaded())
-		return not_loaded();
-	fd = pv_obj_get(NULL, PVIOMMU_MAP_MAPPINGS, 1);
-	if (fd < 0) {
-		p_err("cannot open %s: %s", PVIOMMU_MAP_MAPPINGS, strerror(-fd));
+	fd = open_pinned(PVIOMMU_MAP_MAPPINGS, 1);
+	if (fd < 0)
 		return 1;
-	}
 	if (json)
 		printf("[");
 	else
@@ -884,19 +910,11 @@ static int cmd_events(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (optind < argc) {
-		p_err("what is '%s'? (see 'pviommuctl events --help')", argv[optind]);
-		return 1;
-	}
-	if ((err = need_root()))
+	if ((err = ready(argc, argv, "events")))
 		return err;
-	if (!loaded())
-		return not_loaded();
-	fd = pv_obj_get(NULL, PVIOMMU_MAP_EVENTS, 0);
-	if (fd < 0) {
-		p_err("cannot open %s: %s", PVIOMMU_MAP_EVENTS, strerror(-fd));
+	fd = open_pinned(PVIOMMU_MAP_EVENTS, 0);
+	if (fd < 0)
 		return 1;
-	}
 	rb = ring_buffer__new(fd, on_event, NULL, NULL);
 	if (!rb) {
 		p_err("ring buffer: %s", strerror(errno));
@@ -940,10 +958,8 @@ static int cmd_mode(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "p:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (pv_parse_u64(optarg, &pid) || !pid || pid > 0x7fffffff) {
-				p_err("what is '%s'? --pid wants a process id", optarg);
+			if (parse_pid(optarg, &pid))
 				return 1;
-			}
 			break;
 		case 'h':
 			printf("Usage: pviommuctl mode audit|deny|kill [--pid P]\n"
@@ -1029,10 +1045,8 @@ static int cmd_attach(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "p:eh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (pv_parse_u64(optarg, &pid) || !pid || pid > 0x7fffffff) {
-				p_err("what is '%s'? --pid wants a process id", optarg);
+			if (parse_pid(optarg, &pid))
 				return 1;
-			}
 			break;
 		case 'e':
 			enforce = 1;

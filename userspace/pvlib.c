@@ -217,15 +217,22 @@ void pv_index_unmap(struct pv_index_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
-int pv_hypercall_raw(int prog_fd, __u64 nr, __u64 a0, __u64 a1, __u64 a2,
-		     __u64 a3)
+/* BPF_PROG_TEST_RUN of a raw_tp program with five u64 args */
+static int run_raw_tp(int prog_fd, __u64 a0, __u64 a1, __u64 a2, __u64 a3,
+		      __u64 a4)
 {
-	__u64 args[5] = { nr, a0, a1, a2, a3 };
+	__u64 args[5] = { a0, a1, a2, a3, a4 };
 	LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args,
 		    .ctx_size_in = sizeof(args));
 	int err = bpf_prog_test_run_opts(prog_fd, &o);
 
 	return err ? -errno : (int)o.retval;
+}
+
+int pv_hypercall_raw(int prog_fd, __u64 nr, __u64 a0, __u64 a1, __u64 a2,
+		     __u64 a3)
+{
+	return run_raw_tp(prog_fd, nr, a0, a1, a2, a3);
 }
 
 int pv_hypercall(int prog_fd, __u32 op, __u32 perm, __u32 bdf, __u64 iova,
@@ -240,12 +247,7 @@ int pv_hypercall(int prog_fd, __u32 op, __u32 perm, __u32 bdf, __u64 iova,
 int pv_check_prog(int prog_fd, __u32 dom, __u32 bdf, __u64 addr, __u64 len,
 		  __u32 need)
 {
-	__u64 args[5] = { dom, bdf, addr, len, need };
-	LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args,
-		    .ctx_size_in = sizeof(args));
-	int err = bpf_prog_test_run_opts(prog_fd, &o);
-
-	return err ? -errno : (int)o.retval;
+	return run_raw_tp(prog_fd, dom, bdf, addr, len, need);
 }
 
 int pv_stats_read(int map_fd, struct pviommu_stats *out)
