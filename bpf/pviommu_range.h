@@ -310,7 +310,10 @@ static PV_INLINE int pv_pieces(struct pv_env *e, __u32 dom, __u32 bdf,
 
 	if (!n)
 		return 0;
-	pv_loop(n, pv_pieces_cb, &c);
+	if (n == 1)	/* most DMA buffers: skip the loop machinery */
+		pv_pieces_cb(0, &c);
+	else
+		pv_loop(n, pv_pieces_cb, &c);
 	if (c.err && !del && c.done) {
 		/* roll back what was added */
 		c.del = 1;
@@ -370,15 +373,7 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	if (!pv_device_protected(e, dom, bdf))
 		return -PV_ENODEV;
 
-	old = pv_rec_find(e, &k);
-	if (old) {
-		if (old->size != size || old->perm != perm)
-			return -PV_EEXIST;
-		old->refs++;
-		old->generation = ++d->generation;
-		return 0;
-	}
-
+	/* the common case first: a new record (one hash operation) */
 	v.iova = iova;
 	v.size = size;
 	v.perm = perm;
@@ -386,8 +381,18 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	v.cookie = cookie;
 	v.generation = d->generation + 1;
 	err = pv_rec_insert(e, &k, &v);
+	if (err == -PV_EEXIST) {
+		old = pv_rec_find(e, &k);
+		if (!old)
+			return -PV_EBUSY;
+		if (old->size != size || old->perm != perm)
+			return -PV_EEXIST;
+		old->refs++;
+		old->generation = ++d->generation;
+		return 0;
+	}
 	if (err)
-		return err == -PV_EEXIST ? err : -PV_ENOSPC;
+		return -PV_ENOSPC;
 
 	np = pv_npages(iova, size);
 	err = pv_pieces(e, dom, bdf, iova, size, perm, 0, (__u32)np, 0);
