@@ -75,7 +75,7 @@ fi
 rc=0; vm_wait || rc=$?
 assert "guest-result-pass (vm_wait rc=$rc)" [ $rc = 0 ]
 read -r gp gf <<<"$(vm_checks)"
-assert "guest-checks ($gp passed, $gf failed)" [ "$gp" -ge 10 ] && [ "$gf" = 0 ]
+assert "guest-checks ($gp passed, $gf failed)" test "$gp" -ge 10 -a "$gf" = 0
 # listener: the guest's bytes arrived
 for _ in $(seq 1 20); do kill -0 "$LPID" 2>/dev/null || break; sleep 0.1; done
 assert "host-listener-received" grep -q "$token" "$work/received"

@@ -1,0 +1,194 @@
+#!/bin/bash
+# tests/vm/test_attacks.sh - rogue DMA from QEMU's edu device against each enforcement mode.
+# The guest (tests/vm/attacks-guest.sh) loads pviommu.ko (devices = e1000, edu [, virtio-net,
+# virtio-blk]) and pvattack.ko, which runs the scenarios (see tests/vm/guest-modules/pvattack.c):
+#   legit  allowed round trip through the legit buffer (must always work)
+#   a      edu reads a never-mapped secret page           b  edu writes a never-mapped victim page
+#   c      edu writes a page mapped for e1000 only        d  65-byte write into a 64-byte buffer
+#   e      edu writes a buffer after its (strict) unmap
+# Modes (each SKIPs, counted as skipped, when its plane is not there yet):
+#   baseline      no enforcement plane (TCG transport attached, mode audit): the attacks work
+#                 (proves the test can fail), the policy holds exactly the legit mappings, and
+#                 benign e1000/virtio-net/virtio-blk traffic through the protected DMA API works
+#   deny-inproc   QEMU under `pviommuctl run --`, mode deny: benign traffic works with zero
+#                 violation events; every attack blocked, one event each (bdf, addr, len, dir)
+#   audit         mode audit (in-process plane, else uprobe plane): benign traffic raises no
+#                 event; the attacks succeed and each raises one (action=allowed)
+#   kill-uprobe   uprobe plane (attach --enforce), mode kill: QEMU dies at the first rogue
+#                 transfer (a and b, one boot each), the guest never reports a result
+# Closing line: "attacks: N passed, M failed, K skipped". ATTACK_MODES="baseline deny-inproc ..."
+# selects modes. Needs root, make all guest guest-attack.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(cd "$HERE/../.." && pwd)
+export VM_OUT=${VM_OUT:-${OUT:-$SRC/build}}
+# shellcheck source=tests/vm/lib.sh
+. "$HERE/lib.sh"
+# shellcheck source=tests/vm/attacks-lib.sh
+. "$HERE/attacks-lib.sh"
+
+pass=0 fail=0 skip=0
+ok()    { pass=$((pass + 1)); echo "ok $1"; }
+bad()   { fail=$((fail + 1)); echo "not ok $1${2:+: $2}"; }
+skipt() { skip=$((skip + 1)); echo "skip $1: $2"; }
+# is NAME WANT GOT
+is()    { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got '$3', want '$2'"; fi; }
+
+trap 'atk_cleanup' EXIT
+trap 'exit 130' INT TERM
+if [ "$(id -u)" != 0 ]; then echo "attacks: needs root"; echo "attacks: 0 passed, 1 failed"; exit 1; fi
+atk_init || { echo "attacks: 0 passed, 1 failed"; exit 1; }
+atk_planes
+
+SCEN="a b c d e"
+declare -A BLOCKED=([a]=not-leaked [b]=unchanged [c]=unchanged [d]=unchanged [e]=unchanged)
+declare -A WORKED=([a]=leaked [b]=changed [c]=changed [d]=changed [e]=changed)
+declare -A DESC=([a]="read of the secret page" [b]="write of the victim page"
+	[c]="write into a buffer mapped for e1000 only" [d]="65-byte write into a 64-byte buffer"
+	[e]="write after strict unmap")
+
+# boot_or_fail MODE ARGS...: boot; on failure one failed test with the serial tail
+boot_or_fail() {
+	local mode=$1; shift
+	if atk_boot "$@"; then return 0; fi
+	bad "$mode: boot, insmod pviommu.ko + pvattack.ko" "$(vm_tail 15 | tr '\n' '|')"
+	vm_kill; atk_events_stop
+	return 1
+}
+
+# scenarios MODE EXPECT(BLOCKED|WORKED) EVENT_ACTION(or "" = no event check)
+scenarios() {
+	local mode=$1 want=$2 act=$3 s line res addr len dir n
+	line=$(atk_run legit)
+	is "$mode: legit round trip still works" ok "$(atk_field "$line" result)"
+	[ -z "$act" ] || is "$mode: legit transfer raised no event" 0 "$(atk_violations $BDF_EDU)"
+	for s in $SCEN; do
+		line=$(atk_run "$s")
+		res=$(atk_field "$line" result)
+		echo "  $mode $s: $line"
+		if [ "$want" = BLOCKED ]; then
+			is "$mode: $s ${DESC[$s]}: ${BLOCKED[$s]}" "${BLOCKED[$s]}" "$res"
+		else
+			is "$mode: $s ${DESC[$s]}: ${WORKED[$s]}" "${WORKED[$s]}" "$res"
+		fi
+		[ "$s" = d ] && is "$mode: d the 64 mapped bytes stay writable" ok "$(atk_field "$line" control64)"
+		[ -n "$act" ] || continue
+		addr=$(atk_field "$line" addr) len=$(atk_field "$line" len) dir=$(atk_field "$line" dir)
+		sleep 0.5
+		n=$(atk_violations $BDF_EDU "$addr" "$len" "$dir" "$act")
+		if [ "$n" -ge 1 ]; then ok "$mode: $s event $BDF_EDU addr=$addr len=$len $dir action=$act"
+		else bad "$mode: $s event $BDF_EDU addr=$addr len=$len $dir action=$act" \
+			"none in $(tail -n 3 "$ATK_EV" | tr '\n' ' ')"; fi
+	done
+	if [ -n "$act" ]; then
+		is "$mode: no violation event for any other device" 0 \
+			"$(atk__viol | awk -v b=$BDF_EDU '$1 != b' | wc -l)"
+	fi
+}
+
+# benign MODE CHECK_EVENTS(0/1): e1000 + virtio-net TCP, virtio-blk read-back
+benign() {
+	local mode=$1 ev=$2 p f
+	read -r p0 f0 <<<"$(vm_checks)"
+	if ! atk_benign; then bad "$mode: benign workload finished" "$(vm_tail 10 | tr '\n' '|')"; return; fi
+	read -r p f <<<"$(vm_checks)"
+	if [ $((f - f0)) = 0 ] && [ $((p - p0)) -ge 3 ]; then
+		ok "$mode: benign e1000 TCP, virtio-net TCP, virtio-blk write/read-back intact"
+	else
+		bad "$mode: benign workload" "$(vm__grep 'CHECK FAIL|fetch|read-back' | tail -n 5 | tr '\n' '|')"
+	fi
+	if [ "$ev" = 1 ]; then
+		sleep 0.5
+		is "$mode: benign traffic raised zero violation events" 0 "$(atk_violations)"
+	fi
+}
+
+finish() {  # finish MODE
+	local rc=0
+	atk_finish || rc=$?
+	if [ $rc = 0 ]; then ok "$1: guest finished cleanly ($(vm_elapsed) s)"
+	else bad "$1: guest finished cleanly" "rc $rc; $(vm_tail 8 | tr '\n' '|')"; fi
+}
+
+mode_baseline() {
+	local m=baseline line legit secret stale maps
+	atk_load audit || { bad "$m: pviommuctl load"; return; }
+	boot_or_fail $m baseline none --benign || return
+	benign $m 0
+	legit=$(atk_field "$ATK_INFO" legit) secret=$(atk_field "$ATK_INFO" secret)
+	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf $BDF_EDU 2>&1)
+	if grep -q "\"iova\":$((legit)),\"size\":4096,\"perm\":\"rw\"" <<<"$maps"; then
+		ok "$m: policy holds the legit buffer ($legit, 4096, rw) for edu"
+	else bad "$m: policy holds the legit buffer" "$legit not in $maps"; fi
+	if awk -v s=$((secret)) 'BEGIN { RS = "{" } /"iova":/ { match($0, /"iova":[0-9]+/); i = substr($0, RSTART + 7, RLENGTH - 7) + 0;
+		match($0, /"size":[0-9]+/); z = substr($0, RSTART + 7, RLENGTH - 7) + 0; if (i < s + 4096 && i + z > s) f = 1 }
+		END { exit !f }' <<<"$maps"; then bad "$m: secret page not in the policy" "$maps"
+	else ok "$m: secret page ($secret) is in no edu mapping"; fi
+	scenarios $m WORKED ""
+	stale=$(atk_field "$ATK_INFO" stale)
+	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf $BDF_EDU 2>&1)
+	if grep -q "\"iova\":$((stale))," <<<"$maps"; then bad "$m: unmapped buffer left the policy" "$maps"
+	else ok "$m: the unmapped buffer ($stale) left the policy"; fi
+	value_n=$(atk_violations)
+	echo "  $m: violation events (no plane: expect 0): $value_n"
+	finish $m
+}
+
+mode_deny_inproc() {
+	local m=deny-inproc
+	[ "$ATK_INPROC" = 1 ] || { skipt "$m" "in-process plane not available ($ATK_INPROC_WHY)"; return; }
+	atk_load deny || { bad "$m: pviommuctl load"; return; }
+	boot_or_fail $m deny inproc --benign || return
+	benign $m 1
+	scenarios $m BLOCKED denied
+	finish $m
+}
+
+mode_audit() {
+	local m=audit plane=inproc
+	if [ "$ATK_INPROC" != 1 ]; then
+		[ "$ATK_UPROBE" = 1 ] || { skipt "$m" "no enforcement plane (in-process: $ATK_INPROC_WHY; uprobe: $ATK_UPROBE_WHY)"; return; }
+		plane=uprobe
+	fi
+	m="audit-$plane"
+	atk_load audit || { bad "$m: pviommuctl load"; return; }
+	boot_or_fail $m audit $plane --benign || return
+	benign $m 1
+	scenarios $m WORKED allowed
+	finish $m
+}
+
+mode_kill_uprobe() {
+	local m=kill-uprobe s line addr len dir n t
+	[ "$ATK_UPROBE" = 1 ] || { skipt "$m" "uprobe enforcement not available ($ATK_UPROBE_WHY)"; return; }
+	for s in a b; do
+		atk_load kill || { bad "$m: pviommuctl load"; return; }
+		boot_or_fail "$m $s" "kill-$s" uprobe || continue
+		line=$(atk_run legit)
+		is "$m $s: legit round trip works (no kill)" ok "$(atk_field "$line" result)"
+		vm_send "run $s"
+		for t in $(seq 1 100); do vm__alive || break; sleep 0.2; done
+		if vm__alive; then bad "$m $s: QEMU killed at the rogue transfer" "still alive after 20 s"
+		else ok "$m $s: QEMU killed at the rogue transfer"; fi
+		line=$(vm__grep "PVATTACK start scenario=$s " | tail -n1 | sed 's/.*PVATTACK/PVATTACK/')
+		addr=$(atk_field "$line" addr) len=$(atk_field "$line" len) dir=$(atk_field "$line" dir)
+		[ -n "$addr" ] && ok "$m $s: guest started the transfer (addr $addr)" || bad "$m $s: guest started the transfer"
+		if vm__grep "PVATTACK scenario=$s result" >/dev/null; then
+			bad "$m $s: the transfer never completed" "$(vm__grep "PVATTACK scenario=$s result")"
+		else ok "$m $s: the transfer never completed (no result line)"; fi
+		vm_wait 30 >/dev/null 2>&1
+		atk_events_stop
+		n=$(atk_violations $BDF_EDU "${addr:-0}" "${len:-1}" "$dir" killed)
+		[ "$n" -ge 1 ] && ok "$m $s: event action=killed for $BDF_EDU" ||
+			bad "$m $s: event action=killed" "$(tail -n 3 "$ATK_EV" | tr '\n' ' ')"
+	done
+}
+
+modes=${ATTACK_MODES:-baseline deny-inproc audit kill-uprobe}
+for md in $modes; do
+	echo "--- $md"
+	"mode_${md//-/_}"
+done
+echo "attacks: $ATK_BOOTS boots, $(atk_elapsed) s wall (in-process plane: $([ "$ATK_INPROC" = 1 ] && echo yes || echo no), uprobe enforcement: $([ "$ATK_UPROBE" = 1 ] && echo yes || echo no))"
+echo "attacks: $pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

@@ -1,0 +1,262 @@
+#!/bin/bash
+# test_inproc.sh - the in-process plane (libpviommu-qemu.so) with the real Debian QEMU 7.2.
+#
+# host-only (seconds):
+#   - a process that is not QEMU ignores the preloaded library (LD_PRELOAD is inherited)
+#   - pviommu not loaded: QEMU refuses to start (PVIOMMU_REQUIRE=1, the default), runs with a
+#     warning under PVIOMMU_REQUIRE=0
+#   - every one of the 26 entry points is detoured in QEMU (PVIOMMU_DEBUG=1 log)
+#   - bench_inproc --test: the library's decisions per entry point (allow, deny, audit, kill,
+#     MSI, map/cache_init/ld/st failure values, TCG hypercalls through cpu_x86_cpuid) in a
+#     fake QEMU against the real pinned maps
+#   - pviommuctl run argument handling (when pviommuctl has the run command)
+# VM (three TCG boots, e1000 00:04.0 + virtio-net 00:05.0 + virtio-blk 00:07.0):
+#   base    without the library: guest checks (devices, TCP over both NICs, disk I/O)
+#   inproc  the same guest under the library: the same checks pass, every device address space
+#           is identified (e1000 = devfn 0x20 = 00:04.0, virtio-net 0x28, virtio-blk 0x38)
+#   protect pviommu.ko protects all three devices through the TCG transport served by the
+#           library (cpu_x86_cpuid detour): the host sees the domain and its mappings, the same
+#           traffic passes the per-transfer checks, no violation is reported. Started through
+#           'pviommuctl run' (which adds iommu_platform=on) when pviommuctl has it.
+# Needs root (BPF), make (pviommuctl, the library, pviommu.ko, guest kernel + initramfs), python3.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/vm/lib.sh
+. "$HERE/lib.sh"
+CTL=$VM_OUT/pviommuctl
+LIB=$VM_OUT/libpviommu-qemu.so
+BENCH=$VM_OUT/tests/bench_inproc
+KO=${PVIOMMU_KO:-$VM_OUT/guest-module/pviommu.ko}
+QEMU=${VM_QEMU:-qemu-system-x86_64}
+NAME=inproc
+
+passed=0 failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+nok() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
+assert() { local n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
+finish() {
+	echo "$NAME: $passed passed, $failed failed"
+	[ "$failed" = 0 ]
+	exit
+}
+for f in "$CTL" "$LIB" "$BENCH" "$KO" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"; do
+	[ -e "$f" ] || { echo "$NAME: $f missing (make; make guest)" >&2; nok "prerequisites"; finish; }
+done
+
+export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-inproc-$$
+work=$VM_OUT/vm/$NAME.host
+rm -rf "$work"; mkdir -p "$work"
+SPID=
+cleanup() {
+	vm_cleanup
+	if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi
+	"$CTL" unload >/dev/null 2>&1
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- host-only ---------------------------------------------------------------------------
+out=$(LD_PRELOAD=$LIB PVIOMMU_DEBUG=1 sh -c 'echo hello' 2>&1)
+assert "not-qemu-untouched" [ "$out" = hello ]
+
+# not loaded (no pins in this directory yet)
+rc=0; PVIOMMU_DEBUG=1 LD_PRELOAD=$LIB "$QEMU" -version >"$work/req1.out" 2>&1 || rc=$?
+assert "require-refuses-when-not-loaded (rc $rc)" [ $rc = 1 ]
+assert "require-message" grep -q "pviommu is not loaded.*refusing to run this VM without DMA protection" "$work/req1.out"
+rc=0; PVIOMMU_REQUIRE=0 LD_PRELOAD=$LIB "$QEMU" -version >"$work/req0.out" 2>&1 || rc=$?
+assert "require0-runs-unprotected (rc $rc)" [ $rc = 0 ]
+assert "require0-warns" grep -q "WARNING: pviommu is not loaded.*WITHOUT pviommu DMA protection" "$work/req0.out"
+assert "require0-qemu-ran" grep -q "QEMU emulator version" "$work/req0.out"
+
+if "$CTL" load >"$work/load.out" 2>&1; then ok "pviommuctl-load"; else
+	nok "pviommuctl-load" "$(cat "$work/load.out")"; finish; fi
+
+rc=0; PVIOMMU_DEBUG=1 LD_PRELOAD=$LIB "$QEMU" -version >"$work/detours.out" 2>&1 || rc=$?
+assert "qemu-with-library-runs (rc $rc)" [ $rc = 0 ]
+np=$(grep -c '^pviommu-qemu: patched ' "$work/detours.out")
+assert "26-entry-points-detoured ($np)" [ "$np" = 26 ]
+for s in address_space_rw address_space_read_full address_space_write address_space_map \
+	address_space_cache_init address_space_ldl_le address_space_stl_le address_space_stq cpu_x86_cpuid; do
+	assert "detoured-$s" grep -q "^pviommu-qemu: patched $s at " "$work/detours.out"
+done
+assert "no-refused-detour" sh -c "! grep -q 'NOT patched' '$work/detours.out'"
+assert "library-active" grep -q "^pviommu-qemu: active in pid" "$work/detours.out"
+
+if "$BENCH" "$LIB" --test >"$work/bench-test.out" 2>&1; then ok "library-decisions (bench_inproc --test)"
+else nok "library-decisions (bench_inproc --test)" "$(grep -E 'not ok|FAIL' "$work/bench-test.out" | head -5)"; fi
+
+have_run=0
+"$CTL" help 2>/dev/null | grep -qE '^ +run ' && have_run=1
+if [ $have_run = 1 ]; then
+	rc=0; "$CTL" run -- "$QEMU" -device virtio-net-pci,iommu_platform=off >"$work/run1.out" 2>&1 || rc=$?
+	assert "run-refuses-iommu_platform=off (rc $rc)" [ $rc = 2 ]
+	assert "run-explains-why" grep -q "no device identity" "$work/run1.out"
+	rc=0; "$CTL" run -- "$QEMU" -drive file=/dev/null,if=virtio >"$work/run2.out" 2>&1 || rc=$?
+	assert "run-refuses-drive-if=virtio (rc $rc)" [ $rc = 2 ]
+	rc=0; "$CTL" run -- "$QEMU" -device virtio-blk-pci-transitional >"$work/run3.out" 2>&1 || rc=$?
+	assert "run-refuses-transitional (rc $rc)" [ $rc = 2 ]
+	rc=0; PVIOMMU_DEBUG=1 "$CTL" run -- "$QEMU" -version >"$work/run4.out" 2>&1 || rc=$?
+	assert "run-execs-qemu-with-library (rc $rc)" grep -q "^pviommu-qemu: active in pid" "$work/run4.out"
+else
+	echo "skip pviommuctl run: not in this pviommuctl (cmds[] entry missing)"
+fi
+
+# ---- VM: base / inproc / protect ---------------------------------------------------------
+SIZE=131072
+head -c $SIZE /dev/urandom >"$work/blob"
+blob_md5=$(md5sum <"$work/blob" | cut -d' ' -f1)
+cat >"$work/server.py" <<'PY'
+import socket, sys, threading
+blob = open(sys.argv[1], 'rb').read()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+def serve(c):
+    try:
+        n = int(c.makefile('rb').readline().split()[1])
+        c.sendall(blob[:n])
+        c.shutdown(socket.SHUT_WR)
+    except Exception as e:
+        print('server:', e, file=sys.stderr, flush=True)
+    finally:
+        c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+python3 -u "$work/server.py" "$work/blob" >"$work/server.port" 2>"$work/server.err" &
+SPID=$!
+port=
+for _ in $(seq 1 50); do port=$(head -n1 "$work/server.port" 2>/dev/null); [ -n "$port" ] && break; sleep 0.1; done
+[ -n "$port" ] || { nok "tcp-server" "$(cat "$work/server.err")"; finish; }
+
+cat >"$work/guest.sh" <<GUEST
+. /lib/pviommu-vm.sh
+SIZE=$SIZE
+PORT=$port
+BLOB_MD5=$blob_md5
+GUEST
+cat >>"$work/guest.sh" <<'GUEST'
+has_dev() { [ "$(cat /sys/bus/pci/devices/$1/vendor)" = "$2" ] && [ "$(cat /sys/bus/pci/devices/$1/device)" = "$3" ]; }
+get() {	# get KIND: SIZE bytes from the host through that NIC, checked
+	i=$(nic $1) || return 1
+	for _t in 1 2 3 4 5; do
+		echo "GET $SIZE" | nc -w 10 $(host_ip $i) $PORT >/tmp/got
+		[ "$(md5sum </tmp/got | cut -d' ' -f1)" = $BLOB_MD5 ] && return 0
+		sleep 1
+	done
+	echo "get $1: $(wc -c </tmp/got) bytes"; return 1
+}
+disk() {	# write 256 KiB to the virtio disk, drop the caches, read it back
+	wait_for /sys/block/vda 10 || return 1
+	head -c 262144 /dev/urandom >/tmp/d
+	dd if=/tmp/d of=/dev/vda bs=65536 conv=fsync 2>/dev/null || return 1
+	echo 3 >/proc/sys/vm/drop_caches
+	[ "$(dd if=/dev/vda bs=65536 count=4 2>/dev/null | md5sum)" = "$(md5sum </tmp/d)" ]
+}
+ifup() {	# configure the NIC of a kind again after its driver was rebound
+	i=
+	for _t in 1 2 3 4 5 6 7 8 9 10; do i=$(nic $1) && break; sleep 0.5; done
+	[ -n "$i" ] || return 1
+	ip link set $i up
+	ip addr add $(guest_ip $i)/24 dev $i 2>/dev/null
+	return 0
+}
+workload() {
+	check "$1-e1000-tcp" get e1000
+	check "$1-virtio-net-tcp" get virtio
+	check "$1-virtio-blk-io" disk
+}
+check e1000-pci      has_dev $BDF_E1000 0x8086 0x100e
+check virtio-net-pci has_dev $BDF_VIRTIO_NET 0x1af4 0x1041
+check virtio-blk-pci has_dev $BDF_VIRTIO_BLK 0x1af4 0x1042
+for v in /sys/bus/virtio/devices/virtio*; do
+	check "access-platform-$(basename $v)" [ "$(cut -c34 $v/features)" = 1 ]
+done
+workload plain
+if [ "$(karg protect)" = 1 ]; then
+	check insmod insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_NET,$BDF_VIRTIO_BLK transport=tcg
+	check ifup-e1000 ifup e1000
+	check ifup-virtio ifup virtio
+	sleep 1
+	workload protected
+	mark protected
+	wait_host >/dev/null
+	check rmmod rmmod pviommu
+fi
+GUEST
+
+boot() {	# boot NAME [vm_boot args]: boot, run, wait; sets gp gf
+	local name=$1; shift
+	vm_boot --name "$NAME-$name" --script "$work/guest.sh" --timeout 240 \
+		--net e1000 --net virtio --disk virtio-blk 16M "$@" || return 1
+}
+finish_vm() {	# finish_vm NAME: wait for the verdict, count the guest checks
+	local rc=0
+	vm_wait || rc=$?
+	assert "$1-guest-result-pass (rc $rc, $(vm_elapsed) s)" [ $rc = 0 ]
+	read -r gp gf <<<"$(vm_checks)"
+	echo "    $1: guest checks $gp passed, $gf failed; boot-to-poweroff $(vm_elapsed) s"
+	[ $rc = 0 ] || { vm_tail 30; tail -n 20 "$(vm_dir)/qemu.out"; }
+}
+export VM_VIRTIO_OPTS="iommu_platform=on,disable-legacy=on"
+
+# base: no library
+unset VM_QEMU_WRAPPER
+if boot base; then finish_vm base; base_checks=$gp; else nok "base-boot"; base_checks=-1; fi
+
+# inproc: the library, debug log
+stats0=$("$CTL" -j status | python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["violations"])')
+export VM_QEMU_WRAPPER="env LD_PRELOAD=$LIB PVIOMMU_DEBUG=1"
+if boot inproc; then
+	finish_vm inproc
+	assert "inproc-same-guest-checks ($gp vs $base_checks)" [ "$gp" = "$base_checks" ] && [ "$gf" = 0 ]
+	q=$(vm_dir)/qemu.out
+	assert "inproc-26-detours" [ "$(grep -c '^pviommu-qemu: patched ' "$q")" = 26 ]
+	assert "identity-e1000-devfn-0x20-00:04.0" \
+		grep -qE "^pviommu-qemu: device address space 0x[0-9a-f]+ 'e1000' devfn 0x20 bdf 0000:00:04.0$" "$q"
+	assert "identity-virtio-net-devfn-0x28" \
+		grep -qE "'virtio-net-pci' devfn 0x28 bdf 0000:00:05.0$" "$q"
+	assert "identity-virtio-blk-devfn-0x38" \
+		grep -qE "'virtio-blk-pci' devfn 0x38 bdf 0000:00:07.0$" "$q"
+	assert "system-memory-not-a-device" grep -qE "address space 0x[0-9a-f]+ 'memory': not a PCI device" "$q"
+	assert "inproc-no-violation" sh -c "! grep -q 'DMA violation' '$q'"
+else
+	nok "inproc-boot"
+fi
+
+# protect: guest module through the TCG transport the library serves
+if [ $have_run = 1 ]; then
+	export VM_QEMU_WRAPPER="$CTL run --mode deny --"
+	export VM_VIRTIO_OPTS=""	# 'run' adds iommu_platform=on,disable-legacy=on
+else
+	export VM_QEMU_WRAPPER="env LD_PRELOAD=$LIB"
+fi
+if boot protect --file "$KO" --append "pviommu.protect=1"; then
+	qpid=$(vm_pid)
+	if vm_wait_marker protected 180; then
+		ok "protect-guest-reached-protected"
+		"$CTL" -j mappings --pid "$qpid" >"$work/mappings.json" 2>&1
+		"$CTL" -j status >"$work/status.json" 2>&1
+		for b in 0000:00:04.0 0000:00:05.0 0000:00:07.0; do
+			assert "protect-host-has-mappings-$b" grep -q "\"bdf\":\"$b\"" "$work/mappings.json"
+		done
+		ndev=$(python3 -c 'import json,sys
+d=[x for x in json.load(open(sys.argv[1]))["domains"] if x.get("domain", x.get("pid")) == int(sys.argv[2])]
+print(d[0].get("devices", d[0].get("nr_devices", -1)) if d else -1)' "$work/status.json" "$qpid" 2>/dev/null)
+		assert "protect-domain-has-3-devices ($ndev)" [ "$ndev" = 3 ]
+		vm_send go
+	else
+		nok "protect-guest-reached-protected"
+	fi
+	finish_vm protect
+	assert "protect-all-guest-checks-pass" [ "${gf:-1}" = 0 ]
+	stats1=$("$CTL" -j status | python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["violations"])')
+	assert "no-violation-reported ($stats0 -> $stats1)" [ "$stats0" = "$stats1" ]
+	assert "protect-no-violation-logged" sh -c "! grep -q 'DMA violation' '$(vm_dir)/qemu.out'"
+else
+	nok "protect-boot"
+fi
+finish
