@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # tests/vm/attacks-lib.sh - host side of the rogue-DMA tests (bash; source after tests/vm/lib.sh).
 # Used by tests/vm/test_attacks.sh and scripts/demo.sh. The guest side is tests/vm/attacks-guest.sh,
 # the guest module tests/vm/guest-modules/pvattack.c.

@@ -61,7 +61,7 @@ scenarios() {
 	local mode=$1 want=$2 act=$3 s line res addr len dir n
 	line=$(atk_run legit)
 	is "$mode: legit round trip still works" ok "$(atk_field "$line" result)"
-	[ -z "$act" ] || is "$mode: legit transfer raised no event" 0 "$(atk_violations $BDF_EDU)"
+	[ -z "$act" ] || is "$mode: legit transfer raised no event" 0 "$(atk_violations "$BDF_EDU")"
 	for s in $SCEN; do
 		line=$(atk_run "$s")
 		res=$(atk_field "$line" result)
@@ -75,14 +75,14 @@ scenarios() {
 		[ -n "$act" ] || continue
 		addr=$(atk_field "$line" addr) len=$(atk_field "$line" len) dir=$(atk_field "$line" dir)
 		sleep 0.5
-		n=$(atk_violations $BDF_EDU "$addr" "$len" "$dir" "$act")
-		if [ "$n" -ge 1 ]; then ok "$mode: $s event $BDF_EDU addr=$addr len=$len $dir action=$act"
-		else bad "$mode: $s event $BDF_EDU addr=$addr len=$len $dir action=$act" \
+		n=$(atk_violations "$BDF_EDU" "$addr" "$len" "$dir" "$act")
+		if [ "$n" -ge 1 ]; then ok "$mode: $s event "$BDF_EDU" addr=$addr len=$len $dir action=$act"
+		else bad "$mode: $s event "$BDF_EDU" addr=$addr len=$len $dir action=$act" \
 			"none in $(tail -n 3 "$ATK_EV" | tr '\n' ' ')"; fi
 	done
 	if [ -n "$act" ]; then
 		is "$mode: no violation event for any other device" 0 \
-			"$(atk__viol | awk -v b=$BDF_EDU '$1 != b' | wc -l)"
+			"$(atk__viol | awk -v b="$BDF_EDU" '$1 != b' | wc -l)"
 	fi
 }
 
@@ -116,7 +116,7 @@ mode_baseline() {
 	boot_or_fail $m baseline none --benign || return
 	benign $m 0
 	legit=$(atk_field "$ATK_INFO" legit) secret=$(atk_field "$ATK_INFO" secret)
-	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf $BDF_EDU 2>&1)
+	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf "$BDF_EDU" 2>&1)
 	if grep -q "\"iova\":$((legit)),\"size\":4096,\"perm\":\"rw\"" <<<"$maps"; then
 		ok "$m: policy holds the legit buffer ($legit, 4096, rw) for edu"
 	else bad "$m: policy holds the legit buffer" "$legit not in $maps"; fi
@@ -126,7 +126,7 @@ mode_baseline() {
 	else ok "$m: secret page ($secret) is in no edu mapping"; fi
 	scenarios $m WORKED ""
 	stale=$(atk_field "$ATK_INFO" stale)
-	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf $BDF_EDU 2>&1)
+	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf "$BDF_EDU" 2>&1)
 	if grep -q "\"iova\":$((stale))," <<<"$maps"; then bad "$m: unmapped buffer left the policy" "$maps"
 	else ok "$m: the unmapped buffer ($stale) left the policy"; fi
 	value_n=$(atk_violations)
@@ -178,7 +178,7 @@ mode_kill_uprobe() {
 		else ok "$m $s: the transfer never completed (no result line)"; fi
 		vm_wait 30 >/dev/null 2>&1
 		atk_events_stop
-		n=$(atk_violations $BDF_EDU "${addr:-0}" "${len:-1}" "$dir" killed)
+		n=$(atk_violations "$BDF_EDU" "${addr:-0}" "${len:-1}" "$dir" killed)
 		[ "$n" -ge 1 ] && ok "$m $s: event action=killed for $BDF_EDU" ||
 			bad "$m $s: event action=killed" "$(tail -n 3 "$ATK_EV" | tr '\n' ' ')"
 	done

@@ -1,0 +1,26 @@
+# guest test module pvattack.ko (rogue DMA scenarios on QEMU's edu device), built out of tree
+# against the guest headers like pviommu.ko (mk/module.mk): W=1, any warning fails the build.
+#   make guest-attack     build $(OUT)/guest-attack/pvattack.ko
+# Used by tests/vm/test_attacks.sh and scripts/demo.sh.
+ATTACK_MODULE_DIR	:= $(OUT)/guest-attack
+ATTACK_MODULE		:= $(ATTACK_MODULE_DIR)/pvattack.ko
+ATTACK_MODULE_SRCS	:= $(SRC)/tests/vm/guest-modules/pvattack.c $(SRC)/tests/vm/guest-modules/Kbuild
+
+.PHONY: guest-attack
+
+all: $(ATTACK_MODULE)
+guest-attack: $(ATTACK_MODULE)
+
+$(ATTACK_MODULE): $(ATTACK_MODULE_SRCS) $(SRC)/mk/attack.mk $(SRC)/mk/guest.mk
+	$(call msg,KMOD,$@)
+	$(Q)test -d $(GUEST_KHDR) || \
+		{ echo "error: $(GUEST_KHDR) missing: apt-get install linux-headers-$(GUEST_KREL)" >&2; exit 2; }
+	$(Q)mkdir -p $(ATTACK_MODULE_DIR)
+	$(Q)cp $(ATTACK_MODULE_SRCS) $(ATTACK_MODULE_DIR)/
+	$(Q)$(MAKE) --no-print-directory -C $(GUEST_KHDR) M=$(ATTACK_MODULE_DIR) W=1 modules \
+		>$(ATTACK_MODULE_DIR)/build.log 2>&1 || \
+		{ cat $(ATTACK_MODULE_DIR)/build.log >&2; rm -f $@; exit 1; }
+	$(Q)if grep -iE 'warning|error' $(ATTACK_MODULE_DIR)/build.log >&2; then \
+		echo "error: pvattack.ko: the build printed warnings (full log: $(ATTACK_MODULE_DIR)/build.log)" >&2; \
+		rm -f $@; exit 1; fi
+	$(Q)test -f $@
