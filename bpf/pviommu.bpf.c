@@ -273,7 +273,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 			emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0, plane);
 		goto out;
 	}
-	if (!d) {
+	/* a record made ahead of time (pviommuctl run --mode) is not a guest */
+	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
 		err = -PV_ENODEV;
 		goto out;
 	}

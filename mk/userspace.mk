@@ -6,6 +6,6 @@ $(OUT)/%.o: $(SRC)/userspace/%.c $(BPF_SKELS) $(BPF_HDRS) $(wildcard $(SRC)/user
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(USER_CFLAGS) -c $< -o $@
 
-$(PVIOMMUCTL): $(OUT)/pviommuctl.o $(PVLIB_OBJS)
+$(PVIOMMUCTL): $(OUT)/pviommuctl.o $(PVLIB_OBJS) $(PVIOMMUCTL_EXTRA_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(USER_CFLAGS) $^ $(LIBBPF_LIBS) -o $@

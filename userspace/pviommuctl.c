@@ -1026,6 +1026,22 @@ static int cmd_mode(int argc, char **argv)
 }
 
 /* ---- attach (TCG hypercall transport) ------------------------------------------------- */
+/* does process pid have the in-process plane's library mapped? */
+static int has_inproc(int pid)
+{
+	char path[64], line[512];
+	int hit = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "r");
+	while (f && !hit && fgets(line, sizeof(line), f))
+		hit = strstr(line, "libpviommu-qemu.so") != NULL;
+	if (f)
+		fclose(f);
+	return hit;
+}
+
 static int cmd_attach(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -1077,6 +1093,11 @@ static int cmd_attach(int argc, char **argv)
 		return err;
 	if (!loaded())
 		return not_loaded();
+	if (has_inproc((int)pid)) {
+		p_err("pid %llu already runs the in-process plane (libpviommu-qemu.so): it carries the hypercall transport and checks every transfer; uprobes on its patched functions would break it",
+		      (unsigned long long)pid);
+		return 1;
+	}
 	ctl = ctl_map(&ctl_fd);
 	if (!ctl)
 		return not_loaded();
@@ -1166,6 +1187,7 @@ static int cmd_detach(int argc, char **argv)
 
 /* ---- main ------------------------------------------------------------------------------ */
 static int cmd_help(int argc, char **argv);
+int cmd_run(int argc, char **argv);	/* run.c: the in-process plane */
 
 static const struct cmd {
 	const char *name;
@@ -1178,6 +1200,7 @@ static const struct cmd {
 	{ "mappings", cmd_mappings, "live mappings [--pid P] [--bdf B]" },
 	{ "events", cmd_events, "follow violations and refused hypercalls" },
 	{ "mode", cmd_mode, "audit|deny|kill [--pid P]" },
+	{ "run", cmd_run, "run QEMU under the in-process plane: [--mode M] -- QEMU ARGS" },
 	{ "attach", cmd_attach, "into a running QEMU --pid P [--enforce]" },
 	{ "detach", cmd_detach, "remove it again --pid P" },
 	{ "help", cmd_help, "this text; 'pviommuctl CMD --help' for one command" },

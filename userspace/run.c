@@ -42,6 +42,8 @@ static void run_usage(FILE *f)
 		"  no device identity and its guest driver bypasses the DMA API); refuses\n"
 		"  iommu_platform=off, transitional virtio devices and the -drive if=virtio /\n"
 		"  -nic model=virtio shortcuts (use -device virtio-*-pci instead).\n"
+		"  The library also carries the guest's TCG hypercall transport (the\n"
+		"  cpuid leaf of pviommu.ko): no 'pviommuctl attach' is needed.\n"
 		"  --mode M    what a violation of this VM does (default: the global default)\n"
 		"  --lib PATH  the library (default: next to pviommuctl)\n"
 		"  Environment passed to QEMU: PVIOMMU_REQUIRE=0 runs QEMU unprotected when\n"
@@ -166,7 +168,7 @@ static char *fix_device(const char *arg, int idx)
 			     strstr(arg, "\"disable-legacy\"") ? "" :
 			     "\"disable-legacy\":\"on\",", arg + 1) < 0)
 			return NULL;
-		fprintf(stderr, "pviommuctl run: device %d (%s): added iommu_platform=on\n", idx, drv);
+		fprintf(stderr, "pviommuctl run: argument %d (%s): added iommu_platform=on\n", idx, drv);
 		return out;
 	}
 	if (opt_get(arg, "iommu_platform", v, sizeof(v)) && is_off(v)) {
@@ -190,7 +192,7 @@ static char *fix_device(const char *arg, int idx)
 		if (asprintf(&out, "%s%s%s", arg, has_p ? "" : ",iommu_platform=on",
 			     has_l ? "" : ",disable-legacy=on") < 0)
 			return NULL;
-		fprintf(stderr, "pviommuctl run: device %d (%s): added%s%s\n", idx, drv,
+		fprintf(stderr, "pviommuctl run: argument %d (%s): added%s%s\n", idx, drv,
 			has_p ? "" : " iommu_platform=on", has_l ? "" : " disable-legacy=on");
 		return out;
 	}

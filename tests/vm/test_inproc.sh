@@ -213,16 +213,16 @@ export VM_QEMU_WRAPPER="env LD_PRELOAD=$LIB PVIOMMU_DEBUG=1"
 if boot inproc; then
 	finish_vm inproc
 	assert "inproc-same-guest-checks ($gp vs $base_checks)" [ "$gp" = "$base_checks" ] && [ "$gf" = 0 ]
-	q=$(vm_dir)/qemu.out
-	assert "inproc-26-detours" [ "$(grep -c '^pviommu-qemu: patched ' "$q")" = 26 ]
+	qout=$(vm_dir)/qemu.out
+	assert "inproc-26-detours" [ "$(grep -c '^pviommu-qemu: patched ' "$qout")" = 26 ]
 	assert "identity-e1000-devfn-0x20-00:04.0" \
-		grep -qE "^pviommu-qemu: device address space 0x[0-9a-f]+ 'e1000' devfn 0x20 bdf 0000:00:04.0$" "$q"
+		grep -qE "^pviommu-qemu: device address space 0x[0-9a-f]+ 'e1000' devfn 0x20 bdf 0000:00:04.0$" "$qout"
 	assert "identity-virtio-net-devfn-0x28" \
-		grep -qE "'virtio-net-pci' devfn 0x28 bdf 0000:00:05.0$" "$q"
+		grep -qE "'virtio-net-pci' devfn 0x28 bdf 0000:00:05.0$" "$qout"
 	assert "identity-virtio-blk-devfn-0x38" \
-		grep -qE "'virtio-blk-pci' devfn 0x38 bdf 0000:00:07.0$" "$q"
-	assert "system-memory-not-a-device" grep -qE "address space 0x[0-9a-f]+ 'memory': not a PCI device" "$q"
-	assert "inproc-no-violation" sh -c "! grep -q 'DMA violation' '$q'"
+		grep -qE "'virtio-blk-pci' devfn 0x38 bdf 0000:00:07.0$" "$qout"
+	assert "system-memory-not-a-device" grep -qE "address space 0x[0-9a-f]+ 'memory': not a PCI device" "$qout"
+	assert "inproc-no-violation" sh -c "! grep -q 'DMA violation' '$qout'"
 else
 	nok "inproc-boot"
 fi
