@@ -158,12 +158,42 @@ mode_audit() {
 	finish $m
 }
 
+# guest RAM left behind by a killed QEMU (memory-backend-file): check one range.
+# ram_check FILE FROM LEN SEED: 0 if every byte x holds the pattern fill(page, SEED)
+# wrote there (pvattack.c: pat(seed, i) = seed + 7 * i over the page)
+ram_check() {
+	python3 - "$@" <<'PY'
+import sys
+f, start, n, seed = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0), int(sys.argv[4], 0)
+with open(f, 'rb') as fh:
+    fh.seek(start)
+    got = fh.read(n)
+want = bytes((seed + (((start + i) & 0xfff) * 7)) & 0xff for i in range(n))
+sys.exit(0 if got == want else 1)
+PY
+}
+# ram_has_pattern FILE FROM LEN SEED: 0 if the range holds the pattern (from offset 0)
+ram_has_pattern() {
+	python3 - "$@" <<'PY'
+import sys
+f, start, n, seed = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0), int(sys.argv[4], 0)
+with open(f, 'rb') as fh:
+    fh.seek(start)
+    got = fh.read(n)
+sys.exit(0 if got == bytes((seed + i * 7) & 0xff for i in range(n)) else 1)
+PY
+}
+
 mode_kill_uprobe() {
-	local m=kill-uprobe s line addr len dir n t
+	local m=kill-uprobe s line addr len dir n t ram
 	[ "$ATK_UPROBE" = 1 ] || { skipt "$m" "uprobe enforcement not available ($ATK_UPROBE_WHY)"; return; }
-	for s in a b; do
+	for s in ${KILL_SCENARIOS:-a b c d e}; do
 		atk_load kill || { bad "$m: pviommuctl load"; return; }
-		boot_or_fail "$m $s" "kill-$s" uprobe || continue
+		# guest RAM in a shared file: it outlives QEMU, so the host can read what the
+		# rogue transfer would have changed
+		ram=/dev/shm/pviommu-atk-$$-$s
+		VM_QEMU_EXTRA="-object memory-backend-file,id=pvram,size=512M,mem-path=$ram,share=on -machine memory-backend=pvram" \
+			boot_or_fail "$m $s" "kill-$s" uprobe || { rm -f "$ram"; continue; }
 		line=$(atk_run legit)
 		is "$m $s: legit round trip works (no kill)" ok "$(atk_field "$line" result)"
 		vm_send "run $s"
@@ -181,6 +211,29 @@ mode_kill_uprobe() {
 		n=$(atk_violations "$BDF_EDU" "${addr:-0}" "${len:-1}" "$dir" killed)
 		[ "$n" -ge 1 ] && ok "$m $s: event action=killed for $BDF_EDU" ||
 			bad "$m $s: event action=killed" "$(tail -n 3 "$ATK_EV" | tr '\n' ' ')"
+		# what the dead guest's RAM says
+		local seed="" from=${addr:-0} cnt=${len:-0} legit
+		case $s in
+		b) seed=0x76 ;;				# victim page
+		c) seed=0x3c ;;				# the other device's buffer
+		d) seed=0x48 from=$((addr + 64)) cnt=1 ;;	# the byte past the 64-byte buffer
+		e) seed=0xc3 ;;				# the buffer unmapped before
+		esac
+		if [ -n "$addr" ] && [ -s "$ram" ]; then
+			if [ -n "$seed" ]; then
+				ram_check "$ram" "$from" "$cnt" "$seed" &&
+					ok "$m $s: guest RAM after the kill: the target bytes are unchanged" ||
+					bad "$m $s: guest RAM after the kill: the target bytes are unchanged"
+			else
+				legit=$(atk_field "$ATK_INFO" legit)
+				! ram_has_pattern "$ram" "$legit" 2048 0x5e &&
+					ok "$m $s: guest RAM after the kill: the secret is not in edu's buffer" ||
+					bad "$m $s: guest RAM after the kill: the secret is not in edu's buffer"
+			fi
+		else
+			bad "$m $s: guest RAM file readable after the kill" "$ram"
+		fi
+		rm -f "$ram"
 	done
 }
 
