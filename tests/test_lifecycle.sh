@@ -101,6 +101,24 @@ expect "help per command" 0 "$CTL" help mappings
 expect "prefix match" 0 "$CTL" -j stat
 expect "not root exits 2" 2 setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" status
 
+# attach to a QEMU binary (every process of it), survive a reload, detach
+Q=$(command -v qemu-system-x86_64)
+expect "attach --qemu --enforce" 0 "$CTL" -j attach --qemu "$Q" --enforce
+has "attach --qemu says so" '"enforce_uprobes":2[0-9]' "$TMP/out"
+nlinks=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c '^enf-x')
+[ "$nlinks" -ge 20 ] && ok "enforcement links pinned for the binary" || bad "enforcement links pinned for the binary" "$nlinks"
+expect "status names the binary" 0 "$CTL" status
+has "status lists the QEMU binary" "enforcing in QEMU $Q" "$TMP/out"
+expect "reload with binary uprobes" 0 "$CTL" load
+n2=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c '^enf-x')
+[ "$n2" = "$nlinks" ] && ok "binary uprobes re-attached by reload" || bad "binary uprobes re-attached by reload" "$n2 vs $nlinks"
+expect "detach --qemu" 0 "$CTL" detach --qemu "$Q"
+n3=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c -e '^enf-x' -e '^tcg-x')
+[ "$n3" = 0 ] && ok "detach removed them" || bad "detach removed them" "$n3"
+expect "attach to a process that is not QEMU" 1 "$CTL" attach --pid "$hpid"
+expect "attach --qemu relative path" 1 "$CTL" attach --qemu qemu-system-x86_64
+expect "attach needs a target" 1 "$CTL" attach --enforce
+
 # the holder exits: its domain is purged by the exit hook
 kill "$hpid" 2>/dev/null
 for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$hpid" 2>/dev/null || break; sleep 0.2; done

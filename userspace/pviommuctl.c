@@ -244,18 +244,68 @@ static const struct up_target {
 	{ "pviommu_up_st8", "address_space_stq address_space_stq_le address_space_stq_be" },
 };
 
-static int attach_one(struct bpf_program *prog, int pid, const char *func,
-		      const char *pin)
+/*
+ * A target is one QEMU process (tag "<pid>") or every process of one QEMU
+ * binary (tag "x<path>", '/' written '+' and '.' written '=': bpffs names
+ * take no dot). Pins: links/tcg-<tag>, links/enf-<tag>-<n>.
+ */
+struct target {
+	int	pid;		/* or -1 with path */
+	char	path[200];
+	char	tag[208];
+};
+
+static int target_pid(struct target *t, int pid)
+{
+	memset(t, 0, sizeof(*t));
+	t->pid = pid;
+	snprintf(t->tag, sizeof(t->tag), "%d", pid);
+	return 0;
+}
+
+static int target_path(struct target *t, const char *path)
+{
+	size_t i;
+
+	memset(t, 0, sizeof(*t));
+	t->pid = -1;
+	if (!path || path[0] != '/' || strlen(path) >= sizeof(t->path) ||
+	    strpbrk(path, "+="))
+		return -EINVAL;
+	snprintf(t->path, sizeof(t->path), "%s", path);
+	t->tag[0] = 'x';
+	for (i = 0; path[i]; i++)
+		t->tag[i + 1] = path[i] == '/' ? '+' : path[i] == '.' ? '=' : path[i];
+	t->tag[i + 1] = 0;
+	return 0;
+}
+
+static int target_of_tag(struct target *t, const char *tag)
+{
+	char path[200];
+	size_t i;
+
+	if (tag[0] != 'x')
+		return target_pid(t, atoi(tag));
+	for (i = 1; tag[i] && i < sizeof(path); i++)
+		path[i - 1] = tag[i] == '+' ? '/' : tag[i] == '=' ? '.' : tag[i];
+	path[i - 1] = 0;
+	return target_path(t, path);
+}
+
+static int attach_one(struct bpf_program *prog, const struct target *t,
+		      const char *func, const char *pin)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = func);
 	struct bpf_link *l;
 	char exe[64];
 	int err;
 
-	snprintf(exe, sizeof(exe), "/proc/%d/exe", pid);
-	if (access(exe, R_OK))
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", t->pid);
+	if (access(t->pid > 0 ? exe : t->path, R_OK))
 		return -ESRCH;
-	l = bpf_program__attach_uprobe_opts(prog, pid, exe, 0, &uo);
+	l = bpf_program__attach_uprobe_opts(prog, t->pid, t->pid > 0 ? exe : t->path,
+					    0, &uo);
 	if (!l)
 		return -errno;
 	err = pin_replace(bpf_link__fd(l), LINK_DIR, pin, 1);
@@ -263,18 +313,19 @@ static int attach_one(struct bpf_program *prog, int pid, const char *func,
 	return err;
 }
 
-static int attach_tcg(struct pviommu_bpf *skel, int pid)
+static int attach_tcg(struct pviommu_bpf *skel, const struct target *t)
 {
-	char name[32];
+	char name[240];
 
-	snprintf(name, sizeof(name), "tcg-%d", pid);
-	return attach_one(skel->progs.pviommu_tcg_cpuid, pid, "cpu_x86_cpuid",
+	snprintf(name, sizeof(name), "tcg-%s", t->tag);
+	return attach_one(skel->progs.pviommu_tcg_cpuid, t, "cpu_x86_cpuid",
 			  name);
 }
 
-static int attach_enforce(struct pviommu_bpf *skel, int pid, int *nlinks)
+static int attach_enforce(struct pviommu_bpf *skel, const struct target *t,
+			  int *nlinks)
 {
-	char name[48], funcs[256], *f, *save;
+	char name[240], funcs[256], *f, *save;
 	int n = 0, err;
 
 	for (size_t i = 0; i < sizeof(up_targets) / sizeof(up_targets[0]); i++) {
@@ -285,10 +336,10 @@ static int attach_enforce(struct pviommu_bpf *skel, int pid, int *nlinks)
 			return -ENOENT;
 		snprintf(funcs, sizeof(funcs), "%s", up_targets[i].funcs);
 		for (f = strtok_r(funcs, " ", &save); f; f = strtok_r(NULL, " ", &save)) {
-			snprintf(name, sizeof(name), "enf-%d-%d", pid, n);
-			err = attach_one(p, pid, f, name);
+			snprintf(name, sizeof(name), "enf-%s-%d", t->tag, n);
+			err = attach_one(p, t, f, name);
 			if (err) {
-				p_err("uprobe on %s in pid %d: %s", f, pid, strerror(-err));
+				p_err("uprobe on %s in %s: %s", f, t->tag, strerror(-err));
 				return err;
 			}
 			n++;
@@ -298,42 +349,49 @@ static int attach_enforce(struct pviommu_bpf *skel, int pid, int *nlinks)
 	return 0;
 }
 
-/* pids with links of a kind ("tcg-" or "enf-"), -1 terminated */
-static int link_pids(const char *prefix, int *pids, int max)
+#define MAX_TAGS	64
+/* tags with links of a kind ("tcg-" or "enf-"); returns how many */
+static int link_tags(const char *prefix, char tags[][208], int max)
 {
 	DIR *d = opendir(LINK_DIR);
 	struct dirent *de;
-	int n = 0, pid, j;
-	char fmt[16];
+	int n = 0, j;
+	char tag[208], *dash;
 
-	snprintf(fmt, sizeof(fmt), "%s%%d", prefix);
-	while (d && (de = readdir(d)) && n < max - 1) {
-		if (strstr(de->d_name, "_new") || sscanf(de->d_name, fmt, &pid) != 1)
+	while (d && (de = readdir(d)) && n < max) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) ||
+		    strstr(de->d_name, "_new"))
 			continue;
-		for (j = 0; j < n && pids[j] != pid; j++)
+		snprintf(tag, sizeof(tag), "%s", de->d_name + strlen(prefix));
+		if (!strcmp(prefix, "enf-") && (dash = strrchr(tag, '-')))
+			*dash = 0;
+		for (j = 0; j < n && strcmp(tags[j], tag); j++)
 			;
 		if (j == n)
-			pids[n++] = pid;
+			snprintf(tags[n++], 208, "%s", tag);
 	}
 	if (d)
 		closedir(d);
-	pids[n] = -1;
 	return n;
 }
 
-static void drop_links_of(int pid)
+static int drop_links_of(const char *tag)
 {
 	DIR *d = opendir(LINK_DIR);
 	struct dirent *de;
-	char a[32], b[32];
+	char a[240], b[240];
+	int n = 0;
 
-	snprintf(a, sizeof(a), "tcg-%d", pid);
-	snprintf(b, sizeof(b), "enf-%d-", pid);
+	snprintf(a, sizeof(a), "tcg-%s", tag);
+	snprintf(b, sizeof(b), "enf-%s-", tag);
 	while (d && (de = readdir(d)))
-		if (!strcmp(de->d_name, a) || !strncmp(de->d_name, b, strlen(b)))
-			unlinkat(dirfd(d), de->d_name, 0);
+		if (!strcmp(de->d_name, a) ||
+		    (!strncmp(de->d_name, b, strlen(b)) &&
+		     !strchr(de->d_name + strlen(b), '-')))
+			n += !unlinkat(dirfd(d), de->d_name, 0);
 	if (d)
 		closedir(d);
+	return n;
 }
 
 static int cmd_load(int argc, char **argv)
@@ -458,21 +516,22 @@ static int cmd_load(int argc, char **argv)
 		p_note("kvm:kvm_hypercall is not available (kvm not loaded): KVM transport off");
 	}
 
-	/* re-attach the uprobes of every QEMU process attached before */
+	/* re-attach the uprobes of every QEMU process (or binary) attached before */
 	{
-		int tcg[256], enf[256], nl;
+		static char tcg[MAX_TAGS][208], enf[MAX_TAGS][208];
+		int nt = link_tags("tcg-", tcg, MAX_TAGS);
+		int ne = link_tags("enf-", enf, MAX_TAGS), nl;
+		struct target t;
 
-		link_pids("tcg-", tcg, 256);
-		link_pids("enf-", enf, 256);
-		for (int i = 0; tcg[i] >= 0; i++)
-			if (attach_tcg(skel, tcg[i])) {
+		for (int i = 0; i < nt; i++)
+			if (target_of_tag(&t, tcg[i]) || attach_tcg(skel, &t)) {
 				drop_links_of(tcg[i]);
-				p_note("QEMU pid %d is gone: dropped its uprobes", tcg[i]);
+				p_note("%s is gone: dropped its uprobes", tcg[i]);
 			}
-		for (int i = 0; enf[i] >= 0; i++)
-			if (attach_enforce(skel, enf[i], &nl)) {
+		for (int i = 0; i < ne; i++)
+			if (target_of_tag(&t, enf[i]) || attach_enforce(skel, &t, &nl)) {
 				drop_links_of(enf[i]);
-				p_note("QEMU pid %d is gone: dropped its uprobes", enf[i]);
+				p_note("%s is gone: dropped its uprobes", enf[i]);
 			}
 	}
 
@@ -680,11 +739,16 @@ static int cmd_status(int argc, char **argv)
 		printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :
 		       "not attached (pviommuctl attach --pid P)", pids);
 		{
-			int enf[256], n = link_pids("enf-", enf, 256);
+			static char enf[MAX_TAGS][208];
+			int n = link_tags("enf-", enf, MAX_TAGS);
+			struct target t;
 
 			printf("  uprobe plane   ");
-			for (int i = 0; i < n; i++)
-				printf("%s%d", i ? "," : "enforcing in QEMU pids ", enf[i]);
+			for (int i = 0; i < n; i++) {
+				target_of_tag(&t, enf[i]);
+				printf("%s%s", i ? "," : "enforcing in QEMU ",
+				       t.pid > 0 ? enf[i] : t.path);
+			}
 			printf("%s\n", n ? "" : "not attached (pviommuctl attach --pid P --enforce)");
 		}
 		printf("kernel features:\n");
@@ -1047,6 +1111,7 @@ static int cmd_attach(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "pid", required_argument, 0, 'p' },
 		{ "enforce", no_argument, 0, 'e' },
+		{ "qemu", required_argument, 0, 'q' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
@@ -1056,9 +1121,11 @@ static int cmd_attach(int argc, char **argv)
 	struct pv_features f;
 	__u64 pid = 0;
 	int c, err, ctl_fd, enforce = 0, nl = 0;
+	const char *qemu = NULL;
+	struct target t;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:eh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:eq:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
@@ -1067,8 +1134,11 @@ static int cmd_attach(int argc, char **argv)
 		case 'e':
 			enforce = 1;
 			break;
+		case 'q':
+			qemu = optarg;
+			break;
 		case 'h':
-			printf("Usage: pviommuctl attach --pid P [--enforce]\n"
+			printf("Usage: pviommuctl attach --pid P | --qemu PATH [--enforce]\n"
 			       "  Attach to a running QEMU without restarting it:\n"
 			       "  - always: the TCG hypercall transport (a uprobe on cpu_x86_cpuid),\n"
 			       "    so the guest module's map/unmap calls reach the policy maps;\n"
@@ -1078,6 +1148,8 @@ static int cmd_attach(int argc, char **argv)
 			       "    (event), kill (SIGKILL before the transfer runs). Where uprobes\n"
 			       "    cannot change registers, deny is a fail-stop too; 'pviommuctl run'\n"
 			       "    (the in-process plane) denies precisely and costs no trap.\n"
+			       "  --qemu PATH attaches to every process of that QEMU binary, running\n"
+			       "  or started later.\n"
 			       "  A uprobe hit traps into the kernel on every transfer: --enforce\n"
 			       "  is the attach-without-restart and audit tool, not the fast path.\n");
 			return 0;
@@ -1085,15 +1157,22 @@ static int cmd_attach(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (!pid || optind < argc) {
-		p_err("attach wants --pid P (see 'pviommuctl attach --help')");
+	if (!!pid == !!qemu || optind < argc) {
+		p_err("attach wants --pid P or --qemu PATH (see 'pviommuctl attach --help')");
 		return 1;
 	}
+	if (qemu && (target_path(&t, qemu) || access(qemu, R_OK))) {
+		p_err("what is '%s'? --qemu wants the absolute path of a QEMU binary (no '+' or '=')",
+		      qemu);
+		return 1;
+	}
+	if (pid)
+		target_pid(&t, (int)pid);
 	if ((err = need_root()))
 		return err;
 	if (!loaded())
 		return not_loaded();
-	if (has_inproc((int)pid)) {
+	if (pid && has_inproc((int)pid)) {
 		p_err("pid %llu already runs the in-process plane (libpviommu-qemu.so): it carries the hypercall transport and checks every transfer; uprobes on its patched functions would break it",
 		      (unsigned long long)pid);
 		return 1;
@@ -1127,16 +1206,16 @@ static int cmd_attach(int argc, char **argv)
 		p_err("loading the uprobe programs failed: %s", strerror(-err));
 		goto out;
 	}
-	err = attach_tcg(skel, pid);
+	err = attach_tcg(skel, &t);
 	if (!err && enforce)
-		err = attach_enforce(skel, pid, &nl);
+		err = attach_enforce(skel, &t, &nl);
 	if (err) {
-		drop_links_of(pid);
+		drop_links_of(t.tag);
 		if (err == -ESRCH)
 			p_err("no process %llu", (unsigned long long)pid);
 		else
-			p_err("cannot attach to pid %llu: %s (is it qemu-system-x86_64 7.x?)",
-			      (unsigned long long)pid, strerror(-err));
+			p_err("cannot attach to %s: %s (is it qemu-system-x86_64 7.x?)",
+			      qemu ? qemu : t.tag, strerror(-err));
 		goto out;
 	}
 	if (enforce) {
@@ -1145,11 +1224,11 @@ static int cmd_attach(int argc, char **argv)
 			p_note("this kernel refuses uprobe register writes: on this plane a denied transfer stops the VM (kill); 'pviommuctl run' denies precisely");
 	}
 	if (json)
-		printf("{\"attached\":%llu,\"transport\":true,\"enforce_uprobes\":%d}\n",
-		       (unsigned long long)pid, nl);
+		printf("{\"attached\":\"%s\",\"transport\":true,\"enforce_uprobes\":%d}\n",
+		       qemu ? qemu : t.tag, nl);
 	else
-		printf("attached to pid %llu: TCG hypercall transport%s\n",
-		       (unsigned long long)pid,
+		printf("attached to %s %s: TCG hypercall transport%s\n",
+		       qemu ? "every process of" : "pid", qemu ? qemu : t.tag,
 		       enforce ? ", uprobe enforcement" : "");
 out:
 	pviommu_bpf__destroy(skel);
@@ -1159,29 +1238,28 @@ out:
 
 static int cmd_detach(int argc, char **argv)
 {
+	struct target t;
 	__u64 pid = 0;
-	int tcg[256], enf[256], found = 0;
 
-	if (argc != 3 || strcmp(argv[1], "--pid") || pv_parse_u64(argv[2], &pid)) {
-		printf("Usage: pviommuctl detach --pid P\n"
-		       "  Remove every uprobe pviommu attached to QEMU process P.\n");
+	if (argc == 3 && !strcmp(argv[1], "--pid") && !pv_parse_u64(argv[2], &pid) && pid)
+		target_pid(&t, (int)pid);
+	else if (argc == 3 && !strcmp(argv[1], "--qemu") && !target_path(&t, argv[2]))
+		;
+	else {
+		printf("Usage: pviommuctl detach --pid P | --qemu PATH\n"
+		       "  Remove every uprobe pviommu attached to QEMU process P (or binary PATH).\n");
 		return argc > 1 && strcmp(argv[1], "help") && strcmp(argv[1], "--help");
 	}
-	link_pids("tcg-", tcg, 256);
-	link_pids("enf-", enf, 256);
-	for (int i = 0; tcg[i] >= 0; i++)
-		found |= tcg[i] == (int)pid;
-	for (int i = 0; enf[i] >= 0; i++)
-		found |= enf[i] == (int)pid;
-	if (!found) {
-		p_err("pid %llu is not attached", (unsigned long long)pid);
+	if ((pid = need_root()))
+		return (int)pid;
+	if (!drop_links_of(t.tag)) {
+		p_err("%s is not attached", argv[2]);
 		return 1;
 	}
-	drop_links_of(pid);
 	if (json)
-		printf("{\"detached\":%llu}\n", (unsigned long long)pid);
+		printf("{\"detached\":\"%s\"}\n", argv[2]);
 	else
-		printf("detached from pid %llu\n", (unsigned long long)pid);
+		printf("detached from %s\n", argv[2]);
 	return 0;
 }
 
