@@ -13,5 +13,6 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory bench-run
 
 bench-run: all host-setup
+	$(Q)$(MAKE) --no-print-directory bench-inproc
 	$(Q)$(BENCH_CORE)
 	$(Q)for b in $(SRC)/tests/bench/*.sh; do [ -x "$$b" ] && OUT=$(OUT) "$$b" || true; done
