@@ -344,6 +344,74 @@ int pviommu_kvm_hypercall(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /*
+ * The same with the guest's CPL, on AMD SVM hosts (the loader picks one of
+ * the two: this one when kvm_amd's BTF is there). KVM checks the CPL only
+ * after the tracepoint (kvm_emulate_hypercall()), so a vmmcall from guest
+ * user space arrives here too; KVM then answers it -KVM_EPERM, and we must
+ * ignore it. The vCPU is kvm.ko's per-CPU kvm_running_vcpu (set by
+ * vcpu_load()/kvm_sched_in() for the whole KVM_RUN ioctl); SVM keeps the CPL
+ * in memory: to_svm(vcpu)->vmcb->save.cpl, what svm_get_cpl() returns.
+ * (VMX reads it from the VMCS in vmx_get_cpl(): out of reach of BPF.)
+ * Types from the kvm/kvm_amd module BTF by CO-RE; the extern is weak and
+ * guarded, so the object opens without KVM.
+ */
+struct kvm_vcpu___pv {
+	int vcpu_id;
+} __attribute__((preserve_access_index));
+
+struct vmcb_save_area___pv {
+	__u8 cpl;
+} __attribute__((preserve_access_index));
+
+struct vmcb___pv {
+	struct vmcb_save_area___pv save;
+} __attribute__((preserve_access_index));
+
+struct vcpu_svm___pv {
+	struct kvm_vcpu___pv vcpu;
+	struct vmcb___pv *vmcb;
+} __attribute__((preserve_access_index));
+
+extern struct kvm_vcpu___pv *kvm_running_vcpu __ksym __weak;
+
+/* the CPL of the vCPU running on this CPU, or -1 if unknown */
+static __always_inline int svm_guest_cpl(void)
+{
+	struct kvm_vcpu___pv **pv, *vcpu;
+	struct vcpu_svm___pv *svm;
+	struct vmcb___pv *vmcb;
+	__u8 cpl;
+
+	if (!&kvm_running_vcpu || !bpf_core_type_exists(struct vcpu_svm___pv))
+		return -1;
+	pv = bpf_this_cpu_ptr(&kvm_running_vcpu);
+	vcpu = *pv;
+	if (!vcpu)
+		return -1;
+	svm = (void *)vcpu - bpf_core_field_offset(struct vcpu_svm___pv, vcpu);
+	vmcb = BPF_CORE_READ(svm, vmcb);
+	if (!vmcb || bpf_core_read(&cpl, sizeof(cpl), &vmcb->save.cpl))
+		return -1;
+	return cpl;
+}
+
+SEC("?raw_tp/kvm_hypercall")	/* "?": loaded only when the loader asks */
+int pviommu_kvm_hypercall_svm(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 dom = bpf_get_current_pid_tgid() >> 32;
+
+	if ((__u32)ctx->args[0] != PVIOMMU_KVM_HC_NR)
+		return 0;
+	/* guest user space (or no vCPU to ask): KVM refuses it, so do we */
+	if (svm_guest_cpl() != 0) {
+		stat_inc(PVIOMMU_ST_USER_HC);
+		return 0;
+	}
+	return handle_hc(dom, ctx->args[1], ctx->args[2], ctx->args[3],
+			 ctx->args[4], PVIOMMU_PLANE_HC_KVM);
+}
+
+/*
  * TCG: a uprobe on QEMU's exported cpu_x86_cpuid(env, index, count, ...).
  * CPUX86State starts with regs[16] (target/i386/cpu.h, QEMU 7.x), then eip,
  * eflags, cc_dst, cc_src, cc_src2, cc_op, df, hflags: hflags & 3 is the CPL.

@@ -406,6 +406,7 @@ static int cmd_load(int argc, char **argv)
 	__u64 slots = PVIOMMU_DEF_INDEX_SLOTS, recs = PVIOMMU_DEF_MAX_RECORDS;
 	__u32 pin_slots, pin_recs;
 	struct pviommu_bpf *skel = NULL;
+	int svm;
 	struct pviommu_ctl *ctl = NULL;
 	struct bpf_link *link;
 	int c, err, ctl_fd = -1, kvm_ok = 0;
@@ -477,6 +478,22 @@ static int cmd_load(int argc, char **argv)
 	gen = (ctl ? ctl->active_gen : 0) + 1;
 	skel->rodata->load_gen = gen;
 
+	/*
+	 * The tracepoint gets the handler that reads the guest's CPL where it
+	 * can (AMD SVM); pviommu_kvm_hypercall is loaded in every case: the
+	 * in-process plane's TCG transport and the tests call it by test_run.
+	 */
+	svm = !access("/sys/kernel/btf/kvm_amd", F_OK);
+	bpf_program__set_autoload(skel->progs.pviommu_kvm_hypercall_svm, svm);
+	/* the uprobe plane's programs are loaded by 'attach', not here */
+	{
+		struct bpf_program *p;
+
+		bpf_object__for_each_program(p, skel->obj)
+			if (!strncmp(bpf_program__name(p), "pviommu_up_", 11))
+				bpf_program__set_autoload(p, false);
+	}
+
 	err = pviommu_bpf__load(skel);
 	if (err) {
 		p_err("loading the BPF programs failed: %s (run with -v for the verifier log)",
@@ -504,13 +521,16 @@ static int cmd_load(int argc, char **argv)
 	if (err)
 		goto pin_fail;
 
-	link = bpf_program__attach(skel->progs.pviommu_kvm_hypercall);
+	link = bpf_program__attach(svm ? skel->progs.pviommu_kvm_hypercall_svm :
+					 skel->progs.pviommu_kvm_hypercall);
 	if (link) {
 		err = pin_replace(bpf_link__fd(link), LINK_DIR, "kvm_hypercall", 1);
 		bpf_link__destroy(link);
 		if (err)
 			goto pin_fail;
 		kvm_ok = 1;
+		if (!svm)
+			p_note("the guest's CPL is read on AMD SVM hosts only: here a vmcall from guest user space reaches the handler (KVM refuses it; pviommu cannot tell)");
 	} else {
 		unlink(pv_pin_path("links/kvm_hypercall"));
 		p_note("kvm:kvm_hypercall is not available (kvm not loaded): KVM transport off");
@@ -540,6 +560,8 @@ static int cmd_load(int argc, char **argv)
 		struct bpf_program *p;
 
 		bpf_object__for_each_program(p, skel->obj) {
+			if (!bpf_program__autoload(p))
+				continue;
 			err = pin_replace(bpf_program__fd(p), PROG_DIR,
 					  bpf_program__name(p), 0);
 			if (err)
@@ -731,9 +753,11 @@ static int cmd_status(int argc, char **argv)
 		printf("pviommu: loaded (generation %llu), pins under %s\n",
 		       (unsigned long long)ctl->active_gen, PIN_DIR);
 		printf("programs:\n");
-		printf("  kvm_hypercall  %s\n", count_links("kvm_hypercall", NULL, 0) ?
-		       "attached (raw_tp kvm:kvm_hypercall)" :
-		       "not attached (kvm not loaded; reload after 'modprobe kvm')");
+		printf("  kvm_hypercall  %s\n", !count_links("kvm_hypercall", NULL, 0) ?
+		       "not attached (kvm not loaded; reload after 'modprobe kvm')" :
+		       !access(pv_pin_path("progs/pviommu_kvm_hypercall_svm"), F_OK) ?
+		       "attached (raw_tp kvm:kvm_hypercall, guest CPL checked: SVM)" :
+		       "attached (raw_tp kvm:kvm_hypercall; guest CPL not readable on this host)");
 		printf("  proc_exit      %s\n", count_links("proc_exit", NULL, 0) ?
 		       "attached (raw_tp sched_process_exit)" : "not attached");
 		printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :

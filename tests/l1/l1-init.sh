@@ -1,0 +1,32 @@
+# shellcheck shell=sh
+# l1-init.sh - /test/run.sh of an L1 guest (busybox sh, run by tests/vm/guest/init).
+# Mounts what a BPF host needs, enters the host root (9p, read-only) and runs the inner script
+# given by pviommu.l1script=PATH there. See tests/l1/lib.sh.
+# shellcheck source=tests/vm/guest/pviommu-vm.sh
+. /lib/pviommu-vm.sh
+R=/mnt/hostroot
+script=$(karg l1script) || fail "no pviommu.l1script= on the kernel command line"
+value l1_kernel "$(uname -r)"
+value l1_init_uptime "$(cut -d' ' -f1 /proc/uptime)"
+grep -q " $R 9p " /proc/mounts || fail "host root not mounted at $R"
+[ -f "$R$script" ] || fail "inner script $script not found in the host root"
+
+# mount before binding: busybox mounts do not propagate into an earlier bind
+mount -t bpf bpf /sys/fs/bpf || fail "mount bpffs"
+mount -t tracefs tracefs /sys/kernel/tracing || fail "mount tracefs"
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
+for d in dev proc sys; do
+	mount -o rbind "/$d" "$R/$d" || fail "bind /$d into $R"
+done
+mount -o bind /tmp "$R/tmp" || fail "bind /tmp into $R"
+value l1_kvm "$([ -c /dev/kvm ] && echo yes || echo no)"
+
+chroot "$R" /usr/bin/env -i \
+	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp TERM=dumb LANG=C \
+	L1_OUT="$(karg l1out)" L1_SRC="$(karg l1src)" L1_CTL="$(karg l1ctl || echo "$(karg l1out)/pviommuctl")" \
+	/bin/bash "$script" </dev/null >/dev/console 2>&1
+rc=$?
+value l1_inner_rc "$rc"
+value l1_done_uptime "$(cut -d' ' -f1 /proc/uptime)"
+exit "$rc"

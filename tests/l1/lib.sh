@@ -1,0 +1,59 @@
+# shellcheck shell=bash
+# tests/l1/lib.sh - "host in a guest" (L1) harness (bash; source it). Builds on tests/vm/lib.sh.
+#
+# The host kernel here refuses /dev/kvm, BPF LSM and fentry. L1 = the Debian 6.1 guest kernel under
+# TCG with an SVM CPU (-cpu EPYC): nested KVM works there (kvm + kvm_amd), and its command line
+# enables the BPF LSM. The host root is shared read-only over 9p and L1 chroots into it, so the
+# host's own pviommuctl, bpftool, libbpf, jq and qemu-system-x86_64 run on L1's kernel.
+#
+#   . tests/l1/lib.sh
+#   l1_boot --name N --inner SCRIPT [--timeout SEC] [--mem MB] [any vm_boot option...]
+#   vm_wait                # 0 only if SCRIPT exited 0 and none of its checks failed
+#
+# l1_boot boots L1 (-machine q35 -cpu EPYC -m 1024 -smp 2, lsm=lockdown,capability,landlock,yama,bpf,
+#   modules kvm_amd/kvm (+irqbypass, ccp), --share /:hostroot:ro). L1's /init runs
+#   tests/l1/l1-init.sh, which mounts bpffs, tracefs and debugfs, binds /dev, /proc, /sys and L1's
+#   /tmp (a tmpfs) into /mnt/hostroot, and runs `chroot /mnt/hostroot bash SCRIPT` with a clean
+#   environment. SCRIPT must lie inside the host root (any host path does); it is run by its host
+#   path. In SCRIPT:
+#     . "$L1_SRC/tests/vm/guest/pviommu-vm.sh"   # check/value/mark/fail: serial markers of L1
+#     $L1_OUT                                    # the host build dir (read-only through 9p)
+#     $L1_SRC                                    # the source tree (read-only)
+#     $L1_CTL                                    # pviommuctl to test ($L1_OUT/pviommuctl)
+#   Write only to /tmp (L1's tmpfs, shared with L1's /init: failed `check`s fail the run).
+#   A VALUE "l1_skip REASON" marker tells the host test the check could not run (e.g. no /dev/kvm).
+# l1_skip_reason           print the reason of a skip (after vm_wait), or nothing
+#
+# Environment: everything of tests/vm/lib.sh; L1_CPU (EPYC), L1_MEM (1024; 2048 per DESIGN works too), L1_SMP (2),
+#   L1_CTL (host path of another pviommuctl build for L1 to use, e.g. one with a BPF change).
+
+# shellcheck source=tests/vm/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../vm" && pwd)/lib.sh"
+L1_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+L1_LSM="lockdown,capability,landlock,yama,bpf"
+
+l1_boot() {
+	local inner="" mem=${L1_MEM:-1024} timeout=300 name=l1
+	local -a rest=()
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--inner) inner=$2; shift 2 ;;
+		--mem) mem=$2; shift 2 ;;
+		--timeout) timeout=$2; shift 2 ;;
+		--name) name=$2; shift 2 ;;
+		*) rest+=("$1"); shift ;;
+		esac
+	done
+	if [ -z "$inner" ] || [ ! -f "$inner" ]; then vm__err "l1_boot: --inner SCRIPT missing or not found"; return 2; fi
+	inner=$(cd "$(dirname "$inner")" && pwd)/$(basename "$inner")
+	case "$inner$VM_OUT$VM_SRC" in *[[:space:]]*) vm__err "l1_boot: paths with blanks are not supported"; return 2 ;; esac
+	# L1 mounts its own tmpfs on /tmp inside the chroot: host files there are not visible
+	case "$inner $VM_OUT ${L1_CTL:-}" in /tmp/*|*" /tmp/"*) vm__err "l1_boot: L1 cannot see host files under /tmp"; return 2 ;; esac
+	vm_boot --name "$name" --script "$L1_HERE/l1-init.sh" --cpu "${L1_CPU:-EPYC}" --machine q35 \
+		--mem "$mem" --smp "${L1_SMP:-2}" --timeout "$timeout" \
+		--share /:hostroot:ro --module kvm_amd --module kvm \
+		--append "lsm=$L1_LSM pviommu.l1script=$inner pviommu.l1out=$VM_OUT pviommu.l1src=$VM_SRC${L1_CTL:+ pviommu.l1ctl=$L1_CTL}" \
+		"${rest[@]+"${rest[@]}"}"
+}
+
+l1_skip_reason() { vm_value l1_skip; }
