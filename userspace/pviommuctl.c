@@ -485,13 +485,16 @@ static int cmd_load(int argc, char **argv)
 	 */
 	svm = !access("/sys/kernel/btf/kvm_amd", F_OK);
 	bpf_program__set_autoload(skel->progs.pviommu_kvm_hypercall_svm, svm);
-	/* the uprobe plane's programs are loaded by 'attach', not here */
+	/* the uprobe plane's programs are loaded by 'attach', or here when a
+	 * reload must re-attach them */
 	{
+		static char enf[MAX_TAGS][208];
 		struct bpf_program *p;
+		int reattach = link_tags("enf-", enf, MAX_TAGS) > 0;
 
 		bpf_object__for_each_program(p, skel->obj)
 			if (!strncmp(bpf_program__name(p), "pviommu_up_", 11))
-				bpf_program__set_autoload(p, false);
+				bpf_program__set_autoload(p, reattach);
 	}
 
 	err = pviommu_bpf__load(skel);

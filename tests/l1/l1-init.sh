@@ -19,7 +19,22 @@ mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
 for d in dev proc sys; do
 	mount -o rbind "/$d" "$R/$d" || fail "bind /$d into $R"
 done
+# L1's /tmp (a tmpfs) goes over the host's /tmp in the chroot; host folders
+# that the run needs and that live under /tmp (a checkout there, as CI may
+# use) are kept visible: set aside first, bound back on top afterwards
+keep=""
+for p in "$script" "$(karg l1out)" "$(karg l1src)" "$(karg l1ctl)"; do
+	case "$p" in /tmp/?*) top=$(echo "$p" | cut -d/ -f3); case " $keep " in *" $top "*) ;; *) keep="$keep $top" ;; esac ;; esac
+done
+for top in $keep; do
+	mkdir -p "/mnt/hosttmp/$top" && mount -o bind "$R/tmp/$top" "/mnt/hosttmp/$top" ||
+		fail "set aside $R/tmp/$top"
+done
 mount -o bind /tmp "$R/tmp" || fail "bind /tmp into $R"
+for top in $keep; do
+	mkdir -p "/tmp/$top" && mount -o bind "/mnt/hosttmp/$top" "$R/tmp/$top" ||
+		fail "bind the host's /tmp/$top back into $R"
+done
 value l1_kvm "$([ -c /dev/kvm ] && echo yes || echo no)"
 
 chroot "$R" /usr/bin/env -i \

@@ -20,7 +20,8 @@
 #     $L1_OUT                                    # the host build dir (read-only through 9p)
 #     $L1_SRC                                    # the source tree (read-only)
 #     $L1_CTL                                    # pviommuctl to test ($L1_OUT/pviommuctl)
-#   Write only to /tmp (L1's tmpfs, shared with L1's /init: failed `check`s fail the run).
+#   Write only to /tmp (L1's tmpfs, shared with L1's /init: failed `check`s fail the run);
+#   host folders under /tmp that the run names (a checkout there) stay visible, read-only.
 #   A VALUE "l1_skip REASON" marker tells the host test the check could not run (e.g. no /dev/kvm).
 # l1_skip_reason           print the reason of a skip (after vm_wait), or nothing
 #
@@ -47,8 +48,8 @@ l1_boot() {
 	if [ -z "$inner" ] || [ ! -f "$inner" ]; then vm__err "l1_boot: --inner SCRIPT missing or not found"; return 2; fi
 	inner=$(cd "$(dirname "$inner")" && pwd)/$(basename "$inner")
 	case "$inner$VM_OUT$VM_SRC" in *[[:space:]]*) vm__err "l1_boot: paths with blanks are not supported"; return 2 ;; esac
-	# L1 mounts its own tmpfs on /tmp inside the chroot: host files there are not visible
-	case "$inner $VM_OUT ${L1_CTL:-}" in /tmp/*|*" /tmp/"*) vm__err "l1_boot: L1 cannot see host files under /tmp"; return 2 ;; esac
+	# (L1 mounts its own tmpfs on /tmp in the chroot; l1-init.sh binds host folders that the
+	# run needs back on top of it)
 	vm_boot --name "$name" --script "$L1_HERE/l1-init.sh" --cpu "${L1_CPU:-EPYC}" --machine q35 \
 		--mem "$mem" --smp "${L1_SMP:-2}" --timeout "$timeout" \
 		--share /:hostroot:ro --module kvm_amd --module kvm \

@@ -1,0 +1,67 @@
+#!/bin/bash
+# l1-vfio.sh - the L1 side of test_l1_vfio.sh: runs in L1's chroot of the host root (tests/l1/lib.sh).
+# Binds edu to vfio-pci, loads pviommu and the VFIO gate (bpf/pviommu_lsm.bpf.c through
+# $L1_OUT/l1/lsm_load), then runs $L1_OUT/l1/vfio_driver, a userspace VFIO driver of edu that is
+# its own pviommu domain, and turns each of its "NAME ok|fail DETAIL" lines into a check.
+# Values: l1_skip (no BPF LSM / no VFIO), l1_t_* (seconds of each phase), l1_vfio_*.
+set -u
+# shellcheck source=tests/vm/guest/pviommu-vm.sh
+. "$L1_SRC/tests/vm/guest/pviommu-vm.sh"
+CTL=${L1_CTL:-$L1_OUT/pviommuctl}
+ts() { read -r _u _ </proc/uptime; echo "$_u"; }
+T=$(ts)
+phase() { local now; now=$(ts); value "l1_t_$1" "$(awk -v a="$T" -v b="$now" 'BEGIN { printf "%.1f", b - a }')"; T=$now; }
+
+# ---- what L1 offers ----------------------------------------------------------------------------
+[ -e /sys/kernel/security/lsm ] || mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+lsms=$(cat /sys/kernel/security/lsm 2>/dev/null)
+value l1_lsms "$lsms"
+case ",$lsms," in *,bpf,*) ;; *) value l1_skip "L1 has no BPF LSM (lsm: $lsms)"; exit 0 ;; esac
+if [ ! -c /dev/vfio/vfio ] || [ ! -d /sys/bus/pci/drivers/vfio-pci ]; then
+	value l1_skip "L1 has no VFIO (/dev/vfio/vfio or vfio-pci missing)"; exit 0
+fi
+BDF=""
+for d in /sys/bus/pci/devices/*; do
+	if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then BDF=${d##*/}; break; fi
+done
+[ -n "$BDF" ] || { value l1_skip "no edu device in L1"; exit 0; }
+if [ ! -e "/sys/bus/pci/devices/$BDF/iommu_group" ]; then
+	value l1_skip "edu $BDF has no IOMMU group (intel_iommu off?)"; exit 0
+fi
+value l1_vfio_edu "$BDF group $(basename "$(readlink "/sys/bus/pci/devices/$BDF/iommu_group")")"
+
+# ---- pviommu load (the verifier under TCG: the long part) beside the vfio-pci bind ---------------
+"$CTL" load >/tmp/load.out 2>&1 &
+LOADPID=$!
+echo 1234 11e8 >/sys/bus/pci/drivers/vfio-pci/new_id 2>/tmp/bind.err
+for _ in $(seq 50); do [ -e "/sys/bus/pci/devices/$BDF/driver" ] && break; sleep 0.2; done
+drv=$(basename "$(readlink "/sys/bus/pci/devices/$BDF/driver" 2>/dev/null)" 2>/dev/null)
+check l1-edu-bound-to-vfio-pci [ "$drv" = vfio-pci ] || cat /tmp/bind.err
+wait "$LOADPID"
+check l1-load [ $? = 0 ] || { cat /tmp/load.out; fail "pviommuctl load"; }
+phase load
+
+"$L1_OUT/l1/lsm_load" >/tmp/lsm.out 2>&1
+rc=$?
+cat /tmp/lsm.out
+if [ $rc = 2 ]; then value l1_skip "the BPF LSM attach was refused"; exit 0; fi
+check l1-lsm-gate-attached [ $rc = 0 ] || fail "lsm_load"
+phase lsm_load
+
+# ---- the VFIO driver -------------------------------------------------------------------------------
+"$L1_OUT/l1/vfio_driver" "$BDF" >/tmp/vfio.out 2>&1
+rc=$?
+phase vfio_driver
+n=0
+while read -r name st rest; do
+	case $st in
+	ok|fail) check "$name" [ "$st" = ok ] || echo "  $name: $rest"; n=$((n + 1)) ;;
+	*) [ "$name" = value ] && value "l1_vfio_$st" "$rest" ;;
+	esac
+done </tmp/vfio.out
+check l1-vfio-driver-rc [ $rc = 0 ] || cat /tmp/vfio.out
+check l1-vfio-driver-ran-checks [ "$n" -ge 10 ]
+value l1_dmar_faults "$(dmesg | grep -c 'DMAR: \[DMA \(Write\|Read\)')"
+dmesg | grep -m3 'DMAR: \[DMA' | sed 's/^/  /'
+"$CTL" -j status >/tmp/status.json 2>/dev/null && value l1_stats_end "$(jq -c .stats /tmp/status.json)"
+exit 0
