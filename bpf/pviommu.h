@@ -196,6 +196,18 @@ struct pviommu_slot {
 	__u32	sub[PVIOMMU_SUB_SLOTS];
 };
 
+/*
+ * pviommu_vfio_devs: key __u32 domain (QEMU tgid): the guest BDFs that the
+ * domain's VFIO containers serve (the LSM gate on VFIO_IOMMU_MAP_DMA allows
+ * a range mapped for any of them). Written by the manager.
+ */
+#define PVIOMMU_MAP_VFIO_DEVS	"pviommu_vfio_devs"
+#define PVIOMMU_VFIO_MAX_DEVS	7
+struct pviommu_vfio_devs {
+	__u32	nr;				/* used entries of bdf[] */
+	__u32	bdf[PVIOMMU_VFIO_MAX_DEVS];	/* guest BDFs */
+};
+
 /* pviommu_ctl: one element */
 struct pviommu_ctl {
 	__u32	lock;		/* writer lock of pviommu_index (cmpxchg) */

@@ -48,6 +48,7 @@ l1_run() {
 	fi
 }
 run l1-kvm l1_run
+run l1-vfio "$SRC/tests/l1/test_l1_vfio.sh"
 
 [ -n "$failed_suites" ] && echo "failed suites:$failed_suites"
 echo "all: $tp passed, $tf failed, $ts skipped"

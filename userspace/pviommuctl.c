@@ -23,6 +23,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "pviommu.skel.h"
+#include "pviommu_lsm.skel.h"
 #include "pvlib.h"
 #include "pv_user.h"
 #include "probe.h"
@@ -539,6 +540,39 @@ static int cmd_load(int argc, char **argv)
 		p_note("kvm:kvm_hypercall is not available (kvm not loaded): KVM transport off");
 	}
 
+	/* the VFIO gate, where the kernel runs BPF LSM programs (probed) */
+	{
+		LIBBPF_OPTS(bpf_object_open_opts, lo, .pin_root_path = PIN_DIR);
+		struct pviommu_lsm_bpf *ls = NULL;
+		struct pv_features f;
+
+		pv_probe_features(&f);
+		unlink(pv_pin_path("links/vfio_lsm"));
+		if (f.lsm.ok)
+			ls = pviommu_lsm_bpf__open_opts(&lo);
+		if (ls) {
+			bpf_map__set_max_entries(ls->maps.pviommu_index, slots);
+			ls->rodata->index_mask = slots - 1;
+			link = NULL;
+			if (!pviommu_lsm_bpf__load(ls))
+				link = bpf_program__attach_lsm(ls->progs.pviommu_vfio_ioctl);
+			if (link) {
+				err = pin_replace(bpf_link__fd(link), LINK_DIR, "vfio_lsm", 1);
+				bpf_link__destroy(link);
+				if (!err)
+					err = pin_replace(bpf_program__fd(ls->progs.pviommu_vfio_ioctl),
+							  PROG_DIR, "pviommu_vfio_ioctl", 0);
+			} else {
+				p_note("the BPF LSM VFIO gate could not be attached: VFIO maps are not checked");
+			}
+			pviommu_lsm_bpf__destroy(ls);
+			if (err)
+				goto pin_fail;
+		} else if (!f.lsm.ok) {
+			p_note("this kernel refuses BPF LSM (%s): VFIO gate off", strerror(f.lsm.err));
+		}
+	}
+
 	/* re-attach the uprobes of every QEMU process (or binary) attached before */
 	{
 		static char tcg[MAX_TAGS][208], enf[MAX_TAGS][208];
@@ -761,6 +795,9 @@ static int cmd_status(int argc, char **argv)
 		       !access(pv_pin_path("progs/pviommu_kvm_hypercall_svm"), F_OK) ?
 		       "attached (raw_tp kvm:kvm_hypercall, guest CPL checked: SVM)" :
 		       "attached (raw_tp kvm:kvm_hypercall; guest CPL not readable on this host)");
+		printf("  vfio_lsm       %s\n", count_links("vfio_lsm", NULL, 0) ?
+		       "attached (lsm.s/file_ioctl: VFIO_IOMMU_MAP_DMA gate)" :
+		       "not attached (BPF LSM unavailable)");
 		printf("  proc_exit      %s\n", count_links("proc_exit", NULL, 0) ?
 		       "attached (raw_tp sched_process_exit)" : "not attached");
 		printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :

@@ -1,7 +1,7 @@
 #!/bin/bash
 # l1-vfio.sh - the L1 side of test_l1_vfio.sh: runs in L1's chroot of the host root (tests/l1/lib.sh).
 # Binds edu to vfio-pci, loads pviommu and the VFIO gate (bpf/pviommu_lsm.bpf.c through
-# $L1_OUT/l1/lsm_load), then runs $L1_OUT/l1/vfio_driver, a userspace VFIO driver of edu that is
+# pviommuctl load), then runs $L1_OUT/l1/vfio_driver, a userspace VFIO driver of edu that is
 # its own pviommu domain, and turns each of its "NAME ok|fail DETAIL" lines into a check.
 # Values: l1_skip (no BPF LSM / no VFIO), l1_t_* (seconds of each phase), l1_vfio_*.
 set -u
@@ -41,12 +41,14 @@ wait "$LOADPID"
 check l1-load [ $? = 0 ] || { cat /tmp/load.out; fail "pviommuctl load"; }
 phase load
 
-"$L1_OUT/l1/lsm_load" >/tmp/lsm.out 2>&1
-rc=$?
-cat /tmp/lsm.out
-if [ $rc = 2 ]; then value l1_skip "the BPF LSM attach was refused"; exit 0; fi
-check l1-lsm-gate-attached [ $rc = 0 ] || fail "lsm_load"
-phase lsm_load
+if [ ! -e /sys/fs/bpf/pviommu/links/vfio_lsm ]; then
+	cat /tmp/load.out
+	if grep -q 'refuses BPF LSM' /tmp/load.out; then value l1_skip "the BPF LSM attach was refused"; exit 0; fi
+fi
+check l1-lsm-gate-attached-by-load [ -e /sys/fs/bpf/pviommu/links/vfio_lsm ] || fail "pviommuctl load did not attach the VFIO gate"
+"$CTL" status >/tmp/st.txt 2>&1
+check l1-status-shows-gate grep -q 'vfio_lsm       attached' /tmp/st.txt
+phase gate
 
 # ---- the VFIO driver -------------------------------------------------------------------------------
 "$L1_OUT/l1/vfio_driver" "$BDF" >/tmp/vfio.out 2>&1

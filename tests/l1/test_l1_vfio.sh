@@ -4,7 +4,7 @@
 #
 # One L1 boot (TCG, q35 + intel-iommu,caching-mode=on, intel_iommu=on, edu at 00:10.0 behind the
 # emulated IOMMU, vfio-pci + vfio_iommu_type1 in the initramfs) runs tests/l1/l1-vfio.sh:
-#   edu is bound to vfio-pci; pviommuctl load, then tests/l1/lsm_load attaches the gate;
+#   edu is bound to vfio-pci; pviommuctl load attaches the gate (BPF LSM, probed);
 #   tests/l1/vfio_driver (a userspace VFIO driver of edu, its own pviommu domain through test_run
 #   hypercalls) checks: MAP_DMA before REGISTER passes (unprotected domain); after REGISTER,
 #   DEV_ADD edu, MAP A rw, MAP C r: MAP_DMA of an unauthorized iova, of a partly authorized range
@@ -50,7 +50,7 @@ trap 'exit 130' INT TERM
 mkdir -p "$VM_OUT/l1"
 CF="-O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -I$VM_OUT -I$VM_SRC/bpf -I$VM_SRC/userspace"
 LIBS=$(pkg-config --libs libbpf 2>/dev/null || echo -lbpf -lelf -lz)
-for t in lsm_load vfio_driver; do
+for t in vfio_driver; do
 	# shellcheck disable=SC2086
 	if ! ${CC:-gcc} $CF -o "$VM_OUT/l1/$t" "$HERE/$t.c" "$VM_OUT/pvlib.o" $LIBS; then
 		nok "$t-build"; finish
@@ -73,7 +73,7 @@ if [ -n "$reason" ]; then
 	echo "skip $NAME: $reason"; skipped=$((skipped + 1))
 fi
 for k in l1_kernel l1_lsms l1_vfio_edu l1_vfio_vfio_group l1_vfio_edu_id l1_init_uptime l1_t_load \
-	l1_t_lsm_load l1_t_vfio_driver l1_dmar_faults l1_stats_end; do
+	l1_t_vfio_driver l1_dmar_faults l1_stats_end; do
 	v=$(vm_value $k); [ -n "$v" ] && echo "  $k: $v"
 done
 vm__grep '^PVIOMMU-VM: VALUE l1_vfio_lsm_event ' | sed 's/^PVIOMMU-VM: VALUE /  /'

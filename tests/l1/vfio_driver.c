@@ -33,11 +33,6 @@
 #include <bpf/libbpf.h>
 #include "pvlib.h"
 
-#define PVIOMMU_VFIO_MAX_DEVS	7
-struct pviommu_vfio_devs {	/* as in bpf/pviommu_lsm.bpf.c */
-	__u32	nr;
-	__u32	bdf[PVIOMMU_VFIO_MAX_DEVS];
-};
 
 #define IOVA_A	0x100000ull
 #define IOVA_B	0x200000ull
@@ -48,7 +43,7 @@ struct pviommu_vfio_devs {	/* as in bpf/pviommu_lsm.bpf.c */
 #define XFER	1024u
 
 static int failed;
-static int ev_lsm_denied_b, ev_lsm_denied_c, ev_seen;
+static int ev_lsm_denied_b, ev_lsm_denied_c, ev_seen, ev_audit_b, ev_nodev;
 static __u32 self;
 
 static void check(const char *name, int ok, const char *fmt, ...)
@@ -100,12 +95,18 @@ static int ev_cb(void *ctx, void *data, size_t len)
 	printf("value lsm_event dom=%u bdf=%#x addr=%#llx len=%llu perm=%u err=%d action=%u\n",
 	       ev->domain, ev->bdf, (unsigned long long)ev->addr,
 	       (unsigned long long)ev->len, ev->perm, ev->err, ev->action);
-	if (ev->domain != self || ev->type != PVIOMMU_EV_VIOLATION ||
-	    ev->action != PVIOMMU_ACT_DENIED)
+	if (ev->domain != self || ev->type != PVIOMMU_EV_VIOLATION)
 		return 0;
-	if (ev->addr == IOVA_B && ev->len == PG)
+	if (ev->action == PVIOMMU_ACT_ALLOWED && ev->addr == IOVA_B)
+		ev_audit_b++;
+	if (ev->action != PVIOMMU_ACT_DENIED)
+		return 0;
+	if (ev->bdf == 0xffffffffu && ev->addr == IOVA_A)
+		ev_nodev++;
+	else if (ev->addr == IOVA_B && ev->len == PG && ev->err == -1 /* unmapped */)
 		ev_lsm_denied_b++;
-	if (ev->addr == IOVA_C && ev->perm == PVIOMMU_PERM_RW)
+	else if (ev->addr == IOVA_C && ev->perm == PVIOMMU_PERM_RW &&
+		 ev->err == -2 /* PV_DENY_PERM */)
 		ev_lsm_denied_c++;
 	return 0;
 }
@@ -201,7 +202,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("value edu_id %#x\n", *(volatile __u32 *)bar);
-	check("vfio-setup", (*(volatile __u32 *)bar & 0xff) == 0x10, "edu id %#x",
+	check("vfio-setup", (*(volatile __u32 *)bar & 0xff) == 0xed, "edu id %#x",
 	      *(volatile __u32 *)bar);
 
 	buf = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -300,8 +301,38 @@ int main(int argc, char **argv)
 	check("lsm-unmap-allowed", !err, "UNMAP_DMA A: %s", strerror(-err));
 	err = dma_unmap(container, IOVA_C, PG);
 	check("lsm-unmap-allowed-c", !err, "UNMAP_DMA C: %s", strerror(-err));
-	err = pv_hypercall(hc, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0, 0);
+
+	/* audit mode (the domain's own): allowed and reported */
+	{
+		int dfd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 0);
+		struct pviommu_domain dv;
+
+		err = dfd < 0 ? dfd : bpf_map_lookup_elem(dfd, &self, &dv) ? -errno : 0;
+		if (!err) {
+			dv.mode = PVIOMMU_MODE_AUDIT;
+			err = bpf_map_update_elem(dfd, &self, &dv, BPF_EXIST) ? -errno : 0;
+		}
+		err = err ? err : dma_map(container, b, IOVA_B, PG,
+					  VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+		ring_buffer__consume(rb);
+		check("lsm-audit-mode-map-allowed", !err && ev_audit_b == 1,
+		      "MAP_DMA B in audit mode: %s, %d ALLOWED events", strerror(-err), ev_audit_b);
+		dma_unmap(container, IOVA_B, PG);
+		if (dfd >= 0 && !bpf_map_lookup_elem(dfd, &self, &dv)) {
+			dv.mode = PVIOMMU_MODE_DENY;
+			bpf_map_update_elem(dfd, &self, &dv, BPF_EXIST);
+		}
+	}
+	/* a protected domain with no VFIO devices named: fail closed */
 	bpf_map_delete_elem(devs_fd, &self);
+	err = dma_map(container, a, IOVA_A, PG, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+	ring_buffer__consume(rb);
+	check("lsm-no-devices-fail-closed", err == -EPERM && ev_nodev == 1,
+	      "MAP_DMA A without pviommu_vfio_devs: %s, %d events", strerror(-err), ev_nodev);
+	if (!err)
+		dma_unmap(container, IOVA_A, PG);
+
+	err = pv_hypercall(hc, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0, 0);
 	/* unprotected again: B maps */
 	err = err ? err : dma_map(container, b, IOVA_B, PG, VFIO_DMA_MAP_FLAG_READ);
 	check("lsm-after-unregister-map-allowed", !err, "%s", strerror(-err));

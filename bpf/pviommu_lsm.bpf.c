@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * pviommu_lsm - the VFIO gate: a sleepable BPF LSM program on file_ioctl
+ * that checks VFIO type1 VFIO_IOMMU_MAP_DMA against the pviommu policy.
+ * Own skeleton (pviommu_lsm_bpf); it shares the policy maps with
+ * pviommu.bpf.c through their pins (same names, types and sizes,
+ * LIBBPF_PIN_BY_NAME, pin_root_path = PVIOMMU_PIN_DIR): load pviommu first.
+ *
+ * Design
+ *   container  a file whose inode is the VFIO misc device /dev/vfio/vfio
+ *              (char 10:196, VFIO_MINOR; also iommufd's vfio compat node),
+ *              checked through file->f_inode->i_rdev, and cmd ==
+ *              VFIO_IOMMU_MAP_DMA (0x3b71) / VFIO_IOMMU_UNMAP_DMA (0x3b72).
+ *              Every other file and ioctl returns at once.
+ *   domain     the tgid of the process issuing the ioctl (as for the
+ *              hypercall handler: QEMU's pid). The container itself is not
+ *              tracked: an fd passed to another process is judged by the
+ *              domain of that process.
+ *   protected  the domain has a pviommu_domains record with
+ *              PVIOMMU_DOM_REGISTERED. Unprotected domains pass untouched
+ *              (a QEMU without pviommu keeps working).
+ *   devices    a container has no single BDF. The VFIO user's devices are
+ *              named in pviommu_vfio_devs (key: domain, value: up to
+ *              PVIOMMU_VFIO_MAX_DEVS guest BDFs), written by the privileged
+ *              manager (the test driver here; pviommuctl later). A MAP_DMA
+ *              is allowed if ANY listed device that is protected in the
+ *              domain has [iova, iova + size) mapped with at least the
+ *              requested permissions (pv_check_range == PV_ALLOW).
+ *              Limitation: one container serves all listed devices, so the
+ *              union is what the host IOMMU gets; per-device precision
+ *              needs one container per device. A protected domain with no
+ *              pviommu_vfio_devs entry (or none of its devices protected)
+ *              is denied everything: fail closed.
+ *   MAP_DMA    struct vfio_iommu_type1_dma_map {argsz, flags, vaddr, iova,
+ *              size}; flags READ = 1 / WRITE = 2 are the device's view and
+ *              map 1:1 to PVIOMMU_PERM_READ / WRITE. Copied with
+ *              bpf_copy_from_user (hence lsm.s). An unreadable argument of
+ *              a protected domain is denied. argsz < 32 or no READ/WRITE
+ *              bit pass (the kernel refuses them with EINVAL).
+ *              VFIO_DMA_MAP_FLAG_VADDR (only re-points the process address
+ *              of an existing mapping, no new iova) passes.
+ *              Ranges longer than PVIOMMU_MAX_CHECK_PAGES are denied.
+ *   UNMAP_DMA  always allowed (revoking is safe), not reported.
+ *   verdict    the domain's mode: AUDIT allows and reports; DENY and KILL
+ *              return -EPERM and report (KILL is not escalated to SIGKILL
+ *              here: the ioctl fails, QEMU sees EPERM). Reports are
+ *              PVIOMMU_EV_VIOLATION events, plane PVIOMMU_PLANE_LSM, on the
+ *              shared ring buffer, with bdf = the first listed device
+ *              (0xffffffff if none), addr/len = iova/size, perm = requested,
+ *              err = -verdict; counters CHECK, ALLOWED, VIOLATION, DENIED.
+ *   not covered  the argument is read before the kernel reads it again: a
+ *              second thread of the same process can change it in between
+ *              (double fetch; the gate bounds a cooperating QEMU, not a
+ *              hostile one with its own threads); iommufd's IOMMU_IOAS_MAP
+ *              on /dev/iommu; VFIO_IOMMU_DIRTY_PAGES and other type1 ioctls
+ *              (none grants new access). The gate is independent of the
+ *              load generation (ctl->active_gen): it only reads the policy.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "pviommu.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* set by the loader from the pinned index */
+const volatile __u32 index_mask = PVIOMMU_DEF_INDEX_SLOTS - 1;
+
+/* ---- shared maps: must match pviommu.bpf.c (reused through their pins) -- */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
+	__type(key, __u32);
+	__type(value, struct pviommu_domain);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_domains SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PVIOMMU_DEF_INDEX_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct pviommu_slot);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pviommu_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_events SEC(".maps");
+
+/* ---- new: which devices a domain's VFIO containers serve ---------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
+	__type(key, __u32);
+	__type(value, struct pviommu_vfio_devs);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_vfio_devs SEC(".maps");
+
+/* ---- glue for the shared range logic (read side only) ------------------- */
+#define PV_INLINE __always_inline
+
+struct pv_env {
+	void	*tbl;
+	__u32	mask;
+};
+
+static __always_inline struct pviommu_slot *pv_slot_at(struct pv_env *e,
+						       __u32 idx)
+{
+	return bpf_map_lookup_elem(&pviommu_index, &idx);
+}
+
+/* the record table is never touched by the read side */
+static __always_inline struct pviommu_mapping *
+pv_rec_find(struct pv_env *e, const struct pviommu_map_key *k)
+{
+	return 0;
+}
+
+static __always_inline int pv_rec_insert(struct pv_env *e,
+					 const struct pviommu_map_key *k,
+					 const struct pviommu_mapping *v)
+{
+	return -28;
+}
+
+static __always_inline int pv_rec_delete(struct pv_env *e,
+					 const struct pviommu_map_key *k)
+{
+	return 0;
+}
+
+#define pv_loop(n, cb, ctx) bpf_loop((n), (cb), (ctx), 0)
+
+#include "pviommu_range.h"
+
+/* ---- VFIO ---------------------------------------------------------------- */
+#define PV_VFIO_MAP_DMA		0x3b71u	/* _IO(';', VFIO_BASE + 13) */
+#define PV_VFIO_UNMAP_DMA	0x3b72u	/* _IO(';', VFIO_BASE + 14) */
+#define PV_VFIO_FLAG_VADDR	(1u << 2)
+#define PV_VFIO_DEV		((10u << 20) | 196u)	/* MKDEV(MISC, VFIO_MINOR) */
+
+struct pv_vfio_dma_map {	/* struct vfio_iommu_type1_dma_map */
+	__u32	argsz;
+	__u32	flags;
+	__u64	vaddr;
+	__u64	iova;
+	__u64	size;
+};
+
+static __always_inline void stat_inc(__u32 which)
+{
+	__u32 zero = 0;
+	struct pviommu_stats *st = bpf_map_lookup_elem(&pviommu_stats, &zero);
+
+	if (st && which < PVIOMMU_ST_MAX)
+		__sync_fetch_and_add(&st->v[which], 1);
+}
+
+static __always_inline void emit(__u32 dom, __u32 bdf, __u64 addr, __u64 len,
+				 __u32 perm, int err, __u16 action)
+{
+	struct pviommu_event *ev;
+
+	ev = bpf_ringbuf_reserve(&pviommu_events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(PVIOMMU_ST_EV_DROPPED);
+		return;
+	}
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->type = PVIOMMU_EV_VIOLATION;
+	ev->domain = dom;
+	ev->tid = (__u32)bpf_get_current_pid_tgid();
+	ev->bdf = bdf;
+	ev->addr = addr;
+	ev->len = len;
+	ev->perm = perm;
+	ev->op = 0;
+	ev->err = err;
+	ev->action = action;
+	ev->plane = PVIOMMU_PLANE_LSM;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* one frame for everything of the program: three call levels share 512 bytes */
+struct dev_scan {
+	struct pv_env			e;
+	struct pv_vfio_dma_map		m;
+	struct pviommu_vfio_devs	*vd;
+	__u32				dom;
+	__u32				nr;
+	__u32				need;
+	int				verdict;	/* enum pv_verdict */
+};
+
+static long dev_scan_cb(__u32 i, void *data)
+{
+	struct dev_scan *s = data;
+	__u32 bdf;
+	int v;
+
+	if (i >= s->nr || i >= PVIOMMU_VFIO_MAX_DEVS || !s->vd)
+		return 1;
+	bdf = s->vd->bdf[i];
+	if (!pv_device_protected(&s->e, s->dom, bdf))
+		return 0;
+	v = pv_check_range(&s->e, s->dom, bdf, s->m.iova, s->m.size, s->need);
+	/* report the most telling denial: "wrong direction" over "unmapped" */
+	if (v == PV_ALLOW || s->verdict == PV_DENY_UNMAPPED)
+		s->verdict = v;
+	return v == PV_ALLOW;
+}
+
+SEC("lsm.s/file_ioctl")
+int BPF_PROG(pviommu_vfio_ioctl, struct file *file, unsigned int cmd,
+	     unsigned long arg, int ret)
+{
+	struct pviommu_domain *d;
+	struct dev_scan s = {};
+	__u32 dom, mode, first;
+	dev_t rdev;
+
+	if (ret)
+		return ret;
+	if (cmd != PV_VFIO_MAP_DMA && cmd != PV_VFIO_UNMAP_DMA)
+		return 0;
+	rdev = BPF_CORE_READ(file, f_inode, i_rdev);
+	if (rdev != PV_VFIO_DEV)
+		return 0;
+	if (cmd == PV_VFIO_UNMAP_DMA)
+		return 0;	/* revoking is always safe */
+
+	dom = bpf_get_current_pid_tgid() >> 32;
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED))
+		return 0;	/* not protected: untouched */
+	mode = d->mode;
+
+	s.verdict = PV_DENY_UNMAPPED;
+	s.e.mask = index_mask;
+	s.dom = dom;
+	if (bpf_copy_from_user(&s.m, sizeof(s.m), (void *)arg)) {
+		s.m.iova = 0;
+		s.m.size = 0;
+		s.m.flags = 0;
+		goto deny;
+	}
+	if (s.m.argsz < sizeof(s.m) || (s.m.flags & PV_VFIO_FLAG_VADDR) ||
+	    !(s.m.flags & PVIOMMU_PERM_RW))
+		return 0;	/* the kernel refuses these, or no new iova */
+
+	stat_inc(PVIOMMU_ST_CHECK);
+	s.vd = bpf_map_lookup_elem(&pviommu_vfio_devs, &dom);
+	if (s.vd) {
+		s.nr = s.vd->nr;
+		s.need = s.m.flags & PVIOMMU_PERM_RW;
+		bpf_loop(PVIOMMU_VFIO_MAX_DEVS, dev_scan_cb, &s, 0);
+		if (s.verdict == PV_ALLOW) {
+			stat_inc(PVIOMMU_ST_ALLOWED);
+			return 0;
+		}
+	}
+deny:
+	first = s.vd && s.nr ? s.vd->bdf[0] : 0xffffffffu;
+	stat_inc(PVIOMMU_ST_VIOLATION);
+	if (mode == PVIOMMU_MODE_AUDIT) {
+		stat_inc(PVIOMMU_ST_ALLOWED);
+		emit(dom, first, s.m.iova, s.m.size, s.m.flags & PVIOMMU_PERM_RW,
+		     -s.verdict, PVIOMMU_ACT_ALLOWED);
+		return 0;
+	}
+	stat_inc(PVIOMMU_ST_DENIED);
+	emit(dom, first, s.m.iova, s.m.size, s.m.flags & PVIOMMU_PERM_RW,
+	     -s.verdict, PVIOMMU_ACT_DENIED);
+	return -PV_EPERM;
+}
