@@ -66,6 +66,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_ctl SEC(".maps");
 
+/* the VFIO gate's device list (bpf/pviommu_lsm.bpf.c); created here too so
+ * that pviommuctl can keep it where the kernel refuses BPF LSM */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
+	__type(key, __u32);
+	__type(value, struct pviommu_vfio_devs);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_vfio_devs SEC(".maps");
+
 /* uprobe plane: AddressSpace * of a QEMU process -> guest BDF */
 struct as_key {
 	__u32	domain;

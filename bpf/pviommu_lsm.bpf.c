@@ -99,7 +99,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_events SEC(".maps");
 
-/* ---- new: which devices a domain's VFIO containers serve ---------------- */
+/* ---- which devices a domain's VFIO containers serve (also in pviommu.bpf.c) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -119,6 +119,15 @@ expect "attach to a process that is not QEMU" 1 "$CTL" attach --pid "$hpid"
 expect "attach --qemu relative path" 1 "$CTL" attach --qemu qemu-system-x86_64
 expect "attach needs a target" 1 "$CTL" attach --enforce
 
+# the VFIO gate's device list
+expect "vfio set" 0 "$CTL" -j vfio --pid "$hpid" 00:04.0 0000:00:06.0
+has "vfio lists two devices" '"devices":\["0000:00:04.0","0000:00:06.0"\]' "$TMP/out"
+expect "bpftool sees the vfio list" 0 bpftool map dump pinned "$PVIOMMU_PIN_DIR/pviommu_vfio_devs"
+has "bpftool vfio list named" '"nr": 2' "$TMP/out"
+expect "vfio clear" 0 "$CTL" -j vfio --pid "$hpid" -
+has "vfio cleared" '"devices":\[\]' "$TMP/out"
+expect "vfio bad bdf" 1 "$CTL" vfio --pid "$hpid" zz
+
 # the holder exits: its domain is purged by the exit hook
 kill "$hpid" 2>/dev/null
 for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$hpid" 2>/dev/null || break; sleep 0.2; done

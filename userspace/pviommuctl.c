@@ -1327,6 +1327,90 @@ static int cmd_detach(int argc, char **argv)
 	return 0;
 }
 
+/* ---- vfio: the devices a domain's VFIO containers serve --------------------------- */
+static int cmd_vfio(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "pid", required_argument, 0, 'p' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	struct pviommu_vfio_devs v = {};
+	__u64 pid = 0;
+	__u32 key;
+	int c, fd, err;
+	char b[16];
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+p:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_pid(optarg, &pid))
+				return 1;
+			break;
+		case 'h':
+			printf("Usage: pviommuctl vfio --pid P [BDF...]\n"
+			       "  The guest BDFs whose devices QEMU process P assigned with VFIO: the\n"
+			       "  BPF LSM gate lets P's VFIO_IOMMU_MAP_DMA through only for ranges its\n"
+			       "  guest mapped for one of them. No BDF: show them. '-' : clear.\n");
+			return 0;
+		default:
+			return 1;
+		}
+	}
+	if (!pid) {
+		p_err("vfio wants --pid P (see 'pviommuctl vfio --help')");
+		return 1;
+	}
+	for (int i = optind; i < argc; i++) {
+		if (!strcmp(argv[i], "-"))
+			continue;
+		if (v.nr == PVIOMMU_VFIO_MAX_DEVS) {
+			p_err("at most %d devices per domain", PVIOMMU_VFIO_MAX_DEVS);
+			return 1;
+		}
+		if (pv_parse_bdf(argv[i], &v.bdf[v.nr])) {
+			p_err("what is '%s'? a PCI address like 0000:00:04.0", argv[i]);
+			return 1;
+		}
+		v.nr++;
+	}
+	if ((err = need_root()))
+		return err;
+	if (!loaded())
+		return not_loaded();
+	fd = open_pinned(PVIOMMU_MAP_VFIO_DEVS, 0);
+	if (fd < 0) {
+		p_err("(the VFIO gate needs BPF LSM; see 'pviommuctl status')");
+		return 1;
+	}
+	key = pid;
+	if (optind < argc) {
+		err = v.nr ? bpf_map_update_elem(fd, &key, &v, BPF_ANY) :
+			     (bpf_map_delete_elem(fd, &key) && errno != ENOENT ? -1 : 0);
+		if (err) {
+			p_err("updating %s: %s", PVIOMMU_MAP_VFIO_DEVS, strerror(errno));
+			close(fd);
+			return 1;
+		}
+	} else if (bpf_map_lookup_elem(fd, &key, &v)) {
+		v.nr = 0;
+	}
+	if (json) {
+		printf("{\"pid\":%llu,\"devices\":[", (unsigned long long)pid);
+		for (__u32 i = 0; i < v.nr && i < PVIOMMU_VFIO_MAX_DEVS; i++)
+			printf("%s\"%s\"", i ? "," : "", pv_fmt_bdf(v.bdf[i], b));
+		printf("]}\n");
+	} else {
+		printf("pid %llu: VFIO devices", (unsigned long long)pid);
+		for (__u32 i = 0; i < v.nr && i < PVIOMMU_VFIO_MAX_DEVS; i++)
+			printf(" %s", pv_fmt_bdf(v.bdf[i], b));
+		printf("%s\n", v.nr ? "" : " none");
+	}
+	close(fd);
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 static int cmd_help(int argc, char **argv);
 int cmd_run(int argc, char **argv);	/* run.c: the in-process plane */
@@ -1345,6 +1429,7 @@ static const struct cmd {
 	{ "run", cmd_run, "run QEMU under the in-process plane: [--mode M] -- QEMU ARGS" },
 	{ "attach", cmd_attach, "into a running QEMU --pid P [--enforce]" },
 	{ "detach", cmd_detach, "remove it again --pid P" },
+	{ "vfio", cmd_vfio, "the VFIO-assigned devices of --pid P, for the LSM gate" },
 	{ "help", cmd_help, "this text; 'pviommuctl CMD --help' for one command" },
 };
 
