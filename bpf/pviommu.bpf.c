@@ -10,6 +10,7 @@
 #include <bpf/bpf_core_read.h>
 #include "pviommu.h"
 #include "../qemu-hooks/qemu_layout.h"
+#include "pviommu_maps.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -17,14 +18,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 index_mask = PVIOMMU_DEF_INDEX_SLOTS - 1;
 /* programs act only while ctl->active_gen == load_gen (atomic reload) */
 const volatile __u64 load_gen = 0;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
-	__type(key, __u32);
-	__type(value, struct pviommu_domain);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_domains SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -36,45 +29,12 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PVIOMMU_DEF_INDEX_SLOTS);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, struct pviommu_slot);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_index SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pviommu_stats);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct pviommu_ctl);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_ctl SEC(".maps");
-
-/* the VFIO gate's device list (bpf/pviommu_lsm.bpf.c); created here too so
- * that pviommuctl can keep it where the kernel refuses BPF LSM */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
-	__type(key, __u32);
-	__type(value, struct pviommu_vfio_devs);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_vfio_devs SEC(".maps");
 
 /* uprobe plane: AddressSpace * of a QEMU process -> guest BDF */
 struct as_key {

@@ -67,47 +67,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* set by the loader from the pinned index */
 const volatile __u32 index_mask = PVIOMMU_DEF_INDEX_SLOTS - 1;
 
-/* ---- shared maps: must match pviommu.bpf.c (reused through their pins) -- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
-	__type(key, __u32);
-	__type(value, struct pviommu_domain);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_domains SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PVIOMMU_DEF_INDEX_SLOTS);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, struct pviommu_slot);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_index SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pviommu_stats);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_events SEC(".maps");
-
-/* ---- which devices a domain's VFIO containers serve (also in pviommu.bpf.c) */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
-	__type(key, __u32);
-	__type(value, struct pviommu_vfio_devs);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_vfio_devs SEC(".maps");
+#include "pviommu_maps.bpf.h"
 
 /* ---- glue for the shared range logic (read side only) ------------------- */
 #define PV_INLINE __always_inline
