@@ -12,10 +12,10 @@ run() {	# run NAME CMD...: a suite prints "NAME: N passed, M failed[, K skipped]
 	local log="$OUT/tests/$name.log" t0=$SECONDS rc
 	mkdir -p "$OUT/tests"
 	echo "=== $name"
-	"$@" 2>&1 | tee "$log" | grep -E '^(not ok|skip|  FAIL|[a-z_-]+: [0-9]+ passed)' 
+	"$@" 2>&1 | tee "$log" | grep -E '^(not ok|skip|  FAIL|[a-z0-9_-]+: [0-9]+ passed)' 
 	rc=${PIPESTATUS[0]}
 	local line p f s
-	line=$(grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+	line=$(grep -E '^[a-z0-9_-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
 	p=$(echo "$line" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p'); p=${p:-0}
 	f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p'); f=${f:-0}
 	s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p'); s=${s:-0}
