@@ -51,20 +51,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_as_cache SEC(".maps");
 
-/* ---- glue for the shared range logic ------------------------------------ */
-#define PV_INLINE __always_inline
-
-struct pv_env {
-	void	*tbl;
-	__u32	mask;
-};
-
-static __always_inline struct pviommu_slot *pv_slot_at(struct pv_env *e,
-						       __u32 idx)
-{
-	return bpf_map_lookup_elem(&pviommu_index, &idx);
-}
-
+/* ---- pviommu_range.h's record table: pviommu_mappings ------------------- */
 static __always_inline struct pviommu_mapping *
 pv_rec_find(struct pv_env *e, const struct pviommu_map_key *k)
 {
@@ -86,8 +73,6 @@ static __always_inline int pv_rec_delete(struct pv_env *e,
 	return bpf_map_delete_elem(&pviommu_mappings, k);
 }
 
-#define pv_loop(n, cb, ctx) bpf_loop((n), (cb), (ctx), 0)
-
 #include "pviommu_range.h"
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -98,44 +83,9 @@ static __always_inline struct pviommu_ctl *ctl_get(void)
 	return bpf_map_lookup_elem(&pviommu_ctl, &zero);
 }
 
-static __always_inline void stat_inc(__u32 which)
-{
-	__u32 zero = 0;
-	struct pviommu_stats *st = bpf_map_lookup_elem(&pviommu_stats, &zero);
-
-	if (st && which < PVIOMMU_ST_MAX)
-		st->v[which]++;
-}
-
 static __always_inline int active(struct pviommu_ctl *c)
 {
 	return c && c->active_gen == load_gen;
-}
-
-static __always_inline void emit(__u32 type, __u32 dom, __u32 bdf, __u64 addr,
-				 __u64 len, __u32 perm, __u32 op, int err,
-				 __u16 action, __u16 plane)
-{
-	struct pviommu_event *ev;
-
-	ev = bpf_ringbuf_reserve(&pviommu_events, sizeof(*ev), 0);
-	if (!ev) {
-		stat_inc(PVIOMMU_ST_EV_DROPPED);
-		return;
-	}
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->type = type;
-	ev->domain = dom;
-	ev->tid = (__u32)bpf_get_current_pid_tgid();
-	ev->bdf = bdf;
-	ev->addr = addr;
-	ev->len = len;
-	ev->perm = perm;
-	ev->op = op;
-	ev->err = err;
-	ev->action = action;
-	ev->plane = plane;
-	bpf_ringbuf_submit(ev, 0);
 }
 
 /* the writer lock of the index: bounded spin, then give up (fail closed) */

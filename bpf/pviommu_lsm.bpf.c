@@ -69,21 +69,7 @@ const volatile __u32 index_mask = PVIOMMU_DEF_INDEX_SLOTS - 1;
 
 #include "pviommu_maps.bpf.h"
 
-/* ---- glue for the shared range logic (read side only) ------------------- */
-#define PV_INLINE __always_inline
-
-struct pv_env {
-	void	*tbl;
-	__u32	mask;
-};
-
-static __always_inline struct pviommu_slot *pv_slot_at(struct pv_env *e,
-						       __u32 idx)
-{
-	return bpf_map_lookup_elem(&pviommu_index, &idx);
-}
-
-/* the record table is never touched by the read side */
+/* ---- pviommu_range.h's record table: unused by the read side ----------- */
 static __always_inline struct pviommu_mapping *
 pv_rec_find(struct pv_env *e, const struct pviommu_map_key *k)
 {
@@ -103,8 +89,6 @@ static __always_inline int pv_rec_delete(struct pv_env *e,
 	return 0;
 }
 
-#define pv_loop(n, cb, ctx) bpf_loop((n), (cb), (ctx), 0)
-
 #include "pviommu_range.h"
 
 /* ---- VFIO ---------------------------------------------------------------- */
@@ -120,40 +104,6 @@ struct pv_vfio_dma_map {	/* struct vfio_iommu_type1_dma_map */
 	__u64	iova;
 	__u64	size;
 };
-
-static __always_inline void stat_inc(__u32 which)
-{
-	__u32 zero = 0;
-	struct pviommu_stats *st = bpf_map_lookup_elem(&pviommu_stats, &zero);
-
-	if (st && which < PVIOMMU_ST_MAX)
-		__sync_fetch_and_add(&st->v[which], 1);
-}
-
-static __always_inline void emit(__u32 dom, __u32 bdf, __u64 addr, __u64 len,
-				 __u32 perm, int err, __u16 action)
-{
-	struct pviommu_event *ev;
-
-	ev = bpf_ringbuf_reserve(&pviommu_events, sizeof(*ev), 0);
-	if (!ev) {
-		stat_inc(PVIOMMU_ST_EV_DROPPED);
-		return;
-	}
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->type = PVIOMMU_EV_VIOLATION;
-	ev->domain = dom;
-	ev->tid = (__u32)bpf_get_current_pid_tgid();
-	ev->bdf = bdf;
-	ev->addr = addr;
-	ev->len = len;
-	ev->perm = perm;
-	ev->op = 0;
-	ev->err = err;
-	ev->action = action;
-	ev->plane = PVIOMMU_PLANE_LSM;
-	bpf_ringbuf_submit(ev, 0);
-}
 
 /* one frame for everything of the program: three call levels share 512 bytes */
 struct dev_scan {
@@ -238,12 +188,14 @@ deny:
 	stat_inc(PVIOMMU_ST_VIOLATION);
 	if (mode == PVIOMMU_MODE_AUDIT) {
 		stat_inc(PVIOMMU_ST_ALLOWED);
-		emit(dom, first, s.m.iova, s.m.size, s.m.flags & PVIOMMU_PERM_RW,
-		     -s.verdict, PVIOMMU_ACT_ALLOWED);
+		emit(PVIOMMU_EV_VIOLATION, dom, first, s.m.iova, s.m.size,
+		     s.m.flags & PVIOMMU_PERM_RW, 0, -s.verdict,
+		     PVIOMMU_ACT_ALLOWED, PVIOMMU_PLANE_LSM);
 		return 0;
 	}
 	stat_inc(PVIOMMU_ST_DENIED);
-	emit(dom, first, s.m.iova, s.m.size, s.m.flags & PVIOMMU_PERM_RW,
-	     -s.verdict, PVIOMMU_ACT_DENIED);
+	emit(PVIOMMU_EV_VIOLATION, dom, first, s.m.iova, s.m.size,
+	     s.m.flags & PVIOMMU_PERM_RW, 0, -s.verdict, PVIOMMU_ACT_DENIED,
+	     PVIOMMU_PLANE_LSM);
 	return -PV_EPERM;
 }

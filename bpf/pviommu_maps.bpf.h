@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * pviommu_maps.bpf.h - the pinned maps that more than one BPF object uses
- * (pviommu.bpf.c, pviommu_lsm.bpf.c), defined once. Pinned by name: the
- * second object to load re-uses the first one's maps, so the definitions
- * (and the loader's max_entries) must agree; here they cannot differ.
+ * pviommu_maps.bpf.h - what more than one BPF object uses (pviommu.bpf.c,
+ * pviommu_lsm.bpf.c), defined once: the shared pinned maps (pinned by name:
+ * the second object to load re-uses the first one's maps, so definitions
+ * and the loader's max_entries must agree), the read-side glue of
+ * pviommu_range.h, counters and events. An object defines pv_rec_*()
+ * after this and before including pviommu_range.h.
  */
 #ifndef __PVIOMMU_MAPS_BPF_H
 #define __PVIOMMU_MAPS_BPF_H
@@ -47,5 +49,58 @@ struct {
 	__type(value, struct pviommu_vfio_devs);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_vfio_devs SEC(".maps");
+
+/* ---- glue for pviommu_range.h: the index is pviommu_index ---------------- */
+#define PV_INLINE __always_inline
+
+struct pv_env {
+	void	*tbl;
+	__u32	mask;
+};
+
+static __always_inline struct pviommu_slot *pv_slot_at(struct pv_env *e,
+						       __u32 idx)
+{
+	return bpf_map_lookup_elem(&pviommu_index, &idx);
+}
+
+#define pv_loop(n, cb, ctx) bpf_loop((n), (cb), (ctx), 0)
+
+/* ---- counters and events ------------------------------------------------- */
+static __always_inline void stat_inc(__u32 which)
+{
+	__u32 zero = 0;
+	struct pviommu_stats *st = bpf_map_lookup_elem(&pviommu_stats, &zero);
+
+	/* atomic: preemptible (and sleepable) programs share the CPU's slot */
+	if (st && which < PVIOMMU_ST_MAX)
+		__sync_fetch_and_add(&st->v[which], 1);
+}
+
+static __always_inline void emit(__u32 type, __u32 dom, __u32 bdf, __u64 addr,
+				 __u64 len, __u32 perm, __u32 op, int err,
+				 __u16 action, __u16 plane)
+{
+	struct pviommu_event *ev;
+
+	ev = bpf_ringbuf_reserve(&pviommu_events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_inc(PVIOMMU_ST_EV_DROPPED);
+		return;
+	}
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->type = type;
+	ev->domain = dom;
+	ev->tid = (__u32)bpf_get_current_pid_tgid();
+	ev->bdf = bdf;
+	ev->addr = addr;
+	ev->len = len;
+	ev->perm = perm;
+	ev->op = op;
+	ev->err = err;
+	ev->action = action;
+	ev->plane = plane;
+	bpf_ringbuf_submit(ev, 0);
+}
 
 #endif
