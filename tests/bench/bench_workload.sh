@@ -64,36 +64,8 @@ T0=$(date +%s)
 "$CTL" load >"$work/load.out" 2>&1 || { say "$NAME: pviommuctl load failed: $(cat "$work/load.out")"; exit 1; }
 
 # ---- host listener: "GET N\n" -> N bytes, then close ----------------------------------------
-cat >"$work/server.py" <<'PY'
-import socket, sys, threading
-blob = bytes(range(256)) * (1 << 14)     # 4 MiB, sent repeatedly
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('127.0.0.1', 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-def serve(c):
-    try:
-        n = int(c.makefile('rb').readline().split()[1])
-        mv = memoryview(blob)
-        while n > 0:
-            k = min(n, len(blob))
-            c.sendall(mv[:k])
-            n -= k
-        c.shutdown(socket.SHUT_WR)
-    except Exception as e:
-        print('server:', e, file=sys.stderr, flush=True)
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-python3 -u "$work/server.py" >"$work/server.port" 2>"$work/server.err" &
-SPID=$!
-port=
-for _ in $(seq 1 50); do port=$(head -n1 "$work/server.port" 2>/dev/null); [ -n "$port" ] && break; sleep 0.1; done
-[ -n "$port" ] || { say "$NAME: host listener failed: $(cat "$work/server.err")"; exit 1; }
+if vm_tcp_server "$work"; then SPID=$VM_TCP_PID port=$VM_TCP_PORT
+else SPID=$VM_TCP_PID; say "$NAME: host listener failed: $(cat "$work/server.err")"; exit 1; fi
 
 # ---- guest side ------------------------------------------------------------------------------
 cat >"$work/guest.sh" <<'GUEST'

@@ -347,3 +347,18 @@ vm_elapsed() {
 	d=$(vm__dir "$@")
 	awk -v a="$(cat "$d/start")" -v b="$(cat "$d/end")" 'BEGIN { printf "%.1f\n", b - a }'
 }
+
+# vm_tcp_server WORKDIR [BLOB]: start tests/vm/tcp-server.py, the host end of guest TCP
+# workloads (GET n / PUT n, see the script). Sets VM_TCP_PORT and VM_TCP_PID (kill it when
+# done); returns 1, the reason in WORKDIR/server.err, when it does not come up.
+vm_tcp_server() {
+	local dir=$1 blob=${2:-}
+	python3 -u "$VM_HERE/tcp-server.py" ${blob:+"$blob"} >"$dir/server.port" 2>"$dir/server.err" &
+	VM_TCP_PID=$! VM_TCP_PORT=
+	for _ in $(seq 1 50); do
+		VM_TCP_PORT=$(head -n1 "$dir/server.port" 2>/dev/null)
+		[ -n "$VM_TCP_PORT" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}

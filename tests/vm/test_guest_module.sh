@@ -84,43 +84,8 @@ if "$CTL" load >"$work/load.out" 2>&1; then ok "pviommuctl-load"; else
 # TCP server: "GET n\n" -> n bytes of the blob; "PUT n\n" + n bytes -> "OK n md5\n"
 head -c $SIZE /dev/urandom >"$work/blob"
 blob_md5=$(md5sum <"$work/blob" | cut -d' ' -f1)
-cat >"$work/server.py" <<'PY'
-import hashlib, socket, sys, threading
-blob = open(sys.argv[1], 'rb').read()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('127.0.0.1', 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-def serve(c):
-    try:
-        f = c.makefile('rb')
-        w = f.readline().split()
-        n = int(w[1])
-        if w[0] == b'GET':
-            c.sendall(blob[:n])
-        elif w[0] == b'PUT':
-            h, got = hashlib.md5(), 0
-            while got < n:
-                b = f.read1(min(65536, n - got))
-                if not b:
-                    break
-                h.update(b); got += len(b)
-            c.sendall(b'OK %d %s\n' % (got, h.hexdigest().encode()))
-        c.shutdown(socket.SHUT_WR)
-    except Exception as e:
-        print('server:', e, file=sys.stderr, flush=True)
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-python3 -u "$work/server.py" "$work/blob" >"$work/server.port" 2>"$work/server.err" &
-SPID=$!
-port=
-for _ in $(seq 1 50); do port=$(head -n1 "$work/server.port" 2>/dev/null); [ -n "$port" ] && break; sleep 0.1; done
-[ -n "$port" ] || { nok "tcp-server" "$(cat "$work/server.err")"; finish; }
+if vm_tcp_server "$work" "$work/blob"; then SPID=$VM_TCP_PID port=$VM_TCP_PORT
+else SPID=$VM_TCP_PID; nok "tcp-server" "$(cat "$work/server.err")"; finish; fi
 
 # ---- guest script ------------------------------------------------------------------------
 cat >"$work/guest.sh" <<GUEST

@@ -105,32 +105,8 @@ fi
 SIZE=131072
 head -c $SIZE /dev/urandom >"$work/blob"
 blob_md5=$(md5sum <"$work/blob" | cut -d' ' -f1)
-cat >"$work/server.py" <<'PY'
-import socket, sys, threading
-blob = open(sys.argv[1], 'rb').read()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('127.0.0.1', 0))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-def serve(c):
-    try:
-        n = int(c.makefile('rb').readline().split()[1])
-        c.sendall(blob[:n])
-        c.shutdown(socket.SHUT_WR)
-    except Exception as e:
-        print('server:', e, file=sys.stderr, flush=True)
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-python3 -u "$work/server.py" "$work/blob" >"$work/server.port" 2>"$work/server.err" &
-SPID=$!
-port=
-for _ in $(seq 1 50); do port=$(head -n1 "$work/server.port" 2>/dev/null); [ -n "$port" ] && break; sleep 0.1; done
-[ -n "$port" ] || { nok "tcp-server" "$(cat "$work/server.err")"; finish; }
+if vm_tcp_server "$work" "$work/blob"; then SPID=$VM_TCP_PID port=$VM_TCP_PORT
+else SPID=$VM_TCP_PID; nok "tcp-server" "$(cat "$work/server.err")"; finish; fi
 
 cat >"$work/guest.sh" <<GUEST
 . /lib/pviommu-vm.sh
