@@ -34,12 +34,13 @@ for t in "$SRC"/tests/vm/test_*.sh; do
 done
 
 # the real KVM stack, in a guest that plays the host (nested SVM under TCG).
-# Nested KVM on emulation loses an L2 now and then (L2's QEMU exits without a
-# word, ~1 run in 10): one retry, said out loud, and only for that.
+# Nested KVM on emulation fails now and then outside pviommu: L2's QEMU exits
+# without a word (~1 run in 10), or L1's KVM soft-locks before pviommu is even
+# loaded (seen once). One retry, said out loud, and only for those two.
 l1_run() {
 	"$SRC/tests/l1/test_l1_kvm.sh" >"$OUT/tests/l1-kvm.try1.log" 2>&1 && { cat "$OUT/tests/l1-kvm.try1.log"; return 0; }
-	if grep -q -e '--- L2 qemu.out' "$OUT/tests/l1-kvm.try1.log"; then
-		echo "l1-kvm: L2 was lost on the first try (nested KVM under TCG); retrying once:"
+	if grep -q -e '--- L2 qemu.out' -e 'watchdog: BUG: soft lockup' "$OUT/tests/l1-kvm.try1.log"; then
+		echo "l1-kvm: nested KVM under TCG lost L2 or locked up on the first try; retrying once:"
 		grep -E '^(not ok|FAIL|  L2)' "$OUT/tests/l1-kvm.try1.log" | head -5
 		"$SRC/tests/l1/test_l1_kvm.sh"
 	else

@@ -51,7 +51,7 @@ if "$VM_HERE/mkinitramfs.sh" extra "$VM_OUT" "$VM_OUT/l1/l2-kvm.extra.cpio.gz" \
 	cat "$GUEST_INITRD_BASE" "$VM_OUT/l1/l2-kvm.extra.cpio.gz" >"$l2rd.tmp" && mv "$l2rd.tmp" "$l2rd"
 then :; else nok "l2-initramfs"; finish; fi
 
-if ! l1_boot --name "$NAME" --inner "$HERE/l1-kvm.sh" --timeout "${L1_TIMEOUT:-400}"; then
+if ! l1_boot --name "$NAME" --inner "$HERE/l1-kvm.sh" --timeout "${L1_TIMEOUT:-240}"; then
 	nok "l1-boot"; finish
 fi
 vm_wait; rc=$?
