@@ -10,7 +10,10 @@
  *
  *   address_space_rw / read_full / write      -> MemTxResult
  *   address_space_map                         -> host pointer or NULL
- *   address_space_cache_init                  -> mapped length
+ *   address_space_write_rom                   -> MemTxResult
+ *   address_space_cache_init / _destroy       -> mapped length / void
+ *   address_space_{read,write}_cached_slow    -> MemTxResult
+ *   address_space_{ld,st}*_cached_slow        -> value / void
  *   address_space_ld{ub,uw,l,q}[_le|_be]      -> value (the ld*_dma helpers)
  *   address_space_st{b,w,l,q}[_le|_be]        -> void  (the st*_dma helpers)
  *   cpu_x86_cpuid                             -> the TCG hypercall transport
@@ -42,9 +45,11 @@
  *                     warning
  *   PVIOMMU_DEBUG     1: log what was patched and every address space seen
  *
- * Not covered (see the report / DESIGN.md): accesses through the inline
- * address_space_read() constant-length fast path, address_space_write_rom,
- * *_cached accessors on a cache set up before a range was unmapped, vhost.
+ * MemoryRegionCache (virtio rings): a device's cache is checked at set-up
+ * and then at every access (see h_cache_init).
+ *
+ * Not covered (qemu-hooks/README.md): the inline constant-length
+ * address_space_read() fast path, vhost.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -307,14 +312,18 @@ static MemTxResult h_read_full(void *as, uint64_t addr, MemTxAttrs attrs,
 	return o_read_full(as, addr, attrs, buf, len);
 }
 
-static MemTxResult (*o_write)(void *, uint64_t, MemTxAttrs, const void *, uint64_t);
-static MemTxResult h_write(void *as, uint64_t addr, MemTxAttrs attrs,
-			   const void *buf, uint64_t len)
-{
-	if (!gate(as, addr, len, PVIOMMU_PERM_WRITE))
-		return QEMU_MEMTX_ACCESS_ERROR;
-	return o_write(as, addr, attrs, buf, len);
+/* address_space_write, and address_space_write_rom (firmware, option ROMs) */
+#define WR(n)								\
+static MemTxResult (*o_##n)(void *, uint64_t, MemTxAttrs, const void *, uint64_t); \
+static MemTxResult h_##n(void *as, uint64_t addr, MemTxAttrs attrs,	\
+			 const void *buf, uint64_t len)			\
+{									\
+	if (!gate(as, addr, len, PVIOMMU_PERM_WRITE))			\
+		return QEMU_MEMTX_ACCESS_ERROR;				\
+	return o_##n(as, addr, attrs, buf, len);			\
 }
+WR(write)
+WR(write_rom)
 
 /* the requested length is checked: a map asks for the whole range */
 static void *(*o_map)(void *, uint64_t, uint64_t *, bool, MemTxAttrs);
@@ -331,66 +340,244 @@ static void *h_map(void *as, uint64_t addr, uint64_t *plen, bool is_write,
 /*
  * MemoryRegionCache (include/exec/memory.h, 7.2): ptr @0, xlat @8, len @16,
  * fv @24, mrs (MemoryRegionSection, Int128 first) @32 with mrs.mr @48
- * (address_space_cache_destroy reads 0x30 and 0x18). A cache allows the
- * device both to read and, when is_write, to write the range: is_write
- * needs READ|WRITE. A refused cache is left empty (ptr, len, fv, mr = 0:
- * the cached accessors see nothing mapped, address_space_cache_destroy is
- * a no-op) and 0 is returned. Not a negative value: virtio compares
- * "int64_t len < hwaddr size" unsigned, so -EFAULT would pass as mapped;
- * 0 < size makes virtio report "Cannot map ..." (virtio_error, device
- * broken) exactly as for an unmappable ring.
+ * (address_space_cache_destroy reads 0x30 and 0x18).
+ *
+ * QEMU's cached accessors (memory_ldst_cached.h.inc, address_space_read_cached,
+ * address_space_write_cached) are inline: while cache->ptr is set they load
+ * and store through that host pointer and nothing outside can see them; when
+ * ptr is NULL (the MMIO case) they call the exported
+ * address_space_*_cached_slow functions, which translate through cache->mrs
+ * and handle RAM just as well. So the cache of a device is set up by QEMU,
+ * recorded here (cache -> address space, base iova) and its ptr cleared:
+ * every later ring access comes through a detour below and is checked
+ * against the policy of that moment. A range the guest unmaps after the
+ * set-up is denied at the device's next access, like any other transfer.
+ *
+ * At set-up the whole range is checked too: a cache allows the device both
+ * to read and, when is_write, to write it (is_write needs READ|WRITE). A
+ * refused cache is left empty (ptr, len, fv, mr = 0: the cached accessors
+ * see nothing mapped, address_space_cache_destroy is a no-op) and 0 is
+ * returned. Not a negative value: virtio compares "int64_t len < hwaddr
+ * size" unsigned, so -EFAULT would pass as mapped; 0 < size makes virtio
+ * report "Cannot map ..." (virtio_error, device broken) exactly as for an
+ * unmappable ring.
  */
 #define MRC_PTR		0
 #define MRC_LEN		16
 #define MRC_FV		24
 #define MRC_MR		48
+
+#define MRC_SLOTS	4096	/* power of two; virtio uses 3 per queue */
+#define MRC_PROBE	64
+#define MRC_FREE	0
+#define MRC_GONE	1	/* tombstone */
+
+/*
+ * Lookups (every cached access, any thread) are lock-free; set-up and
+ * destroy (BQL, the RCU thread) take g_mrc_lock. An entry's fields are
+ * written before its key is published, and QEMU frees a cache only after
+ * an RCU grace period, so no access can race with its entry's removal.
+ */
+struct mrc_ent {
+	uintptr_t	key;	/* MemoryRegionCache * */
+	const void	*as;	/* the device's address space */
+	uint64_t	base;	/* iova of the cache's offset 0 */
+};
+static struct mrc_ent g_mrc[MRC_SLOTS];
+static pthread_mutex_t g_mrc_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long g_mrc_live;	/* for PVIOMMU_DEBUG */
+
+static inline struct mrc_ent *mrc_at(uintptr_t k, int i)
+{
+	return &g_mrc[(pv_mix64(k) + (uint64_t)i) & (MRC_SLOTS - 1)];
+}
+
+static const struct mrc_ent *mrc_find(const void *cache)
+{
+	uintptr_t k = (uintptr_t)cache, cur;
+
+	for (int i = 0; i < MRC_PROBE; i++) {
+		const struct mrc_ent *m = mrc_at(k, i);
+
+		cur = __atomic_load_n(&m->key, __ATOMIC_ACQUIRE);
+		if (cur == k)
+			return m;
+		if (cur == MRC_FREE)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* 0, or -ENOSPC when the probe window is full */
+static int mrc_add(const void *cache, const void *as, uint64_t base)
+{
+	uintptr_t k = (uintptr_t)cache;
+	struct mrc_ent *slot = NULL;
+	int err = -ENOSPC;
+
+	pthread_mutex_lock(&g_mrc_lock);
+	for (int i = 0; i < MRC_PROBE; i++) {
+		struct mrc_ent *m = mrc_at(k, i);
+
+		if (m->key == k) {	/* set up again without a destroy */
+			slot = m;
+			break;
+		}
+		if (m->key == MRC_GONE && !slot)
+			slot = m;
+		if (m->key == MRC_FREE) {
+			if (!slot)
+				slot = m;
+			break;
+		}
+	}
+	if (slot) {
+		if (slot->key != k)
+			g_mrc_live++;
+		__atomic_store_n(&slot->key, MRC_GONE, __ATOMIC_RELEASE);
+		slot->as = as;
+		slot->base = base;
+		__atomic_store_n(&slot->key, k, __ATOMIC_RELEASE);
+		err = 0;
+	}
+	pthread_mutex_unlock(&g_mrc_lock);
+	return err;
+}
+
+static void mrc_del(const void *cache)
+{
+	uintptr_t k = (uintptr_t)cache;
+
+	pthread_mutex_lock(&g_mrc_lock);
+	for (int i = 0; i < MRC_PROBE; i++) {
+		struct mrc_ent *m = mrc_at(k, i);
+
+		if (m->key == MRC_FREE)
+			break;
+		if (m->key == k) {
+			__atomic_store_n(&m->key, MRC_GONE, __ATOMIC_RELEASE);
+			g_mrc_live--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_mrc_lock);
+}
+
+static void mrc_empty(void *cache)
+{
+	char *c = cache;
+
+	memset(c + MRC_PTR, 0, 8);
+	memset(c + MRC_LEN, 0, 8);
+	memset(c + MRC_FV, 0, 8);
+	memset(c + MRC_MR, 0, 8);
+}
+
+static void (*o_cache_destroy)(void *);
 static int64_t (*o_cache_init)(void *, void *, uint64_t, uint64_t, bool);
 static int64_t h_cache_init(void *cache, void *as, uint64_t addr, uint64_t len,
 			    bool is_write)
 {
-	if (!gate(as, addr, len, is_write ? PVIOMMU_PERM_RW : PVIOMMU_PERM_READ)) {
-		char *c = cache;
+	struct as_ent *e;
+	int64_t l;
 
-		memset(c + MRC_PTR, 0, 8);
-		memset(c + MRC_LEN, 0, 8);
-		memset(c + MRC_FV, 0, 8);
-		memset(c + MRC_MR, 0, 8);
+	if (!gate(as, addr, len, is_write ? PVIOMMU_PERM_RW : PVIOMMU_PERM_READ)) {
+		mrc_empty(cache);
 		return 0;
 	}
-	return o_cache_init(cache, as, addr, len, is_write);
+	l = o_cache_init(cache, as, addr, len, is_write);
+	if (as_bdf(as, &e) == AS_NOT_DEV)
+		return l;	/* not a device: QEMU's fast path stays */
+	if (mrc_add(cache, as, addr)) {
+		/* cannot follow it: fail closed, as for a refused ring */
+		static int warned;
+
+		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+			fprintf(stderr, PVQ "more than %d live device caches in one probe window: refusing new ones\n",
+				MRC_PROBE);
+		o_cache_destroy(cache);
+		mrc_empty(cache);
+		return 0;
+	}
+	memset((char *)cache + MRC_PTR, 0, 8);	/* accesses go to *_cached_slow */
+	if (g_debug)
+		fprintf(stderr, PVQ "cache %p of address space %p: [0x%llx, +0x%llx) %s, checked per access (%lu live)\n",
+			cache, as, (unsigned long long)addr, (unsigned long long)l,
+			is_write ? "rw" : "r", g_mrc_live);
+	return l;
+}
+
+static void h_cache_destroy(void *cache)
+{
+	mrc_del(cache);
+	o_cache_destroy(cache);
+}
+
+/* the gate of a cached access; caches of no device pass */
+static inline __attribute__((always_inline)) int
+cgate(const void *cache, __u64 addr, __u64 len, __u32 need)
+{
+	const struct mrc_ent *m = mrc_find(cache);
+
+	return !m || gate(m->as, m->base + addr, len, need);
+}
+
+/* a refused cached read leaves all-ones, like a load from nowhere */
+static MemTxResult (*o_read_cached_slow)(void *, uint64_t, void *, uint64_t);
+static MemTxResult h_read_cached_slow(void *cache, uint64_t addr, void *buf, uint64_t len)
+{
+	if (!cgate(cache, addr, len, PVIOMMU_PERM_READ)) {
+		memset(buf, 0xff, len);
+		return QEMU_MEMTX_ACCESS_ERROR;
+	}
+	return o_read_cached_slow(cache, addr, buf, len);
+}
+
+static MemTxResult (*o_write_cached_slow)(void *, uint64_t, const void *, uint64_t);
+static MemTxResult h_write_cached_slow(void *cache, uint64_t addr, const void *buf,
+				       uint64_t len)
+{
+	if (!cgate(cache, addr, len, PVIOMMU_PERM_WRITE))
+		return QEMU_MEMTX_ACCESS_ERROR;
+	return o_write_cached_slow(cache, addr, buf, len);
 }
 
 /*
  * ld: uintN_t f(AddressSpace *, hwaddr, MemTxAttrs, MemTxResult *)
  * st: void f(AddressSpace *, hwaddr, uintN_t val, MemTxAttrs, MemTxResult *)
+ * The *_cached_slow variants take a MemoryRegionCache * instead (G = cgate).
  * The value travels in a 64-bit register either way: the hooks pass it
  * through untouched, and a refused load returns all-ones (the caller
  * truncates to its width), like a read from nowhere.
  */
-#define LD(n, w)							\
+#define LDG(n, w, G)							\
 static uint64_t (*o_##n)(void *, uint64_t, MemTxAttrs, MemTxResult *);	\
 static uint64_t h_##n(void *as, uint64_t addr, MemTxAttrs attrs,	\
 		      MemTxResult *res)					\
 {									\
-	if (!gate(as, addr, w, PVIOMMU_PERM_READ)) {			\
+	if (!G(as, addr, w, PVIOMMU_PERM_READ)) {			\
 		if (res)						\
 			*res = QEMU_MEMTX_ACCESS_ERROR;			\
 		return ~0ull;						\
 	}								\
 	return o_##n(as, addr, attrs, res);				\
 }
-#define ST(n, w)							\
+#define STG(n, w, G)							\
 static void (*o_##n)(void *, uint64_t, uint64_t, MemTxAttrs, MemTxResult *); \
 static void h_##n(void *as, uint64_t addr, uint64_t val, MemTxAttrs attrs, \
 		  MemTxResult *res)					\
 {									\
-	if (!gate(as, addr, w, PVIOMMU_PERM_WRITE)) {			\
+	if (!G(as, addr, w, PVIOMMU_PERM_WRITE)) {			\
 		if (res)						\
 			*res = QEMU_MEMTX_ACCESS_ERROR;			\
 		return;							\
 	}								\
 	o_##n(as, addr, val, attrs, res);				\
 }
+#define LD(n, w)	LDG(n, w, gate)
+#define ST(n, w)	STG(n, w, gate)
+#define LDC(n, w)	LDG(n##_cached_slow, w, cgate)
+#define STC(n, w)	STG(n##_cached_slow, w, cgate)
 LD(address_space_ldub, 1)
 LD(address_space_lduw, 2) LD(address_space_lduw_le, 2) LD(address_space_lduw_be, 2)
 LD(address_space_ldl, 4) LD(address_space_ldl_le, 4) LD(address_space_ldl_be, 4)
@@ -399,6 +586,15 @@ ST(address_space_stb, 1)
 ST(address_space_stw, 2) ST(address_space_stw_le, 2) ST(address_space_stw_be, 2)
 ST(address_space_stl, 4) ST(address_space_stl_le, 4) ST(address_space_stl_be, 4)
 ST(address_space_stq, 8) ST(address_space_stq_le, 8) ST(address_space_stq_be, 8)
+LDC(address_space_ldub, 1)
+LDC(address_space_lduw, 2) LDC(address_space_lduw_le, 2) LDC(address_space_lduw_be, 2)
+LDC(address_space_ldl, 4) LDC(address_space_ldl_le, 4) LDC(address_space_ldl_be, 4)
+LDC(address_space_ldq, 8) LDC(address_space_ldq_le, 8) LDC(address_space_ldq_be, 8)
+STC(address_space_stb, 1)
+STC(address_space_stw, 2) STC(address_space_stw_le, 2) STC(address_space_stw_be, 2)
+STC(address_space_stl, 4) STC(address_space_stl_le, 4) STC(address_space_stl_be, 4)
+STC(address_space_stl_notdirty, 4)
+STC(address_space_stq, 8) STC(address_space_stq_le, 8) STC(address_space_stq_be, 8)
 
 /* TCG hypercall transport */
 static unsigned long g_hc_seen, g_hc_user;
@@ -449,6 +645,28 @@ static struct detour g_detours[] = {
 	D(address_space_stw), D(address_space_stw_le), D(address_space_stw_be),
 	D(address_space_stl), D(address_space_stl_le), D(address_space_stl_be),
 	D(address_space_stq), D(address_space_stq_le), D(address_space_stq_be),
+	{ .name = "address_space_write_rom", .hook = (void *)h_write_rom,
+	  .orig = (void **)&o_write_rom },
+	{ .name = "address_space_cache_destroy", .hook = (void *)h_cache_destroy,
+	  .orig = (void **)&o_cache_destroy },
+	{ .name = "address_space_read_cached_slow", .hook = (void *)h_read_cached_slow,
+	  .orig = (void **)&o_read_cached_slow },
+	{ .name = "address_space_write_cached_slow", .hook = (void *)h_write_cached_slow,
+	  .orig = (void **)&o_write_cached_slow },
+	D(address_space_ldub_cached_slow),
+	D(address_space_lduw_cached_slow), D(address_space_lduw_le_cached_slow),
+	D(address_space_lduw_be_cached_slow),
+	D(address_space_ldl_cached_slow), D(address_space_ldl_le_cached_slow),
+	D(address_space_ldl_be_cached_slow),
+	D(address_space_ldq_cached_slow), D(address_space_ldq_le_cached_slow),
+	D(address_space_ldq_be_cached_slow),
+	D(address_space_stb_cached_slow),
+	D(address_space_stw_cached_slow), D(address_space_stw_le_cached_slow),
+	D(address_space_stw_be_cached_slow),
+	D(address_space_stl_cached_slow), D(address_space_stl_le_cached_slow),
+	D(address_space_stl_be_cached_slow), D(address_space_stl_notdirty_cached_slow),
+	D(address_space_stq_cached_slow), D(address_space_stq_le_cached_slow),
+	D(address_space_stq_be_cached_slow),
 	{ .name = "cpu_x86_cpuid", .hook = (void *)h_cpuid, .orig = (void **)&o_cpuid },
 };
 #define NR_DETOURS ((int)(sizeof(g_detours) / sizeof(g_detours[0])))

@@ -232,7 +232,7 @@ static const struct up_target {
 } up_targets[] = {
 	{ "pviommu_up_rw", "address_space_rw" },
 	{ "pviommu_up_read", "address_space_read_full" },
-	{ "pviommu_up_write", "address_space_write" },
+	{ "pviommu_up_write", "address_space_write address_space_write_rom" },
 	{ "pviommu_up_map", "address_space_map" },
 	{ "pviommu_up_cache_init", "address_space_cache_init" },
 	{ "pviommu_up_ld1", "address_space_ldub" },

@@ -5,8 +5,8 @@
  *
  *   bench_inproc LIB [--test] [--bench] [N]
  *
- * The program exports the 26 functions the library detours (address_space_*,
- * cpu_x86_cpuid) as small asm stubs (push rbp; mov rsp,rbp; pop rbp; jmp
+ * The program exports the 51 functions the library detours (address_space_*,
+ * their *_cached_slow variants, cpu_x86_cpuid) as small asm stubs (push rbp; mov rsp,rbp; pop rbp; jmp
  * impl) in front of C implementations that count calls. It measures bare
  * calls, then dlopen()s the library (its constructor patches the stubs, as
  * in QEMU), builds AddressSpace objects laid out as qemu_layout.h describes,
@@ -73,13 +73,39 @@ HID void *address_space_map_impl(void *as, uint64_t addr, uint64_t *plen,
 	calls++;
 	return guest + addr;
 }
+HID MemTxResult address_space_write_rom_impl(void *as, uint64_t addr, uint32_t attrs,
+					     const void *buf, uint64_t len)
+{
+	return address_space_rw_impl(as, addr, attrs, (void *)buf, len, true);
+}
+/* a fake MemoryRegionCache: ptr @0 (the fast path), the guest address @8 */
 HID int64_t address_space_cache_init_impl(void *cache, void *as, uint64_t addr,
 					  uint64_t len, bool is_write)
 {
 	calls++;
 	memset(cache, 0x5a, 112);
 	*(void **)cache = guest + addr;
+	*(uint64_t *)((char *)cache + 8) = addr;
 	return (int64_t)len;
+}
+static unsigned long destroys;
+HID void address_space_cache_destroy_impl(void *cache)
+{
+	destroys++;
+}
+HID MemTxResult address_space_read_cached_slow_impl(void *cache, uint64_t addr, void *buf,
+						    uint64_t len)
+{
+	calls++;
+	memcpy(buf, guest + *(uint64_t *)((char *)cache + 8) + addr, len);
+	return QEMU_MEMTX_OK;
+}
+HID MemTxResult address_space_write_cached_slow_impl(void *cache, uint64_t addr,
+						     const void *buf, uint64_t len)
+{
+	calls++;
+	memcpy(guest + *(uint64_t *)((char *)cache + 8) + addr, buf, len);
+	return QEMU_MEMTX_OK;
 }
 #define LDI(n) HID uint64_t n##_impl(void *as, uint64_t addr, uint32_t attrs, \
 				     MemTxResult *r)			\
@@ -95,6 +121,16 @@ STI(address_space_stb) STI(address_space_stw) STI(address_space_stw_le)
 STI(address_space_stw_be) STI(address_space_stl) STI(address_space_stl_le)
 STI(address_space_stl_be) STI(address_space_stq) STI(address_space_stq_le)
 STI(address_space_stq_be)
+#define CI(n)	LDI(n##_cached_slow)
+#define CS(n)	STI(n##_cached_slow)
+CI(address_space_ldub) CI(address_space_lduw) CI(address_space_lduw_le)
+CI(address_space_lduw_be) CI(address_space_ldl) CI(address_space_ldl_le)
+CI(address_space_ldl_be) CI(address_space_ldq) CI(address_space_ldq_le)
+CI(address_space_ldq_be)
+CS(address_space_stb) CS(address_space_stw) CS(address_space_stw_le)
+CS(address_space_stw_be) CS(address_space_stl) CS(address_space_stl_le)
+CS(address_space_stl_be) CS(address_space_stl_notdirty) CS(address_space_stq)
+CS(address_space_stq_le) CS(address_space_stq_be)
 HID void cpu_x86_cpuid_impl(void *env, uint32_t index, uint32_t count,
 			    uint32_t *eax, uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
 {
@@ -112,6 +148,19 @@ STUB(address_space_stb) STUB(address_space_stw) STUB(address_space_stw_le)
 STUB(address_space_stw_be) STUB(address_space_stl) STUB(address_space_stl_le)
 STUB(address_space_stl_be) STUB(address_space_stq) STUB(address_space_stq_le)
 STUB(address_space_stq_be) STUB(cpu_x86_cpuid)
+STUB(address_space_write_rom) STUB(address_space_cache_destroy)
+STUB(address_space_read_cached_slow) STUB(address_space_write_cached_slow)
+STUB(address_space_ldub_cached_slow) STUB(address_space_lduw_cached_slow)
+STUB(address_space_lduw_le_cached_slow) STUB(address_space_lduw_be_cached_slow)
+STUB(address_space_ldl_cached_slow) STUB(address_space_ldl_le_cached_slow)
+STUB(address_space_ldl_be_cached_slow) STUB(address_space_ldq_cached_slow)
+STUB(address_space_ldq_le_cached_slow) STUB(address_space_ldq_be_cached_slow)
+STUB(address_space_stb_cached_slow) STUB(address_space_stw_cached_slow)
+STUB(address_space_stw_le_cached_slow) STUB(address_space_stw_be_cached_slow)
+STUB(address_space_stl_cached_slow) STUB(address_space_stl_le_cached_slow)
+STUB(address_space_stl_be_cached_slow) STUB(address_space_stl_notdirty_cached_slow)
+STUB(address_space_stq_cached_slow) STUB(address_space_stq_le_cached_slow)
+STUB(address_space_stq_be_cached_slow)
 
 MemTxResult address_space_rw(void *, uint64_t, uint32_t, void *, uint64_t, bool);
 MemTxResult address_space_read_full(void *, uint64_t, uint32_t, void *, uint64_t);
@@ -126,6 +175,14 @@ void address_space_stq(void *, uint64_t, uint64_t, uint32_t, MemTxResult *);
 void address_space_stb(void *, uint64_t, uint32_t, uint32_t, MemTxResult *);
 void cpu_x86_cpuid(void *, uint32_t, uint32_t, uint32_t *, uint32_t *, uint32_t *,
 		   uint32_t *);
+MemTxResult address_space_write_rom(void *, uint64_t, uint32_t, const void *, uint64_t);
+void address_space_cache_destroy(void *);
+MemTxResult address_space_read_cached_slow(void *, uint64_t, void *, uint64_t);
+MemTxResult address_space_write_cached_slow(void *, uint64_t, const void *, uint64_t);
+uint32_t address_space_ldl_le_cached_slow(void *, uint64_t, uint32_t, MemTxResult *);
+uint64_t address_space_ldq_cached_slow(void *, uint64_t, uint32_t, MemTxResult *);
+void address_space_stw_le_cached_slow(void *, uint64_t, uint32_t, uint32_t, MemTxResult *);
+void address_space_stq_le_cached_slow(void *, uint64_t, uint64_t, uint32_t, MemTxResult *);
 
 /* ---- fake QEMU objects --------------------------------------------------- */
 
@@ -299,6 +356,75 @@ static void t_deny(void)
 	ASSERT_EQ(calls - c0, 7, "allowed ones (map, cache, ldq, MSI, stq, other, sys) reached QEMU");
 }
 
+/*
+ * MemoryRegionCache: a device's cache keeps no fast path (ptr cleared at
+ * set-up); its accesses come through the *_cached_slow detours and are
+ * checked against the policy of the moment: after the guest unmaps the
+ * range, the very next access is denied.
+ */
+static void t_cache(void)
+{
+	char cache[112], scache[112];
+	uint8_t buf[16];
+	unsigned long c0, d0;
+	MemTxResult r;
+
+	guest_hc(0, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, BDF_DEV, 0x120000, 0x1000);
+	memset(guest + 0x120000, 0x42, 0x1000);
+	ASSERT_EQ(address_space_cache_init(cache, dev.as, 0x120000, 0x1000, true), 0x1000,
+		  "device cache set up");
+	ASSERT_TRUE(*(void **)cache == NULL, "device cache: no inline fast path (ptr NULL)");
+	ASSERT_EQ(address_space_cache_init(scache, sys.as, 0x120000, 0x1000, true), 0x1000,
+		  "system cache set up");
+	ASSERT_TRUE(*(void **)scache == guest + 0x120000, "system cache keeps its fast path");
+
+	c0 = calls;
+	r = 1;
+	ASSERT_EQ(address_space_ldl_le_cached_slow(cache, 0x10, 0, &r), 0x55667788u,
+		  "cached ldl inside");
+	address_space_stw_le_cached_slow(cache, 0xffe, 7, 0, NULL);
+	ASSERT_EQ(address_space_read_cached_slow(cache, 0xff0, buf, 16), 0, "cached read inside");
+	ASSERT_EQ(buf[0], 0x42, "cached read got guest data");
+	ASSERT_EQ(address_space_write_cached_slow(cache, 0, buf, 16), 0, "cached write inside");
+	ASSERT_EQ(address_space_ldq_cached_slow(scache, 0x2000, 0, NULL), 0x1122334455667788ull,
+		  "system cache passes anywhere");
+	ASSERT_EQ(calls - c0, 5, "allowed cached accesses reached QEMU");
+
+	/* the guest revokes the range while the cache lives on */
+	guest_hc(0, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, BDF_DEV, 0x120000, 0x1000);
+	c0 = calls;
+	r = 0;
+	ASSERT_EQ(address_space_ldl_le_cached_slow(cache, 0x10, 0, &r), 0xffffffffu,
+		  "cached ldl after unmap: all-ones");
+	ASSERT_EQ(r, QEMU_MEMTX_ACCESS_ERROR, "cached ldl after unmap: access error");
+	memset(buf, 0, sizeof(buf));
+	ASSERT_EQ(address_space_read_cached_slow(cache, 0, buf, 16), QEMU_MEMTX_ACCESS_ERROR,
+		  "cached read after unmap denied");
+	ASSERT_EQ(buf[0], 0xff, "denied cached read leaves all-ones, no guest data");
+	ASSERT_EQ(address_space_write_cached_slow(cache, 0, buf, 16), QEMU_MEMTX_ACCESS_ERROR,
+		  "cached write after unmap denied");
+	address_space_stw_le_cached_slow(cache, 0x10, 7, 0, NULL);
+	address_space_stq_le_cached_slow(cache, 0x10, 7, 0, NULL);	/* tail-jmp stub */
+	ASSERT_EQ(calls - c0, 0, "no cached access after unmap reached QEMU");
+
+	/* firmware path: address_space_write_rom of a device is checked too */
+	ASSERT_EQ(address_space_write_rom(dev.as, 0x120000, 0, buf, 16), QEMU_MEMTX_ACCESS_ERROR,
+		  "write_rom outside denied");
+	c0 = calls;
+	ASSERT_EQ(address_space_write_rom(dev.as, 0x100000, 0, buf, 16), 0, "write_rom inside");
+	ASSERT_EQ(calls - c0, 1, "allowed write_rom reached QEMU");
+
+	/* destroy forgets the cache (QEMU may reuse the memory for a non-device cache) */
+	d0 = destroys;
+	address_space_cache_destroy(cache);
+	address_space_cache_destroy(scache);
+	ASSERT_EQ(destroys - d0, 2, "destroy reached QEMU");
+	c0 = calls;
+	ASSERT_EQ(address_space_ldq_cached_slow(cache, 0x10, 0, NULL), 0x1122334455667788ull,
+		  "a destroyed cache is no longer a device's");
+	ASSERT_EQ(calls - c0, 1, "... and reaches QEMU");
+}
+
 static void t_audit_and_events(void)
 {
 	uint8_t buf[64];
@@ -404,6 +530,7 @@ int main(int argc, char **argv)
 	SUBTEST("TCG transport: register, dev-add, map via cpuid", t_register());
 	if (do_test) {
 		SUBTEST("allow and deny per entry point", t_deny());
+		SUBTEST("MemoryRegionCache: checked per access, unmap revokes", t_cache());
 		SUBTEST("audit mode and rate-limited events", t_audit_and_events());
 		SUBTEST("kill mode (forked child domain)", t_kill());
 	}

@@ -6,6 +6,8 @@
 #   a      edu reads a never-mapped secret page           b  edu writes a never-mapped victim page
 #   c      edu writes a page mapped for e1000 only        d  65-byte write into a 64-byte buffer
 #   e      edu writes a buffer after its (strict) unmap
+#   f      virtio-net completes a TX frame on a ring the guest revoked after QEMU set up its
+#          MemoryRegionCache (raw UNMAP hypercall; the device's used->idx write is the evidence)
 # Modes (each SKIPs, counted as skipped, when its plane is not there yet):
 #   baseline      no enforcement plane (TCG transport attached, mode audit): the attacks work
 #                 (proves the test can fail), the policy holds exactly the legit mappings, and
@@ -86,6 +88,24 @@ scenarios() {
 	fi
 }
 
+# ring_f MODE WANT(changed|unchanged) EVENT_ACTION(or ""): scenario f, last in a boot (it
+# breaks virtio-net); the event check counts virtio-net's violations overlapping the ring
+ring_f() {
+	local mode=$1 want=$2 act=$3 line addr len n
+	line=$(atk_run f)
+	echo "  $mode f: $line"
+	is "$mode: f virtio TX ring revoked under a live MemoryRegionCache: $want" \
+		"$want" "$(atk_field "$line" result)"
+	[ -n "$act" ] || return 0
+	addr=$(atk_field "$line" addr) len=$(atk_field "$line" len)
+	sleep 0.5
+	n=$(atk_violations "$BDF_VIRTIO_NET" "${addr:-0}" "${len:-1}" "" "$act")
+	if [ "$n" -ge 1 ]; then ok "$mode: f event $BDF_VIRTIO_NET inside the ring ($addr, $len) action=$act"
+	else bad "$mode: f event $BDF_VIRTIO_NET inside the ring action=$act" \
+		"none in $(tail -n 3 "$ATK_EV" | tr '\n' ' ')"; fi
+	atk_event_lines "$BDF_VIRTIO_NET" "${addr:-0}" "${len:-1}" | head -n 3 | sed "s/^/  $mode f event: /"
+}
+
 # benign MODE CHECK_EVENTS(0/1): e1000 + virtio-net TCP, virtio-blk read-back
 benign() {
 	local mode=$1 ev=$2 p f
@@ -125,6 +145,7 @@ mode_baseline() {
 		END { exit !f }' <<<"$maps"; then bad "$m: secret page not in the policy" "$maps"
 	else ok "$m: secret page ($secret) is in no edu mapping"; fi
 	scenarios $m WORKED ""
+	ring_f $m changed ""
 	stale=$(atk_field "$ATK_INFO" stale)
 	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf "$BDF_EDU" 2>&1)
 	if grep -q "\"iova\":$((stale))," <<<"$maps"; then bad "$m: unmapped buffer left the policy" "$maps"
@@ -141,6 +162,7 @@ mode_deny_inproc() {
 	boot_or_fail $m deny inproc --benign || return
 	benign $m 1
 	scenarios $m BLOCKED denied
+	ring_f $m unchanged denied
 	finish $m
 }
 
@@ -155,6 +177,7 @@ mode_audit() {
 	boot_or_fail $m audit $plane --benign || return
 	benign $m 1
 	scenarios $m WORKED allowed
+	ring_f $m changed allowed
 	finish $m
 }
 

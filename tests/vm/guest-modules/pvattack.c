@@ -22,7 +22,7 @@
  *
  * debugfs (mount -t debugfs none /sys/kernel/debug), directory pvattack/:
  *   info    addresses of the buffers, one "PVATTACK info ..." line
- *   run     write a scenario name: legit a b c d e (one per write)
+ *   run     write a scenario name: legit a b c d e f (one per write)
  *   result  the result line of the last scenario
  * Scenarios (result= is the verdict on the rogue transfer):
  *   legit  round trip legit -> edu -> legit          result=ok|broken
@@ -37,6 +37,14 @@
  *                                                     result=changed|unchanged
  *   e      map a page for edu, unmap it, then edu writes it
  *                                                     result=changed|unchanged
+ *   f      not edu: virtio-net (vnet=, iommu_platform=on). The module
+ *          revokes the whole split ring of its TX queue "output.0" with a
+ *          raw UNMAP hypercall (TCG transport) while the device is live -
+ *          QEMU's MemoryRegionCache of the ring stays set up - and sends
+ *          one frame. The device reads the ring and writes used->idx to
+ *          complete it: result = that index  result=changed|unchanged
+ *          (addr/len = the ring, dir=rw; the device is broken afterwards:
+ *          run f last)
  *   Any scenario may give result=timeout (the DMA did not finish in 2 s) or
  *   result=error. Before the rogue transfer a "PVATTACK start ..." line goes
  *   to the kernel log at KERN_ERR (it reaches a "quiet" console: the host
@@ -57,6 +65,11 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/virtio.h>
+#include <linux/netdevice.h>
+#include <linux/etherdevice.h>
+#include <linux/rtnetlink.h>
+#include "pviommu.h"
 
 #define EDU_VENDOR	0x1234
 #define EDU_DEVICE	0x11e8
@@ -96,6 +109,10 @@ MODULE_PARM_DESC(edu, "BDF of the edu device (default 0000:00:06.0)");
 static char *other = "0000:00:04.0";
 module_param(other, charp, 0444);
 MODULE_PARM_DESC(other, "BDF of another device for scenario c (default 0000:00:04.0, e1000)");
+
+static char *vnet = "0000:00:05.0";
+module_param(vnet, charp, 0444);
+MODULE_PARM_DESC(vnet, "BDF of a virtio-net device for scenario f (default 0000:00:05.0)");
 
 static struct pci_dev *edu_pdev, *other_pdev;
 static void __iomem *regs;
@@ -332,12 +349,120 @@ static void sc_e(void)
 	       "unmapped=1");
 }
 
+/* the virtio device under a virtio-pci function */
+static int virtio_child(struct device *d, void *data)
+{
+	if (!d->bus || strcmp(d->bus->name, "virtio"))
+		return 0;
+	*(struct virtio_device **)data = dev_to_virtio(d);
+	return 1;
+}
+
+/* a raw UNMAP through the TCG transport (bpf/pviommu.h), bypassing pviommu.ko */
+static void raw_unmap(u32 bdf, u64 iova, u64 size)
+{
+	u64 ax = PVIOMMU_CPUID_LEAF, cx = iova, dx = size;
+	u64 bx = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, bdf);
+
+	asm volatile("cpuid"
+		     : "+a" (ax), "+b" (bx), "+c" (cx), "+d" (dx)
+		     : "S" (0xf00dull)
+		     : "memory");
+}
+
+/* one broadcast frame (local experimental ethertype) out of nd */
+static int send_frame(struct net_device *nd)
+{
+	struct sk_buff *skb = alloc_skb(LL_RESERVED_SPACE(nd) + ETH_ZLEN, GFP_KERNEL);
+	struct ethhdr *eth;
+
+	if (!skb)
+		return -ENOMEM;
+	skb_reserve(skb, LL_RESERVED_SPACE(nd));
+	eth = skb_put_zero(skb, ETH_ZLEN);
+	eth_broadcast_addr(eth->h_dest);
+	ether_addr_copy(eth->h_source, nd->dev_addr);
+	eth->h_proto = htons(ETH_P_802_EX1);
+	skb_reset_mac_header(skb);
+	skb->dev = nd;
+	skb->protocol = eth->h_proto;
+	return dev_queue_xmit(skb) == NET_XMIT_SUCCESS ? 0 : -EIO;
+}
+
+static void report_f(const char *res, const char *bdf, u64 addr, u64 len, const char *extra)
+{
+	snprintf(result, sizeof(result),
+		 "PVATTACK scenario=f result=%s bdf=%s addr=0x%llx len=%llu dir=rw %s\n",
+		 res, bdf, addr, len, extra);
+	pr_info("%s", result);
+}
+
+static void sc_f(void)
+{
+	struct pci_dev *pdev = get_bdf(vnet);
+	struct virtio_device *vdev = NULL;
+	struct virtqueue *vq, *tx = NULL;
+	struct net_device *nd, *ndev = NULL;
+	u64 desc = 0, used, size = 0;
+	const __le16 *uidx;
+	char extra[96];
+	u16 u0, u1 = 0;
+	int i, err;
+
+	if (!pdev || device_for_each_child(&pdev->dev, &vdev, virtio_child) != 1) {
+		report_f("error", vnet, 0, 0, "(no virtio device at vnet=)");
+		goto out;
+	}
+	list_for_each_entry(vq, &vdev->vqs, list)
+		if (!strcmp(vq->name, "output.0"))
+			tx = vq;
+	rtnl_lock();
+	for_each_netdev(&init_net, nd)
+		if (nd->dev.parent == &vdev->dev) {
+			ndev = nd;
+			dev_hold(ndev);
+			break;
+		}
+	rtnl_unlock();
+	if (!tx || !ndev || !netif_running(ndev)) {
+		report_f("error", vnet, 0, 0, "(no TX queue output.0 or its interface is down)");
+		goto out;
+	}
+	/*
+	 * A split ring is one coherent allocation: desc | avail | pad | used,
+	 * mapped by pviommu.ko for exactly vring_size() bytes, which ends with
+	 * the used ring (flags, idx, num elements, avail_event).
+	 */
+	desc = virtqueue_get_desc_addr(tx);
+	used = virtqueue_get_used_addr(tx);
+	size = used - desc + 6 + 8ull * virtqueue_get_vring_size(tx);
+	uidx = phys_to_virt(used + 2);
+	u0 = le16_to_cpu(READ_ONCE(*uidx));
+	pr_err("PVATTACK start scenario=f bdf=%s addr=0x%llx len=%llu dir=rw\n",
+	       pci_name(pdev), desc, size);
+	raw_unmap(PVIOMMU_BDF(pci_domain_nr(pdev->bus), pdev->bus->number,
+			      PCI_SLOT(pdev->devfn), PCI_FUNC(pdev->devfn)), desc, size);
+	err = send_frame(ndev);
+	for (i = 0; i < 20; i++) {	/* up to 2 s for the device to complete it */
+		msleep(100);
+		u1 = le16_to_cpu(READ_ONCE(*uidx));
+		if (u1 != u0)
+			break;
+	}
+	snprintf(extra, sizeof(extra), "used_idx=%u->%u xmit=%d", u0, u1, err);
+	report_f(u1 != u0 ? "changed" : "unchanged", pci_name(pdev), desc, size, extra);
+out:
+	if (ndev)
+		dev_put(ndev);
+	pci_dev_put(pdev);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } scenarios[] = {
 	{ "legit", sc_legit }, { "a", sc_a }, { "b", sc_b }, { "c", sc_c },
-	{ "d", sc_d }, { "e", sc_e },
+	{ "d", sc_d }, { "e", sc_e }, { "f", sc_f },
 };
 
 static ssize_t run_write(struct file *f, const char __user *ubuf, size_t len, loff_t *pos)
@@ -359,7 +484,7 @@ static ssize_t run_write(struct file *f, const char __user *ubuf, size_t len, lo
 		mutex_unlock(&lock);
 		return len;
 	}
-	pr_err("pvattack: unknown scenario '%s' (legit a b c d e)\n", name);
+	pr_err("pvattack: unknown scenario '%s' (legit a b c d e f)\n", name);
 	return -EINVAL;
 }
 
