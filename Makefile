@@ -39,6 +39,7 @@ deps:
 
 # names every fragment may use, whatever the include order
 PVLIB_OBJS	:= $(OUT)/pvlib.o $(OUT)/probe.o
+PVIOMMUCTL_EXTRA_OBJS := $(OUT)/qemu_elf.o
 PVIOMMUCTL	:= $(OUT)/pviommuctl
 
 include $(SRC)/mk/*.mk

@@ -47,7 +47,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct as_key);
-	__type(value, __u32);
+	__type(value, struct pviommu_as_ident);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_as_cache SEC(".maps");
 
@@ -466,47 +466,89 @@ struct {
 	__type(value, struct as_names);
 } as_scratch SEC(".maps");
 
-/* the device behind an AddressSpace, as qemu-hooks/qemu_layout.h defines */
-static __always_inline __u32 as_to_bdf(__u32 dom, __u64 as)
+/* the devfn of the PCIDevice whose bus_master_as is 'as', or -1 (qemu_layout.h) */
+static __always_inline int up_devfn(__u64 as, struct as_names *n)
 {
-	struct as_key k = { .domain = dom, .as = as };
-	struct as_names *n;
-	__u32 *hit, bdf = QEMU_AS_NOT_DEVICE, zero = 0;
 	__u64 name_ptr;
 	__s32 devfn;
-	int i, same = 1;
+	int i;
 
-	hit = bpf_map_lookup_elem(&pviommu_as_cache, &k);
-	if (hit)
-		return *hit;
-	n = bpf_map_lookup_elem(&as_scratch, &zero);
-	if (!n || as < QEMU_PCIDEV_NAME_BEFORE_AS + QEMU_PCIDEV_DEVFN_BEFORE_NAME)
-		return QEMU_AS_NOT_DEVICE;
+	if (as < QEMU_PCIDEV_NAME_BEFORE_AS + QEMU_PCIDEV_NAME_OFF)
+		return -1;
 	if (bpf_probe_read_user(&name_ptr, sizeof(name_ptr),
 				(void *)(as + QEMU_AS_NAME_OFF)) ||
 	    bpf_probe_read_user_str(n->a, sizeof(n->a), (void *)name_ptr) <= 1 ||
 	    bpf_probe_read_user(n->b, sizeof(n->b),
 				(void *)(as - QEMU_PCIDEV_NAME_BEFORE_AS)))
-		goto out;
+		return -1;
 	for (i = 0; i < QEMU_PCIDEV_NAME_LEN; i++) {
-		if (n->a[i] != n->b[i]) {
-			same = 0;
-			break;
-		}
+		if (n->a[i] != n->b[i])
+			return -1;
 		if (!n->a[i])
 			break;
 	}
-	if (!same || i == QEMU_PCIDEV_NAME_LEN)
-		goto out;
-	if (bpf_probe_read_user(&devfn, sizeof(devfn),
+	if (i == QEMU_PCIDEV_NAME_LEN ||
+	    bpf_probe_read_user(&devfn, sizeof(devfn),
 				(void *)(as - QEMU_PCIDEV_NAME_BEFORE_AS -
 					 QEMU_PCIDEV_DEVFN_BEFORE_NAME)) ||
 	    devfn < 0 || devfn > 0xff)
+		return -1;
+	return devfn;
+}
+
+/* the bdf of an identified address space: behind a bridge, read its bus now */
+static __always_inline __u32 ident_bdf(const struct pviommu_as_ident *id)
+{
+	__u8 bus;
+
+	if (!id->secbus || id->bdf == QEMU_AS_NOT_DEVICE)
+		return id->bdf;
+	if (bpf_probe_read_user(&bus, sizeof(bus), (void *)id->secbus))
+		return QEMU_AS_NOT_DEVICE;
+	return QEMU_BDF(bus, id->bdf);
+}
+
+/*
+ * The device behind an AddressSpace, as qemu-hooks/qemu_layout.h defines:
+ * the device itself, then its bus (pviommuctl attach --enforce checked the
+ * binary's layout first).
+ */
+static __always_inline __u32 as_to_bdf(__u32 dom, __u64 as)
+{
+	struct as_key k = { .domain = dom, .as = as };
+	struct pviommu_as_ident id = { .bdf = QEMU_AS_NOT_DEVICE }, *hit;
+	struct as_names *n;
+	__u64 pdev, bus, bridge, cfg;
+	__u32 zero = 0;
+	int devfn;
+
+	hit = bpf_map_lookup_elem(&pviommu_as_cache, &k);
+	if (hit)
+		return ident_bdf(hit);
+	n = bpf_map_lookup_elem(&as_scratch, &zero);
+	if (!n)
+		return QEMU_AS_NOT_DEVICE;
+	devfn = up_devfn(as, n);
+	if (devfn < 0)
 		goto out;
-	bdf = QEMU_BDF_OF_DEVFN(devfn);
+	pdev = as - QEMU_PCIDEV_NAME_BEFORE_AS - QEMU_PCIDEV_NAME_OFF;
+	if (bpf_probe_read_user(&bus, sizeof(bus), (void *)(pdev + QEMU_PCIDEV_PARENT_BUS_OFF)) ||
+	    !bus ||
+	    bpf_probe_read_user(&bridge, sizeof(bridge),
+				(void *)(bus + QEMU_PCIBUS_PARENT_DEV_OFF)))
+		goto out;
+	if (bridge) {
+		if (up_devfn(bridge + QEMU_PCIDEV_NAME_OFF + QEMU_PCIDEV_NAME_BEFORE_AS, n) < 0 ||
+		    bpf_probe_read_user(&cfg, sizeof(cfg),
+					(void *)(bridge + QEMU_PCIDEV_NAME_OFF -
+						 QEMU_PCIDEV_CONFIG_BEFORE_NAME)) || !cfg)
+			goto out;
+		id.secbus = cfg + QEMU_PCI_SECONDARY_BUS;
+	}
+	id.bdf = (__u32)devfn;
 out:
-	bpf_map_update_elem(&pviommu_as_cache, &k, &bdf, BPF_ANY);
-	return bdf;
+	bpf_map_update_elem(&pviommu_as_cache, &k, &id, BPF_ANY);
+	return ident_bdf(&id);
 }
 
 /* one transfer seen by a uprobe: audit, or fail-stop (kill) */

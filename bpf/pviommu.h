@@ -208,6 +208,19 @@ struct pviommu_vfio_devs {
 	__u32	bdf[PVIOMMU_VFIO_MAX_DEVS];	/* guest BDFs */
 };
 
+/*
+ * pviommu_as_cache (uprobe plane): key { domain, QEMU AddressSpace * }, the
+ * device behind that address space (qemu-hooks/qemu_layout.h). Behind a
+ * bridge the bus number is not cached: secbus is the address, in QEMU, of
+ * the bridge's secondary-bus config byte, read at every check.
+ */
+struct pviommu_as_ident {
+	__u32	bdf;	/* root bus: the bdf; behind a bridge: the devfn;
+			 * 0xffffffff: not a PCI device's address space */
+	__u32	pad;
+	__u64	secbus;	/* 0 on a root bus */
+};
+
 /* pviommu_ctl: one element */
 struct pviommu_ctl {
 	__u32	lock;		/* writer lock of pviommu_index (cmpxchg) */

@@ -94,10 +94,12 @@ static int g_debug;
 struct as_ent {
 	uintptr_t	key;	/* AddressSpace *, 0 = free (CAS to claim) */
 	uint64_t	val;	/* name pointer | code << 48; 0 = not ready */
+	uintptr_t	secbus;	/* &parent_bridge->config[0x19], 0 = root bus */
 	uint64_t	rl[RL_VERDICTS];	/* second << 16 | reports */
 	uint64_t	suppressed;
 };
 static struct as_ent g_as[AS_SLOTS];
+static int g_bridges_ok;	/* qemu_layout.h's bus offsets match this QEMU */
 
 static int read_self(void *dst, const void *src, size_t len)
 {
@@ -106,35 +108,79 @@ static int read_self(void *dst, const void *src, size_t len)
 	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)len ? 0 : -1;
 }
 
-/* the validation of qemu_layout.h; returns the code (bdf, or AS_NOT_DEV) */
-static uint32_t as_identify(const char *as, const char *asname)
+/*
+ * The validation of qemu_layout.h: 'as' is the bus_master_as of a
+ * PCIDevice when the string at as->name equals the name[] before it.
+ * Returns the devfn, or -1. name[] receives as->name's string.
+ */
+static int pcidev_devfn(const char *as, char name[QEMU_PCIDEV_NAME_LEN])
 {
 	char before[QEMU_PCIDEV_DEVFN_BEFORE_NAME + QEMU_PCIDEV_NAME_LEN];
-	char name[QEMU_PCIDEV_NAME_LEN];
-	const char *pname = as - QEMU_PCIDEV_NAME_BEFORE_AS;
+	const char *pname = as - QEMU_PCIDEV_NAME_BEFORE_AS, *asname;
 	int32_t devfn;
+
+	memset(name, 0, QEMU_PCIDEV_NAME_LEN);
+	/* the bytes around 'as' may not be mapped: read them with a syscall */
+	if (read_self(&asname, as + QEMU_AS_NAME_OFF, sizeof(asname)) || !asname ||
+	    read_self(name, asname, 1))
+		return -1;
+	/* as->name is QEMU's own C string: safe to read directly */
+	strncpy(name, asname, QEMU_PCIDEV_NAME_LEN - 1);
+	if (read_self(before, pname - QEMU_PCIDEV_DEVFN_BEFORE_NAME, sizeof(before)))
+		return -1;
+	if (!qemu_names_match(name, before + QEMU_PCIDEV_DEVFN_BEFORE_NAME))
+		return -1;
+	memcpy(&devfn, before, sizeof(devfn));
+	return devfn >= 0 && devfn <= 0xff ? devfn : -1;
+}
+
+/*
+ * The bus of a validated device: 0 on a root bus (*secbus = 0), else the
+ * parent bridge's secondary bus number, whose address goes to *secbus.
+ * -1 when the chain does not validate.
+ */
+static int pcidev_bus(const char *as, uintptr_t *secbus)
+{
+	const char *pdev = QEMU_PCIDEV_OF_AS(as), *bus, *bridge, *cfg;
+	char bname[QEMU_PCIDEV_NAME_LEN];
+
+	*secbus = 0;
+	if (!g_bridges_ok)
+		return 0;	/* unknown layout: said at start-up */
+	if (read_self(&bus, pdev + QEMU_PCIDEV_PARENT_BUS_OFF, sizeof(bus)) || !bus ||
+	    read_self(&bridge, bus + QEMU_PCIBUS_PARENT_DEV_OFF, sizeof(bridge)))
+		return -1;
+	if (!bridge)
+		return 0;	/* a root bus */
+	if (pcidev_devfn(bridge + QEMU_PCIDEV_NAME_OFF + QEMU_PCIDEV_NAME_BEFORE_AS, bname) < 0 ||
+	    read_self(&cfg, bridge + QEMU_PCIDEV_NAME_OFF - QEMU_PCIDEV_CONFIG_BEFORE_NAME,
+		      sizeof(cfg)) || !cfg)
+		return -1;
+	*secbus = (uintptr_t)(cfg + QEMU_PCI_SECONDARY_BUS);
+	return *(const volatile uint8_t *)*secbus;
+}
+
+/* returns the code (bdf, or AS_NOT_DEV); *secbus as pcidev_bus() */
+static uint32_t as_identify(const char *as, uintptr_t *secbus)
+{
+	char name[QEMU_PCIDEV_NAME_LEN];
+	int devfn = pcidev_devfn(as, name), bus = -1;
 	uint32_t code = AS_NOT_DEV;
 
-	memset(name, 0, sizeof(name));
-	if (!asname)
-		goto out;
-	/* as->name is QEMU's own C string: safe to read directly */
-	strncpy(name, asname, sizeof(name) - 1);
-	/* the bytes before 'as' may not be mapped: read them with a syscall */
-	if (read_self(before, pname - QEMU_PCIDEV_DEVFN_BEFORE_NAME, sizeof(before)))
-		goto out;
-	if (!qemu_names_match(name, before + QEMU_PCIDEV_DEVFN_BEFORE_NAME))
-		goto out;
-	memcpy(&devfn, before, sizeof(devfn));
-	if (devfn < 0 || devfn > 0xff)
-		goto out;
-	code = QEMU_BDF_OF_DEVFN(devfn);
-out:
+	*secbus = 0;
+	if (devfn >= 0)
+		bus = pcidev_bus(as, secbus);
+	if (bus >= 0)
+		code = QEMU_BDF(bus, devfn);
 	if (g_debug) {
-		name[sizeof(name) - 1] = 0;
+		name[QEMU_PCIDEV_NAME_LEN - 1] = 0;
 		if (code != AS_NOT_DEV)
-			fprintf(stderr, PVQ "device address space %p '%s' devfn 0x%02x bdf 0000:00:%02x.%x\n",
-				as, name, code & 0xff, (code >> 3) & 0x1f, code & 7);
+			fprintf(stderr, PVQ "device address space %p '%s' devfn 0x%02x bdf 0000:%02x:%02x.%x%s\n",
+				as, name, code & 0xff, code >> 8, (code >> 3) & 0x1f, code & 7,
+				*secbus ? " (behind a bridge)" : "");
+		else if (devfn >= 0)
+			fprintf(stderr, PVQ "address space %p '%s': its bus does not validate, passes\n",
+				as, name);
 		else
 			fprintf(stderr, PVQ "address space %p '%s': not a PCI device, passes\n",
 				as, name);
@@ -174,25 +220,60 @@ static struct as_ent *as_slot(const void *as)
  * bdf of a device address space, AS_NOT_DEV otherwise. A cached answer is
  * valid while as->name is the pointer it was computed for (an address
  * space freed and re-created at the same address has a new name string).
+ * Behind a bridge the bus number is read from the bridge at every call.
  */
 static inline uint32_t as_bdf(const void *as, struct as_ent **ent)
 {
 	const char *asname = *(const char *const *)((const char *)as + QEMU_AS_NAME_OFF);
 	struct as_ent *e = as_slot(as);
+	uintptr_t sb;
 	uint64_t v;
 	uint32_t code;
 
 	*ent = e;
 	if (likely(e)) {
 		v = __atomic_load_n(&e->val, __ATOMIC_ACQUIRE);
-		if (likely(v && (v & ((1ull << 48) - 1)) == (uintptr_t)asname))
-			return (uint32_t)(v >> 48);
+		if (likely(v && (v & ((1ull << 48) - 1)) == (uintptr_t)asname)) {
+			code = (uint32_t)(v >> 48);
+			sb = __atomic_load_n(&e->secbus, __ATOMIC_RELAXED);
+			if (unlikely(sb) && code != AS_NOT_DEV)
+				code = QEMU_BDF(*(const volatile uint8_t *)sb, code);
+			return code;
+		}
 	}
-	code = as_identify(as, asname);
-	if (e)
+	code = as_identify(as, &sb);
+	if (e) {
+		__atomic_store_n(&e->secbus, sb, __ATOMIC_RELAXED);
 		__atomic_store_n(&e->val, (uintptr_t)asname | (uint64_t)code << 48,
 				 __ATOMIC_RELEASE);
+	}
 	return code;
+}
+
+/*
+ * qemu_layout.h's bus offsets, checked against the accessors this QEMU
+ * exports. 1 = they match (bridged devices are identified).
+ */
+static int layout_check(char *why, size_t len)
+{
+	static const struct qemu_layout_fn fns[] = QEMU_LAYOUT_FNS;
+
+	for (int i = 0; i < QEMU_LAYOUT_NR_FNS; i++) {
+		const unsigned char *p = dlsym(RTLD_DEFAULT, fns[i].sym);
+		long got;
+
+		if (!p) {
+			snprintf(why, len, "%s is not exported", fns[i].sym);
+			return 0;
+		}
+		got = qemu_layout_decode(p, fns[i].ret_next);
+		if (got != fns[i].want) {
+			snprintf(why, len, "%s loads offset %ld, qemu_layout.h says %ld",
+				 fns[i].sym, got, fns[i].want);
+			return 0;
+		}
+	}
+	return 1;
 }
 
 /* ---- violations (slow path) ------------------------------------------- */
@@ -731,6 +812,10 @@ __attribute__((constructor)) static void pvq_init(void)
 		return;
 	}
 
+	g_bridges_ok = layout_check(msg, sizeof(msg));
+	if (!g_bridges_ok)
+		fprintf(stderr, PVQ "WARNING: this QEMU's PCI bus layout is not the one pviommu knows (%s): "
+			"devices behind PCI bridges or root ports are taken as bus 0\n", msg);
 	installed = detour_install(g_detours, NR_DETOURS, &wx);
 	for (int i = 0; i < NR_DETOURS; i++) {
 		struct detour *d = &g_detours[i];

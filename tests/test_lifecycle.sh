@@ -116,6 +116,8 @@ expect "detach --qemu" 0 "$CTL" detach --qemu "$Q"
 n3=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c -e '^enf-x' -e '^tcg-x')
 [ "$n3" = 0 ] && ok "detach removed them" || bad "detach removed them" "$n3"
 expect "attach to a process that is not QEMU" 1 "$CTL" attach --pid "$hpid"
+expect "enforce on a binary without QEMU's PCI layout" 1 "$CTL" attach --qemu /bin/true --enforce
+has "... says which accessor is missing" "PCI device layout.*does not export qdev_get_parent_bus" "$TMP/err"
 expect "attach --qemu relative path" 1 "$CTL" attach --qemu qemu-system-x86_64
 expect "attach needs a target" 1 "$CTL" attach --enforce
 

@@ -27,6 +27,7 @@
 #include "pvlib.h"
 #include "pv_user.h"
 #include "probe.h"
+#include "qemu_elf.h"
 
 #define LINK_DIR	pv_pin_path("links")
 #define PROG_DIR	pv_pin_path("progs")
@@ -1240,6 +1241,17 @@ static int cmd_attach(int argc, char **argv)
 		p_err("pid %llu already runs the in-process plane (libpviommu-qemu.so): it carries the hypercall transport and checks every transfer; uprobes on its patched functions would break it",
 		      (unsigned long long)pid);
 		return 1;
+	}
+	if (enforce) {
+		/* the device identity follows QEMU's structures: check them first */
+		char exe[64], why[256];
+
+		snprintf(exe, sizeof(exe), "/proc/%llu/exe", (unsigned long long)pid);
+		if (qemu_layout_check_file(qemu ? qemu : exe, why, sizeof(why))) {
+			p_err("cannot enforce on %s: its PCI device layout is not the one pviommu knows (%s); qemu-hooks/qemu_layout.h describes Debian's QEMU 7.2",
+			      qemu ? qemu : t.tag, why);
+			return 1;
+		}
 	}
 	ctl = ctl_map(&ctl_fd);
 	if (!ctl)

@@ -186,29 +186,55 @@ void address_space_stq_le_cached_slow(void *, uint64_t, uint64_t, uint32_t, MemT
 
 /* ---- fake QEMU objects --------------------------------------------------- */
 
-/* a PCIDevice tail + its bus_master_as, as qemu_layout.h describes */
+/*
+ * The accessors that pin qemu_layout.h's bus offsets down, with the code
+ * QEMU 7.2 has: the library decodes them before it follows a device's bus.
+ */
+__asm__(".text\n.globl qdev_get_parent_bus\n.type qdev_get_parent_bus,@function\n"
+	"qdev_get_parent_bus:\n\tmov 0x58(%rdi),%rax\n\tret\n"
+	".globl pci_bridge_get_device\n.type pci_bridge_get_device,@function\n"
+	"pci_bridge_get_device:\n\tmov 0x8b8(%rdi),%rax\n\tret\n"
+	".globl pci_bridge_get_base\n.type pci_bridge_get_base,@function\n"
+	"pci_bridge_get_base:\n\tmov 0xa8(%rdi),%rdx\n\tmov %rdx,%rax\n\tret\n");
+
+/* a PCIBus: parent_dev at QEMU_PCIBUS_PARENT_DEV_OFF */
+struct fake_bus {
+	char	mem[QEMU_PCIBUS_PARENT_DEV_OFF + 8];
+};
+static struct fake_bus root_bus, bus1;
+
+/* a PCIDevice with its bus_master_as, as qemu_layout.h describes */
 struct fake_dev {
 	char	mem[1024];
 	char	*as;
+	uint8_t	config[256];
 };
 
-static void fake_dev_init(struct fake_dev *f, const char *name, int devfn)
+static void fake_dev_init_on(struct fake_dev *f, const char *name, int devfn,
+			     struct fake_bus *bus)
 {
 	char *pname;
 
 	memset(f->mem, 0, sizeof(f->mem));
-	f->as = f->mem + 512;
+	f->as = f->mem + QEMU_PCIDEV_NAME_OFF + QEMU_PCIDEV_NAME_BEFORE_AS;
 	pname = f->as - QEMU_PCIDEV_NAME_BEFORE_AS;
 	memcpy(pname - QEMU_PCIDEV_DEVFN_BEFORE_NAME, &devfn, 4);
 	snprintf(pname, QEMU_PCIDEV_NAME_LEN, "%s", name);
 	*(char **)(f->as + QEMU_AS_NAME_OFF) = strdup(name);
+	*(struct fake_bus **)(f->mem + QEMU_PCIDEV_PARENT_BUS_OFF) = bus;
+	*(uint8_t **)(pname - QEMU_PCIDEV_CONFIG_BEFORE_NAME) = f->config;
+}
+
+static void fake_dev_init(struct fake_dev *f, const char *name, int devfn)
+{
+	fake_dev_init_on(f, name, devfn, &root_bus);
 }
 
 /* address_space_memory: a name that does not match what lies before it */
 static void fake_sys_init(struct fake_dev *f)
 {
 	memset(f->mem, 0, sizeof(f->mem));
-	f->as = f->mem + 512;
+	f->as = f->mem + QEMU_PCIDEV_NAME_OFF + QEMU_PCIDEV_NAME_BEFORE_AS;
 	*(char **)(f->as + QEMU_AS_NAME_OFF) = strdup("memory");
 }
 
@@ -257,7 +283,7 @@ static double now_ns(void)
 
 #define BDF_DEV	PVIOMMU_BDF(0, 0, 4, 0)
 #define BDF_OTHER PVIOMMU_BDF(0, 0, 5, 0)
-static struct fake_dev dev, other, sys;
+static struct fake_dev dev, other, sys, bridge, bdev;
 
 /* ---- the functional tests ---------------------------------------------- */
 
@@ -425,6 +451,37 @@ static void t_cache(void)
 	ASSERT_EQ(calls - c0, 1, "... and reaches QEMU");
 }
 
+/*
+ * A device behind a bridge is 01:04.0, not 00:04.0 (same devfn as 'dev'):
+ * it gets its own mappings only, and its bus number follows the bridge's
+ * config space when the guest renumbers.
+ */
+static void t_bridge(void)
+{
+	uint8_t buf[64];
+	unsigned long c0;
+
+	guest_hc(0, PVIOMMU_OP_DEV_ADD, 0, PVIOMMU_BDF(0, 1, 4, 0), 0, 0);
+	guest_hc(0, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, PVIOMMU_BDF(0, 1, 4, 0), 0x140000, 0x1000);
+	c0 = calls;
+	ASSERT_EQ(address_space_rw(bdev.as, 0x140000, 0, buf, 64, false), 0,
+		  "01:04.0 reads its own mapping");
+	ASSERT_EQ(calls - c0, 1, "... which reached QEMU");
+	ASSERT_EQ(address_space_rw(bdev.as, 0x100000, 0, buf, 64, false), QEMU_MEMTX_ACCESS_ERROR,
+		  "01:04.0 is denied 00:04.0's mapping (same devfn, other bus)");
+	ASSERT_EQ(address_space_rw(dev.as, 0x140000, 0, buf, 64, false), QEMU_MEMTX_ACCESS_ERROR,
+		  "00:04.0 is denied 01:04.0's mapping");
+	/* the guest renumbers the bridge's secondary bus to 2: an unprotected 02:04.0 */
+	bridge.config[QEMU_PCI_SECONDARY_BUS] = 2;
+	c0 = calls;
+	ASSERT_EQ(address_space_rw(bdev.as, 0x300000, 0, buf, 64, false), 0,
+		  "renumbered to 02:04.0 (not protected): passes");
+	ASSERT_EQ(calls - c0, 1, "... reached QEMU");
+	bridge.config[QEMU_PCI_SECONDARY_BUS] = 1;
+	ASSERT_EQ(address_space_rw(bdev.as, 0x300000, 0, buf, 64, false), QEMU_MEMTX_ACCESS_ERROR,
+		  "back on bus 1: protected again");
+}
+
 static void t_audit_and_events(void)
 {
 	uint8_t buf[64];
@@ -509,6 +566,11 @@ int main(int argc, char **argv)
 	fake_dev_init(&dev, "e1000", 0x20);
 	fake_dev_init(&other, "virtio-net-pci", 0x28);
 	fake_sys_init(&sys);
+	/* a pci-bridge at 00:10.0 whose secondary bus (1) holds a device at devfn 0x20 */
+	fake_dev_init(&bridge, "pci-bridge", 0x80);
+	bridge.config[QEMU_PCI_SECONDARY_BUS] = 1;
+	*(char **)(bus1.mem + QEMU_PCIBUS_PARENT_DEV_OFF) = bridge.mem;
+	fake_dev_init_on(&bdev, "edu", 0x20, &bus1);
 	if (do_bench) {
 		bare = bench(address_space_rw, dev.as, 0x100000, 64, n);
 		bare_impl = bench(address_space_rw_impl, dev.as, 0x100000, 64, n);
@@ -531,6 +593,7 @@ int main(int argc, char **argv)
 	if (do_test) {
 		SUBTEST("allow and deny per entry point", t_deny());
 		SUBTEST("MemoryRegionCache: checked per access, unmap revokes", t_cache());
+		SUBTEST("device behind a bridge: its own bus number, followed live", t_bridge());
 		SUBTEST("audit mode and rate-limited events", t_audit_and_events());
 		SUBTEST("kill mode (forked child domain)", t_kill());
 	}

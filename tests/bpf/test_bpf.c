@@ -416,7 +416,11 @@ static void t_tcg_uprobe(void)
 #include "../qemu-hooks/qemu_layout.h"
 
 struct fake_pcidev {
-	char	pad[64];
+	char	qdev[QEMU_PCIDEV_PARENT_BUS_OFF];
+	void	*parent_bus;		/* DeviceState.parent_bus */
+	char	pad0[0x48];
+	__u8	*config;		/* name - 64 */
+	char	pad1[32];
 	__s32	devfn;
 	__u32	pad2;
 	char	reqid[16];
@@ -427,6 +431,13 @@ struct fake_pcidev {
 	char	*as_name;
 	char	rest[64];
 };
+
+/* a PCIBus: parent_dev is NULL on a root bus */
+struct fake_pcibus {
+	char	pad[QEMU_PCIBUS_PARENT_DEV_OFF];
+	void	*parent_dev;
+};
+static struct fake_pcibus root_bus, bus1;
 
 static volatile int *ran;	/* shared with children: did the body run? */
 
@@ -443,6 +454,7 @@ static void *fake_as(struct fake_pcidev *d, int devfn, const char *nm,
 		     const char *as_nm)
 {
 	memset(d, 0, sizeof(*d));
+	d->parent_bus = &root_bus;
 	d->devfn = devfn;
 	snprintf(d->name, sizeof(d->name), "%s", nm);
 	d->as_name = strdup(as_nm);
@@ -452,8 +464,9 @@ static void *fake_as(struct fake_pcidev *d, int devfn, const char *nm,
 static void t_uprobe_plane(void)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "address_space_rw");
-	struct fake_pcidev dev, other;
-	void *as, *as2;
+	struct fake_pcidev dev, other, bridge, bdev;
+	__u8 bcfg[256] = { 0 };
+	void *as, *as2, *as3;
 	struct bpf_link *l;
 	struct pviommu_domain d;
 	int dfd = bpf_map__fd(I.skel->maps.pviommu_domains), st;
@@ -462,9 +475,18 @@ static void t_uprobe_plane(void)
 
 	ASSERT_EQ((char *)&dev.rcu - dev.name, QEMU_PCIDEV_NAME_BEFORE_AS, "layout: name");
 	ASSERT_EQ(dev.name - (char *)&dev.devfn, QEMU_PCIDEV_DEVFN_BEFORE_NAME, "layout: devfn");
+	ASSERT_EQ(dev.name - (char *)&dev, QEMU_PCIDEV_NAME_OFF, "layout: name in PCIDevice");
+	ASSERT_EQ(dev.name - (char *)&dev.config, QEMU_PCIDEV_CONFIG_BEFORE_NAME, "layout: config");
 	ran = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	as = fake_as(&dev, 0x20, "e1000", "e1000");	/* 00:04.0 */
 	as2 = fake_as(&other, 0x20, "e1000", "memory");	/* not a device space */
+	/* 01:04.0: devfn 0x20 behind a pci-bridge (00:10.0) whose secondary bus is 1 */
+	fake_as(&bridge, 0x80, "pci-bridge", "pci-bridge");
+	bridge.config = bcfg;
+	bcfg[QEMU_PCI_SECONDARY_BUS] = 1;
+	bus1.parent_dev = &bridge;
+	as3 = fake_as(&bdev, 0x20, "edu", "edu");
+	bdev.parent_bus = &bus1;
 	l = bpf_program__attach_uprobe_opts(I.skel->progs.pviommu_up_rw, -1,
 					    "/proc/self/exe", 0, &uo);
 	if (!ASSERT_TRUE(l, "attach uprobe on address_space_rw"))
@@ -492,6 +514,14 @@ static void t_uprobe_plane(void)
 	ASSERT_EQ(drain_events(&I), 0, "non-device address space passes");
 	address_space_rw(as, 0xfee00000, 0, buf, 4, 1);
 	ASSERT_EQ(drain_events(&I), 0, "MSI write passes");
+	/* behind the bridge: its own bdf, protected apart from 00:04.0 */
+	hc(&I, PVIOMMU_OP_DEV_ADD, 0, PVIOMMU_BDF(0, 1, 4, 0), 0, 0);
+	address_space_rw(as3, 0x80000, 0, buf, 64, 1);
+	ASSERT_EQ(drain_events(&I), 1, "01:04.0 may not use 00:04.0's map: event");
+	ASSERT_EQ(last_ev.bdf, PVIOMMU_BDF(0, 1, 4, 0), "device identified as 01:04.0");
+	bcfg[QEMU_PCI_SECONDARY_BUS] = 2;	/* the guest renumbers: 02:04.0, unprotected */
+	address_space_rw(as3, 0x80000, 0, buf, 64, 1);
+	ASSERT_EQ(drain_events(&I), 0, "renumbered bus followed (cache keeps no bus)");
 
 	/* kill: a child domain (default mode deny) dies before the body runs */
 	*ran = 0;
@@ -514,6 +544,8 @@ static void t_uprobe_plane(void)
 	unmap(DEV_A, 0x80000, 0x1000);
 	free(dev.as_name);
 	free(other.as_name);
+	free(bridge.as_name);
+	free(bdev.as_name);
 }
 
 static void t_reload_gate(void)

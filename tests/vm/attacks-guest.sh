@@ -2,7 +2,7 @@
 # tests/vm/attacks-guest.sh - guest side of the rogue-DMA tests (/test/run.sh; busybox ash).
 # Used by tests/vm/test_attacks.sh and scripts/demo.sh (host side: tests/vm/attacks-lib.sh).
 # Kernel command line (vm_boot --append): pviommu.devices=BDF,... (for pviommu.ko; empty: do not
-# load it), pviommu.port=PORT and pviommu.blobsum=MD5 (benign downloads from the host's httpd).
+# load it), pviommu.edu=BDF (where edu is, for pvattack.ko), pviommu.port=PORT and pviommu.blobsum=MD5 (benign downloads from the host's httpd).
 # Protocol: MARK ready -> host sends "go" -> insmod pviommu.ko + pvattack.ko -> MARK armed;
 # then host commands, one per line:
 #   benign            TCP downloads through every NIC, virtio-blk write/read-back; MARK benign-done
@@ -56,7 +56,7 @@ if [ -n "$devs" ]; then
 fi
 has "$BDF_E1000" && { check ifup-e1000 ifup e1000 || true; }
 has "$BDF_VIRTIO_NET" && { check ifup-virtio ifup virtio || true; }
-check insmod-pvattack insmod /test/pvattack.ko || fail "insmod pvattack.ko: $(dmesg | grep pvattack | tail -n 2)"
+check insmod-pvattack insmod /test/pvattack.ko edu="$(karg edu || echo 0000:00:06.0)" || fail "insmod pvattack.ko: $(dmesg | grep pvattack | tail -n 2)"
 value info "$(cat $A/info)"
 [ -r /sys/kernel/debug/pviommu/stats ] && value pviommu-stats "$(tr '\n' ' ' </sys/kernel/debug/pviommu/stats | head -c 600)"
 mark armed

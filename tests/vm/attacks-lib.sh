@@ -106,24 +106,28 @@ atk_events_stop() {
 	ATK_EVPID=
 }
 
-# atk_boot NAME PLANE [--benign]
+# atk_boot NAME PLANE [--benign]; ATK_BRIDGE=1: edu behind a pci-bridge (00:10.0), at
+# 01:02.0 (set BDF_EDU accordingly), instead of 00:06.0 on the root bus
 atk_boot() {
-	local name=$1 plane=$2 benign=${3:-} devs=$BDF_E1000,$BDF_EDU pid
+	local name=$1 plane=$2 benign=${3:-} devs=$BDF_E1000,$BDF_EDU pid edu=--edu
+	local extra=${VM_QEMU_EXTRA:-}
+	[ "${ATK_BRIDGE:-0}" = 1 ] && edu="" &&
+		extra="$extra -device pci-bridge,id=pvbr,chassis_nr=1,addr=10.0 -device edu,bus=pvbr,addr=02.0"
 	local -a args=(--name "atk-$name" --script "$ATK_SRC/tests/vm/attacks-guest.sh"
-		--file "$ATK_PVIOMMU_KO" --file "$ATK_ATTACK_KO" --edu --net e1000 --timeout "${ATK_VM_TIMEOUT:-300}")
+		--file "$ATK_PVIOMMU_KO" --file "$ATK_ATTACK_KO" $edu --net e1000 --timeout "${ATK_VM_TIMEOUT:-300}")
 	if [ "$benign" = --benign ]; then
 		args+=(--net virtio --disk virtio-blk 64M --virtio-opts "iommu_platform=on,disable-legacy=on")
 		devs=$BDF_E1000,$BDF_VIRTIO_NET,$BDF_EDU,$BDF_VIRTIO_BLK
 	fi
 	[ "${ATK_NO_PVIOMMU_KO:-0}" = 1 ] && devs=""
-	args+=(--append "pviommu.devices=$devs pviommu.port=$ATK_PORT pviommu.blobsum=$ATK_BLOBSUM")
+	args+=(--append "pviommu.devices=$devs pviommu.edu=$BDF_EDU pviommu.port=$ATK_PORT pviommu.blobsum=$ATK_BLOBSUM")
 	ATK_PLANE=$plane
 	atk_events_start "$name"
 	# (the filter drops bash's "Killed" job notice from lib.sh's runner: kill mode kills QEMU)
 	if [ "$plane" = inproc ]; then
-		VM_QEMU_WRAPPER="$ATK_WRAP" vm_boot "${args[@]}" 2> >(grep -v ' Killed  *timeout ' >&2) || return 1
+		VM_QEMU_EXTRA=$extra VM_QEMU_WRAPPER="$ATK_WRAP" vm_boot "${args[@]}" 2> >(grep -v ' Killed  *timeout ' >&2) || return 1
 	else
-		VM_QEMU_WRAPPER="" vm_boot "${args[@]}" 2> >(grep -v ' Killed  *timeout ' >&2) || return 1
+		VM_QEMU_EXTRA=$extra VM_QEMU_WRAPPER="" vm_boot "${args[@]}" 2> >(grep -v ' Killed  *timeout ' >&2) || return 1
 	fi
 	ATK_BOOTS=$((ATK_BOOTS + 1))
 	vm_wait_marker ready 120 || return 1

@@ -17,7 +17,9 @@
 #   audit         mode audit (in-process plane, else uprobe plane): benign traffic raises no
 #                 event; the attacks succeed and each raises one (action=allowed)
 #   kill-uprobe   uprobe plane (attach --enforce), mode kill: QEMU dies at the first rogue
-#                 transfer (a and b, one boot each), the guest never reports a result
+#                 transfer (a..e, one boot each), the guest never reports a result
+#   bridge        edu behind a pci-bridge (guest 01:02.0, same devfn space as bus 0): in-process
+#                 deny blocks a and b, uprobe audit reports them, every event names 01:02.0
 # Closing line: "attacks: N passed, M failed, K skipped". ATTACK_MODES="baseline deny-inproc ..."
 # selects modes. Needs root, make all guest guest-attack.
 set -u
@@ -260,7 +262,26 @@ mode_kill_uprobe() {
 	done
 }
 
-modes=${ATTACK_MODES:-baseline deny-inproc audit kill-uprobe}
+# devices behind a bridge: the bus number comes from the bridge (qemu_layout.h)
+mode_bridge() {
+	local m SCEN="a b" BDF_EDU=0000:01:02.0
+	if [ "$ATK_INPROC" = 1 ]; then
+		m=bridge-deny-inproc
+		atk_load deny || { bad "$m: pviommuctl load"; return; }
+		ATK_BRIDGE=1 boot_or_fail $m bridge-deny inproc || return
+		scenarios $m BLOCKED denied
+		finish $m
+	else skipt bridge-deny-inproc "in-process plane not available ($ATK_INPROC_WHY)"; fi
+	if [ "$ATK_UPROBE" = 1 ]; then
+		m=bridge-audit-uprobe
+		atk_load audit || { bad "$m: pviommuctl load"; return; }
+		ATK_BRIDGE=1 boot_or_fail $m bridge-audit uprobe || return
+		scenarios $m WORKED allowed
+		finish $m
+	else skipt bridge-audit-uprobe "uprobe enforcement not available ($ATK_UPROBE_WHY)"; fi
+}
+
+modes=${ATTACK_MODES:-baseline deny-inproc audit kill-uprobe bridge}
 # QEMU 7.2 has crashed once (SIGSEGV, NULL deref inside qemu-system-x86_64, no violation
 # reported before it) in about a dozen deny-inproc runs on this loaded 2-core machine, not
 # reproduced since. A mode whose QEMU died of SIGSEGV is run once more, said out loud; a
