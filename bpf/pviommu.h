@@ -149,6 +149,8 @@ struct pviommu_mapping {
 	__u32	refs;
 	__u64	generation;	/* domain generation when last changed */
 	__u64	cookie;		/* a3 of the MAP that created it */
+	__u32	lane;		/* the device's pviommu_fast lane + 1 (0: none) */
+	__u32	pad;
 };
 
 /* ---------------------------------------------------------------------
@@ -164,7 +166,8 @@ struct pviommu_mapping {
  *                   read / write
  *   sub[]           pieces covering part of the page: PVIOMMU_SUB(first,
  *                   last, perm), byte offsets inside the page, inclusive
- * A DEVICE slot (pfn 0) marks bdf as protected in that domain.
+ * A DEVICE slot (pfn 0) marks bdf as protected in that domain; its cnt_r
+ * is the device's pviommu_fast lane + 1 (0: no lane).
  * --------------------------------------------------------------------- */
 #define PVIOMMU_PAGE_SHIFT	12
 #define PVIOMMU_PAGE_SIZE	(1ull << PVIOMMU_PAGE_SHIFT)
@@ -195,6 +198,27 @@ struct pviommu_slot {
 	__u32	cnt_w;
 	__u32	sub[PVIOMMU_SUB_SLOTS];
 };
+
+/*
+ * pviommu_fast: the page bits of the check's fast path, a BPF_F_MMAPABLE
+ * array of __u64. A protected device may own one of PVIOMMU_FAST_LANES
+ * lanes (its DEVICE slot's cnt_r = lane + 1; 0: none): 2 bits per 4 KiB
+ * page of [0, PVIOMMU_FAST_PAGES << 12), bit 2p = page p is readable as a
+ * whole (cnt_r > 0 in its PAGE slot), bit 2p + 1 = writable as a whole
+ * (cnt_w > 0). The writers keep them with the index (set after a page
+ * gains whole-page access, cleared before an unmap returns); a reader that
+ * finds the bits it needs set skips the index. Clear bits prove nothing
+ * (sub-page pieces, pages above the window, devices without a lane): the
+ * index decides. Element PVIOMMU_FAST_USED is the bitmask of lanes in use;
+ * a lane is zeroed when it is handed out.
+ * 1 MiB per lane (16 GiB of guest-physical space), 16 MiB in all.
+ */
+#define PVIOMMU_MAP_FAST	"pviommu_fast"
+#define PVIOMMU_FAST_LANES	16
+#define PVIOMMU_FAST_PAGES	(1u << 22)
+#define PVIOMMU_FAST_LANE_WORDS	(PVIOMMU_FAST_PAGES / 32)
+#define PVIOMMU_FAST_USED	(PVIOMMU_FAST_LANES * PVIOMMU_FAST_LANE_WORDS)
+#define PVIOMMU_FAST_ENTRIES	(PVIOMMU_FAST_USED + 1)
 
 /*
  * pviommu_vfio_devs: key __u32 domain (QEMU tgid): the guest BDFs that the

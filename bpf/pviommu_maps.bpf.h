@@ -41,6 +41,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_events SEC(".maps");
 
+/* the fast path's page bits (pviommu.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PVIOMMU_FAST_ENTRIES);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_fast SEC(".maps");
+
 /* the devices a domain's VFIO containers serve (the LSM gate) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -50,7 +60,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_vfio_devs SEC(".maps");
 
-/* ---- glue for pviommu_range.h: the index is pviommu_index ---------------- */
+/* ---- glue for pviommu_range.h: pviommu_index, pviommu_fast ---------------- */
 #define PV_INLINE __always_inline
 
 struct pv_env {
@@ -63,6 +73,34 @@ static __always_inline struct pviommu_slot *pv_slot_at(struct pv_env *e,
 {
 	return bpf_map_lookup_elem(&pviommu_index, &idx);
 }
+
+static __always_inline __u64 *pv_fast_word(struct pv_env *e, __u32 idx)
+{
+	return bpf_map_lookup_elem(&pviommu_fast, &idx);
+}
+
+/*
+ * One page's fast bits. A global function: the verifier checks it once
+ * with unknown arguments instead of at every writer's call site.
+ */
+__attribute__((noinline)) int pv_fast_set_bits(__u32 lane, __u64 pfn, __u32 bits)
+{
+	__u32 idx;
+	__u64 *w, sh;
+
+	if (!lane || lane > PVIOMMU_FAST_LANES || pfn >= PVIOMMU_FAST_PAGES)
+		return 0;
+	idx = (lane - 1) * PVIOMMU_FAST_LANE_WORDS + (__u32)(pfn >> 5);
+	w = bpf_map_lookup_elem(&pviommu_fast, &idx);
+	if (!w)
+		return 0;
+	sh = (pfn & 31) * 2;
+	/* a reader between the two sees the bits clear: it asks the index */
+	__sync_fetch_and_and(w, ~(3ull << sh));
+	__sync_fetch_and_or(w, (__u64)(bits & 3) << sh);
+	return 1;
+}
+#define pv_fast_set(e, lane, pfn, bits)	pv_fast_set_bits((lane), (pfn), (bits))
 
 #define pv_loop(n, cb, ctx) bpf_loop((n), (cb), (ctx), 0)
 

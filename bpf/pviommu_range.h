@@ -19,6 +19,14 @@
  *   long pv_loop(__u32 n, long (*cb)(__u32, void *), void *ctx)
  *                                   calls cb(i, ctx) for i < n until cb
  *                                   returns 1; returns the calls made
+ *   __u64 *pv_fast_word(struct pv_env *, __u32 idx)
+ *                                   element idx of pviommu_fast (pviommu.h),
+ *                                   NULL when there is none
+ *   void pv_fast_set(struct pv_env *, __u32 lane, __u64 pfn, __u32 bits)
+ *                                   page pfn's 2 bits in lane (1-based) :=
+ *                                   bits; nothing outside the window (in
+ *                                   BPF a global function, which the
+ *                                   verifier checks once)
  *   PV_INLINE                       __always_inline (BPF) or inline
  *   PV_EINVAL ... errno values      (the kernel's; BPF has no errno.h)
  *
@@ -255,6 +263,82 @@ static PV_INLINE __u64 pv_npages(__u64 iova, __u64 size)
 	       (iova >> PVIOMMU_PAGE_SHIFT) + 1;
 }
 
+/* ---- the fast path's page bits (pviommu_fast, see pviommu.h) ----------- */
+
+/* the word holding page pfn's bits in lane (1-based), or NULL */
+static PV_INLINE __u64 *pv_fast_bits(struct pv_env *e, __u32 lane, __u64 pfn)
+{
+	if (!lane || lane > PVIOMMU_FAST_LANES || pfn >= PVIOMMU_FAST_PAGES)
+		return 0;
+	return pv_fast_word(e, (lane - 1) * PVIOMMU_FAST_LANE_WORDS +
+			       (__u32)(pfn >> 5));
+}
+
+/* after a change of page slot s (pfn): its bits say what its counts say */
+static PV_INLINE void pv_fast_sync(struct pv_env *e, __u32 lane, __u64 pfn,
+				   const struct pviommu_slot *s)
+{
+	pv_fast_set(e, lane, pfn, (__u32)!!s->cnt_r | (__u32)!!s->cnt_w << 1);
+}
+
+struct pv_fast_clear_ctx {
+	struct pv_env	*env;
+	__u32		base;
+};
+
+static long pv_fast_clear_cb(__u32 i, void *data)
+{
+	struct pv_fast_clear_ctx *c = data;
+	__u64 *w = pv_fast_word(c->env, c->base + i);
+
+	if (w)
+		*w = 0;
+	return 0;
+}
+
+struct pv_fast_free_ctx {
+	__u64	used;
+	__u32	lane;	/* the first free one, 0-based; LANES: none */
+};
+
+static long pv_fast_free_cb(__u32 i, void *data)
+{
+	struct pv_fast_free_ctx *c = data;
+
+	if (c->used & (1ull << (i & 63)))
+		return 0;
+	c->lane = i;
+	return 1;
+}
+
+/* a free lane, zeroed and marked used (1-based); 0 when none is free */
+static PV_INLINE __u32 pv_fast_alloc(struct pv_env *e)
+{
+	__u64 *used = pv_fast_word(e, PVIOMMU_FAST_USED);
+	struct pv_fast_clear_ctx c = { .env = e };
+	struct pv_fast_free_ctx f = { .lane = PVIOMMU_FAST_LANES };
+
+	if (!used)
+		return 0;
+	f.used = *used;
+	pv_loop(PVIOMMU_FAST_LANES, pv_fast_free_cb, &f);
+	if (f.lane >= PVIOMMU_FAST_LANES)
+		return 0;
+	c.base = f.lane * PVIOMMU_FAST_LANE_WORDS;
+	pv_loop(PVIOMMU_FAST_LANE_WORDS, pv_fast_clear_cb, &c);
+	__sync_fetch_and_or(used, 1ull << f.lane);
+	return f.lane + 1;
+}
+
+/* give lanes back (bitmask of 0-based lanes) */
+static PV_INLINE void pv_fast_release(struct pv_env *e, __u64 lanes)
+{
+	__u64 *used = pv_fast_word(e, PVIOMMU_FAST_USED);
+
+	if (used && lanes)
+		__sync_fetch_and_and(used, ~lanes);
+}
+
 /* one pass over some pages of a range: add or delete its pieces */
 struct pv_pieces_ctx {
 	struct pv_env	*env;
@@ -267,6 +351,7 @@ struct pv_pieces_ctx {
 	__u32		del;	/* 0: add, 1: delete */
 	__u32		done;	/* pages processed successfully */
 	int		err;
+	__u32		lane;	/* the device's fast lane (1-based), 0: none */
 };
 
 static long pv_pieces_cb(__u32 i, void *data)
@@ -287,6 +372,7 @@ static long pv_pieces_cb(__u32 i, void *data)
 	}
 	err = c->del ? pv_piece_del(s, first, last, c->perm) :
 		       pv_piece_add(s, first, last, c->perm);
+	pv_fast_sync(c->env, c->lane, pfn, s);
 	if (pv_slot_unused(s))
 		pv_slot_free(c->env, s, pv_slot_index(c->env, s,
 				PVIOMMU_SLOT_PAGE, c->dom, c->bdf, pfn));
@@ -298,22 +384,30 @@ static long pv_pieces_cb(__u32 i, void *data)
 	return 0;
 }
 
+/* -1: bdf is not protected in dom; else its fast lane (1-based), 0: none */
+static PV_INLINE int pv_device_lane(struct pv_env *e, __u32 dom, __u32 bdf)
+{
+	struct pviommu_slot *s = pv_slot_lookup(e, PVIOMMU_SLOT_DEVICE, dom,
+						bdf, 0, 0);
+
+	if (!s)
+		return -1;
+	return s->cnt_r <= PVIOMMU_FAST_LANES ? (int)s->cnt_r : 0;
+}
+
 /* add (del = 0) or delete the pieces of the range on pages [from, from+n) */
 static PV_INLINE int pv_pieces(struct pv_env *e, __u32 dom, __u32 bdf,
-			       __u64 iova, __u64 size, __u32 perm, __u32 from,
-			       __u32 n, __u32 del)
+			       __u32 lane, __u64 iova, __u64 size, __u32 perm,
+			       __u32 from, __u32 n, __u32 del)
 {
 	struct pv_pieces_ctx c = {
 		.env = e, .iova = iova, .size = size, .dom = dom, .bdf = bdf,
-		.perm = perm, .from = from, .del = del,
+		.lane = lane, .perm = perm, .from = from, .del = del,
 	};
 
 	if (!n)
 		return 0;
-	if (n == 1)	/* most DMA buffers: skip the loop machinery */
-		pv_pieces_cb(0, &c);
-	else
-		pv_loop(n, pv_pieces_cb, &c);
+	pv_loop(n, pv_pieces_cb, &c);
 	if (c.err && !del && c.done) {
 		/* roll back what was added */
 		c.del = 1;
@@ -338,18 +432,28 @@ static PV_INLINE int pv_range_ok(__u64 iova, __u64 size)
 static PV_INLINE int pv_device_protected(struct pv_env *e, __u32 dom,
 					 __u32 bdf)
 {
-	return pv_slot_lookup(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, 0) != 0;
+	return pv_device_lane(e, dom, bdf) >= 0;
 }
 
-/* DEV_ADD: mark bdf protected (idempotent) */
+/* DEV_ADD: mark bdf protected (idempotent), with a fast lane if one is free */
 static PV_INLINE int pv_op_dev_add(struct pv_env *e,
 				   struct pviommu_domain *d, __u32 dom,
 				   __u32 bdf)
 {
+	struct pviommu_slot *s;
+	__u32 lane;
+
 	if (pv_device_protected(e, dom, bdf))
 		return 0;
-	if (!pv_slot_lookup(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, 1))
+	s = pv_slot_lookup(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, 1);
+	if (!s)
 		return -PV_ENOSPC;
+	lane = pv_fast_alloc(e);
+	if (lane) {
+		pv_write_begin(s);
+		s->cnt_r = lane;
+		pv_write_end(s);
+	}
 	d->nr_devices++;
 	d->generation++;
 	return 0;
@@ -363,14 +467,15 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	struct pviommu_map_key k = { .domain = dom, .bdf = bdf, .iova = iova };
 	struct pviommu_mapping v = {}, *old;
 	__u64 np;
-	int err;
+	int err, lane;
 
 	err = pv_range_ok(iova, size);
 	if (err)
 		return err;
 	if (!perm || (perm & ~PVIOMMU_PERM_RW))
 		return -PV_EINVAL;
-	if (!pv_device_protected(e, dom, bdf))
+	lane = pv_device_lane(e, dom, bdf);
+	if (lane < 0)
 		return -PV_ENODEV;
 
 	/* the common case first: a new record (one hash operation) */
@@ -379,6 +484,7 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	v.perm = perm;
 	v.refs = 1;
 	v.cookie = cookie;
+	v.lane = (__u32)lane;
 	v.generation = d->generation + 1;
 	err = pv_rec_insert(e, &k, &v);
 	if (err == -PV_EEXIST) {
@@ -395,7 +501,7 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 		return -PV_ENOSPC;
 
 	np = pv_npages(iova, size);
-	err = pv_pieces(e, dom, bdf, iova, size, perm, 0, (__u32)np, 0);
+	err = pv_pieces(e, dom, bdf, (__u32)lane, iova, size, perm, 0, (__u32)np, 0);
 	if (err) {
 		pv_rec_delete(e, &k);
 		return err;
@@ -414,7 +520,7 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 	struct pviommu_map_key nk;
 	struct pviommu_mapping *old, nv;
 	__u64 end, np;
-	__u32 perm;
+	__u32 perm, lane;
 	int err;
 
 	err = pv_range_ok(iova, size);
@@ -434,10 +540,11 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 		return -PV_EBUSY;
 
 	perm = old->perm;
+	lane = old->lane;	/* the device's, for its whole life */
 	if (size == old->size) {
 		np = pv_npages(iova, size);
-		err = pv_pieces(e, dom, bdf, iova, size, perm, 0, (__u32)np,
-				1);
+		err = pv_pieces(e, dom, bdf, lane, iova, size, perm, 0,
+				(__u32)np, 1);
 		pv_rec_delete(e, &k);
 		d->nr_records--;
 		d->mapped_bytes -= size;
@@ -458,7 +565,7 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 		return err == -PV_EEXIST ? -PV_EBUSY : -PV_ENOSPC;
 	if (end & PV_PAGE_MASK) {
 		/* the page holding 'end' changes its piece: add the new one */
-		err = pv_pieces(e, dom, bdf, end, nv.size, perm, 0, 1, 0);
+		err = pv_pieces(e, dom, bdf, lane, end, nv.size, perm, 0, 1, 0);
 		if (err) {
 			pv_rec_delete(e, &nk);
 			return err;
@@ -467,7 +574,7 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 	} else {
 		np = pv_npages(iova, size);
 	}
-	err = pv_pieces(e, dom, bdf, iova, nv.size + size, perm, 0,
+	err = pv_pieces(e, dom, bdf, lane, iova, nv.size + size, perm, 0,
 			(__u32)np, 1);
 	pv_rec_delete(e, &k);
 	d->mapped_bytes -= size;
@@ -482,6 +589,7 @@ struct pv_purge_ctx {
 	__u32		bdf;
 	__u32		all_devices;
 	__u32		freed;
+	__u64		lanes;	/* fast lanes of the purged devices (0-based) */
 };
 
 static long pv_purge_cb(__u32 i, void *data)
@@ -494,6 +602,9 @@ static long pv_purge_cb(__u32 i, void *data)
 	if ((s->kind != PVIOMMU_SLOT_PAGE && s->kind != PVIOMMU_SLOT_DEVICE) ||
 	    s->domain != c->dom || (!c->all_devices && s->bdf != c->bdf))
 		return 0;
+	if (s->kind == PVIOMMU_SLOT_DEVICE && s->cnt_r &&
+	    s->cnt_r <= PVIOMMU_FAST_LANES)
+		c->lanes |= 1ull << (s->cnt_r - 1);
 	pv_write_begin(s);
 	s->kind = PVIOMMU_SLOT_TOMB;
 	s->domain = 0;
@@ -535,6 +646,9 @@ static PV_INLINE __u32 pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
 	pv_loop(e->mask + 1, pv_purge_cb, &c);
 	if (c.freed)
 		pv_loop(e->mask + 1, pv_sweep_cb, &c);
+	/* no DEVICE slot names those lanes any more: hand them back */
+	pv_fast_release(e, c.lanes);
+
 	return c.freed;
 }
 
@@ -624,13 +738,21 @@ static PV_INLINE int pv_covered(const struct pviommu_slot *s, __u32 first,
 	return c.covered;
 }
 
-/* check one page: bytes [first, last] of page pfn for 'need' */
+/*
+ * check one page: bytes [first, last] of page pfn for 'need'; lane is the
+ * device's fast lane (1-based, 0: none): bits set there answer at once
+ */
 static PV_INLINE int pv_check_page(struct pv_env *e, __u32 dom, __u32 bdf,
-				   __u64 pfn, __u32 first, __u32 last,
-				   __u32 need)
+				   __u32 lane, __u64 pfn, __u32 first,
+				   __u32 last, __u32 need)
 {
 	struct pviommu_slot s;
-	int r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, &s);
+	__u64 *w = pv_fast_bits(e, lane, pfn);
+	int r;
+
+	if (w && ((PV_READ_ONCE(*w) >> ((pfn & 31) * 2)) & need) == need)
+		return PV_ALLOW;
+	r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, &s);
 
 	if (r < 0)
 		return PV_DENY_BUSY;
@@ -656,6 +778,7 @@ struct pv_check_ctx {
 	__u64		len;
 	__u32		dom;
 	__u32		bdf;
+	__u32		lane;
 	__u32		need;
 	int		verdict;
 };
@@ -667,21 +790,23 @@ static long pv_check_cb(__u32 i, void *data)
 	__u64 pfn;
 
 	pv_piece_of(c->addr, c->len, i, &pfn, &first, &last);
-	c->verdict = pv_check_page(c->env, c->dom, c->bdf, pfn, first, last,
-				   c->need);
+	c->verdict = pv_check_page(c->env, c->dom, c->bdf, c->lane, pfn, first,
+				   last, c->need);
 	return c->verdict != PV_ALLOW;
 }
 
 /*
- * The per-transfer check: may device bdf of domain dom access
- * [addr, addr + len) for 'need' (PVIOMMU_PERM_*)? Returns enum pv_verdict.
+ * The per-transfer check: may device bdf of domain dom (fast lane 'lane',
+ * 1-based, 0: none) access [addr, addr + len) for 'need' (PVIOMMU_PERM_*)?
+ * Returns enum pv_verdict.
  */
-static PV_INLINE int pv_check_range(struct pv_env *e, __u32 dom, __u32 bdf,
-				    __u64 addr, __u64 len, __u32 need)
+static PV_INLINE int pv_check_lane(struct pv_env *e, __u32 dom, __u32 bdf,
+				   __u32 lane, __u64 addr, __u64 len,
+				   __u32 need)
 {
 	struct pv_check_ctx c = {
 		.env = e, .addr = addr, .len = len, .dom = dom, .bdf = bdf,
-		.need = need, .verdict = PV_ALLOW,
+		.lane = lane, .need = need, .verdict = PV_ALLOW,
 	};
 	__u64 np;
 	__u32 first, last;
@@ -694,7 +819,7 @@ static PV_INLINE int pv_check_range(struct pv_env *e, __u32 dom, __u32 bdf,
 	np = pv_npages(addr, len);
 	if (np == 1) {
 		pv_piece_of(addr, len, 0, &pfn, &first, &last);
-		return pv_check_page(e, dom, bdf, pfn, first, last, need);
+		return pv_check_page(e, dom, bdf, lane, pfn, first, last, need);
 	}
 	if (np > PVIOMMU_MAX_CHECK_PAGES)
 		return PV_DENY_WRAP;
@@ -702,13 +827,22 @@ static PV_INLINE int pv_check_range(struct pv_env *e, __u32 dom, __u32 bdf,
 	return c.verdict;
 }
 
+/* the check of a protected device, from the index alone */
+static PV_INLINE int pv_check_range(struct pv_env *e, __u32 dom, __u32 bdf,
+				    __u64 addr, __u64 len, __u32 need)
+{
+	return pv_check_lane(e, dom, bdf, 0, addr, len, need);
+}
+
 /* CHECK as documented in pviommu.h: unprotected devices pass untouched */
 static PV_INLINE int pv_check(struct pv_env *e, __u32 dom, __u32 bdf,
 			      __u64 addr, __u64 len, __u32 need)
 {
-	if (!pv_device_protected(e, dom, bdf))
+	int lane = pv_device_lane(e, dom, bdf);
+
+	if (lane < 0)
 		return PV_ALLOW;
-	return pv_check_range(e, dom, bdf, addr, len, need);
+	return pv_check_lane(e, dom, bdf, (__u32)lane, addr, len, need);
 }
 
 #endif /* __PVIOMMU_RANGE_H */

@@ -20,7 +20,8 @@
  *
  * Per transfer: the AddressSpace is mapped to a PCI requester id once
  * (qemu_layout.h, cached per pointer in a lock-free table), then pv_check()
- * (bpf/pviommu_range.h) runs on the mmapped index: no syscall, no trap.
+ * (bpf/pviommu_range.h) runs on the mmapped pviommu_fast page bits and,
+ * when they do not answer, the mmapped index: no syscall, no trap.
  * Address spaces that are not a PCI device's (address_space_memory,
  * cpu-memory-N, ...) and MSI writes pass untouched.
  *
@@ -799,6 +800,7 @@ __attribute__((constructor)) static void pvq_init(void)
 	}
 	g_env.tbl = g_view.base;
 	g_env.mask = g_view.slots - 1;
+	g_env.fast = g_view.fast;	/* NULL: every check asks the index */
 	g_dom_fd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
 	g_hc_fd = pv_obj_get(NULL, "progs/pviommu_kvm_hypercall", 0);
 	g_ev_fd = pv_obj_get(NULL, "progs/pviommu_inproc_event", 0);

@@ -53,6 +53,10 @@ has "bpftool shows named perm" '"perm": 3' "$TMP/out"
 has "bpftool shows named key" '"domain": '"$hpid" "$TMP/out"
 expect "bpftool domains dump" 0 bpftool map dump pinned "$PVIOMMU_PIN_DIR/pviommu_domains"
 has "bpftool domain record" '"nr_records": 2' "$TMP/out"
+# the check's page bits: 00:04.0 owns lane 1; word 8 holds pages 0x100-0x11f, 2 bits each:
+# the three rw pages at 0x100000 are 0b111111; the sub-page w mapping sets none
+expect "bpftool reads the page bits" 0 bpftool map lookup pinned "$PVIOMMU_PIN_DIR/pviommu_fast" key 8 0 0 0
+has "pages 0x100-0x102 rw in lane 1" '"value": 63' "$TMP/out"
 
 # reload: new programs, same maps, mappings survive
 expect "reload" 0 "$CTL" load

@@ -205,11 +205,30 @@ int pv_index_map(const char *dir, struct pv_index_view *v, int rdonly)
 		close(v->fd);
 		return err;
 	}
+	/* the fast path's page bits: optional (the index alone is complete) */
+	v->fast_fd = pv_obj_get(dir, PVIOMMU_MAP_FAST, 0);
+	memset(&info, 0, sizeof(info));
+	len = sizeof(info);
+	if (v->fast_fd >= 0 &&
+	    (bpf_obj_get_info_by_fd(v->fast_fd, &info, &len) ||
+	     info.value_size != sizeof(__u64) ||
+	     info.max_entries != PVIOMMU_FAST_ENTRIES ||
+	     (v->fast = mmap(NULL, PVIOMMU_FAST_ENTRIES * sizeof(__u64),
+			     PROT_READ | (rdonly ? 0 : PROT_WRITE), MAP_SHARED,
+			     v->fast_fd, 0)) == MAP_FAILED)) {
+		v->fast = NULL;
+		close(v->fast_fd);
+		v->fast_fd = -1;
+	}
 	return 0;
 }
 
 void pv_index_unmap(struct pv_index_view *v)
 {
+	if (v->fast)
+		munmap(v->fast, PVIOMMU_FAST_ENTRIES * sizeof(__u64));
+	if (v->fast_fd > 0)
+		close(v->fast_fd);
 	if (v->base && v->base != MAP_FAILED)
 		munmap(v->base, v->len);
 	if (v->fd > 0)

@@ -37,6 +37,9 @@ struct pv_index_view {
 	__u32			slots;
 	size_t			len;
 	struct pviommu_slot	*base;
+	/* pviommu_fast, the check's page bits; NULL when not pinned */
+	int			fast_fd;
+	__u64			*fast;
 };
 int pv_index_map(const char *dir, struct pv_index_view *v, int rdonly);
 void pv_index_unmap(struct pv_index_view *v);

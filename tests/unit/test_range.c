@@ -26,6 +26,8 @@ static void fx_init(struct fx *f, __u32 slots, __u32 max_recs)
 {
 	memset(f, 0, sizeof(*f));
 	f->e.tbl = calloc(slots, sizeof(struct pviommu_slot));
+	/* the fast path's page bits: devices get lanes, checks use them */
+	f->e.fast = calloc(PVIOMMU_FAST_ENTRIES, sizeof(__u64));
 	f->e.mask = slots - 1;
 	f->rt.cap = 1;
 	while (f->rt.cap < max_recs * 2)
@@ -39,6 +41,7 @@ static void fx_init(struct fx *f, __u32 slots, __u32 max_recs)
 
 static void fx_fini(struct fx *f)
 {
+	free(f->e.fast);
 	free(f->e.tbl);
 	free(f->rt.e);
 }
@@ -254,6 +257,85 @@ static void t_purge(void)
 	fx_fini(&f);
 }
 
+/*
+ * The fast bits of every lane say exactly what the PAGE slots' whole-page
+ * counts say (inside the window), and nothing else is set. Returns the
+ * number of disagreements.
+ */
+static int fast_mismatches(struct fx *f)
+{
+	int bad = 0;
+	__u64 want_set = 0, set = 0;
+
+	for (__u32 i = 0; i <= f->e.mask; i++) {
+		struct pviommu_slot *s = pv_slot_at(&f->e, i);
+		int lane;
+		__u64 *w;
+		__u32 have, want;
+
+		if (s->kind != PVIOMMU_SLOT_PAGE)
+			continue;
+		lane = pv_device_lane(&f->e, s->domain, s->bdf);
+		w = lane > 0 ? pv_fast_bits(&f->e, (__u32)lane, s->pfn) : NULL;
+		want = (s->cnt_r ? 1 : 0) | (s->cnt_w ? 2 : 0);
+		if (!w)
+			continue;
+		have = (__u32)(*w >> ((s->pfn & 31) * 2)) & 3;
+		bad += have != want;
+		want_set += __builtin_popcount(want);
+	}
+	for (__u32 i = 0; i < PVIOMMU_FAST_USED; i++)
+		set += (__u64)__builtin_popcountll(f->e.fast[i]);
+	return bad + (set != want_set);
+}
+
+static void t_fast_lanes(void)
+{
+	struct fx f;
+	__u32 i, bdf;
+	int lane;
+
+	fx_init(&f, 4096, 64);
+	ASSERT_EQ(pv_device_lane(&f.e, DOM, DEV_A), 1, "A got lane 1");
+	ASSERT_EQ(pv_device_lane(&f.e, DOM, DEV_B), 2, "B got lane 2");
+	ASSERT_OK(map(&f, DEV_A, 0x10000, 0x3000, RW), "map 3 pages rw");
+	ASSERT_OK(map(&f, DEV_A, 0x20010, 0x40, W), "sub-page w");
+	ASSERT_EQ(fast_mismatches(&f), 0, "bits follow the counts");
+	ASSERT_EQ(*pv_fast_bits(&f.e, 1, 0x11) >> (0x11 % 32 * 2) & 3, 3, "page 0x11 rw");
+	ASSERT_EQ(*pv_fast_bits(&f.e, 1, 0x20) >> (0x20 % 32 * 2) & 3, 0,
+		  "a sub-page piece sets no bit");
+	ASSERT_EQ(chk(&f, DEV_A, 0x20010, 0x40, W), PV_ALLOW, "sub-page: the index answers");
+	ASSERT_EQ(chk(&f, DEV_A, 0x20010, 0x41, W), PV_DENY_UNMAPPED, "one byte past");
+	ASSERT_EQ(chk(&f, DEV_B, 0x10000, 1, R), PV_DENY_UNMAPPED, "B's lane is its own");
+	ASSERT_OK(unmap(&f, DEV_A, 0x10000, 0x1000), "partial unmap of the head");
+	ASSERT_EQ(chk(&f, DEV_A, 0x10000, 1, R), PV_DENY_UNMAPPED, "revoked page denied");
+	ASSERT_EQ(fast_mismatches(&f), 0, "bits follow a partial unmap");
+	/* above the window: the index alone, same answers */
+	ASSERT_OK(map(&f, DEV_A, (__u64)PVIOMMU_FAST_PAGES << 12, 0x1000, R), "map above 4 GiB");
+	ASSERT_EQ(chk(&f, DEV_A, (__u64)PVIOMMU_FAST_PAGES << 12, 0x1000, R), PV_ALLOW,
+		  "above the window: allowed by the index");
+	ASSERT_EQ(chk(&f, DEV_A, (__u64)PVIOMMU_FAST_PAGES << 12, 0x1000, W), PV_DENY_PERM,
+		  "above the window: denied by the index");
+	/* lanes run out: later devices have none and still work */
+	for (i = 0; i < PVIOMMU_FAST_LANES; i++)
+		pv_op_dev_add(&f.e, &f.d, DOM, PVIOMMU_BDF(0, 1, i, 0));
+	lane = pv_device_lane(&f.e, DOM, PVIOMMU_BDF(0, 1, PVIOMMU_FAST_LANES - 1, 0));
+	ASSERT_EQ(lane, 0, "17th and 18th devices: no lane");
+	bdf = PVIOMMU_BDF(0, 1, PVIOMMU_FAST_LANES - 1, 0);
+	ASSERT_OK(map(&f, bdf, 0x30000, 0x1000, R), "map for a device without a lane");
+	ASSERT_EQ(chk(&f, bdf, 0x30000, 0x1000, R), PV_ALLOW, "checked by the index");
+	/* a purge hands the lane back, zeroed before its next owner uses it */
+	pv_purge_index(&f.e, DOM, DEV_A, 0);
+	pv_op_dev_add(&f.e, &f.d, DOM, PVIOMMU_BDF(0, 2, 0, 0));
+	ASSERT_EQ(pv_device_lane(&f.e, DOM, PVIOMMU_BDF(0, 2, 0, 0)), 1, "lane 1 reused");
+	ASSERT_EQ(chk(&f, PVIOMMU_BDF(0, 2, 0, 0), 0x11000, 1, R), PV_DENY_UNMAPPED,
+		  "the new owner inherits none of A's pages");
+	ASSERT_EQ(fast_mismatches(&f), 0, "no stale bit");
+	pv_purge_index(&f.e, DOM, 0, 1);
+	ASSERT_EQ(f.e.fast[PVIOMMU_FAST_USED], 0, "every lane free after the domain's purge");
+	fx_fini(&f);
+}
+
 /* ---- randomized: the index against a byte-level model ------------------ */
 #define SPACE	0x8000
 struct mrec { __u64 iova, size; __u32 perm, refs, bdf; int live; };
@@ -357,8 +439,13 @@ static void t_random_model(void)
 			__u64 a = rnd() % SPACE, len = 1 + rnd() % 0x2000;
 			__u32 need = 1 + rnd() % 3;
 			int v = chk(&f, bdf, a, len, need);
+			int vi = pv_check_range(&f.e, DOM, bdf, a, len, need);
 
 			checks++;
+			if ((v == PV_ALLOW) != (vi == PV_ALLOW)) {
+				mism++;
+				printf("  model: step %d fast path %d, index alone %d\n", step, v, vi);
+			}
 			if ((v == PV_ALLOW) != model_ok(m, n, bdf, a, len, need)) {
 				mism++;
 				printf("  model: step %d check %x [%llx,+%llx) need %u got %d\n",
@@ -369,6 +456,7 @@ static void t_random_model(void)
 	}
 	printf("  %d ops, %d checks against the model\n", ops, checks);
 	ASSERT_EQ(mism, 0, "mismatches against the byte model");
+	ASSERT_EQ(fast_mismatches(&f), 0, "fast bits agree with the index");
 	/* unmap everything: nothing may be left */
 	for (int i = 0; i < n; i++)
 		while (m[i].live) {
@@ -379,6 +467,7 @@ static void t_random_model(void)
 		}
 	ASSERT_EQ(page_slots(&f), 0, "no page slot left after unmapping all");
 	ASSERT_EQ(f.rt.n, 0, "no record left");
+	ASSERT_EQ(fast_mismatches(&f), 0, "no fast bit left");
 	fx_fini(&f);
 }
 
@@ -391,6 +480,7 @@ int main(void)
 	SUBTEST("partial_unmap", t_partial_unmap());
 	SUBTEST("full_tables", t_full_tables());
 	SUBTEST("purge", t_purge());
+	SUBTEST("fast_lanes", t_fast_lanes());
 	SUBTEST("random_model", t_random_model());
 	return tl_done("unit");
 }
