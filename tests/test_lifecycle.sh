@@ -105,8 +105,25 @@ expect "help per command" 0 "$CTL" help mappings
 expect "prefix match" 0 "$CTL" -j stat
 expect "not root exits 2" 2 setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" status
 
-# attach to a QEMU binary (every process of it), survive a reload, detach
-Q=$(command -v qemu-system-x86_64)
+# attach to a QEMU binary (every process of it), survive a reload, detach. On a private copy
+# (another inode): uprobes on the real binary would reach every VM running on this machine,
+# other tests' too, and crash those that run the in-process plane (pviommuctl run)
+Q=$TMP/qemu-system-x86_64
+cp "$(command -v qemu-system-x86_64)" "$Q"
+# first a QEMU of that binary running the in-process plane: attach --qemu refuses (its uprobes
+# would land on the patched prologues and crash it)
+qmod=$(dirname "$(ls /usr/lib/*/qemu/accel-tcg-x86_64.so 2>/dev/null | head -n1)")
+QEMU_MODULE_DIR=$qmod "$CTL" run -- "$Q" -machine none -display none -nodefaults -monitor none -S \
+	</dev/null >"$TMP/inproc.out" 2>&1 &
+qpid=$!
+for _ in $(seq 1 100); do grep -q libpviommu-qemu.so "/proc/$qpid/maps" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5	# past its constructor
+kill -0 "$qpid" 2>/dev/null && ok "a QEMU runs the in-process plane" || bad "a QEMU runs the in-process plane" "$(head -c 300 "$TMP/inproc.out")"
+expect "attach --qemu refuses a binary whose QEMU runs the in-process plane" 1 "$CTL" attach --qemu "$Q" --enforce
+has "... names that QEMU" "QEMU pids $qpid of $Q run the in-process plane" "$TMP/err"
+[ "$(ls "$PVIOMMU_PIN_DIR/links" | grep -c -e '^enf-x' -e '^tcg-x')" = 0 ] && ok "... and attaches nothing" ||
+	bad "... and attaches nothing" "$(ls "$PVIOMMU_PIN_DIR/links")"
+kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
 expect "attach --qemu --enforce" 0 "$CTL" -j attach --qemu "$Q" --enforce
 has "attach --qemu says so" '"enforce_uprobes":2[0-9]' "$TMP/out"
 nlinks=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c '^enf-x')

@@ -1171,6 +1171,46 @@ static int has_inproc(int pid)
 	return hit;
 }
 
+/*
+ * Processes of binary 'path' (same inode as /proc/PID/exe) that run the
+ * in-process plane; their pids, comma-separated, in buf. A uprobe on that
+ * binary lands on the 'jmp rel32' libpviommu-qemu.so wrote over a patched
+ * prologue: the kernel then emulates the file's first instruction and
+ * resumes 2 or 3 bytes into the jmp, i.e. inside its displacement (seen as
+ * QEMU 7.2 dying of SIGSEGV in address_space_stl_le -> flatview_do_translate
+ * -> address_space_translate_internal: 'mov %rdi,%r14' was skipped, the
+ * AddressSpace pointer is stale, its dispatch NULL). Removing the uprobe
+ * writes the file's first byte back over the jmp: broken for good.
+ */
+static int inproc_users(const char *path, char *buf, size_t len)
+{
+	struct stat want, st;
+	struct dirent *de;
+	size_t off = 0;
+	int n = 0;
+	DIR *d;
+
+	buf[0] = 0;
+	if (stat(path, &want) || !(d = opendir("/proc")))
+		return 0;
+	while ((de = readdir(d))) {
+		char exe[64];
+		int pid = atoi(de->d_name);
+
+		if (pid <= 0)
+			continue;
+		snprintf(exe, sizeof(exe), "/proc/%d/exe", pid);
+		if (stat(exe, &st) || st.st_dev != want.st_dev || st.st_ino != want.st_ino ||
+		    !has_inproc(pid))
+			continue;
+		if (off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%d", n ? "," : "", pid);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
 static int cmd_attach(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -1187,6 +1227,7 @@ static int cmd_attach(int argc, char **argv)
 	__u64 pid = 0;
 	int c, err, ctl_fd, enforce = 0, nl = 0;
 	const char *qemu = NULL;
+	char users[256];
 	struct target t;
 
 	optind = 1;
@@ -1282,9 +1323,29 @@ static int cmd_attach(int argc, char **argv)
 		p_err("loading the uprobe programs failed: %s", strerror(-err));
 		goto out;
 	}
+	/*
+	 * --qemu PATH: uprobes on the binary reach every process of it,
+	 * those that run the in-process plane too (see inproc_users). Checked
+	 * right before and right after attaching: a QEMU that starts later
+	 * finds int3 in its prologues and refuses to run, one whose
+	 * constructor patched in between is caught by the second look.
+	 */
+	if (qemu && inproc_users(qemu, users, sizeof(users))) {
+		p_err("QEMU pids %s of %s run the in-process plane (pviommuctl run): uprobes on that binary would land on their patched prologues and crash them; stop them first, or attach to other VMs one by one (attach --pid P)",
+		      users, qemu);
+		err = -EBUSY;
+		goto out;
+	}
 	err = attach_tcg(skel, &t);
 	if (!err && enforce)
 		err = attach_enforce(skel, &t, &nl);
+	if (!err && qemu && inproc_users(qemu, users, sizeof(users))) {
+		drop_links_of(t.tag);
+		p_err("QEMU pids %s of %s started the in-process plane while the uprobes were being attached: uprobes removed again; check those VMs",
+		      users, qemu);
+		err = -EBUSY;
+		goto out;
+	}
 	if (err) {
 		drop_links_of(t.tag);
 		if (err == -ESRCH)
