@@ -99,6 +99,20 @@ static double per_call(int (*fn)(int), int n)
 	return (now_ns() - t0) / n;
 }
 
+/* ns per in-process check of random live mappings; allowed ones added to *ok */
+static double user_checks(struct pv_env *e, __u32 self, int n, unsigned long long *ok)
+{
+	unsigned long long x = 12345;
+	double t0 = now_ns();
+
+	for (int i = 0; i < n; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		*ok += pv_check(e, self, DEV, BASE + ((x >> 33) % live) * 0x2000 + 64, 1500,
+				PVIOMMU_PERM_READ) == PV_ALLOW;
+	}
+	return (now_ns() - t0) / n;
+}
+
 int main(int argc, char **argv)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
@@ -151,7 +165,7 @@ int main(int argc, char **argv)
 	for (int s = 0; s < 3; s++) {
 		__u64 ns0, c0, ns1, c1, self = getpid();
 		double t0;
-		unsigned long long x = 12345, ok = 0;
+		unsigned long long ok = 0;
 		int n_chk = 2000000;
 
 		if (grow_to(sizes[s])) {
@@ -183,23 +197,9 @@ int main(int argc, char **argv)
 		bpf_chk_ns[s] = (double)(ns1 - ns0) / (c1 - c0 ? c1 - c0 : 1);
 
 		/* the same check in userspace: page bits + index, then index alone */
-		t0 = now_ns();
-		for (int i = 0; i < n_chk; i++) {
-			x = x * 6364136223846793005ull + 1442695040888963407ull;
-			ok += pv_check(&env, self, DEV,
-				       BASE + ((x >> 33) % live) * 0x2000 + 64, 1500,
-				       PVIOMMU_PERM_READ) == PV_ALLOW;
-		}
-		user_chk[s] = (now_ns() - t0) / n_chk;
-		t0 = now_ns();
-		for (int i = 0; i < n_chk; i++) {
-			x = x * 6364136223846793005ull + 1442695040888963407ull;
-			ok += pv_check(&env_idx, self, DEV,
-				       BASE + ((x >> 33) % live) * 0x2000 + 64, 1500,
-				       PVIOMMU_PERM_READ) == PV_ALLOW;
-		}
-		user_idx[s] = (now_ns() - t0) / n_chk;
-		n_chk *= 2;	/* both loops' checks are counted in ok */
+		user_chk[s] = user_checks(&env, self, n_chk, &ok);
+		user_idx[s] = user_checks(&env_idx, self, n_chk, &ok);
+		n_chk *= 2;	/* both runs' checks are counted in ok */
 		if (ok != (unsigned long long)n_chk) {	/* every mapped range allowed */
 			fprintf(stderr, "bench: %llu of %d checks denied: the index is wrong\n",
 				n_chk - ok, n_chk);

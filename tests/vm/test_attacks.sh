@@ -262,23 +262,22 @@ mode_kill_uprobe() {
 	done
 }
 
-# devices behind a bridge: the bus number comes from the bridge (qemu_layout.h)
+# devices behind a bridge: the bus number comes from the bridge (qemu_layout.h).
+# bridge_one NAME MODE PLANE(inproc|uprobe) WANT ACTION
+bridge_one() {
+	local m=$1 have why
+	if [ "$3" = inproc ]; then have=$ATK_INPROC why=$ATK_INPROC_WHY
+	else have=$ATK_UPROBE why=$ATK_UPROBE_WHY; fi
+	[ "$have" = 1 ] || { skipt "$m" "$3 plane not available ($why)"; return; }
+	atk_load "$2" || { bad "$m: pviommuctl load"; return; }
+	ATK_BRIDGE=1 boot_or_fail "$m" "$m" "$3" || return
+	scenarios "$m" "$4" "$5"
+	finish "$m"
+}
 mode_bridge() {
-	local m SCEN="a b" BDF_EDU=0000:01:02.0
-	if [ "$ATK_INPROC" = 1 ]; then
-		m=bridge-deny-inproc
-		atk_load deny || { bad "$m: pviommuctl load"; return; }
-		ATK_BRIDGE=1 boot_or_fail $m bridge-deny inproc || return
-		scenarios $m BLOCKED denied
-		finish $m
-	else skipt bridge-deny-inproc "in-process plane not available ($ATK_INPROC_WHY)"; fi
-	if [ "$ATK_UPROBE" = 1 ]; then
-		m=bridge-audit-uprobe
-		atk_load audit || { bad "$m: pviommuctl load"; return; }
-		ATK_BRIDGE=1 boot_or_fail $m bridge-audit uprobe || return
-		scenarios $m WORKED allowed
-		finish $m
-	else skipt bridge-audit-uprobe "uprobe enforcement not available ($ATK_UPROBE_WHY)"; fi
+	local SCEN="a b" BDF_EDU=0000:01:02.0
+	bridge_one bridge-deny-inproc deny inproc BLOCKED denied
+	bridge_one bridge-audit-uprobe audit uprobe WORKED allowed
 }
 
 modes=${ATTACK_MODES:-baseline deny-inproc audit kill-uprobe bridge}
