@@ -57,6 +57,8 @@ has "bpftool domain record" '"nr_records": 2' "$TMP/out"
 # the three rw pages at 0x100000 are 0b111111; the sub-page w mapping sets none
 expect "bpftool reads the page bits" 0 bpftool map lookup pinned "$PVIOMMU_PIN_DIR/pviommu_fast" key 8 0 0 0
 has "pages 0x100-0x102 rw in lane 1" '"value": 63' "$TMP/out"
+expect "status counts the lanes" 0 "$CTL" -j status
+has "one device lane in use" '"fast_lanes":{"used":1,"max":16}' "$TMP/out"
 
 # reload: new programs, same maps, mappings survive
 expect "reload" 0 "$CTL" load

@@ -721,6 +721,7 @@ static int count_links(const char *prefix, char *pids, size_t len)
 static int cmd_status(int argc, char **argv)
 {
 	struct pv_index_view iv;
+	int lanes;
 	struct pviommu_stats st;
 	struct pv_features f;
 	__u32 key, next, *prev = NULL;
@@ -773,6 +774,7 @@ static int cmd_status(int argc, char **argv)
 	pv_stats_read(sfd, &st);
 	rec_max = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
 	count_links("tcg-", pids, sizeof(pids));
+	lanes = iv.fast ? __builtin_popcountll(iv.fast[PVIOMMU_FAST_USED]) : -1;
 
 	if (json) {
 		printf("{\"loaded\":true,\"generation\":%llu,\"programs\":{"
@@ -783,9 +785,10 @@ static int cmd_status(int argc, char **argv)
 		printf("\"features\":");
 		pv_features_json(&f, stdout);
 		printf(",\"index\":{\"slots\":%u,\"used\":%llu,\"tombstones\":%llu,\"bytes\":%zu},"
+		       "\"fast_lanes\":{\"used\":%d,\"max\":%d},"
 		       "\"max_records\":%u,\"default_mode\":\"%s\",\"lock_busy\":%llu,\"domains\":[",
 		       iv.slots, (unsigned long long)used, (unsigned long long)tomb,
-		       iv.len, rec_max, pv_mode_str(ctl->default_mode),
+		       iv.len, lanes, PVIOMMU_FAST_LANES, rec_max, pv_mode_str(ctl->default_mode),
 		       (unsigned long long)ctl->lock_busy);
 	} else {
 		printf("pviommu: loaded (generation %llu), pins under %s\n",
@@ -822,6 +825,12 @@ static int cmd_status(int argc, char **argv)
 		       iv.slots, sizeof(struct pviommu_slot), iv.len >> 10,
 		       (unsigned long long)used, 100.0 * used / iv.slots,
 		       (unsigned long long)tomb);
+		if (lanes < 0)
+			printf("page bits: pviommu_fast not pinned (every check asks the index)\n");
+		else
+			printf("page bits: %d of %d device lanes in use%s\n", lanes,
+			       PVIOMMU_FAST_LANES, lanes == PVIOMMU_FAST_LANES ?
+			       " (full: devices protected from now on are checked by the index alone)" : "");
 		printf("records: max %u; default mode %s\n", rec_max,
 		       pv_mode_str(ctl->default_mode));
 		printf("domains:\n  %-8s %-7s %-8s %-12s %-6s %s\n", "PID", "DEVICES",
