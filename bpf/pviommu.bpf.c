@@ -75,6 +75,14 @@ static __always_inline int pv_rec_delete(struct pv_env *e,
 
 #include "pviommu_range.h"
 
+__attribute__((noinline)) int pv_fast_set_bits(__u32 lane, __u64 pfn, __u32 bits)
+{
+	struct pv_env e = {};
+
+	pv_fast_write(&e, lane, pfn, bits);
+	return 0;
+}
+
 /* ---- helpers -------------------------------------------------------------- */
 static __always_inline struct pviommu_ctl *ctl_get(void)
 {

@@ -80,26 +80,11 @@ static __always_inline __u64 *pv_fast_word(struct pv_env *e, __u32 idx)
 }
 
 /*
- * One page's fast bits. A global function: the verifier checks it once
+ * The writers set a page's fast bits through a global function (defined
+ * by pviommu.bpf.c around pv_fast_write()): the verifier checks it once
  * with unknown arguments instead of at every writer's call site.
  */
-__attribute__((noinline)) int pv_fast_set_bits(__u32 lane, __u64 pfn, __u32 bits)
-{
-	__u32 idx;
-	__u64 *w, sh;
-
-	if (!lane || lane > PVIOMMU_FAST_LANES || pfn >= PVIOMMU_FAST_PAGES)
-		return 0;
-	idx = (lane - 1) * PVIOMMU_FAST_LANE_WORDS + (__u32)(pfn >> 5);
-	w = bpf_map_lookup_elem(&pviommu_fast, &idx);
-	if (!w)
-		return 0;
-	sh = (pfn & 31) * 2;
-	/* a reader between the two sees the bits clear: it asks the index */
-	__sync_fetch_and_and(w, ~(3ull << sh));
-	__sync_fetch_and_or(w, (__u64)(bits & 3) << sh);
-	return 1;
-}
+int pv_fast_set_bits(__u32 lane, __u64 pfn, __u32 bits);
 #define pv_fast_set(e, lane, pfn, bits)	pv_fast_set_bits((lane), (pfn), (bits))
 
 #define pv_loop(n, cb, ctx) bpf_loop((n), (cb), (ctx), 0)

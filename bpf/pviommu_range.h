@@ -22,11 +22,10 @@
  *   __u64 *pv_fast_word(struct pv_env *, __u32 idx)
  *                                   element idx of pviommu_fast (pviommu.h),
  *                                   NULL when there is none
- *   void pv_fast_set(struct pv_env *, __u32 lane, __u64 pfn, __u32 bits)
- *                                   page pfn's 2 bits in lane (1-based) :=
- *                                   bits; nothing outside the window (in
- *                                   BPF a global function, which the
- *                                   verifier checks once)
+ *   pv_fast_set(e, lane, pfn, bits)  optional: how the writers reach
+ *                                   pv_fast_write() (BPF: through a global
+ *                                   function, which the verifier checks
+ *                                   once); default pv_fast_write itself
  *   PV_INLINE                       __always_inline (BPF) or inline
  *   PV_EINVAL ... errno values      (the kernel's; BPF has no errno.h)
  *
@@ -273,6 +272,24 @@ static PV_INLINE __u64 *pv_fast_bits(struct pv_env *e, __u32 lane, __u64 pfn)
 	return pv_fast_word(e, (lane - 1) * PVIOMMU_FAST_LANE_WORDS +
 			       (__u32)(pfn >> 5));
 }
+
+/* page pfn's 2 bits in lane (1-based) := bits; nothing outside the window */
+static PV_INLINE void pv_fast_write(struct pv_env *e, __u32 lane, __u64 pfn,
+				   __u32 bits)
+{
+	__u64 *w = pv_fast_bits(e, lane, pfn), sh;
+
+	if (!w)
+		return;
+	sh = (pfn & 31) * 2;
+	/* a reader between the two sees the bits clear: it asks the index */
+	__sync_fetch_and_and(w, ~(3ull << sh));
+	__sync_fetch_and_or(w, (__u64)(bits & 3) << sh);
+}
+
+#ifndef pv_fast_set
+#define pv_fast_set	pv_fast_write
+#endif
 
 /* after a change of page slot s (pfn): its bits say what its counts say */
 static PV_INLINE void pv_fast_sync(struct pv_env *e, __u32 lane, __u64 pfn,

@@ -46,20 +46,6 @@ static inline __u64 *pv_fast_word(struct pv_env *e, __u32 idx)
 	return e->fast && idx < PVIOMMU_FAST_ENTRIES ? e->fast + idx : NULL;
 }
 
-static inline void pv_fast_set(struct pv_env *e, __u32 lane, __u64 pfn, __u32 bits)
-{
-	__u64 *w, sh;
-
-	if (!lane || lane > PVIOMMU_FAST_LANES || pfn >= PVIOMMU_FAST_PAGES)
-		return;
-	w = pv_fast_word(e, (lane - 1) * PVIOMMU_FAST_LANE_WORDS + (__u32)(pfn >> 5));
-	if (!w)
-		return;
-	sh = (pfn & 31) * 2;
-	__sync_fetch_and_and(w, ~(3ull << sh));
-	__sync_fetch_and_or(w, (__u64)(bits & 3) << sh);
-}
-
 static inline __u32 pv_rec_hash(const struct pviommu_map_key *k)
 {
 	__u64 x = k->iova * 0x9e3779b97f4a7c15ULL ^
