@@ -47,18 +47,7 @@ for f in "$CTL" "$KO" "$VM_OUT/libpviommu-qemu.so" "$GUEST_VMLINUZ" "$GUEST_INIT
 done
 command -v python3 >/dev/null || { say "$NAME: skipped (python3 missing: the host listener)"; exit 0; }
 
-export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-bench-$$
-work=$VM_OUT/vm/$NAME.host
-rm -rf "$work"; mkdir -p "$work"
-SPID=
-cleanup() {
-	vm_cleanup
-	if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi
-	[ -d "$PVIOMMU_PIN_DIR" ] && "$CTL" unload >/dev/null 2>&1
-	return 0
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+vm_host_init bench
 T0=$(date +%s)
 
 "$CTL" load >"$work/load.out" 2>&1 || { say "$NAME: pviommuctl load failed: $(cat "$work/load.out")"; exit 1; }

@@ -20,21 +20,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 NAME=l1_kvm
 KO=${PVIOMMU_KO:-$VM_OUT/guest-module/pviommu.ko}
 
-passed=0 failed=0 skipped=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-nok() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
-finish() {
-	echo "$NAME: $passed passed, $failed failed, $skipped skipped"
-	[ "$failed" = 0 ]
-	exit
-}
-
-for f in "${L1_CTL:-$VM_OUT/pviommuctl}" "$KO" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"; do
-	[ -e "$f" ] || { echo "$NAME: $f missing (make; make guest)" >&2; nok "prerequisites"; finish; }
-done
-for c in jq bpftool "$VM_QEMU"; do
-	command -v "$c" >/dev/null || { echo "$NAME: $c not found" >&2; nok "prerequisites"; finish; }
-done
+# shellcheck source=tests/testlib.sh
+. "$HERE/../testlib.sh"
+need_files "${L1_CTL:-$VM_OUT/pviommuctl}" "$KO" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"
+need_cmds jq bpftool "$VM_QEMU"
 trap vm_cleanup EXIT
 trap 'exit 130' INT TERM
 

@@ -22,27 +22,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 NAME=l1_vfio
 T0=$(date +%s.%N)
 
-passed=0 failed=0 skipped=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-nok() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
-finish() {
+wall_time() {
 	echo "  wall time: $(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
-	if [ "$skipped" -gt 0 ]; then
-		echo "$NAME: $passed passed, $failed failed, $skipped skipped"
-	else
-		echo "$NAME: $passed passed, $failed failed"
-	fi
-	[ "$failed" = 0 ]
-	exit
 }
-
-for f in "${L1_CTL:-$VM_OUT/pviommuctl}" "$VM_OUT/pvlib.o" "$VM_OUT/pviommu_lsm.skel.h" \
-	"$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"; do
-	[ -e "$f" ] || { echo "$NAME: $f missing (make; make guest)" >&2; nok "prerequisites"; finish; }
-done
-for c in jq "$VM_QEMU"; do
-	command -v "$c" >/dev/null || { echo "$NAME: $c not found" >&2; nok "prerequisites"; finish; }
-done
+FINISH_HOOK=wall_time
+# shellcheck source=tests/testlib.sh
+. "$HERE/../testlib.sh"
+need_files "${L1_CTL:-$VM_OUT/pviommuctl}" "$VM_OUT/pvlib.o" "$VM_OUT/pviommu_lsm.skel.h" \
+	"$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"
+need_cmds jq "$VM_QEMU"
 trap vm_cleanup EXIT
 trap 'exit 130' INT TERM
 

@@ -46,6 +46,10 @@
 # vm_tail [N]              print the last N (40) lines of the serial log
 # vm_prepare               build kernel + base initramfs if missing (make does it normally)
 # vm_elapsed               seconds from vm_boot to QEMU's exit (after vm_wait)
+# vm_host_init TAG         for a host-side test named $NAME using pviommuctl $CTL: its own pin
+#                          dir (PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-TAG-PID), a fresh $work
+#                          ($VM_OUT/vm/$NAME.host), and an EXIT trap that stops its VMs, the host
+#                          server whose pid the caller keeps in $SPID, and pviommu in that pin dir
 #
 # Environment:
 #   VM_OUT                 build dir (default: $SRC/build; mk/vm.mk exports it)
@@ -361,4 +365,20 @@ vm_tcp_server() {
 		sleep 0.1
 	done
 	return 1
+}
+
+vm_host_init() {
+	export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-$1-$$
+	work=$VM_OUT/vm/$NAME.host
+	rm -rf "$work"; mkdir -p "$work"
+	SPID=
+	trap vm__host_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+vm__host_cleanup() {
+	vm_cleanup
+	if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi
+	[ -d "$PVIOMMU_PIN_DIR" ] && "$CTL" unload >/dev/null 2>&1
+	return 0
 }

@@ -184,28 +184,17 @@ mode_audit() {
 }
 
 # guest RAM left behind by a killed QEMU (memory-backend-file): check one range.
-# ram_check FILE FROM LEN SEED: 0 if every byte x holds the pattern fill(page, SEED)
-# wrote there (pvattack.c: pat(seed, i) = seed + 7 * i over the page)
-ram_check() {
+# ram_pattern FILE FROM LEN SEED BASE: 0 if byte i of the range is pvattack.c's pat(SEED,
+# BASE + i) = SEED + 7 * (BASE + i) (mod 256); fill(page, SEED) put pat(SEED, offset in page)
+# at every byte of a page, so BASE = FROM's offset in its page checks bytes fill() wrote
+ram_pattern() {
 	python3 - "$@" <<'PY'
 import sys
-f, start, n, seed = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0), int(sys.argv[4], 0)
+f, start, n, seed, base = (sys.argv[1],) + tuple(int(a, 0) for a in sys.argv[2:6])
 with open(f, 'rb') as fh:
     fh.seek(start)
     got = fh.read(n)
-want = bytes((seed + (((start + i) & 0xfff) * 7)) & 0xff for i in range(n))
-sys.exit(0 if got == want else 1)
-PY
-}
-# ram_has_pattern FILE FROM LEN SEED: 0 if the range holds the pattern (from offset 0)
-ram_has_pattern() {
-	python3 - "$@" <<'PY'
-import sys
-f, start, n, seed = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0), int(sys.argv[4], 0)
-with open(f, 'rb') as fh:
-    fh.seek(start)
-    got = fh.read(n)
-sys.exit(0 if got == bytes((seed + i * 7) & 0xff for i in range(n)) else 1)
+sys.exit(0 if got == bytes((seed + (base + i) * 7) & 0xff for i in range(n)) else 1)
 PY
 }
 
@@ -246,12 +235,12 @@ mode_kill_uprobe() {
 		esac
 		if [ -n "$addr" ] && [ -s "$ram" ]; then
 			if [ -n "$seed" ]; then
-				ram_check "$ram" "$from" "$cnt" "$seed" &&
+				ram_pattern "$ram" "$from" "$cnt" "$seed" $((from & 0xfff)) &&
 					ok "$m $s: guest RAM after the kill: the target bytes are unchanged" ||
 					bad "$m $s: guest RAM after the kill: the target bytes are unchanged"
 			else
 				legit=$(atk_field "$ATK_INFO" legit)
-				! ram_has_pattern "$ram" "$legit" 2048 0x5e &&
+				! ram_pattern "$ram" "$legit" 2048 0x5e 0 &&
 					ok "$m $s: guest RAM after the kill: the secret is not in edu's buffer" ||
 					bad "$m $s: guest RAM after the kill: the secret is not in edu's buffer"
 			fi

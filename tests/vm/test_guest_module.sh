@@ -29,34 +29,12 @@ SIZE=262144	# bytes each way per NIC
 E1000=0000:00:04.0
 VIRTIO=0000:00:05.0
 
-passed=0 failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-nok() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
-assert() { local n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
-finish() {
-	echo "$NAME: $passed passed, $failed failed"
-	[ "$failed" = 0 ]
-	exit
-}
+# shellcheck source=tests/testlib.sh
+. "$HERE/../testlib.sh"
 
-for f in "$CTL" "$KO" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"; do
-	[ -e "$f" ] || { echo "$NAME: $f missing (make; make guest)" >&2; nok "prerequisites"; finish; }
-done
-for c in jq python3; do
-	command -v $c >/dev/null || { echo "$NAME: $c not found" >&2; nok "prerequisites"; finish; }
-done
-
-export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-gm-$$
-work=$VM_OUT/vm/$NAME.host
-rm -rf "$work"; mkdir -p "$work"
-SPID=
-cleanup() {
-	vm_cleanup
-	if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi
-	"$CTL" unload >/dev/null 2>&1
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+need_files "$CTL" "$KO" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"
+need_cmds jq python3
+vm_host_init gm
 T0=$SECONDS
 
 # ---- 7. the module built without warnings (W=1) -------------------------------------------------

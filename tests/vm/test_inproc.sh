@@ -30,30 +30,10 @@ KO=${PVIOMMU_KO:-$VM_OUT/guest-module/pviommu.ko}
 QEMU=${VM_QEMU:-qemu-system-x86_64}
 NAME=inproc
 
-passed=0 failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-nok() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
-assert() { local n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
-finish() {
-	echo "$NAME: $passed passed, $failed failed"
-	[ "$failed" = 0 ]
-	exit
-}
-for f in "$CTL" "$LIB" "$BENCH" "$KO" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"; do
-	[ -e "$f" ] || { echo "$NAME: $f missing (make; make guest)" >&2; nok "prerequisites"; finish; }
-done
-
-export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-inproc-$$
-work=$VM_OUT/vm/$NAME.host
-rm -rf "$work"; mkdir -p "$work"
-SPID=
-cleanup() {
-	vm_cleanup
-	if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi
-	"$CTL" unload >/dev/null 2>&1
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=tests/testlib.sh
+. "$HERE/../testlib.sh"
+need_files "$CTL" "$LIB" "$BENCH" "$KO" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"
+vm_host_init inproc
 
 # ---- host-only ---------------------------------------------------------------------------
 out=$(LD_PRELOAD=$LIB PVIOMMU_DEBUG=1 sh -c 'echo hello' 2>&1)
