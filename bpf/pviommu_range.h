@@ -368,7 +368,12 @@ struct pv_pieces_ctx {
 	__u32		del;	/* 0: add, 1: delete */
 	__u32		done;	/* pages processed successfully */
 	int		err;
-	__u32		lane;	/* the device's fast lane (1-based), 0: none */
+	/*
+	 * the device's fast lane (1-based), 0: none. Last on purpose: placed
+	 * between bdf and perm it pushed the hypercall program's verification
+	 * past the kernel's limits (6.18).
+	 */
+	__u32		lane;
 };
 
 static long pv_pieces_cb(__u32 i, void *data)
