@@ -75,6 +75,8 @@ static __always_inline int pv_rec_delete(struct pv_env *e,
 
 #include "pviommu_range.h"
 
+PV_SLOT_READ_GLOBAL()
+
 __attribute__((noinline)) int pv_fast_set_bits(__u32 lane, __u64 pfn, __u32 bits)
 {
 	struct pv_env e = {};
@@ -152,15 +154,19 @@ static long purge_rec_cb(struct bpf_map *map, struct pviommu_map_key *k,
 	return 0;
 }
 
-/* revoke everything of (dom, bdf) or of every device of dom */
+/*
+ * revoke everything of (dom, bdf) or of every device of dom (with its
+ * DOMAIN slot too when with_domain)
+ */
 static __always_inline __u32 purge(struct pv_env *e, struct pviommu_domain *d,
-				   __u32 dom, __u32 bdf, __u32 all_devices)
+				   __u32 dom, __u32 bdf, __u32 all_devices,
+				   __u32 with_domain)
 {
 	struct purge_rec_ctx rc = { .dom = dom, .bdf = bdf,
 				    .all_devices = all_devices };
 
 	bpf_for_each_map_elem(&pviommu_mappings, purge_rec_cb, &rc, 0);
-	pv_purge_index(e, dom, bdf, all_devices);
+	pv_purge_index(e, dom, bdf, all_devices, with_domain);
 	if (d) {
 		d->nr_records = d->nr_records > rc.n ? d->nr_records - rc.n : 0;
 		if (all_devices) {
@@ -173,6 +179,61 @@ static __always_inline __u32 purge(struct pv_env *e, struct pviommu_domain *d,
 		d->generation++;
 	}
 	return rc.n;
+}
+
+/*
+ * Fail closed (pviommu.h, the state machine): the domain (bdf ~0u) or one
+ * device is denied from now on, without the writer lock (it may be what
+ * failed); counted, and an event says why. Without a DOMAIN slot the
+ * domain was never reserved nor registered: nothing of it is protected.
+ */
+static __always_inline void fail_closed(struct pv_env *e, __u32 dom, __u32 bdf,
+					__u32 op, int err, __u32 why,
+					__u16 plane)
+{
+	struct pviommu_domain *d;
+
+	if (pv_mark_failed(e, dom, bdf, why) && bdf != ~0u &&
+	    pv_mark_failed(e, dom, ~0u, why))
+		return;
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	if (d)
+		__sync_fetch_and_or(&d->flags, PVIOMMU_DOM_FAILED);
+	stat_inc(PVIOMMU_ST_FAILED);
+	emit(PVIOMMU_EV_FAILED, dom, bdf, 0, 0, why, op, err,
+	     PVIOMMU_ACT_DENIED, plane);
+}
+
+/*
+ * What a refused call leaves behind (pviommu.h): MAP, nothing (its range
+ * was never granted); a call that revokes or protects, FAILED.
+ */
+static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
+				    __u32 bdf, int err, __u16 plane)
+{
+	__u32 why = err == -PV_EBUSY ? PVIOMMU_FAIL_LOCK :
+		    err == -PV_ENOSPC ? PVIOMMU_FAIL_NOSPACE :
+		    err == -PV_ENODEV ? PVIOMMU_FAIL_UNREG : PVIOMMU_FAIL_INDEX;
+
+	switch (op) {
+	case PVIOMMU_OP_UNMAP:
+	case PVIOMMU_OP_DEV_DEL:
+		/* a lost revocation: -EBUSY (lock), -EUCLEAN (index), -EPROTO
+		 * (another ABI); the other refusals revoke nothing granted */
+		if (err == -PV_EBUSY || err == -PV_EUCLEAN || err == -PV_EPROTO)
+			fail_closed(e, dom, bdf, op, err, why, plane);
+		return;
+	case PVIOMMU_OP_UNREGISTER:
+		if (err == -PV_ENODEV)	/* never registered: nothing to do */
+			return;
+		fail_closed(e, dom, ~0u, op, err, why, plane);
+		return;
+	case PVIOMMU_OP_REGISTER:
+	case PVIOMMU_OP_DEV_ADD:
+		/* the guest believes in a protection the host does not have */
+		fail_closed(e, dom, ~0u, op, err, why, plane);
+		return;
+	}
 }
 
 /*
@@ -208,24 +269,28 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 			err = -PV_EBUSY;
 			goto out;
 		}
-		if (d)	/* a guest reboot: forget the old state */
-			purge(&e, d, dom, 0, 1);
+		/* a guest reboot: forget the old state */
+		purge(&e, d, dom, 0, 1, 0);
+		err = pv_op_register(&e, dom, 1);
 		nd.abi = PVIOMMU_HC_ABI(a0);
 		nd.flags = PVIOMMU_DOM_REGISTERED;
 		nd.mode = c->default_mode;
 		nd.registered_ns = bpf_ktime_get_ns();
 		nd.generation = d ? d->generation + 1 : 1;
-		if (d)
+		if (d) {
 			nd.mode = d->mode;
-		err = bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY);
-		unlock_index(c);
-		if (err)
+			nd.flags |= d->flags & PVIOMMU_DOM_RESERVED;
+		}
+		if (err || bpf_map_update_elem(&pviommu_domains, &dom, &nd,
+					       BPF_ANY))
 			err = -PV_ENOSPC;
-		else
+		c->generation++;
+		unlock_index(c);
+		if (!err)
 			emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0, plane);
 		goto out;
 	}
-	/* a record made ahead of time (pviommuctl run --mode) is not a guest */
+	/* a reserved record (QEMU start) is not a guest that registered */
 	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
 		err = -PV_ENODEV;
 		goto out;
@@ -237,8 +302,15 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 	}
 	switch (op) {
 	case PVIOMMU_OP_UNREGISTER:
-		purge(&e, d, dom, 0, 1);
-		bpf_map_delete_elem(&pviommu_domains, &dom);
+		purge(&e, d, dom, 0, 1, 0);
+		if (d->flags & PVIOMMU_DOM_RESERVED) {
+			/* QEMU lives on: back to RESERVED */
+			err = pv_op_register(&e, dom, 0);
+			d->flags &= ~(PVIOMMU_DOM_REGISTERED | PVIOMMU_DOM_FAILED);
+		} else {
+			pv_purge_index(&e, dom, 0, 1, 1);
+			bpf_map_delete_elem(&pviommu_domains, &dom);
+		}
 		break;
 	case PVIOMMU_OP_DEV_ADD:
 		err = pv_op_dev_add(&e, d, dom, bdf);
@@ -247,7 +319,7 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		if (!pv_device_protected(&e, dom, bdf))
 			err = -PV_ENODEV;
 		else
-			purge(&e, d, dom, bdf, 0);
+			purge(&e, d, dom, bdf, 0, 0);
 		break;
 	case PVIOMMU_OP_MAP:
 		err = pv_op_map(&e, d, dom, bdf, a1, a2, perm, a3);
@@ -259,7 +331,7 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		}
 		break;
 	case PVIOMMU_OP_UNMAP:
-		err = pv_op_unmap(&e, d, dom, bdf, a1, a2);
+		err = pv_op_unmap(&e, d, dom, bdf, a1, a2, perm);
 		if (!err)
 			stat_inc(PVIOMMU_ST_UNMAP);
 		break;
@@ -272,8 +344,54 @@ out:
 		emit(err == -PV_ENOSPC ? PVIOMMU_EV_TABLE_FULL :
 					 PVIOMMU_EV_HC_ERROR,
 		     dom, bdf, a1, a2, perm, op, err, PVIOMMU_ACT_NONE, plane);
+		refused(&e, dom, op, bdf, err, plane);
 	}
 	return err;
+}
+
+/*
+ * RESERVE, BPF_PROG_TEST_RUN only (root: the pins are root's): args[0] =
+ * the domain, 0 for the caller's own process (its tgid in the host's PID
+ * namespace, which a QEMU in a container cannot learn otherwise); args[1]
+ * = mode + 1, 0 for the default. Takes the domain's capacity at QEMU start
+ * (pviommu.h, the state machine). Returns the domain, or a negative errno
+ * as (__u32).
+ */
+SEC("raw_tp")
+int pviommu_reserve(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pv_env e = { .mask = index_mask };
+	struct pviommu_ctl *c = ctl_get();
+	struct pviommu_domain nd = {}, *d;
+	__u32 dom = (__u32)ctx->args[0], mode = (__u32)ctx->args[1];
+	int err;
+
+	if (!c)
+		return -PV_ENODEV;
+	if (!dom)
+		dom = bpf_get_current_pid_tgid() >> 32;
+	if (lock_index(c))
+		return -PV_EBUSY;
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	nd.mode = mode ? mode - 1 : d ? d->mode : c->default_mode;
+	nd.flags = PVIOMMU_DOM_RESERVED;
+	nd.generation = d ? d->generation + 1 : 1;
+	nd.registered_ns = bpf_ktime_get_ns();
+	purge(&e, 0, dom, 0, 1, 1);	/* a former process of this pid */
+	err = bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY) ?
+	      -PV_ENOSPC : pv_op_reserve(&e, dom);
+	if (err)	/* no half-made domain */
+		bpf_map_delete_elem(&pviommu_domains, &dom);
+	c->generation++;
+	unlock_index(c);
+	if (err) {
+		stat_inc(PVIOMMU_ST_TABLE_FULL);
+		emit(PVIOMMU_EV_TABLE_FULL, dom, 0, 0, 0, 0, 0, err,
+		     PVIOMMU_ACT_DENIED, PVIOMMU_PLANE_TEST);
+		return err;
+	}
+	emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, 0, 0, 0, PVIOMMU_PLANE_TEST);
+	return dom;
 }
 
 /* ---- transports ------------------------------------------------------------ */
@@ -372,12 +490,14 @@ SEC("uprobe")
 int BPF_KPROBE(pviommu_tcg_cpuid, void *env, __u32 index)
 {
 	__u32 dom = bpf_get_current_pid_tgid() >> 32;
-	__u64 regs[8];
+	__u64 rcx_rdx_rbx[3], rsi;	/* regs[1..3], regs[6]: a small frame */
 	__u32 hflags;
 
 	if (index != PVIOMMU_CPUID_LEAF)
 		return 0;
-	if (bpf_probe_read_user(regs, sizeof(regs), env) ||
+	if (bpf_probe_read_user(rcx_rdx_rbx, sizeof(rcx_rdx_rbx),
+				(__u64 *)env + QEMU_R_ECX) ||
+	    bpf_probe_read_user(&rsi, sizeof(rsi), (__u64 *)env + QEMU_R_ESI) ||
 	    bpf_probe_read_user(&hflags, sizeof(hflags),
 				(char *)env + QEMU_ENV_HFLAGS_OFF))
 		return 0;
@@ -385,9 +505,9 @@ int BPF_KPROBE(pviommu_tcg_cpuid, void *env, __u32 index)
 		stat_inc(PVIOMMU_ST_USER_HC);
 		return 0;
 	}
-	return handle_hc(dom, regs[QEMU_R_EBX], regs[QEMU_R_ECX],
-			 regs[QEMU_R_EDX], regs[QEMU_R_ESI],
-			 PVIOMMU_PLANE_HC_TCG);
+	return handle_hc(dom, rcx_rdx_rbx[QEMU_R_EBX - QEMU_R_ECX],
+			 rcx_rdx_rbx[0], rcx_rdx_rbx[QEMU_R_EDX - QEMU_R_ECX],
+			 rsi, PVIOMMU_PLANE_HC_TCG);
 }
 
 /* the last thread of a QEMU process exits: its domain goes */
@@ -405,11 +525,15 @@ int pviommu_proc_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (BPF_CORE_READ(t, signal, live.counter) != 0)
 		return 0;
 	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
-	if (!d)
+	if (!d && pv_domain_state(&e, dom) <= 0)
 		return 0;
-	if (lock_index(c))
+	if (lock_index(c)) {
+		/* the next process of this pid starts from FAILED (denied) */
+		fail_closed(&e, dom, ~0u, PVIOMMU_OP_UNREGISTER, -PV_EBUSY,
+			    PVIOMMU_FAIL_LOCK, PVIOMMU_PLANE_EXIT);
 		return 0;
-	purge(&e, d, dom, 0, 1);
+	}
+	purge(&e, d, dom, 0, 1, 1);
 	bpf_map_delete_elem(&pviommu_domains, &dom);
 	c->generation++;
 	unlock_index(c);

@@ -80,26 +80,75 @@ enum pviommu_op {
  *   index or record table full       -ENOSPC, nothing changes (rolled back),
  *                                    the range stays denied (fail closed),
  *                                    a TABLE_FULL event is sent
- * UNMAP(bdf, iova, size)
+ *   any number of sub-page buffers may share a page (the page's pieces
+ *   chain into extension slots of the index as needed)
+ * UNMAP(bdf, iova, size, perm)       revokes exactly what one MAP granted
  *   size == 0 / wraps                -EINVAL / -EOVERFLOW
  *   no record starts at iova         -ENOENT, nothing changes, event
- *   size == record size              one reference dropped; at zero the
+ *   size != record size, or perm     -ERANGE, nothing changes, event (a
+ *   (when not 0) != record perm      MAP refused with -EEXIST is never
+ *                                    granted, so its UNMAP revokes nothing)
+ *   otherwise                        one reference dropped; at zero the
  *                                    record and its access go
- *   size <  record size              partial unmap of the head: the first
- *                                    size bytes are revoked, the record now
- *                                    starts at iova + size (-EBUSY if the
- *                                    record has more than one reference,
- *                                    or another record starts at
- *                                    iova + size)
- *   size >  record size              -ERANGE, nothing changes
  * Calls before REGISTER, unknown ops and a wrong ABI version are refused
  * (-ENODEV, -EOPNOTSUPP, -EPROTO) with an event.
  * CHECK(domain, bdf, addr, len, dir)
+ *   domain FAILED or device FAILED   denied (fail closed, see below)
  *   device not protected             allowed (CPU and other devices pass)
  *   len == 0                         allowed (touches nothing)
  *   every byte covered for dir       allowed
  *   otherwise                        violation
+ *
+ * The protection state machine (fail closed)
+ *
+ * Rule: a device the guest asked to protect is either protected with
+ * exactly its mappings, or denied. Every error that could leave the host's
+ * state short of what the guest believes lands in a FAILED state.
+ *
+ * Per domain: the DOMAIN slot of pviommu_index (state in cnt_r, the first
+ * failure's enum pviommu_fail in cnt_w), mirrored in pviommu_domains.flags.
+ *   (no slot)    pviommu never heard of this process: its devices pass.
+ *   RESERVED     made at QEMU start, before any guest code runs (the
+ *                in-process library's constructor, 'pviommuctl attach'
+ *                for a running QEMU): capacity is taken here, and QEMU
+ *                refuses to start when there is none. Devices pass (a
+ *                guest without pviommu.ko).
+ *   REGISTERED   the guest registered: DEVICE slots are checked, other
+ *                devices pass.
+ *   FAILED       (a bit on top of the above) a DEV_ADD, DEV_DEL, UNMAP,
+ *                REGISTER or UNREGISTER could not be carried out (no room,
+ *                writer lock lost, index inconsistent), or a call came
+ *                before REGISTER into a reserved domain: every transfer of
+ *                every device of the domain is denied with a
+ *                PVIOMMU_EV_FAILED event (verdict "failed").
+ *   REGISTER     -> REGISTERED, starting from nothing (FAILED cleared: the
+ *                guest's new instance owns an empty, exact policy)
+ *   UNREGISTER   -> RESERVED (nothing protected, guest module gone)
+ *   QEMU exit    -> (no slot); a lost exit purge leaves FAILED behind for
+ *                the next process of that pid, whose start purges it.
+ * Per device: the DEVICE slot (lane in cnt_r, an enum pviommu_fail in
+ * cnt_w when FAILED).
+ *   PROTECTED    checked against its pieces
+ *   FAILED       set without the writer lock when an UNMAP or DEV_DEL of
+ *                the device was lost: its transfers are denied until the
+ *                guest registers again.
+ * A failed MAP needs no state: its range was never granted (denied).
  * --------------------------------------------------------------------- */
+
+/* DOMAIN slot state (cnt_r) */
+#define PVIOMMU_DS_RESERVED	(1u << 0)
+#define PVIOMMU_DS_REGISTERED	(1u << 1)
+#define PVIOMMU_DS_FAILED	(1u << 2)
+
+/* why a domain or device failed closed (DOMAIN/DEVICE slot cnt_w, events) */
+enum pviommu_fail {
+	PVIOMMU_FAIL_NONE	= 0,
+	PVIOMMU_FAIL_NOSPACE	= 1,	/* no room for the state it needed */
+	PVIOMMU_FAIL_LOCK	= 2,	/* the writer lock was not obtained */
+	PVIOMMU_FAIL_UNREG	= 3,	/* a call before REGISTER (reserved) */
+	PVIOMMU_FAIL_INDEX	= 4,	/* the index disagreed with a record */
+	PVIOMMU_FAIL_MAX,
+};
 
 /* BPF maps, pinned under PVIOMMU_PIN_DIR */
 #define PVIOMMU_PIN_DIR		"/sys/fs/bpf/pviommu"
@@ -122,6 +171,8 @@ enum pviommu_mode {
 
 #define PVIOMMU_DOM_REGISTERED	(1u << 0)
 #define PVIOMMU_DOM_TABLE_FULL	(1u << 1)	/* a MAP failed for space */
+#define PVIOMMU_DOM_RESERVED	(1u << 2)	/* made at QEMU start */
+#define PVIOMMU_DOM_FAILED	(1u << 3)	/* see the state machine */
 
 /* pviommu_domains: key __u32 domain (QEMU tgid) */
 struct pviommu_domain {
@@ -166,19 +217,32 @@ struct pviommu_mapping {
  *                   read / write
  *   sub[]           pieces covering part of the page: PVIOMMU_SUB(first,
  *                   last, perm), byte offsets inside the page, inclusive
+ *   nsub            pieces in the page's whole chain: piece i lives in
+ *                   sub[i % SUB_SLOTS] of chain slot i / SUB_SLOTS (0: this
+ *                   slot; k > 0: the SUBX slot with pfn | k << 52); the
+ *                   chain is dense (a delete moves the last piece into the
+ *                   hole) and its seq is this slot's: a writer keeps it odd
+ *                   while it changes any slot of the chain, and a reader
+ *                   validates it once after walking the chain
  * A DEVICE slot (pfn 0) marks bdf as protected in that domain; its cnt_r
- * is the device's pviommu_fast lane + 1 (0: no lane).
+ * is the device's pviommu_fast lane + 1 (0: no lane), its cnt_w an enum
+ * pviommu_fail when the device FAILED (0: protected).
+ * A DOMAIN slot (bdf 0, pfn 0) holds the domain's state (see above).
  * --------------------------------------------------------------------- */
 #define PVIOMMU_PAGE_SHIFT	12
 #define PVIOMMU_PAGE_SIZE	(1ull << PVIOMMU_PAGE_SHIFT)
 #define PVIOMMU_SUB_SLOTS	8
 #define PVIOMMU_MAX_PROBE	32
+#define PVIOMMU_SUBX_SHIFT	52	/* pfn < 2^52: chain number above */
+#define PVIOMMU_MAX_PIECES	0xffffu	/* sub-page pieces per page (nsub) */
 
 enum pviommu_slot_kind {
 	PVIOMMU_SLOT_EMPTY	= 0,
 	PVIOMMU_SLOT_PAGE	= 1,
 	PVIOMMU_SLOT_DEVICE	= 2,
 	PVIOMMU_SLOT_TOMB	= 3,	/* deleted; keeps probe chains intact */
+	PVIOMMU_SLOT_DOMAIN	= 4,	/* a domain's protection state */
+	PVIOMMU_SLOT_SUBX	= 5,	/* more sub-page pieces of a page */
 };
 
 #define PVIOMMU_SUB(first, last, perm)					\
@@ -262,6 +326,9 @@ enum pviommu_event_type {
 	PVIOMMU_EV_HC_ERROR	= 2,	/* a hypercall was refused */
 	PVIOMMU_EV_TABLE_FULL	= 3,	/* a MAP did not fit: range denied */
 	PVIOMMU_EV_DOMAIN	= 4,	/* domain registered / gone */
+	PVIOMMU_EV_FAILED	= 5,	/* domain or device failed closed:
+					 * op = the call, err = its error,
+					 * perm = enum pviommu_fail */
 };
 
 enum pviommu_action {
@@ -310,6 +377,7 @@ enum pviommu_stat {
 	PVIOMMU_ST_EV_DROPPED,	/* ring buffer was full */
 	PVIOMMU_ST_USER_HC,	/* hypercalls from CPL > 0, ignored */
 	PVIOMMU_ST_DOM_GONE,	/* domains purged at QEMU exit */
+	PVIOMMU_ST_FAILED,	/* domains / devices that failed closed */
 	PVIOMMU_ST_MAX,
 };
 

@@ -91,6 +91,8 @@ static __always_inline int pv_rec_delete(struct pv_env *e,
 
 #include "pviommu_range.h"
 
+PV_SLOT_READ_GLOBAL()
+
 /* ---- VFIO ---------------------------------------------------------------- */
 #define PV_VFIO_MAP_DMA		0x3b71u	/* _IO(';', VFIO_BASE + 13) */
 #define PV_VFIO_UNMAP_DMA	0x3b72u	/* _IO(';', VFIO_BASE + 14) */

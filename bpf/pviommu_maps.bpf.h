@@ -89,6 +89,67 @@ int pv_fast_set_bits(__u32 lane, __u64 pfn, __u32 bits);
 
 #define pv_loop(n, cb, ctx) bpf_loop((n), (cb), (ctx), 0)
 
+/*
+ * The readers' slot lookup, a global function for the same reason
+ * (defined after pviommu_range.h by PV_SLOT_READ_GLOBAL()); *idx must be
+ * a real location.
+ */
+int pv_slot_read_g(__u64 kind_dom, __u32 bdf, __u64 pfn,
+		   struct pviommu_slot *out, __u32 *idx);
+#define pv_slot_read(e, kind, dom, bdf, pfn, out, idx)			\
+	pv_slot_read_g((__u64)(kind) << 32 | (dom), (bdf), (pfn), (out), (idx))
+long pv_slot_find_g(__u64 kind_dom, __u32 bdf, __u64 pfn);
+#define pv_slot_find(e, kind, dom, bdf, pfn)				\
+	pv_slot_find_g((__u64)(kind) << 32 | (dom), (bdf), (pfn))
+int pv_check_page_g(__u64 dom_bdf, __u32 lane, __u64 pfn, __u32 fln);
+#define pv_check_page(e, dom, bdf, lane, pfn, first, last, need)		\
+	pv_check_page_g((__u64)(dom) << 32 | (bdf), (lane), (pfn),	\
+			(first) | (last) << 12 | (need) << 24)
+long pv_slot_claim_g(__u64 kind_dom, __u32 bdf, __u64 pfn, int insert);
+#define pv_slot_claim(e, kind, dom, bdf, pfn, insert)			\
+	pv_slot_claim_g((__u64)(kind) << 32 | (dom), (bdf), (pfn), (insert))
+#define PV_SLOT_READ_GLOBAL()						\
+__attribute__((noinline)) long						\
+pv_slot_claim_g(__u64 kind_dom, __u32 bdf, __u64 pfn, int insert)	\
+{									\
+	struct pv_env e = { .mask = index_mask };			\
+									\
+	return pv_slot_claim_inl(&e, (__u32)(kind_dom >> 32),		\
+				 (__u32)kind_dom, bdf, pfn, insert);	\
+}									\
+									\
+__attribute__((noinline)) int						\
+pv_check_page_g(__u64 dom_bdf, __u32 lane, __u64 pfn, __u32 fln)	\
+{									\
+	struct pv_env e = { .mask = index_mask };			\
+									\
+	return pv_check_page_inl(&e, (__u32)(dom_bdf >> 32),		\
+				 (__u32)dom_bdf, lane, pfn,		\
+				 fln & 0xfff, (fln >> 12) & 0xfff,	\
+				 (fln >> 24) & 3);			\
+}									\
+									\
+__attribute__((noinline)) long						\
+pv_slot_find_g(__u64 kind_dom, __u32 bdf, __u64 pfn)			\
+{									\
+	struct pv_env e = { .mask = index_mask };			\
+									\
+	return pv_slot_find_inl(&e, (__u32)(kind_dom >> 32),		\
+				(__u32)kind_dom, bdf, pfn);		\
+}									\
+									\
+__attribute__((noinline)) int						\
+pv_slot_read_g(__u64 kind_dom, __u32 bdf, __u64 pfn,			\
+	       struct pviommu_slot *out, __u32 *idx)			\
+{									\
+	struct pv_env e = { .mask = index_mask };			\
+									\
+	if (!out || !idx)						\
+		return 0;						\
+	return pv_slot_read_inl(&e, (__u32)(kind_dom >> 32),		\
+				(__u32)kind_dom, bdf, pfn, out, idx);	\
+}
+
 /* ---- counters and events ------------------------------------------------- */
 static __always_inline void stat_inc(__u32 which)
 {

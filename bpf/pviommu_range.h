@@ -22,6 +22,9 @@
  *   __u64 *pv_fast_word(struct pv_env *, __u32 idx)
  *                                   element idx of pviommu_fast (pviommu.h),
  *                                   NULL when there is none
+ *   pv_slot_read(e, ...)            optional: how readers reach
+ *                                   pv_slot_read_inl() (BPF: a global
+ *                                   function)
  *   pv_fast_set(e, lane, pfn, bits)  optional: how the writers reach
  *                                   pv_fast_write() (BPF: through a global
  *                                   function, which the verifier checks
@@ -71,6 +74,7 @@ enum pv_verdict {
 	PV_DENY_PERM		= 2,	/* mapped, but not for this direction */
 	PV_DENY_WRAP		= 3,	/* addr + len wraps, or too long */
 	PV_DENY_BUSY		= 4,	/* index kept changing: fail closed */
+	PV_DENY_FAILED		= 5,	/* the domain or device failed closed */
 };
 
 static PV_INLINE __u64 pv_mix64(__u64 x)
@@ -110,35 +114,40 @@ static PV_INLINE void pv_write_end(struct pviommu_slot *s)
 
 /*
  * Find the slot of a key; with 'insert', claim the first free slot of the
- * probe chain when the key is absent. NULL when absent (or the chain is
- * full: the table is full for this key).
+ * probe chain when the key is absent. Its index, -1 when absent (or the
+ * chain is full: the table is full for this key); pv_slot_lookup() gives
+ * the slot itself (NULL when absent).
  */
-static PV_INLINE struct pviommu_slot *
-pv_slot_lookup(struct pv_env *e, __u32 kind, __u32 dom, __u32 bdf, __u64 pfn,
-	       int insert)
+static PV_INLINE long pv_slot_claim_inl(struct pv_env *e, __u32 kind,
+					__u32 dom, __u32 bdf, __u64 pfn,
+					int insert)
 {
 	struct pviommu_slot *s, *free = 0;
-	__u32 h = pv_hash(kind, dom, bdf, pfn), i;
+	__u32 h = pv_hash(kind, dom, bdf, pfn), i, fidx = 0;
 
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
 		s = pv_slot_at(e, (h + i) & e->mask);
 		if (!s)
-			return 0;
+			return -1;
 		if (s->kind == PVIOMMU_SLOT_EMPTY) {
-			if (!free)
+			if (!free) {
 				free = s;
+				fidx = (h + i) & e->mask;
+			}
 			break;
 		}
 		if (s->kind == PVIOMMU_SLOT_TOMB) {
-			if (!free)
+			if (!free) {
 				free = s;
+				fidx = (h + i) & e->mask;
+			}
 			continue;
 		}
 		if (pv_key_eq(s, kind, dom, bdf, pfn))
-			return s;
+			return (h + i) & e->mask;
 	}
 	if (!insert || !free)
-		return 0;
+		return -1;
 	pv_write_begin(free);
 	free->domain = dom;
 	free->bdf = bdf;
@@ -150,7 +159,20 @@ pv_slot_lookup(struct pv_env *e, __u32 kind, __u32 dom, __u32 bdf, __u64 pfn,
 		free->sub[i] = 0;
 	free->kind = kind;
 	pv_write_end(free);
-	return free;
+	return fidx;
+}
+
+#ifndef pv_slot_claim
+#define pv_slot_claim	pv_slot_claim_inl
+#endif
+
+static PV_INLINE struct pviommu_slot *
+pv_slot_lookup(struct pv_env *e, __u32 kind, __u32 dom, __u32 bdf, __u64 pfn,
+	       int insert)
+{
+	long idx = pv_slot_claim(e, kind, dom, bdf, pfn, insert);
+
+	return idx < 0 ? 0 : pv_slot_at(e, (__u32)idx);
 }
 
 static PV_INLINE int pv_slot_unused(const struct pviommu_slot *s)
@@ -186,11 +208,80 @@ static PV_INLINE __u32 pv_slot_index(struct pv_env *e, struct pviommu_slot *s,
 	return h & e->mask;
 }
 
-/* add one piece [first, last] with perm to a page slot */
-static PV_INLINE int pv_piece_add(struct pviommu_slot *s, __u32 first,
-				  __u32 last, __u32 perm)
+/* ---- a page's sub-page pieces: a dense chain of slots (pviommu.h) ------ */
+
+static PV_INLINE __u64 pv_subx_pfn(__u64 pfn, __u32 k)
 {
-	__u32 i;
+	return pfn | (__u64)k << PVIOMMU_SUBX_SHIFT;
+}
+
+/*
+ * Index of the slot of a key, or -1 when absent (no consistency check: for
+ * writers, and for readers that validate a chain's seq afterwards).
+ */
+static PV_INLINE long pv_slot_find_inl(struct pv_env *e, __u32 kind,
+				       __u32 dom, __u32 bdf, __u64 pfn)
+{
+	__u32 h = pv_hash(kind, dom, bdf, pfn), i, idx;
+	struct pviommu_slot *s;
+
+	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
+		idx = (h + i) & e->mask;
+		s = pv_slot_at(e, idx);
+		if (!s || PV_READ_ONCE(s->kind) == PVIOMMU_SLOT_EMPTY)
+			return -1;
+		if (pv_key_eq(s, kind, dom, bdf, pfn))
+			return idx;
+	}
+	return -1;
+}
+
+#ifndef pv_slot_find
+#define pv_slot_find	pv_slot_find_inl
+#endif
+
+/* chain slot k of page pfn (k = 0: the page slot s itself); NULL: none */
+static PV_INLINE struct pviommu_slot *
+pv_chain_at(struct pv_env *e, struct pviommu_slot *s, __u32 dom, __u32 bdf,
+	    __u64 pfn, __u32 k, int insert)
+{
+	if (!k)
+		return s;
+	return pv_slot_lookup(e, PVIOMMU_SLOT_SUBX, dom, bdf,
+			      pv_subx_pfn(pfn, k), insert);
+}
+
+struct pv_find_ctx {
+	struct pv_env	*env;
+	struct pviommu_slot *page;
+	__u64		pfn;
+	__u32		dom;
+	__u32		bdf;
+	__u32		want;
+	__u32		found;	/* piece index + 1, 0: not found */
+};
+
+static long pv_find_cb(__u32 j, void *data)
+{
+	struct pv_find_ctx *c = data;
+	struct pviommu_slot *x = pv_chain_at(c->env, c->page, c->dom, c->bdf,
+					     c->pfn, j / PVIOMMU_SUB_SLOTS, 0);
+
+	if (!x)
+		return 1;
+	if (x->sub[j % PVIOMMU_SUB_SLOTS] != c->want)
+		return 0;
+	c->found = j + 1;
+	return 1;
+}
+
+/* add one piece [first, last] with perm to page slot s (page pfn) */
+static PV_INLINE int pv_piece_add(struct pv_env *e, struct pviommu_slot *s,
+				  __u32 dom, __u32 bdf, __u64 pfn,
+				  __u32 first, __u32 last, __u32 perm)
+{
+	struct pviommu_slot *x;
+	__u32 n = s->nsub;
 
 	if (first == 0 && last == PV_PAGE_MASK) {
 		pv_write_begin(s);
@@ -201,23 +292,30 @@ static PV_INLINE int pv_piece_add(struct pviommu_slot *s, __u32 first,
 		pv_write_end(s);
 		return 0;
 	}
-	for (i = 0; i < PVIOMMU_SUB_SLOTS; i++) {
-		if (s->sub[i])
-			continue;
-		pv_write_begin(s);
-		s->sub[i] = PVIOMMU_SUB(first, last, perm);
-		s->nsub++;
-		pv_write_end(s);
-		return 0;
-	}
-	return -PV_ENOSPC;
+	if (n >= PVIOMMU_MAX_PIECES)
+		return -PV_ENOSPC;
+	x = pv_chain_at(e, s, dom, bdf, pfn, n / PVIOMMU_SUB_SLOTS, 1);
+	if (!x)
+		return -PV_ENOSPC;
+	/* the entry first, then the count that publishes it */
+	pv_write_begin(s);
+	x->sub[n % PVIOMMU_SUB_SLOTS] = PVIOMMU_SUB(first, last, perm);
+	s->nsub = (__u16)(n + 1);
+	pv_write_end(s);
+	return 0;
 }
 
 /* remove one piece previously added with the same arguments */
-static PV_INLINE int pv_piece_del(struct pviommu_slot *s, __u32 first,
-				  __u32 last, __u32 perm)
+static PV_INLINE int pv_piece_del(struct pv_env *e, struct pviommu_slot *s,
+				  __u32 dom, __u32 bdf, __u64 pfn,
+				  __u32 first, __u32 last, __u32 perm)
 {
-	__u32 want = PVIOMMU_SUB(first, last, perm), i;
+	struct pv_find_ctx f = {
+		.env = e, .page = s, .pfn = pfn, .dom = dom, .bdf = bdf,
+		.want = PVIOMMU_SUB(first, last, perm),
+	};
+	struct pviommu_slot *xj, *xl;
+	__u32 n = s->nsub, j, l;
 
 	if (first == 0 && last == PV_PAGE_MASK) {
 		if (((perm & PVIOMMU_PERM_READ) && !s->cnt_r) ||
@@ -231,16 +329,28 @@ static PV_INLINE int pv_piece_del(struct pviommu_slot *s, __u32 first,
 		pv_write_end(s);
 		return 0;
 	}
-	for (i = 0; i < PVIOMMU_SUB_SLOTS; i++) {
-		if (s->sub[i] != want)
-			continue;
-		pv_write_begin(s);
-		s->sub[i] = 0;
-		s->nsub--;
-		pv_write_end(s);
-		return 0;
-	}
-	return -PV_EUCLEAN;
+	if (!n || n > PVIOMMU_MAX_PIECES)
+		return -PV_EUCLEAN;
+	pv_loop(n, pv_find_cb, &f);
+	if (!f.found)
+		return -PV_EUCLEAN;
+	j = f.found - 1;
+	l = n - 1;
+	xj = pv_chain_at(e, s, dom, bdf, pfn, j / PVIOMMU_SUB_SLOTS, 0);
+	xl = pv_chain_at(e, s, dom, bdf, pfn, l / PVIOMMU_SUB_SLOTS, 0);
+	if (!xj || !xl)
+		return -PV_EUCLEAN;
+	/* the last piece fills the hole: the chain stays dense */
+	pv_write_begin(s);
+	xj->sub[j % PVIOMMU_SUB_SLOTS] = xl->sub[l % PVIOMMU_SUB_SLOTS];
+	xl->sub[l % PVIOMMU_SUB_SLOTS] = 0;
+	s->nsub = (__u16)l;
+	pv_write_end(s);
+	/* an extension slot left empty goes */
+	if (l && !(l % PVIOMMU_SUB_SLOTS) && xl != s)
+		pv_slot_free(e, xl, pv_slot_index(e, xl, PVIOMMU_SLOT_SUBX,
+				dom, bdf, pv_subx_pfn(pfn, l / PVIOMMU_SUB_SLOTS)));
+	return 0;
 }
 
 /* the piece of [iova, iova + size) that falls in its page number i */
@@ -392,8 +502,10 @@ static long pv_pieces_cb(__u32 i, void *data)
 		c->err = c->del ? -PV_EUCLEAN : -PV_ENOSPC;
 		return !c->del;
 	}
-	err = c->del ? pv_piece_del(s, first, last, c->perm) :
-		       pv_piece_add(s, first, last, c->perm);
+	err = c->del ? pv_piece_del(c->env, s, c->dom, c->bdf, pfn, first,
+				    last, c->perm) :
+		       pv_piece_add(c->env, s, c->dom, c->bdf, pfn, first,
+				    last, c->perm);
 	pv_fast_sync(c->env, c->lane, pfn, s);
 	if (pv_slot_unused(s))
 		pv_slot_free(c->env, s, pv_slot_index(c->env, s,
@@ -534,15 +646,14 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	return 0;
 }
 
-/* UNMAP, as documented in pviommu.h */
+/* UNMAP, as documented in pviommu.h: revokes exactly what one MAP granted */
 static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
-				 __u32 dom, __u32 bdf, __u64 iova, __u64 size)
+				 __u32 dom, __u32 bdf, __u64 iova, __u64 size,
+				 __u32 perm)
 {
 	struct pviommu_map_key k = { .domain = dom, .bdf = bdf, .iova = iova };
-	struct pviommu_map_key nk;
-	struct pviommu_mapping *old, nv;
-	__u64 end, np;
-	__u32 perm, lane;
+	struct pviommu_mapping *old;
+	__u32 lane;
 	int err;
 
 	err = pv_range_ok(iova, size);
@@ -551,54 +662,19 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 	old = pv_rec_find(e, &k);
 	if (!old)
 		return -PV_ENOENT;
-	if (size > old->size)
+	if (size != old->size || (perm && perm != old->perm))
 		return -PV_ERANGE;
-	if (size == old->size && old->refs > 1) {
+	if (old->refs > 1) {
 		old->refs--;
 		old->generation = ++d->generation;
 		return 0;
 	}
-	if (old->refs > 1)
-		return -PV_EBUSY;
-
 	perm = old->perm;
 	lane = old->lane;	/* the device's, for its whole life */
-	if (size == old->size) {
-		np = pv_npages(iova, size);
-		err = pv_pieces(e, dom, bdf, lane, iova, size, perm, 0,
-				(__u32)np, 1);
-		pv_rec_delete(e, &k);
-		d->nr_records--;
-		d->mapped_bytes -= size;
-		d->generation++;
-		return err;
-	}
-
-	/* partial unmap of the head: [iova, end) goes, [end, ...) stays */
-	end = iova + size;
-	nv = *old;
-	nv.iova = end;
-	nv.size = old->size - size;
-	nv.generation = d->generation + 1;
-	nk = k;
-	nk.iova = end;
-	err = pv_rec_insert(e, &nk, &nv);
-	if (err)
-		return err == -PV_EEXIST ? -PV_EBUSY : -PV_ENOSPC;
-	if (end & PV_PAGE_MASK) {
-		/* the page holding 'end' changes its piece: add the new one */
-		err = pv_pieces(e, dom, bdf, lane, end, nv.size, perm, 0, 1, 0);
-		if (err) {
-			pv_rec_delete(e, &nk);
-			return err;
-		}
-		np = pv_npages(iova, size + 1);
-	} else {
-		np = pv_npages(iova, size);
-	}
-	err = pv_pieces(e, dom, bdf, lane, iova, nv.size + size, perm, 0,
-			(__u32)np, 1);
+	err = pv_pieces(e, dom, bdf, lane, iova, size, perm, 0,
+			(__u32)pv_npages(iova, size), 1);
 	pv_rec_delete(e, &k);
+	d->nr_records--;
 	d->mapped_bytes -= size;
 	d->generation++;
 	return err;
@@ -610,6 +686,7 @@ struct pv_purge_ctx {
 	__u32		dom;
 	__u32		bdf;
 	__u32		all_devices;
+	__u32		with_domain;	/* the DOMAIN slot too (QEMU gone) */
 	__u32		freed;
 	__u64		lanes;	/* fast lanes of the purged devices (0-based) */
 };
@@ -621,9 +698,18 @@ static long pv_purge_cb(__u32 i, void *data)
 
 	if (!s)
 		return 1;
-	if ((s->kind != PVIOMMU_SLOT_PAGE && s->kind != PVIOMMU_SLOT_DEVICE) ||
-	    s->domain != c->dom || (!c->all_devices && s->bdf != c->bdf))
+	if (s->domain != c->dom)
 		return 0;
+	if (s->kind == PVIOMMU_SLOT_DOMAIN) {
+		if (!c->with_domain)
+			return 0;
+	} else if (s->kind != PVIOMMU_SLOT_PAGE &&
+		   s->kind != PVIOMMU_SLOT_SUBX &&
+		   s->kind != PVIOMMU_SLOT_DEVICE) {
+		return 0;
+	} else if (!c->all_devices && s->bdf != c->bdf) {
+		return 0;
+	}
 	if (s->kind == PVIOMMU_SLOT_DEVICE && s->cnt_r &&
 	    s->cnt_r <= PVIOMMU_FAST_LANES)
 		c->lanes |= 1ull << (s->cnt_r - 1);
@@ -657,29 +743,109 @@ static long pv_sweep_cb(__u32 i, void *data)
 	return 0;
 }
 
-/* drop the index slots of (dom, bdf), or of all of dom's devices */
+/*
+ * drop the index slots of (dom, bdf), or of all of dom's devices (and its
+ * DOMAIN slot with with_domain)
+ */
 static PV_INLINE __u32 pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
-				      __u32 all_devices)
+				      __u32 all_devices, __u32 with_domain)
 {
 	struct pv_purge_ctx c = {
 		.env = e, .dom = dom, .bdf = bdf, .all_devices = all_devices,
+		.with_domain = with_domain,
 	};
 
 	pv_loop(e->mask + 1, pv_purge_cb, &c);
-	if (c.freed)
-		pv_loop(e->mask + 1, pv_sweep_cb, &c);
+	pv_loop(e->mask + 1, pv_sweep_cb, &c);
 	/* no DEVICE slot names those lanes any more: hand them back */
 	pv_fast_release(e, c.lanes);
 
 	return c.freed;
 }
 
+/* ---- the protection state machine (pviommu.h) --------------------------- */
+
+/*
+ * RESERVE (QEMU start, under the writer lock, after the caller purged
+ * whatever a former process of this pid left): the domain gets its DOMAIN
+ * slot in state RESERVED. -ENOSPC when the index has no room for it.
+ */
+static PV_INLINE int pv_op_reserve(struct pv_env *e, __u32 dom)
+{
+	struct pviommu_slot *s;
+
+	s = pv_slot_lookup(e, PVIOMMU_SLOT_DOMAIN, dom, 0, 0, 1);
+	if (!s)
+		return -PV_ENOSPC;
+	pv_write_begin(s);
+	s->cnt_r = PVIOMMU_DS_RESERVED;
+	s->cnt_w = PVIOMMU_FAIL_NONE;
+	pv_write_end(s);
+	return 0;
+}
+
+/*
+ * REGISTER (under the lock, after the caller purged the domain's devices):
+ * the guest starts from nothing; its DOMAIN slot (made here when the
+ * domain was not reserved) says REGISTERED, with any earlier failure
+ * cleared. UNREGISTER (on = 0): back to RESERVED.
+ */
+static PV_INLINE int pv_op_register(struct pv_env *e, __u32 dom, int on)
+{
+	struct pviommu_slot *s;
+
+	s = pv_slot_lookup(e, PVIOMMU_SLOT_DOMAIN, dom, 0, 0, 1);
+	if (!s)
+		return -PV_ENOSPC;
+	pv_write_begin(s);
+	s->cnt_r = on ? PVIOMMU_DS_REGISTERED : PVIOMMU_DS_RESERVED;
+	s->cnt_w = PVIOMMU_FAIL_NONE;
+	pv_write_end(s);
+	return 0;
+}
+
+/*
+ * Fail closed without the writer lock (it may be what failed): one atomic
+ * bit in the domain's (bdf == ~0u) or the device's slot. -ENOENT when
+ * there is no such slot (then nothing of it is protected or granted).
+ */
+static PV_INLINE int pv_mark_failed(struct pv_env *e, __u32 dom, __u32 bdf,
+				    __u32 why)
+{
+	int dev = bdf != ~0u;
+	long idx = pv_slot_find(e, dev ? PVIOMMU_SLOT_DEVICE :
+					 PVIOMMU_SLOT_DOMAIN, dom,
+				dev ? bdf : 0, 0);
+	struct pviommu_slot *s;
+
+	if (idx < 0)
+		return -PV_ENOENT;
+	s = pv_slot_at(e, (__u32)idx);
+	if (!s)
+		return -PV_ENOENT;
+	if (!why)
+		why = PVIOMMU_FAIL_INDEX;
+	__sync_val_compare_and_swap(&s->cnt_w, 0, why);
+	if (!dev)
+		__sync_fetch_and_or(&s->cnt_r, PVIOMMU_DS_FAILED);
+	return 0;
+}
+
 /* ---- reader side (lock-free) ------------------------------------------- */
 
-/* a consistent copy of the slot of a key; 1 found, 0 absent, <0 busy */
-static PV_INLINE int pv_slot_read(struct pv_env *e, __u32 kind, __u32 dom,
-				  __u32 bdf, __u64 pfn,
-				  struct pviommu_slot *out)
+/* seqcount retries before a reader gives up (fail closed: PV_DENY_BUSY) */
+#ifndef PV_READ_TRIES
+#define PV_READ_TRIES	8
+#endif
+
+/*
+ * A consistent copy of the slot of a key (and its index in *idx, when
+ * asked); 1 found, 0 absent, <0 busy. The includer may route calls
+ * through its own pv_slot_read (BPF: a global function, verified once).
+ */
+static PV_INLINE int pv_slot_read_inl(struct pv_env *e, __u32 kind,
+				      __u32 dom, __u32 bdf, __u64 pfn,
+				      struct pviommu_slot *out, __u32 *idx)
 {
 	__u32 h = pv_hash(kind, dom, bdf, pfn), i, try, seq;
 	struct pviommu_slot *s;
@@ -688,7 +854,7 @@ static PV_INLINE int pv_slot_read(struct pv_env *e, __u32 kind, __u32 dom,
 		s = pv_slot_at(e, (h + i) & e->mask);
 		if (!s)
 			return 0;
-		for (try = 0; try < 8; try++) {
+		for (try = 0; try < PV_READ_TRIES; try++) {
 			seq = PV_READ_ONCE(s->seq);
 			if (seq & 1)
 				continue;
@@ -698,37 +864,79 @@ static PV_INLINE int pv_slot_read(struct pv_env *e, __u32 kind, __u32 dom,
 			if (PV_READ_ONCE(s->seq) == seq)
 				break;
 		}
-		if (try == 8)
+		if (try == PV_READ_TRIES)
 			return -PV_EBUSY;
 		if (out->kind == PVIOMMU_SLOT_EMPTY)
 			return 0;
-		if (pv_key_eq(out, kind, dom, bdf, pfn))
+		if (pv_key_eq(out, kind, dom, bdf, pfn)) {
+			if (idx)
+				*idx = (h + i) & e->mask;
 			return 1;
+		}
 	}
 	return 0;
 }
 
+#ifndef pv_slot_read
+#define pv_slot_read	pv_slot_read_inl
+#endif
+
 /*
- * Are bytes [first, last] of the page in slot s covered for perm bit p?
- * Walks a cursor from 'first' through the sub-page pieces that contain it;
- * at most SUB_SLOTS passes over SUB_SLOTS pieces, one (pass, piece) pair per
- * loop step so that the BPF verifier sees one small body.
+ * Are bytes [first, last] of page pfn (its slot copied in *s) covered for
+ * perm bit p? A cursor walks from 'first' through the pieces that contain
+ * it: passes over the whole chain of pieces until a pass moves it no more,
+ * one piece per loop step so that the BPF verifier sees one small body.
+ * Pieces beyond the copy are read from the live extension slots; the
+ * caller validates the chain's seq afterwards. 'broken': an extension slot
+ * was missing (a writer was changing the chain).
  */
 struct pv_cov_ctx {
+	struct pv_env			*env;
 	const struct pviommu_slot	*s;
+	__u64				pfn;
+	__u32				dom;
+	__u32				bdf;
+	__u32				n;
+	__u32				k;	/* chain slot in xidx */
+	__u32				xidx;
 	__u32				cur;
 	__u32				last;
 	__u32				p;
 	__u32				moved;
 	__u32				covered;
+	__u32				broken;
 };
+
+/* steps of one coverage walk at most (n pieces need up to n passes) */
+#define PV_COV_MAX_STEPS	(1u << 22)
 
 static long pv_cov_cb(__u32 i, void *data)
 {
 	struct pv_cov_ctx *c = data;
-	__u32 j = i & (PVIOMMU_SUB_SLOTS - 1);
-	__u32 sub = c->s->sub[j];
+	__u32 j = c->n ? i % c->n : 0, k = j / PVIOMMU_SUB_SLOTS, sub;
+	struct pviommu_slot *x;
+	long idx;
 
+	if (!k) {
+		sub = c->s->sub[j % PVIOMMU_SUB_SLOTS];
+	} else {
+		if (k != c->k) {
+			idx = pv_slot_find(c->env, PVIOMMU_SLOT_SUBX, c->dom,
+					   c->bdf, pv_subx_pfn(c->pfn, k));
+			if (idx < 0) {
+				c->broken = 1;
+				return 1;
+			}
+			c->k = k;
+			c->xidx = (__u32)idx;
+		}
+		x = pv_slot_at(c->env, c->xidx);
+		if (!x) {
+			c->broken = 1;
+			return 1;
+		}
+		sub = PV_READ_ONCE(x->sub[j % PVIOMMU_SUB_SLOTS]);
+	}
 	if ((PVIOMMU_SUB_PERM(sub) & c->p) && PVIOMMU_SUB_FIRST(sub) <= c->cur &&
 	    PVIOMMU_SUB_LAST(sub) >= c->cur) {
 		c->cur = PVIOMMU_SUB_LAST(sub) + 1;
@@ -738,7 +946,7 @@ static long pv_cov_cb(__u32 i, void *data)
 			return 1;
 		}
 	}
-	if (j == PVIOMMU_SUB_SLOTS - 1) {
+	if (j == c->n - 1) {
 		if (!c->moved)
 			return 1;
 		c->moved = 0;
@@ -746,53 +954,95 @@ static long pv_cov_cb(__u32 i, void *data)
 	return 0;
 }
 
-static PV_INLINE int pv_covered(const struct pviommu_slot *s, __u32 first,
-				__u32 last, __u32 p)
+/* 1 covered, 0 not, -1 the chain changed under the walk */
+static PV_INLINE int pv_covered(struct pv_env *e, const struct pviommu_slot *s,
+				__u64 pfn, __u32 first, __u32 last, __u32 p)
 {
-	struct pv_cov_ctx c = { .s = s, .cur = first, .last = last, .p = p };
+	struct pv_cov_ctx c = {
+		.env = e, .s = s, .pfn = pfn, .dom = s->domain, .bdf = s->bdf,
+		.n = s->nsub, .cur = first, .last = last, .p = p,
+	};
+	__u64 steps;
 
 	if (((p & PVIOMMU_PERM_READ) && s->cnt_r) ||
 	    ((p & PVIOMMU_PERM_WRITE) && s->cnt_w))
 		return 1;
-	if (!s->nsub)
+	if (!c.n)
 		return 0;
-	pv_loop(PVIOMMU_SUB_SLOTS * PVIOMMU_SUB_SLOTS, pv_cov_cb, &c);
-	return c.covered;
+	if (c.n > PVIOMMU_MAX_PIECES)
+		return -1;
+	steps = (__u64)c.n * c.n;
+	pv_loop(steps > PV_COV_MAX_STEPS ? PV_COV_MAX_STEPS : (__u32)steps,
+		pv_cov_cb, &c);
+	return c.broken ? -1 : (int)c.covered;
+}
+
+/* the verdict of one page from a consistent copy of its slot */
+static PV_INLINE int pv_page_verdict(struct pv_env *e,
+				     const struct pviommu_slot *s, __u64 pfn,
+				     __u32 first, __u32 last, __u32 need)
+{
+	int r;
+
+	if (need & PVIOMMU_PERM_READ) {
+		r = pv_covered(e, s, pfn, first, last, PVIOMMU_PERM_READ);
+		if (r < 0)
+			return PV_DENY_BUSY;
+		if (!r)
+			goto deny;
+	}
+	if (need & PVIOMMU_PERM_WRITE) {
+		r = pv_covered(e, s, pfn, first, last, PVIOMMU_PERM_WRITE);
+		if (r < 0)
+			return PV_DENY_BUSY;
+		if (!r)
+			goto deny;
+	}
+	return PV_ALLOW;
+deny:
+	/* tell "not for this direction" from "not mapped" */
+	r = pv_covered(e, s, pfn, first, last, PVIOMMU_PERM_RW);
+	if (r < 0)
+		return PV_DENY_BUSY;
+	return r ? PV_DENY_PERM : PV_DENY_UNMAPPED;
 }
 
 /*
  * check one page: bytes [first, last] of page pfn for 'need'; lane is the
  * device's fast lane (1-based, 0: none): bits set there answer at once
  */
-static PV_INLINE int pv_check_page(struct pv_env *e, __u32 dom, __u32 bdf,
-				   __u32 lane, __u64 pfn, __u32 first,
-				   __u32 last, __u32 need)
+static PV_INLINE int pv_check_page_inl(struct pv_env *e, __u32 dom,
+				       __u32 bdf, __u32 lane, __u64 pfn,
+				       __u32 first, __u32 last, __u32 need)
 {
-	struct pviommu_slot s;
+	struct pviommu_slot s, *live;
 	__u64 *w = pv_fast_bits(e, lane, pfn);
-	int r;
+	__u32 idx = 0, try;
+	int r, v = PV_DENY_BUSY;
 
 	if (w && ((PV_READ_ONCE(*w) >> ((pfn & 31) * 2)) & need) == need)
 		return PV_ALLOW;
-	r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, &s);
-
-	if (r < 0)
-		return PV_DENY_BUSY;
-	if (!r)
-		return PV_DENY_UNMAPPED;
-	if ((need & PVIOMMU_PERM_READ) &&
-	    !pv_covered(&s, first, last, PVIOMMU_PERM_READ))
-		goto deny;
-	if ((need & PVIOMMU_PERM_WRITE) &&
-	    !pv_covered(&s, first, last, PVIOMMU_PERM_WRITE))
-		goto deny;
-	return PV_ALLOW;
-deny:
-	/* tell "not for this direction" from "not mapped" */
-	if (pv_covered(&s, first, last, PVIOMMU_PERM_RW))
-		return PV_DENY_PERM;
-	return PV_DENY_UNMAPPED;
+	for (try = 0; try < 4; try++) {
+		r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, &s, &idx);
+		if (r < 0)
+			return PV_DENY_BUSY;
+		if (!r)
+			return PV_DENY_UNMAPPED;
+		v = pv_page_verdict(e, &s, pfn, first, last, need);
+		/* the whole chain was in the copy: nothing to validate */
+		if (s.nsub <= PVIOMMU_SUB_SLOTS)
+			return v;
+		pv_barrier();
+		live = pv_slot_at(e, idx);
+		if (live && PV_READ_ONCE(live->seq) == s.seq && v != PV_DENY_BUSY)
+			return v;
+	}
+	return PV_DENY_BUSY;
 }
+
+#ifndef pv_check_page
+#define pv_check_page	pv_check_page_inl
+#endif
 
 struct pv_check_ctx {
 	struct pv_env	*env;
@@ -856,15 +1106,44 @@ static PV_INLINE int pv_check_range(struct pv_env *e, __u32 dom, __u32 bdf,
 	return pv_check_lane(e, dom, bdf, 0, addr, len, need);
 }
 
-/* CHECK as documented in pviommu.h: unprotected devices pass untouched */
+/* the domain's state bits (PVIOMMU_DS_*), 0: no DOMAIN slot, <0: busy */
+static PV_INLINE long pv_domain_state(struct pv_env *e, __u32 dom)
+{
+	struct pviommu_slot s;
+	__u32 idx = 0;
+	int r = pv_slot_read(e, PVIOMMU_SLOT_DOMAIN, dom, 0, 0, &s, &idx);
+
+	if (r <= 0)
+		return r;
+	return s.cnt_r;
+}
+
+/*
+ * CHECK as documented in pviommu.h: a FAILED domain or device is denied,
+ * unprotected devices pass untouched
+ */
 static PV_INLINE int pv_check(struct pv_env *e, __u32 dom, __u32 bdf,
 			      __u64 addr, __u64 len, __u32 need)
 {
-	int lane = pv_device_lane(e, dom, bdf);
+	struct pviommu_slot dev;
+	long ds = pv_domain_state(e, dom);
+	__u32 idx = 0;
+	int r;
 
-	if (lane < 0)
+	if (ds < 0)
+		return PV_DENY_BUSY;
+	if (ds & PVIOMMU_DS_FAILED)
+		return PV_DENY_FAILED;
+	r = pv_slot_read(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, &dev, &idx);
+	if (r < 0)
+		return PV_DENY_BUSY;
+	if (!r)
 		return PV_ALLOW;
-	return pv_check_lane(e, dom, bdf, (__u32)lane, addr, len, need);
+	if (dev.cnt_w)
+		return PV_DENY_FAILED;
+	return pv_check_lane(e, dom, bdf,
+			     dev.cnt_r <= PVIOMMU_FAST_LANES ? dev.cnt_r : 0,
+			     addr, len, need);
 }
 
 #endif /* __PVIOMMU_RANGE_H */

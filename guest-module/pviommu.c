@@ -179,9 +179,11 @@ static u32 pviommu_perm(enum dma_data_direction dir)
 /* ------------------------------------------------------------------ */
 /* map / unmap bookkeeping, lazy queue */
 
-static void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size)
+/* the host revokes exactly the mapping of this iova, size and perm */
+static void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size,
+			      u32 perm)
 {
-	pviommu_hypercall(PVIOMMU_OP_UNMAP, 0, pd->bdf, iova, size);
+	pviommu_hypercall(PVIOMMU_OP_UNMAP, perm, pd->bdf, iova, size);
 	atomic64_dec(&pd->live);
 	atomic64_sub(size, &pd->live_bytes);
 }
@@ -192,7 +194,7 @@ static void __pviommu_lazy_drop(unsigned int i, bool send)
 
 	lockdep_assert_held(&pviommu_lazy.lock);
 	if (send)
-		pviommu_unmap_now(e->pd, e->iova, e->size);
+		pviommu_unmap_now(e->pd, e->iova, e->size, e->perm);
 	*e = pviommu_lazy.ent[--pviommu_lazy.n];
 }
 
@@ -205,7 +207,7 @@ static void __pviommu_lazy_flush(void)
 		return;
 	for (i = 0; i < pviommu_lazy.n; i++)
 		pviommu_unmap_now(pviommu_lazy.ent[i].pd, pviommu_lazy.ent[i].iova,
-				  pviommu_lazy.ent[i].size);
+				  pviommu_lazy.ent[i].size, pviommu_lazy.ent[i].perm);
 	pviommu_lazy.n = 0;
 	atomic64_inc(&pviommu_stats.lazy_flushes);
 }
@@ -298,7 +300,7 @@ static void pviommu_unmap(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 	if (pviommu_lazy_mode)
 		pviommu_lazy_add(pd, iova, size, perm);
 	else
-		pviommu_unmap_now(pd, iova, size);
+		pviommu_unmap_now(pd, iova, size, perm);
 }
 
 static void pviommu_fail(struct pviommu_dev *pd, const char *what, u64 addr, u64 size)

@@ -49,4 +49,4 @@ $(INPROC_BENCH): $(SRC)/tests/bench/bench_inproc.c $(QEMU_HOOKS_HDRS) $(PVLIB_OB
 bench-inproc: $(INPROC_BENCH) $(QEMU_HOOKS_LIB) $(PVIOMMUCTL) host-setup
 	$(Q)export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-bench-$$$$; \
 	$(PVIOMMUCTL) load >/dev/null && $(INPROC_BENCH) $(QEMU_HOOKS_LIB) --bench; \
-	rc=$$?; $(PVIOMMUCTL) unload >/dev/null; exit $$rc
+	rc=$$?; $(PVIOMMUCTL) unload --force >/dev/null; exit $$rc

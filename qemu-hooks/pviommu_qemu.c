@@ -45,6 +45,14 @@
  *                     detour cannot be installed; 0: run unprotected with a
  *                     warning
  *   PVIOMMU_DEBUG     1: log what was patched and every address space seen
+ *   PVIOMMU_MODE      audit|deny|kill: this VM's mode (pviommuctl run --mode)
+ *
+ * The domain: the constructor reserves it (pviommu.h, the state machine)
+ * through the pinned pviommu_reserve program, which answers this
+ * process's tgid in the host's PID namespace (what every BPF program
+ * sees; getpid() differs inside a container). No reservation, no VM: QEMU
+ * exits before any guest code runs, whatever PVIOMMU_REQUIRE says, since
+ * a guest would otherwise believe in a protection nobody enforces.
  *
  * MemoryRegionCache (virtio rings): a device's cache is checked at set-up
  * and then at every access (see h_cache_init).
@@ -81,7 +89,8 @@ typedef uint32_t MemTxResult;
 static struct pv_env g_env;
 static struct pv_index_view g_view;
 static __u32 g_dom;
-static int g_dom_fd = -1, g_hc_fd = -1, g_ev_fd = -1;
+static int g_dom_fd = -1, g_hc_fd = -1, g_ev_fd = -1, g_rsv_fd = -1;
+static int g_mode = -1;	/* PVIOMMU_MODE, -1: the global default */
 static int g_debug;
 
 /* ---- device identity: AddressSpace * -> bdf, cached ------------------ */
@@ -755,10 +764,25 @@ static struct detour g_detours[] = {
 
 /* ---- set-up ------------------------------------------------------------- */
 
+/* take this process's domain (its host tgid); exits when there is none */
+static void reserve_domain(void)
+{
+	int r = pv_reserve(g_rsv_fd, 0, g_mode);
+
+	if (r <= 0) {
+		fprintf(stderr, PVQ "cannot reserve this VM's domain (%s): pviommu is out of "
+			"capacity or not loaded; refusing to start a VM whose guest would "
+			"believe in a protection nobody enforces\n",
+			strerror(r < 0 ? -r : EINVAL));
+		_exit(1);
+	}
+	__atomic_store_n(&g_dom, (__u32)r, __ATOMIC_RELAXED);
+}
+
 static void after_fork_child(void)
 {
 	/* -daemonize: the VM lives on in the child, whose tgid is the domain */
-	__atomic_store_n(&g_dom, (__u32)getpid(), __ATOMIC_RELAXED);
+	reserve_domain();
 }
 
 static int env_int(const char *name, int def)
@@ -788,7 +812,16 @@ __attribute__((constructor)) static void pvq_init(void)
 		return;	/* not QEMU (an inherited LD_PRELOAD): do nothing */
 	require = env_int("PVIOMMU_REQUIRE", 1);
 	g_debug = env_int("PVIOMMU_DEBUG", 0);
-	g_dom = (__u32)getpid();
+	if (getenv("PVIOMMU_MODE") && *getenv("PVIOMMU_MODE")) {
+		__u32 m;
+
+		if (pv_parse_mode(getenv("PVIOMMU_MODE"), &m)) {
+			fprintf(stderr, PVQ "PVIOMMU_MODE=%s: what is that? audit, deny or kill\n",
+				getenv("PVIOMMU_MODE"));
+			exit(1);
+		}
+		g_mode = (int)m;
+	}
 
 	err = pv_index_map(NULL, &g_view, 1);
 	if (err) {
@@ -804,10 +837,11 @@ __attribute__((constructor)) static void pvq_init(void)
 	g_dom_fd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
 	g_hc_fd = pv_obj_get(NULL, "progs/pviommu_kvm_hypercall", 0);
 	g_ev_fd = pv_obj_get(NULL, "progs/pviommu_inproc_event", 0);
-	if (g_dom_fd < 0 || g_hc_fd < 0 || g_ev_fd < 0) {
+	g_rsv_fd = pv_obj_get(NULL, "progs/pviommu_reserve", 0);
+	if (g_dom_fd < 0 || g_hc_fd < 0 || g_ev_fd < 0 || g_rsv_fd < 0) {
 		snprintf(msg, sizeof(msg),
-			 "pviommu pins under %s are incomplete (domains %d, progs/pviommu_kvm_hypercall %d, progs/pviommu_inproc_event %d; run 'pviommuctl load')",
-			 pv_pin_dir(), g_dom_fd, g_hc_fd, g_ev_fd);
+			 "pviommu pins under %s are incomplete (domains %d, progs/pviommu_kvm_hypercall %d, progs/pviommu_inproc_event %d, progs/pviommu_reserve %d; run 'pviommuctl load')",
+			 pv_pin_dir(), g_dom_fd, g_hc_fd, g_ev_fd, g_rsv_fd);
 		fatal_or_warn(require, msg);
 		/* unprotected: nothing below would work without the pins */
 		pv_index_unmap(&g_view);
@@ -836,6 +870,7 @@ __attribute__((constructor)) static void pvq_init(void)
 			 wx ? " (a W^X policy refused text patching)" : "");
 		fatal_or_warn(require, msg);
 	}
+	reserve_domain();
 	pthread_atfork(NULL, NULL, after_fork_child);
 	if (g_debug)
 		fprintf(stderr, PVQ "active in pid %u: %d detours, index %u slots at %p\n",

@@ -10,7 +10,7 @@ PVHC=$OUT/tests/pvhc
 export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-lc-$$
 pass=0 fail=0
 TMP=$(mktemp -d)
-trap '"$CTL" unload >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+trap '"$CTL" unload --force >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
 ok()   { pass=$((pass + 1)); echo "ok $1"; }
 bad()  { fail=$((fail + 1)); echo "not ok $1${2:+: $2}"; }
@@ -125,7 +125,39 @@ expect "attach --qemu refuses a binary whose QEMU runs the in-process plane" 1 "
 has "... names that QEMU" "QEMU pids $qpid of $Q run the in-process plane" "$TMP/err"
 [ "$(ls "$PVIOMMU_PIN_DIR/links" | grep -c -e '^enf-x' -e '^tcg-x')" = 0 ] && ok "... and attaches nothing" ||
 	bad "... and attaches nothing" "$(ls "$PVIOMMU_PIN_DIR/links")"
+expect "status while it runs" 0 "$CTL" -j status
+has "its domain is reserved at start, before any guest code" "\"pid\":$qpid,[^}]*\"state\":\"reserved\"" "$TMP/out"
+expect "unload refuses while a protected VM runs" 1 "$CTL" unload
+has "... and names it" "QEMU pids\\? [0-9 ]*$qpid" "$TMP/err"
 kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+sleep 0.3
+expect "status after it exits" 0 "$CTL" -j status
+hasnt "its domain goes with it" "\"pid\":$qpid," "$TMP/out"
+
+# run --mode: the library reserves with that mode
+QEMU_MODULE_DIR=$qmod "$CTL" run --mode audit -- "$Q" -machine none -display none -nodefaults \
+	-monitor none -S </dev/null >"$TMP/inproc.out" 2>&1 &
+qpid=$!
+for _ in $(seq 1 100); do grep -q libpviommu-qemu.so "/proc/$qpid/maps" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5
+expect "status with run --mode" 0 "$CTL" -j status
+has "the reserved domain has the mode of run --mode" "\"pid\":$qpid,[^}]*\"mode\":\"audit\"" "$TMP/out"
+kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
+
+# capacity is taken at VM start: with the domain table full, QEMU does not start at all
+: >"$TMP/fill"; : >"$TMP/unfill"
+for i in $(seq 4000000 4001100); do
+	h=$(printf '%08x' "$i" | sed 's/\(..\)\(..\)\(..\)\(..\)/0x\4 0x\3 0x\2 0x\1/')
+	echo "map update pinned $PVIOMMU_PIN_DIR/pviommu_domains key $h value $(printf '0 %.0s' $(seq 48)) noexist" >>"$TMP/fill"
+	echo "map delete pinned $PVIOMMU_PIN_DIR/pviommu_domains key $h" >>"$TMP/unfill"
+done
+bpftool batch file "$TMP/fill" >/dev/null 2>&1	# stops at the first refusal: the table is full
+QEMU_MODULE_DIR=$qmod timeout 20 "$CTL" run -- "$Q" -machine none -display none -nodefaults \
+	-monitor none -S </dev/null >"$TMP/full.out" 2>&1
+rc=$?
+[ "$rc" = 1 ] && ok "full domain table: QEMU refuses to start" || bad "full domain table: QEMU refuses to start" "exit $rc: $(head -c 300 "$TMP/full.out")"
+has "... and says why" "cannot reserve this VM's domain" "$TMP/full.out"
+bpftool batch file "$TMP/unfill" >/dev/null 2>&1	# stops past the last one filled
 expect "attach --qemu --enforce" 0 "$CTL" -j attach --qemu "$Q" --enforce
 has "attach --qemu says so" '"enforce_uprobes":2[0-9]' "$TMP/out"
 nlinks=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c '^enf-x')

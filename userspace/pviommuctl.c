@@ -655,16 +655,48 @@ static int rm_dir_pins(const char *dir)
 	return n;
 }
 
+/* domains whose QEMU still runs: their pids into buf; how many */
+static int live_domains(char *buf, size_t len)
+{
+	int fd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1), n = 0;
+	__u32 key, next, *prev = NULL;
+	size_t off = 0;
+
+	buf[0] = 0;
+	if (fd < 0)
+		return 0;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (kill((pid_t)key, 0) && errno != EPERM)
+			continue;	/* gone: nothing left to protect */
+		n++;
+		if (off + 12 < len)
+			off += snprintf(buf + off, len - off, "%s%u", off ? " " : "", key);
+	}
+	close(fd);
+	return n;
+}
+
 static int cmd_unload(int argc, char **argv)
 {
-	int err, n;
+	char pids[512];
+	int err, n, force = 0, live;
 
 	if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
 			 !strcmp(argv[1], "-h"))) {
-		printf("Usage: pviommuctl unload\n"
+		printf("Usage: pviommuctl unload [--force]\n"
 		       "  Detach every program and remove every pin under %s\n"
-		       "  (all policy state is dropped).\n", PIN_DIR);
+		       "  (all policy state is dropped). Refused while a VM that pviommu\n"
+		       "  protects still runs (their QEMU pids are named); --force unloads\n"
+		       "  anyway: those VMs' DMA is then no longer checked against their\n"
+		       "  guests' mappings.\n", PIN_DIR);
 		return 0;
+	}
+	if (argc > 1 && !strcmp(argv[1], "--force")) {
+		force = 1;
+		argc--;
+		argv++;
 	}
 	if (argc > 1) {
 		p_err("what is '%s'? (see 'pviommuctl unload help')", argv[1]);
@@ -679,6 +711,19 @@ static int cmd_unload(int argc, char **argv)
 			printf("pviommu was not loaded\n");
 		return 0;
 	}
+	live = live_domains(pids, sizeof(pids));
+	if (live && !force) {
+		p_err("%d running VM%s protected by pviommu (QEMU pid%s %s): stop %s first, "
+		      "or 'pviommuctl unload --force' to leave %s DMA unchecked",
+		      live, live > 1 ? "s are" : " is", live > 1 ? "s" : "", pids,
+		      live > 1 ? "them" : "it", live > 1 ? "their" : "its");
+		return 1;
+	}
+	if (live && !json)
+		fprintf(stderr, "pviommuctl unload --force: %d running VM%s (QEMU pid%s %s) "
+			"no longer protected: %s DMA is not checked from now on\n",
+			live, live > 1 ? "s" : "", live > 1 ? "s" : "", pids,
+			live > 1 ? "their" : "its");
 	n = rm_dir_pins(LINK_DIR);
 	n += rm_dir_pins(PROG_DIR);
 	n += rm_dir_pins(PIN_DIR);
@@ -687,7 +732,8 @@ static int cmd_unload(int argc, char **argv)
 		return 1;
 	}
 	if (json)
-		printf("{\"unloaded\":true,\"pins_removed\":%d}\n", n);
+		printf("{\"unloaded\":true,\"pins_removed\":%d,\"unprotected_vms\":%d}\n",
+		       n, live);
 	else
 		printf("pviommu unloaded (%d pins removed)\n", n);
 	return 0;
@@ -726,6 +772,7 @@ static int cmd_status(int argc, char **argv)
 	struct pv_features f;
 	__u32 key, next, *prev = NULL;
 	struct pviommu_domain dv;
+	char fl[64];
 	int dfd, sfd, err, first = 1, ctl_fd;
 	struct pviommu_ctl *ctl;
 	__u64 used = 0, tomb = 0;
@@ -841,20 +888,28 @@ static int cmd_status(int argc, char **argv)
 		prev = &key;
 		if (bpf_map_lookup_elem(dfd, &key, &dv))
 			continue;
+		snprintf(fl, sizeof(fl), "%s%s%s%s",
+			 dv.flags & PVIOMMU_DOM_REGISTERED ? "registered" :
+			 dv.flags & PVIOMMU_DOM_RESERVED ? "reserved" : "-",
+			 dv.flags & PVIOMMU_DOM_FAILED ? ",FAILED-CLOSED" : "",
+			 dv.flags & PVIOMMU_DOM_TABLE_FULL ? ",table-full" : "", "");
 		if (json)
 			printf("%s{\"pid\":%u,\"abi\":%u,\"devices\":%u,\"records\":%llu,"
 			       "\"mapped_bytes\":%llu,\"generation\":%llu,\"mode\":\"%s\","
+			       "\"state\":\"%s\",\"failed_closed\":%s,"
 			       "\"table_full\":%s}", first ? "" : ",", key, dv.abi,
 			       dv.nr_devices, (unsigned long long)dv.nr_records,
 			       (unsigned long long)dv.mapped_bytes,
 			       (unsigned long long)dv.generation, pv_mode_str(dv.mode),
+			       dv.flags & PVIOMMU_DOM_REGISTERED ? "registered" :
+			       dv.flags & PVIOMMU_DOM_RESERVED ? "reserved" : "none",
+			       dv.flags & PVIOMMU_DOM_FAILED ? "true" : "false",
 			       dv.flags & PVIOMMU_DOM_TABLE_FULL ? "true" : "false");
 		else
 			printf("  %-8u %-7u %-8llu %-12llu %-6s %s\n", key,
 			       dv.nr_devices, (unsigned long long)dv.nr_records,
 			       (unsigned long long)dv.mapped_bytes,
-			       pv_mode_str(dv.mode),
-			       dv.flags & PVIOMMU_DOM_TABLE_FULL ? "table-full" : "-");
+			       pv_mode_str(dv.mode), fl);
 		first = 0;
 	}
 	if (json) {
@@ -984,6 +1039,7 @@ static int on_event(void *ctx, void *data, size_t len)
 		       (unsigned long long)e->addr, (unsigned long long)e->len,
 		       pv_perm_str(e->perm), pv_op_str(e->op), e->err,
 		       e->type == PVIOMMU_EV_VIOLATION ? pv_verdict_str(-e->err) :
+		       e->type == PVIOMMU_EV_FAILED ? pv_fail_str(e->perm) :
 		       e->err ? strerror(-e->err) : "-",
 		       pv_action_str(e->action), pv_plane_str(e->plane));
 	else if (e->type == PVIOMMU_EV_VIOLATION)
@@ -995,6 +1051,13 @@ static int on_event(void *ctx, void *data, size_t len)
 		       e->perm & PVIOMMU_PERM_WRITE ? "write" : "read",
 		       pv_verdict_str(-e->err), pv_action_str(e->action),
 		       pv_plane_str(e->plane));
+	else if (e->type == PVIOMMU_EV_FAILED)
+		printf("%llu.%06llu failed-closed pid=%u %s%s after op=%s err=%s: %s; its transfers are denied\n",
+		       (unsigned long long)(e->ts_ns / 1000000000),
+		       (unsigned long long)(e->ts_ns % 1000000000 / 1000), e->domain,
+		       e->bdf == ~0u ? "every device" : "bdf=",
+		       e->bdf == ~0u ? "" : pv_fmt_bdf(e->bdf, b), pv_op_str(e->op),
+		       e->err ? strerror(-e->err) : "ok", pv_fail_str(e->perm));
 	else
 		printf("%llu.%06llu %s pid=%u bdf=%s op=%s iova=0x%llx size=%llu err=%s plane=%s\n",
 		       (unsigned long long)(e->ts_ns / 1000000000),

@@ -92,6 +92,7 @@ const char *pv_verdict_str(int v)
 	case PV_DENY_PERM: return "wrong-direction";
 	case PV_DENY_WRAP: return "bad-range";
 	case PV_DENY_BUSY: return "index-busy";
+	case PV_DENY_FAILED: return "failed-closed";
 	default: return "?";
 	}
 }
@@ -103,6 +104,7 @@ const char *pv_event_type_str(__u32 t)
 	case PVIOMMU_EV_HC_ERROR: return "hypercall-error";
 	case PVIOMMU_EV_TABLE_FULL: return "table-full";
 	case PVIOMMU_EV_DOMAIN: return "domain";
+	case PVIOMMU_EV_FAILED: return "failed-closed";
 	default: return "?";
 	}
 }
@@ -145,6 +147,7 @@ const char *pv_stat_name(int i)
 		"hypercalls", "hypercall_errors", "maps", "unmaps", "checks",
 		"allowed", "violations", "denied", "killed", "table_full",
 		"events_dropped", "user_hypercalls", "domains_gone",
+		"failed_closed",
 	};
 
 	return i >= 0 && i < PVIOMMU_ST_MAX ? names[i] : "?";
@@ -261,6 +264,25 @@ int pv_hypercall(int prog_fd, __u32 op, __u32 perm, __u32 bdf, __u64 iova,
 				PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm,
 					       bdf),
 				iova, size, cookie);
+}
+
+int pv_reserve(int prog_fd, __u32 dom, int mode)
+{
+	int r = run_raw_tp(prog_fd, dom, mode < 0 ? 0 : (__u64)mode + 1, 0, 0, 0);
+
+	/* the program returns the domain (a tgid < 2^22) or -errno */
+	return r;
+}
+
+const char *pv_fail_str(__u32 why)
+{
+	switch (why) {
+	case PVIOMMU_FAIL_NOSPACE: return "no-space";
+	case PVIOMMU_FAIL_LOCK: return "writer-lock-lost";
+	case PVIOMMU_FAIL_UNREG: return "call-before-register";
+	case PVIOMMU_FAIL_INDEX: return "index-inconsistent";
+	default: return "?";
+	}
 }
 
 int pv_check_prog(int prog_fd, __u32 dom, __u32 bdf, __u64 addr, __u64 len,

@@ -50,6 +50,14 @@ int pv_hypercall(int prog_fd, __u32 op, __u32 perm, __u32 bdf, __u64 iova,
 		 __u64 size, __u64 cookie);
 int pv_hypercall_raw(int prog_fd, __u64 nr, __u64 a0, __u64 a1, __u64 a2,
 		     __u64 a3);
+/*
+ * RESERVE through the pinned pviommu_reserve program (pviommu.h, the state
+ * machine): dom 0 = the caller's own process (its host tgid, also inside a
+ * PID namespace); mode < 0: the default. Returns the domain or -errno.
+ */
+int pv_reserve(int prog_fd, __u32 dom, int mode);
+/* enum pviommu_fail as text */
+const char *pv_fail_str(__u32 why);
 /* the check through the test wrapper program; returns the verdict */
 int pv_check_prog(int prog_fd, __u32 dom, __u32 bdf, __u64 addr, __u64 len,
 		  __u32 need);

@@ -238,29 +238,6 @@ static int lib_path(char *buf, size_t len)
 	return 0;
 }
 
-/* the domain is this pid (exec keeps it): record its mode before the guest
- * registers; REGISTER keeps the mode of an existing record */
-static int preset_mode(__u32 mode)
-{
-	struct pviommu_domain d = { .mode = mode };
-	__u32 key = (__u32)getpid();
-	int fd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 0), err = 0;
-
-	if (fd < 0)
-		return fd;
-	if (bpf_map_update_elem(fd, &key, &d, BPF_NOEXIST)) {
-		if (errno == EEXIST && !bpf_map_lookup_elem(fd, &key, &d)) {
-			d.mode = mode;
-			if (bpf_map_update_elem(fd, &key, &d, BPF_EXIST))
-				err = -errno;
-		} else {
-			err = -errno;
-		}
-	}
-	close(fd);
-	return err;
-}
-
 int cmd_run(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -358,11 +335,15 @@ int cmd_run(int argc, char **argv)
 			qargv[++i] = (char *)val;
 		}
 	}
-	if (have_mode && (err = preset_mode(mode))) {
-		fprintf(stderr, "pviommuctl run: cannot set mode %s for pid %d: %s\n",
-			pv_mode_str(mode), getpid(), strerror(-err));
-		return 1;
-	}
+	/*
+	 * The library reserves the domain in its constructor, before QEMU
+	 * runs any guest code, with this mode (its host tgid: getpid() is
+	 * wrong inside a PID namespace), and QEMU refuses to start without it.
+	 */
+	if (have_mode)
+		setenv("PVIOMMU_MODE", pv_mode_str(mode), 1);
+	else
+		unsetenv("PVIOMMU_MODE");
 	old = getenv("LD_PRELOAD");
 	if (old && *old) {
 		if (asprintf(&pre, "%s:%s", lib, old) < 0)

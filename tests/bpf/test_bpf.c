@@ -4,9 +4,11 @@
  * BPF_PROG_TEST_RUN (raw_tp) and a real uprobe. Each instance pins its maps
  * in a private directory so a live pviommu is not disturbed.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -195,7 +197,7 @@ static void t_map_rules(void)
 	bpf_map_lookup_elem(mfd, &k, &v);
 	ASSERT_EQ(v.refs, 2, "refcount 2");
 	ASSERT_EQ(map(DEV_A, 0x1234, 200, W), -EEXIST, "same iova other size");
-	ASSERT_EQ(unmap(DEV_A, 0x1234, 50), -EBUSY, "partial unmap with 2 refs");
+	ASSERT_EQ(unmap(DEV_A, 0x1234, 50), -ERANGE, "no partial unmap");
 	ASSERT_OK(unmap(DEV_A, 0x1234, 100), "unmap 1");
 	ASSERT_EQ(chk(DEV_A, 0x1234, 100, W), PV_ALLOW, "still mapped");
 	ASSERT_OK(unmap(DEV_A, 0x1234, 100), "unmap 2");
@@ -211,18 +213,43 @@ static void t_map_rules(void)
 	ASSERT_EQ(chk(DEV_A, 0x10400, 0xc00, W), PV_ALLOW, "B write");
 	ASSERT_EQ(chk(DEV_A, 0x10000, 0x1000, R), PV_DENY_PERM, "read beyond A");
 
-	/* multi-page, then partial unmap of the head */
+	/* an unmap revokes exactly what its map granted, no tail left behind */
 	ASSERT_OK(map(DEV_A, 0x20800, 0x4000, RW), "multi-page");
 	ASSERT_EQ(chk(DEV_A, 0x20800, 0x4000, RW), PV_ALLOW, "all of it");
 	ASSERT_EQ(chk(DEV_A, 0x24800, 1, R), PV_DENY_UNMAPPED, "end + 1");
+	ASSERT_EQ(map(DEV_A, 0x20800, 0x1900, RW), -EEXIST, "same iova, other size");
+	ASSERT_EQ(unmap(DEV_A, 0x20800, 0x1900), -ERANGE, "its unmap revokes nothing");
 	ASSERT_EQ(unmap(DEV_A, 0x20800, 0x5000), -ERANGE, "unmap too large");
-	ASSERT_OK(unmap(DEV_A, 0x20800, 0x1900), "partial unmap of the head");
-	ASSERT_EQ(chk(DEV_A, 0x20800, 0x1900, R), PV_DENY_UNMAPPED, "head gone");
-	ASSERT_EQ(chk(DEV_A, 0x22100, 0x2700, RW), PV_ALLOW, "tail stays");
-	k.iova = 0x22100;
-	ASSERT_OK(bpf_map_lookup_elem(mfd, &k, &v), "record re-keyed");
-	ASSERT_EQ(v.size, 0x2700, "record shrunk");
-	ASSERT_OK(unmap(DEV_A, 0x22100, 0x2700), "unmap the rest");
+	ASSERT_EQ(chk(DEV_A, 0x20800, 0x4000, RW), PV_ALLOW, "the first map intact");
+	ASSERT_EQ(hc(&I, PVIOMMU_OP_UNMAP, W, DEV_A, 0x20800, 0x4000), -ERANGE,
+		  "unmap with another perm");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_UNMAP, RW, DEV_A, 0x20800, 0x4000), "its own unmap");
+	ASSERT_EQ(chk(DEV_A, 0x22100, 1, R), PV_DENY_UNMAPPED, "no tail left");
+
+	/* 200 sub-page buffers in one page (a virtio-blk queue's headers) */
+	{
+		int err = 0, bad = 0;
+
+		for (int i = 0; i < 200; i++)
+			err |= map(DEV_A, 0x50000 + i * 20, 16, RW);
+		ASSERT_OK(err, "200 sub-page maps in one page");
+		for (int i = 0; i < 200; i++)
+			bad += chk(DEV_A, 0x50000 + i * 20, 16, W) != PV_ALLOW ||
+			       chk(DEV_A, 0x50000 + i * 20 + 16, 4, W) != PV_DENY_UNMAPPED;
+		ASSERT_EQ(bad, 0, "each exact, in BPF");
+		ASSERT_EQ(pv_check(&I.env, self, DEV_A, 0x50000 + 199 * 20, 16, R), PV_ALLOW,
+			  "and through the mmap");
+		for (int i = 0; i < 200; i += 2)
+			err |= unmap(DEV_A, 0x50000 + i * 20, 16);
+		for (int i = 0; i < 200; i++)
+			bad += chk(DEV_A, 0x50000 + i * 20, 16, W) !=
+			       (i & 1 ? PV_ALLOW : PV_DENY_UNMAPPED);
+		for (int i = 1; i < 200; i += 2)
+			err |= unmap(DEV_A, 0x50000 + i * 20, 16);
+		ASSERT_OK(err, "unmapped");
+		ASSERT_EQ(bad, 0, "exact while the chain shrinks");
+		ASSERT_EQ(chk(DEV_A, 0x50000, 4096, R), PV_DENY_UNMAPPED, "page empty");
+	}
 
 	/* the same data read lock-free from userspace through mmap */
 	ASSERT_EQ(pv_check(&I.env, self, DEV_A, 0x10000, 0x800, R), PV_ALLOW,
@@ -576,6 +603,126 @@ static void t_reload_gate(void)
 	ASSERT_EQ(chk(DEV_A, 0x70000, 1, R), PV_DENY_UNMAPPED, "and changed nothing");
 }
 
+/*
+ * The state machine (pviommu.h): a refusal that leaves the host short of
+ * what the guest believes ends in "denied" with an event, never "allowed".
+ */
+static void t_fail_closed(void)
+{
+	const __u32 dev_c = PVIOMMU_BDF(0, 0, 6, 0);
+	int rfd = bpf_program__fd(I.skel->progs.pviommu_reserve);
+	int dfd = bpf_map__fd(I.skel->maps.pviommu_domains);
+	int f0 = stat_get(&I, PVIOMMU_ST_FAILED);
+	struct pviommu_domain d;
+
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "A protected");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "B protected");
+	ASSERT_OK(map(DEV_B, 0x80000, 0x1000, R), "B mapped");
+	ASSERT_OK(map(DEV_A, 0x81000, 0x100, R), "A mapped");
+	/* an UNMAP that loses the writer lock: A is denied, not left open */
+	I.ctl->lock = 1;
+	ASSERT_EQ(unmap(DEV_A, 0x81000, 0x100), -EBUSY, "unmap: lock lost");
+	I.ctl->lock = 0;
+	ASSERT_EQ(chk(DEV_A, 0x81000, 1, R), PV_DENY_FAILED,
+		  "the range it could not revoke is denied");
+	ASSERT_EQ(chk(DEV_B, 0x80000, 0x1000, R), PV_ALLOW, "B stays exact");
+	ASSERT_EQ(stat_get(&I, PVIOMMU_ST_FAILED), f0 + 1, "counted");
+
+	/* a DEV_ADD that loses the lock: that device, and so every one, denied */
+	drain_events(&I);
+	I.ctl->lock = 1;
+	ASSERT_EQ(hc(&I, PVIOMMU_OP_DEV_ADD, 0, dev_c, 0, 0), -EBUSY, "dev add: lock lost");
+	I.ctl->lock = 0;
+	ASSERT_EQ(drain_events(&I), 2, "two events");
+	ASSERT_EQ(last_ev.type, PVIOMMU_EV_FAILED, "a failed-closed event");
+	ASSERT_EQ(last_ev.perm, PVIOMMU_FAIL_LOCK, "saying why");
+	ASSERT_EQ(chk(dev_c, 0x80000, 1, R), PV_DENY_FAILED,
+		  "the device it could not protect is denied");
+	ASSERT_EQ(chk(DEV_B, 0x80000, 1, R), PV_DENY_FAILED, "and every other");
+	ASSERT_OK(bpf_map_lookup_elem(dfd, &self, &d), "domain record");
+	ASSERT_TRUE(d.flags & PVIOMMU_DOM_FAILED, "status shows the domain failed");
+
+	/* REGISTER starts the guest over, from an exact empty policy */
+	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
+	ASSERT_EQ(chk(DEV_B, 0x80000, 1, R), PV_ALLOW, "B unprotected now: passes");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "re-add A");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "re-add B");
+	ASSERT_EQ(chk(DEV_A, 0x81000, 1, R), PV_DENY_UNMAPPED, "nothing carried over");
+
+	/* RESERVE: the caller's host tgid; capacity taken, or refused */
+	{
+		__u32 fake = 0x3ffff0, k;
+		int full = 0, r;
+
+		r = pv_reserve(rfd, fake, PVIOMMU_MODE_KILL);
+		ASSERT_EQ(r, (int)fake, "reserve a domain");
+		ASSERT_OK(bpf_map_lookup_elem(dfd, &fake, &d), "its record");
+		ASSERT_EQ(d.flags, PVIOMMU_DOM_RESERVED, "RESERVED");
+		ASSERT_EQ(d.mode, PVIOMMU_MODE_KILL, "with its mode");
+		ASSERT_EQ(pv_domain_state(&I.env, fake), PVIOMMU_DS_RESERVED, "DOMAIN slot");
+		/* DEV_ADD into a reserved, unregistered domain fails it closed */
+		for (k = 0x3f0000; k < 0x3f0000 + PVIOMMU_MAX_DOMAINS; k++) {
+			struct pviommu_domain z = {};
+
+			if (bpf_map_update_elem(dfd, &k, &z, BPF_NOEXIST))
+				break;
+			full++;
+		}
+		ASSERT_TRUE(full > 0, "domain table filled");
+		r = pv_reserve(rfd, 0x3ffff1, -1);
+		ASSERT_EQ(r, -ENOSPC, "full: a new VM is refused at start");
+		ASSERT_EQ(pv_domain_state(&I.env, 0x3ffff1), 0, "and leaves nothing");
+		for (k = 0x3f0000; k < 0x3f0000 + (__u32)full; k++)
+			bpf_map_delete_elem(dfd, &k);
+		bpf_map_delete_elem(dfd, &fake);
+	}
+}
+
+/*
+ * QEMU in a PID namespace: RESERVE names the process by its tgid in the
+ * host's namespace, which is what every BPF program sees.
+ */
+static void t_pidns_identity(void)
+{
+	int rfd = bpf_program__fd(I.skel->progs.pviommu_reserve);
+	int pfd[2], st;
+	pid_t pid;
+	int got = 0, inner = 0;
+
+	if (pipe(pfd))
+		return;
+	pid = fork();
+	if (pid == 0) {
+		pid_t in;
+
+		if (unshare(CLONE_NEWPID))
+			_exit(2);
+		in = fork();
+		if (in == 0) {
+			int v[2] = { getpid(), pv_reserve(rfd, 0, -1) };
+
+			_exit(write(pfd[1], v, sizeof(v)) == sizeof(v) ? 0 : 3);
+		}
+		waitpid(in, &st, 0);
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 4);
+	}
+	close(pfd[1]);
+	{
+		int v[2];
+
+		if (read(pfd[0], v, sizeof(v)) == sizeof(v)) {
+			inner = v[0];
+			got = v[1];
+		}
+	}
+	waitpid(pid, &st, 0);
+	close(pfd[0]);
+	ASSERT_EQ(inner, 1, "the process is pid 1 in its namespace");
+	ASSERT_TRUE(got > 1, "reserve answers its host pid");
+	printf("  pid 1 in the namespace is %d on the host\n", got);
+	bpf_map_delete_elem(bpf_map__fd(I.skel->maps.pviommu_domains), &got);
+}
+
 int main(void)
 {
 	int err;
@@ -602,6 +749,8 @@ int main(void)
 	SUBTEST("uprobe_plane", t_uprobe_plane());
 	SUBTEST("writer_lock", t_writer_lock());
 	SUBTEST("reload_gate", t_reload_gate());
+	SUBTEST("fail_closed", t_fail_closed());
+	SUBTEST("pidns_identity", t_pidns_identity());
 	SUBTEST("unregister", ({
 		ASSERT_OK(hc(&I, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0), "unregister");
 		ASSERT_EQ(pv_device_protected(&I.env, self, DEV_B), 0, "devices gone");

@@ -56,7 +56,7 @@ atk_cleanup() {
 	atk_events_stop
 	[ -n "$ATK_HPID" ] && kill "$ATK_HPID" 2>/dev/null
 	ATK_HPID=
-	[ -d "${PVIOMMU_PIN_DIR:-/nonexistent}" ] && "$CTL" unload >/dev/null 2>&1
+	[ -d "${PVIOMMU_PIN_DIR:-/nonexistent}" ] && "$CTL" unload --force >/dev/null 2>&1
 	return 0
 }
 

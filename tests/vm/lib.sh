@@ -379,6 +379,6 @@ vm_host_init() {
 vm__host_cleanup() {
 	vm_cleanup
 	if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; fi
-	[ -d "$PVIOMMU_PIN_DIR" ] && "$CTL" unload >/dev/null 2>&1
+	[ -d "$PVIOMMU_PIN_DIR" ] && "$CTL" unload --force >/dev/null 2>&1
 	return 0
 }

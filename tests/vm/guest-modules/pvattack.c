@@ -362,7 +362,7 @@ static int virtio_child(struct device *d, void *data)
 static void raw_unmap(u32 bdf, u64 iova, u64 size)
 {
 	u64 ax = PVIOMMU_CPUID_LEAF, cx = iova, dx = size;
-	u64 bx = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, bdf);
+	u64 bx = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, PVIOMMU_OP_UNMAP, 0, bdf);
 
 	asm volatile("cpuid"
 		     : "+a" (ax), "+b" (bx), "+c" (cx), "+d" (dx)
