@@ -250,8 +250,13 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 	__u32 perm = PVIOMMU_HC_PERM(a0);
 	int err = 0;
 
+	/*
+	 * A program of an older load: the caller holds a stale program (the
+	 * in-process library opens the pinned one again and retries); the
+	 * attached links of a reload are never both active.
+	 */
 	if (!active(c))
-		return 0;
+		return c && c->active_gen > load_gen ? -PV_ESTALE : 0;
 	stat_inc(PVIOMMU_ST_HC);
 
 	if (PVIOMMU_HC_ABI(a0) != PVIOMMU_ABI_VERSION) {

@@ -89,6 +89,8 @@ static __always_inline int pv_rec_delete(struct pv_env *e,
 	return 0;
 }
 
+/* the coverage walk finds extension slots inline: six frames deep here */
+#define PV_COV_FIND	pv_slot_find_inl
 #include "pviommu_range.h"
 
 PV_SLOT_READ_GLOBAL()

@@ -108,7 +108,25 @@ int pv_check_page_g(__u64 dom_bdf, __u32 lane, __u64 pfn, __u32 fln);
 long pv_slot_claim_g(__u64 kind_dom, __u32 bdf, __u64 pfn, int insert);
 #define pv_slot_claim(e, kind, dom, bdf, pfn, insert)			\
 	pv_slot_claim_g((__u64)(kind) << 32 | (dom), (bdf), (pfn), (insert))
+long pv_domain_state_g(__u32 dom);
+long pv_device_state_g(__u32 dom, __u32 bdf);
+#define pv_domain_state(e, dom)		pv_domain_state_g(dom)
+#define pv_device_state(e, dom, bdf)	pv_device_state_g((dom), (bdf))
 #define PV_SLOT_READ_GLOBAL()						\
+__attribute__((noinline)) long pv_domain_state_g(__u32 dom)		\
+{									\
+	struct pv_env e = { .mask = index_mask };			\
+									\
+	return pv_domain_state_inl(&e, dom);				\
+}									\
+									\
+__attribute__((noinline)) long pv_device_state_g(__u32 dom, __u32 bdf)	\
+{									\
+	struct pv_env e = { .mask = index_mask };			\
+									\
+	return pv_device_state_inl(&e, dom, bdf);			\
+}									\
+									\
 __attribute__((noinline)) long						\
 pv_slot_claim_g(__u64 kind_dom, __u32 bdf, __u64 pfn, int insert)	\
 {									\

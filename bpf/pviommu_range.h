@@ -50,6 +50,7 @@
 #define PV_EPROTO	71
 #define PV_EOVERFLOW	75
 #define PV_EOPNOTSUPP	95
+#define PV_ESTALE	116
 #define PV_EUCLEAN	117
 
 /* largest MAP/UNMAP, in pages (4 GiB): bounds every loop */
@@ -210,6 +211,17 @@ static PV_INLINE __u32 pv_slot_index(struct pv_env *e, struct pviommu_slot *s,
 
 /* ---- a page's sub-page pieces: a dense chain of slots (pviommu.h) ------ */
 
+/*
+ * sub[] index of piece j: the mask stays in the code (an older verifier,
+ * 6.1, loses the bound the compiler relies on when it drops the mask)
+ */
+static PV_INLINE __u32 pv_sub_idx(__u32 j)
+{
+	__asm__ __volatile__("" : "+r"(j));
+	return j & (PVIOMMU_SUB_SLOTS - 1);
+}
+
+
 static PV_INLINE __u64 pv_subx_pfn(__u64 pfn, __u32 k)
 {
 	return pfn | (__u64)k << PVIOMMU_SUBX_SHIFT;
@@ -258,18 +270,39 @@ struct pv_find_ctx {
 	__u32		dom;
 	__u32		bdf;
 	__u32		want;
+	__u32		k;	/* chain slot in xidx (0: the page slot) */
+	__u32		xidx;
 	__u32		found;	/* piece index + 1, 0: not found */
 };
 
+/*
+ * One piece per step. The extension slot is found inline, not through the
+ * includer's pv_slot_find: a BPF global call from here would be a fourth
+ * frame under the hypercall program (6.1 allows 512 bytes for all).
+ */
 static long pv_find_cb(__u32 j, void *data)
 {
 	struct pv_find_ctx *c = data;
-	struct pviommu_slot *x = pv_chain_at(c->env, c->page, c->dom, c->bdf,
-					     c->pfn, j / PVIOMMU_SUB_SLOTS, 0);
+	struct pviommu_slot *x;
+	__u32 k = j / PVIOMMU_SUB_SLOTS;
+	long idx;
 
+	if (!k) {
+		x = c->page;
+	} else {
+		if (k != c->k) {
+			idx = pv_slot_find_inl(c->env, PVIOMMU_SLOT_SUBX, c->dom,
+					       c->bdf, pv_subx_pfn(c->pfn, k));
+			if (idx < 0)
+				return 1;
+			c->k = k;
+			c->xidx = (__u32)idx;
+		}
+		x = pv_slot_at(c->env, c->xidx);
+	}
 	if (!x)
 		return 1;
-	if (x->sub[j % PVIOMMU_SUB_SLOTS] != c->want)
+	if (x->sub[pv_sub_idx(j)] != c->want)
 		return 0;
 	c->found = j + 1;
 	return 1;
@@ -299,7 +332,7 @@ static PV_INLINE int pv_piece_add(struct pv_env *e, struct pviommu_slot *s,
 		return -PV_ENOSPC;
 	/* the entry first, then the count that publishes it */
 	pv_write_begin(s);
-	x->sub[n % PVIOMMU_SUB_SLOTS] = PVIOMMU_SUB(first, last, perm);
+	x->sub[pv_sub_idx(n)] = PVIOMMU_SUB(first, last, perm);
 	s->nsub = (__u16)(n + 1);
 	pv_write_end(s);
 	return 0;
@@ -342,8 +375,8 @@ static PV_INLINE int pv_piece_del(struct pv_env *e, struct pviommu_slot *s,
 		return -PV_EUCLEAN;
 	/* the last piece fills the hole: the chain stays dense */
 	pv_write_begin(s);
-	xj->sub[j % PVIOMMU_SUB_SLOTS] = xl->sub[l % PVIOMMU_SUB_SLOTS];
-	xl->sub[l % PVIOMMU_SUB_SLOTS] = 0;
+	xj->sub[pv_sub_idx(j)] = xl->sub[pv_sub_idx(l)];
+	xl->sub[pv_sub_idx(l)] = 0;
 	s->nsub = (__u16)l;
 	pv_write_end(s);
 	/* an extension slot left empty goes */
@@ -907,6 +940,15 @@ struct pv_cov_ctx {
 	__u32				broken;
 };
 
+/*
+ * how the coverage walk finds an extension slot: the includer's
+ * pv_slot_find, or inline where one more call frame does not fit (the LSM
+ * gate: 6.1 allows 512 bytes of stack over all frames)
+ */
+#ifndef PV_COV_FIND
+#define PV_COV_FIND	pv_slot_find
+#endif
+
 /* steps of one coverage walk at most (n pieces need up to n passes) */
 #define PV_COV_MAX_STEPS	(1u << 22)
 
@@ -918,11 +960,11 @@ static long pv_cov_cb(__u32 i, void *data)
 	long idx;
 
 	if (!k) {
-		sub = c->s->sub[j % PVIOMMU_SUB_SLOTS];
+		sub = c->s->sub[pv_sub_idx(j)];
 	} else {
 		if (k != c->k) {
-			idx = pv_slot_find(c->env, PVIOMMU_SLOT_SUBX, c->dom,
-					   c->bdf, pv_subx_pfn(c->pfn, k));
+			idx = PV_COV_FIND(c->env, PVIOMMU_SLOT_SUBX, c->dom,
+					  c->bdf, pv_subx_pfn(c->pfn, k));
 			if (idx < 0) {
 				c->broken = 1;
 				return 1;
@@ -935,7 +977,7 @@ static long pv_cov_cb(__u32 i, void *data)
 			c->broken = 1;
 			return 1;
 		}
-		sub = PV_READ_ONCE(x->sub[j % PVIOMMU_SUB_SLOTS]);
+		sub = PV_READ_ONCE(x->sub[pv_sub_idx(j)]);
 	}
 	if ((PVIOMMU_SUB_PERM(sub) & c->p) && PVIOMMU_SUB_FIRST(sub) <= c->cur &&
 	    PVIOMMU_SUB_LAST(sub) >= c->cur) {
@@ -954,27 +996,33 @@ static long pv_cov_cb(__u32 i, void *data)
 	return 0;
 }
 
-/* 1 covered, 0 not, -1 the chain changed under the walk */
-static PV_INLINE int pv_covered(struct pv_env *e, const struct pviommu_slot *s,
-				__u64 pfn, __u32 first, __u32 last, __u32 p)
+/*
+ * 1 covered, 0 not, -1 the chain changed under the walk. c holds the page
+ * (env, s, pfn, dom, bdf, n, first in cur0, last); one ctx serves every
+ * call of a check (one frame: the BPF stack is small)
+ */
+static PV_INLINE int pv_covered(struct pv_cov_ctx *c, __u32 first, __u32 p)
 {
-	struct pv_cov_ctx c = {
-		.env = e, .s = s, .pfn = pfn, .dom = s->domain, .bdf = s->bdf,
-		.n = s->nsub, .cur = first, .last = last, .p = p,
-	};
+	const struct pviommu_slot *s = c->s;
 	__u64 steps;
 
 	if (((p & PVIOMMU_PERM_READ) && s->cnt_r) ||
 	    ((p & PVIOMMU_PERM_WRITE) && s->cnt_w))
 		return 1;
-	if (!c.n)
+	if (!c->n)
 		return 0;
-	if (c.n > PVIOMMU_MAX_PIECES)
+	if (c->n > PVIOMMU_MAX_PIECES)
 		return -1;
-	steps = (__u64)c.n * c.n;
+	c->k = 0;
+	c->cur = first;
+	c->p = p;
+	c->moved = 0;
+	c->covered = 0;
+	c->broken = 0;
+	steps = (__u64)c->n * c->n;
 	pv_loop(steps > PV_COV_MAX_STEPS ? PV_COV_MAX_STEPS : (__u32)steps,
-		pv_cov_cb, &c);
-	return c.broken ? -1 : (int)c.covered;
+		pv_cov_cb, c);
+	return c->broken ? -1 : (int)c->covered;
 }
 
 /* the verdict of one page from a consistent copy of its slot */
@@ -982,17 +1030,21 @@ static PV_INLINE int pv_page_verdict(struct pv_env *e,
 				     const struct pviommu_slot *s, __u64 pfn,
 				     __u32 first, __u32 last, __u32 need)
 {
+	struct pv_cov_ctx c = {
+		.env = e, .s = s, .pfn = pfn, .dom = s->domain, .bdf = s->bdf,
+		.n = s->nsub, .last = last,
+	};
 	int r;
 
 	if (need & PVIOMMU_PERM_READ) {
-		r = pv_covered(e, s, pfn, first, last, PVIOMMU_PERM_READ);
+		r = pv_covered(&c, first, PVIOMMU_PERM_READ);
 		if (r < 0)
 			return PV_DENY_BUSY;
 		if (!r)
 			goto deny;
 	}
 	if (need & PVIOMMU_PERM_WRITE) {
-		r = pv_covered(e, s, pfn, first, last, PVIOMMU_PERM_WRITE);
+		r = pv_covered(&c, first, PVIOMMU_PERM_WRITE);
 		if (r < 0)
 			return PV_DENY_BUSY;
 		if (!r)
@@ -1001,7 +1053,7 @@ static PV_INLINE int pv_page_verdict(struct pv_env *e,
 	return PV_ALLOW;
 deny:
 	/* tell "not for this direction" from "not mapped" */
-	r = pv_covered(e, s, pfn, first, last, PVIOMMU_PERM_RW);
+	r = pv_covered(&c, first, PVIOMMU_PERM_RW);
 	if (r < 0)
 		return PV_DENY_BUSY;
 	return r ? PV_DENY_PERM : PV_DENY_UNMAPPED;
@@ -1107,7 +1159,7 @@ static PV_INLINE int pv_check_range(struct pv_env *e, __u32 dom, __u32 bdf,
 }
 
 /* the domain's state bits (PVIOMMU_DS_*), 0: no DOMAIN slot, <0: busy */
-static PV_INLINE long pv_domain_state(struct pv_env *e, __u32 dom)
+static PV_INLINE long pv_domain_state_inl(struct pv_env *e, __u32 dom)
 {
 	struct pviommu_slot s;
 	__u32 idx = 0;
@@ -1119,31 +1171,55 @@ static PV_INLINE long pv_domain_state(struct pv_env *e, __u32 dom)
 }
 
 /*
+ * A device's slot, as a number: -1 not protected, -2 busy, else its fast
+ * lane (1-based, 0: none) | PV_DEV_FAILED when it failed closed
+ */
+#define PV_DEV_FAILED	(1L << 16)
+static PV_INLINE long pv_device_state_inl(struct pv_env *e, __u32 dom,
+					  __u32 bdf)
+{
+	struct pviommu_slot s;
+	__u32 idx = 0;
+	int r = pv_slot_read(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, &s, &idx);
+
+	if (r < 0)
+		return -2;
+	if (!r)
+		return -1;
+	return (s.cnt_r <= PVIOMMU_FAST_LANES ? (long)s.cnt_r : 0) |
+	       (s.cnt_w ? PV_DEV_FAILED : 0);
+}
+
+/* BPF routes both through global functions: small frames for the check */
+#ifndef pv_domain_state
+#define pv_domain_state	pv_domain_state_inl
+#endif
+#ifndef pv_device_state
+#define pv_device_state	pv_device_state_inl
+#endif
+
+/*
  * CHECK as documented in pviommu.h: a FAILED domain or device is denied,
  * unprotected devices pass untouched
  */
 static PV_INLINE int pv_check(struct pv_env *e, __u32 dom, __u32 bdf,
 			      __u64 addr, __u64 len, __u32 need)
 {
-	struct pviommu_slot dev;
-	long ds = pv_domain_state(e, dom);
-	__u32 idx = 0;
-	int r;
+	long ds = pv_domain_state(e, dom), dev;
 
 	if (ds < 0)
 		return PV_DENY_BUSY;
 	if (ds & PVIOMMU_DS_FAILED)
 		return PV_DENY_FAILED;
-	r = pv_slot_read(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, &dev, &idx);
-	if (r < 0)
+	dev = pv_device_state(e, dom, bdf);
+	if (dev == -2)
 		return PV_DENY_BUSY;
-	if (!r)
+	if (dev < 0)
 		return PV_ALLOW;
-	if (dev.cnt_w)
+	if (dev & PV_DEV_FAILED)
 		return PV_DENY_FAILED;
-	return pv_check_lane(e, dom, bdf,
-			     dev.cnt_r <= PVIOMMU_FAST_LANES ? dev.cnt_r : 0,
-			     addr, len, need);
+	return pv_check_lane(e, dom, bdf, (__u32)(dev & 0xffff), addr, len,
+			     need);
 }
 
 #endif /* __PVIOMMU_RANGE_H */

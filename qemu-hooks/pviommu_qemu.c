@@ -687,6 +687,49 @@ STC(address_space_stl, 4) STC(address_space_stl_le, 4) STC(address_space_stl_be,
 STC(address_space_stl_notdirty, 4)
 STC(address_space_stq, 8) STC(address_space_stq_le, 8) STC(address_space_stq_be, 8)
 
+/*
+ * pviommuctl load (a reload, a package upgrade) makes the program this
+ * process holds stale: it answers -ESTALE and changes nothing. Open the
+ * pinned programs again and retry, so that no MAP or UNMAP is lost.
+ */
+static pthread_mutex_t g_reopen_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long g_reopens;
+
+static void reopen_progs(int stale_fd)
+{
+	int hc, ev;
+
+	pthread_mutex_lock(&g_reopen_lock);
+	if (__atomic_load_n(&g_hc_fd, __ATOMIC_ACQUIRE) == stale_fd) {
+		hc = pv_obj_get(NULL, "progs/pviommu_kvm_hypercall", 0);
+		ev = pv_obj_get(NULL, "progs/pviommu_inproc_event", 0);
+		if (hc >= 0) {
+			/* the old fds stay open: another vCPU may be in test_run */
+			__atomic_store_n(&g_hc_fd, hc, __ATOMIC_RELEASE);
+			g_reopens++;
+		}
+		if (ev >= 0)
+			__atomic_store_n(&g_ev_fd, ev, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&g_reopen_lock);
+}
+
+static int hypercall(uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3)
+{
+	int fd, r = -ESTALE;
+
+	for (int try = 0; try < 100 && r == -ESTALE; try++) {
+		fd = __atomic_load_n(&g_hc_fd, __ATOMIC_ACQUIRE);
+		r = pv_hypercall_raw(fd, PVIOMMU_KVM_HC_NR, a0, a1, a2, a3);
+		if (r == -ESTALE) {
+			reopen_progs(fd);
+			if (try)
+				usleep(1000);	/* a reload between flip and pins */
+		}
+	}
+	return r;
+}
+
 /* TCG hypercall transport */
 static unsigned long g_hc_seen, g_hc_user;
 static void (*o_cpuid)(void *, uint32_t, uint32_t, uint32_t *, uint32_t *,
@@ -702,9 +745,8 @@ static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
 		if (hflags & 3) {
 			__atomic_fetch_add(&g_hc_user, 1, __ATOMIC_RELAXED);
 		} else {
-			int r = pv_hypercall_raw(g_hc_fd, PVIOMMU_KVM_HC_NR,
-						 regs[QEMU_R_EBX], regs[QEMU_R_ECX],
-						 regs[QEMU_R_EDX], regs[QEMU_R_ESI]);
+			int r = hypercall(regs[QEMU_R_EBX], regs[QEMU_R_ECX],
+					  regs[QEMU_R_EDX], regs[QEMU_R_ESI]);
 
 			__atomic_fetch_add(&g_hc_seen, 1, __ATOMIC_RELAXED);
 			if (g_debug)

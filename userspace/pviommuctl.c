@@ -203,6 +203,42 @@ static __u32 pinned_max_entries(const char *name)
 	return n;
 }
 
+/*
+ * A reload stages its pins (NAME_new, next to the old ones) and commits
+ * them only after the new programs became active: until then the old
+ * links stay attached and act, so no hypercall, exit or transfer falls
+ * into a window where only idle programs are attached.
+ */
+#define MAX_STAGED	512
+static char staged[MAX_STAGED][256];
+static int nstaged, staging;
+
+static int commit_staged(void)
+{
+	char tmp[280];
+	int err = 0;
+
+	for (int i = 0; i < nstaged; i++) {
+		snprintf(tmp, sizeof(tmp), "%.255s_new", staged[i]);
+		/* rename over the old pin: the old link goes with its last ref */
+		if (rename(tmp, staged[i]) && !err)
+			err = -errno;
+	}
+	nstaged = 0;
+	return err;
+}
+
+static void drop_staged(void)
+{
+	char tmp[280];
+
+	for (int i = 0; i < nstaged; i++) {
+		snprintf(tmp, sizeof(tmp), "%.255s_new", staged[i]);
+		unlink(tmp);
+	}
+	nstaged = 0;
+}
+
 static int pin_replace(int fd, const char *dir, const char *name, int is_link)
 {
 	char path[256], tmp[280];
@@ -212,6 +248,14 @@ static int pin_replace(int fd, const char *dir, const char *name, int is_link)
 	unlink(tmp);
 	if (bpf_obj_pin(fd, tmp))
 		return -errno;
+	if (staging) {
+		if (nstaged == MAX_STAGED) {
+			unlink(tmp);
+			return -E2BIG;
+		}
+		snprintf(staged[nstaged++], sizeof(staged[0]), "%.255s", path);
+		return 0;
+	}
 	/* rename over the old pin: the old link goes when its last ref does */
 	if (rename(tmp, path)) {
 		int err = -errno;
@@ -514,7 +558,9 @@ static int cmd_load(int argc, char **argv)
 		goto out;
 	}
 
-	/* attach the new programs; they stay idle until active_gen moves */
+	/* attach the new programs; they stay idle until active_gen moves,
+	 * next to the old ones, which act until then */
+	staging = 1;
 	link = bpf_program__attach(skel->progs.pviommu_proc_exit);
 	if (!link) {
 		p_err("attaching sched_process_exit failed: %s", strerror(errno));
@@ -548,15 +594,20 @@ static int cmd_load(int argc, char **argv)
 		struct pv_features f;
 
 		pv_probe_features(&f);
-		unlink(pv_pin_path("links/vfio_lsm"));
+		/* an old gate stays until a new one replaces it (never none) */
 		if (f.lsm.ok)
 			ls = pviommu_lsm_bpf__open_opts(&lo);
 		if (ls) {
 			bpf_map__set_max_entries(ls->maps.pviommu_index, slots);
 			ls->rodata->index_mask = slots - 1;
 			link = NULL;
-			if (!pviommu_lsm_bpf__load(ls))
+			err = pviommu_lsm_bpf__load(ls);
+			if (err)
+				p_note("the BPF LSM VFIO gate did not load: %s (run with -v for the verifier log)",
+				       strerror(-err));
+			else
 				link = bpf_program__attach_lsm(ls->progs.pviommu_vfio_ioctl);
+			err = 0;
 			if (link) {
 				err = pin_replace(bpf_link__fd(link), LINK_DIR, "vfio_lsm", 1);
 				bpf_link__destroy(link);
@@ -564,7 +615,9 @@ static int cmd_load(int argc, char **argv)
 					err = pin_replace(bpf_program__fd(ls->progs.pviommu_vfio_ioctl),
 							  PROG_DIR, "pviommu_vfio_ioctl", 0);
 			} else {
-				p_note("the BPF LSM VFIO gate could not be attached: VFIO maps are not checked");
+				p_note("the BPF LSM VFIO gate could not be attached: VFIO maps are not checked%s",
+				       access(pv_pin_path("links/vfio_lsm"), F_OK) ? "" :
+				       " by a new gate (the previous load's gate stays)");
 			}
 			pviommu_lsm_bpf__destroy(ls);
 			if (err)
@@ -612,6 +665,11 @@ static int cmd_load(int argc, char **argv)
 		ctl->default_mode = PVIOMMU_MODE_DENY;
 	/* hand over: from here the new programs act, the old ones return */
 	__atomic_store_n(&ctl->active_gen, gen, __ATOMIC_SEQ_CST);
+	/* only now do the old links and program pins go */
+	staging = 0;
+	err = commit_staged();
+	if (err)
+		goto pin_fail;
 
 	if (json)
 		printf("{\"loaded\":true,\"generation\":%llu,\"index_slots\":%llu,\"max_records\":%llu,\"kvm_hypercall\":%s}\n",
@@ -627,6 +685,8 @@ pin_fail:
 	p_err("pinning under %s failed: %s", PIN_DIR, strerror(-err));
 	err = 1;
 out:
+	staging = 0;
+	drop_staged();
 	if (ctl)
 		ctl_unmap(ctl, ctl_fd);
 	pviommu_bpf__destroy(skel);

@@ -303,8 +303,12 @@ static void t_register(void)
 	struct pviommu_domain d;
 	__u32 me = getpid();
 
+	/* the library reserved the domain when it started */
+	ASSERT_OK(bpf_map_lookup_elem(dom_fd, &me, &d), "domain reserved at start");
+	ASSERT_EQ(d.flags, PVIOMMU_DOM_RESERVED, "reserved, not registered");
 	guest_hc(3, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);	/* CPL 3: ignored */
-	ASSERT_NEQ(bpf_map_lookup_elem(dom_fd, &me, &d), 0, "CPL 3 hypercall ignored");
+	bpf_map_lookup_elem(dom_fd, &me, &d);
+	ASSERT_EQ(d.flags, PVIOMMU_DOM_RESERVED, "CPL 3 hypercall ignored");
 	guest_hc(0, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
 	guest_hc(0, PVIOMMU_OP_DEV_ADD, 0, BDF_DEV, 0, 0);
 	guest_hc(0, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, BDF_DEV, 0x100000, 0x3000);
@@ -530,6 +534,38 @@ static void t_kill(void)
 		printf("  child exit %d\n", WEXITSTATUS(st));
 }
 
+/*
+ * 'pviommuctl load' on a loaded system, three times, between guest MAPs
+ * and UNMAPs: the program this QEMU holds goes stale at each reload, and
+ * no hypercall may be lost (the library opens the new one and retries).
+ */
+static void t_reload(const char *ctl)
+{
+	uint8_t buf[64];
+	char cmd[512];
+	int lost = 0, rc = 0;
+
+	snprintf(cmd, sizeof(cmd), "%s load >/dev/null", ctl);
+	for (int r = 0; r < 3; r++) {
+		__u64 iova = 0x3c0000 + (__u64)r * 0x8000;	/* in the 4 MiB of RAM */
+
+		rc |= system(cmd);
+		guest_hc(0, PVIOMMU_OP_MAP, PVIOMMU_PERM_READ, BDF_DEV, iova, 0x1000);
+		if (address_space_rw(dev.as, iova, 0, buf, 64, false) != 0) {
+			lost++;
+			printf("  reload %d: MAP lost\n", r);
+		}
+		rc |= system(cmd);
+		guest_hc(0, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_READ, BDF_DEV, iova, 0x1000);
+		if (address_space_rw(dev.as, iova, 0, buf, 64, false) != QEMU_MEMTX_ACCESS_ERROR) {
+			lost++;
+			printf("  reload %d: UNMAP lost\n", r);
+		}
+	}
+	ASSERT_OK(rc, "pviommuctl load, six times");
+	ASSERT_EQ(lost, 0, "no MAP or UNMAP lost across reloads");
+}
+
 /* ---- the microbenchmark ------------------------------------------------ */
 
 typedef MemTxResult (*rw_fn)(void *, uint64_t, uint32_t, void *, uint64_t, bool);
@@ -596,6 +632,9 @@ int main(int argc, char **argv)
 		SUBTEST("device behind a bridge: its own bus number, followed live", t_bridge());
 		SUBTEST("audit mode and rate-limited events", t_audit_and_events());
 		SUBTEST("kill mode (forked child domain)", t_kill());
+		if (getenv("PVIOMMUCTL"))
+			SUBTEST("reload: the held program goes stale, nothing is lost",
+				t_reload(getenv("PVIOMMUCTL")));
 	}
 	if (do_bench) {
 		double sys_ns = bench(address_space_rw, sys.as, 0x100000, 64, n);

@@ -598,7 +598,10 @@ static void t_reload_gate(void)
 {
 	/* programs of another load generation must not act */
 	I.ctl->active_gen = 2;
-	ASSERT_EQ(map(DEV_A, 0x70000, 64, R), 0, "inactive program returns 0");
+	ASSERT_EQ(map(DEV_A, 0x70000, 64, R), -ESTALE,
+		  "a program of an older load says it is stale (its holder reopens the pin)");
+	I.ctl->active_gen = 0;
+	ASSERT_EQ(map(DEV_A, 0x70000, 64, R), 0, "a staged program, not active yet, returns 0");
 	I.ctl->active_gen = 1;
 	ASSERT_EQ(chk(DEV_A, 0x70000, 1, R), PV_DENY_UNMAPPED, "and changed nothing");
 }

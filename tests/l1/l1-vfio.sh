@@ -31,7 +31,7 @@ fi
 value l1_vfio_edu "$BDF group $(basename "$(readlink "/sys/bus/pci/devices/$BDF/iommu_group")")"
 
 # ---- pviommu load (the verifier under TCG: the long part) beside the vfio-pci bind ---------------
-"$CTL" load >/tmp/load.out 2>&1 &
+"$CTL" -v load >/tmp/load.out 2>&1 &
 LOADPID=$!
 echo 1234 11e8 >/sys/bus/pci/drivers/vfio-pci/new_id 2>/tmp/bind.err
 for _ in $(seq 50); do [ -e "/sys/bus/pci/devices/$BDF/driver" ] && break; sleep 0.2; done

@@ -7,8 +7,8 @@
 #     warning under PVIOMMU_REQUIRE=0
 #   - every one of the 51 entry points is detoured in QEMU (PVIOMMU_DEBUG=1 log)
 #   - bench_inproc --test: the library's decisions per entry point (allow, deny, audit, kill,
-#     MSI, map/cache_init/ld/st failure values, TCG hypercalls through cpu_x86_cpuid) in a
-#     fake QEMU against the real pinned maps
+#     MSI, map/cache_init/ld/st failure values, TCG hypercalls through cpu_x86_cpuid, no
+#     hypercall lost across three reloads) in a fake QEMU against the real pinned maps
 #   - pviommuctl run argument handling (when pviommuctl has the run command)
 # VM (three TCG boots, e1000 00:04.0 + virtio-net 00:05.0 + virtio-blk 00:07.0):
 #   base    without the library: guest checks (devices, TCP over both NICs, disk I/O)
@@ -80,7 +80,7 @@ assert "inline-address_space_read-only-in-non-device-code ($nsites call sites${u
 	test "$nsites" -gt 0 -a -z "$unknown"
 assert "library-active" grep -q "^pviommu-qemu: active in pid" "$work/detours.out"
 
-if "$BENCH" "$LIB" --test >"$work/bench-test.out" 2>&1; then ok "library-decisions (bench_inproc --test)"
+if PVIOMMUCTL=$CTL "$BENCH" "$LIB" --test >"$work/bench-test.out" 2>&1; then ok "library-decisions (bench_inproc --test)"
 else nok "library-decisions (bench_inproc --test)" "$(grep -E 'not ok|FAIL' "$work/bench-test.out" | head -5)"; fi
 
 have_run=0
