@@ -34,10 +34,18 @@
  * TCG transport: cpuid with rax = PVIOMMU_CPUID_LEAF and rbx, rcx, rdx, rsi
  *   = a0..a3. QEMU's cpu_x86_cpuid(env, ...) sees them in env->regs[].
  * Both transports only count calls made at CPL 0 (the guest kernel).
- * The guest gets no status back; failures show as events and stats.
+ * Status back to the guest: the in-process plane's TCG transport answers
+ * the CPUID with eax = PVIOMMU_HC_ACK and ebx = the result (0 or -errno);
+ * the guest module then refuses to load without the host's REGISTER and
+ * DEV_ADD, and fails a refused MAP (DMA_MAPPING_ERROR). An unknown CPUID
+ * leaf answers zeros: no pviommu listening. The KVM transport (the BPF
+ * handler cannot set RAX) and the uprobe TCG transport of 'pviommuctl
+ * attach' (no register writes here) give no answer; failures then show
+ * as events and stats only, and the host fails closed (state machine).
  * --------------------------------------------------------------------- */
 #define PVIOMMU_KVM_HC_NR	0x50564900u	/* "PVI\0", unused by KVM */
 #define PVIOMMU_CPUID_LEAF	0x4f504d00u
+#define PVIOMMU_HC_ACK		0x4b4f5650u	/* "PVOK" in eax: ebx = result */
 
 enum pviommu_op {
 	PVIOMMU_OP_REGISTER	= 1,	/* start (or restart) this domain */

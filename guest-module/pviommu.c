@@ -61,6 +61,11 @@ static char *transport = "auto";
 module_param(transport, charp, 0444);
 MODULE_PARM_DESC(transport, "hypercall transport: auto (kvm if available, else tcg), kvm or tcg");
 
+static int verify = -1;
+module_param(verify, int, 0444);
+MODULE_PARM_DESC(verify,
+		 "1: insmod fails unless the host acknowledges REGISTER and every DEV_ADD, and a refused MAP fails the DMA mapping; 0: no answer is expected (the uprobe TCG transport of 'pviommuctl attach', KVM); default: 1 with transport tcg, 0 with kvm");
+
 static char *mode = "strict";
 module_param(mode, charp, 0444);
 MODULE_PARM_DESC(mode, "unmap policy: strict (at once) or lazy (batched)");
@@ -142,7 +147,10 @@ static struct dentry *pviommu_debugfs;
 /* ------------------------------------------------------------------ */
 /* transports */
 
-static void pviommu_cpuid(u64 a0, u64 a1, u64 a2, u64 a3)
+/* the host's answer: 0 or -errno, or PVIOMMU_NOACK when nobody answered */
+#define PVIOMMU_NOACK	1
+
+static int pviommu_cpuid(u64 a0, u64 a1, u64 a2, u64 a3)
 {
 	u64 ax = PVIOMMU_CPUID_LEAF, bx = a0, cx = a1, dx = a2;
 
@@ -150,18 +158,33 @@ static void pviommu_cpuid(u64 a0, u64 a1, u64 a2, u64 a3)
 		     : "+a" (ax), "+b" (bx), "+c" (cx), "+d" (dx)
 		     : "S" (a3)
 		     : "memory");
+	/* pviommu.h: the in-process plane answers; an unknown leaf is zeros */
+	if ((u32)ax != PVIOMMU_HC_ACK)
+		return PVIOMMU_NOACK;
+	return (s32)(u32)bx;
 }
 
-/* the host answers nothing: failures show up on the host as events */
-static void pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size)
+/*
+ * Returns the host's answer where the transport carries one (the TCG
+ * transport of the in-process plane), else PVIOMMU_NOACK (KVM: the BPF
+ * handler cannot set RAX; the uprobe TCG transport cannot write registers).
+ */
+static int pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size)
 {
 	u64 a0 = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf);
 	u64 cookie = atomic64_inc_return(&pviommu_stats.hc);
 
-	if (pviommu_use_kvm)
+	if (pviommu_use_kvm) {
 		kvm_hypercall4(PVIOMMU_KVM_HC_NR, a0, iova, size, cookie);
-	else
-		pviommu_cpuid(a0, iova, size, cookie);
+		return PVIOMMU_NOACK;
+	}
+	return pviommu_cpuid(a0, iova, size, cookie);
+}
+
+/* with verify: anything but an acknowledged success is a refusal */
+static bool pviommu_refused(int r)
+{
+	return verify && r;
 }
 
 static u32 pviommu_perm(enum dma_data_direction dir)
@@ -278,17 +301,28 @@ static bool pviommu_lazy_reuse(struct pviommu_dev *pd, u64 iova, u64 size, u32 p
 	return reused;
 }
 
-static void pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+/* 0, or the host's refusal (verify): the caller fails the DMA mapping */
+static int pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 {
+	int r;
+
 	if (!size)
-		return;
+		return 0;
 	atomic64_inc(&pviommu_stats.maps);
 	atomic64_inc(&pd->maps);
 	if (pviommu_lazy_mode && pviommu_lazy_reuse(pd, iova, size, perm))
-		return;
-	pviommu_hypercall(PVIOMMU_OP_MAP, perm, pd->bdf, iova, size);
+		return 0;
+	r = pviommu_hypercall(PVIOMMU_OP_MAP, perm, pd->bdf, iova, size);
+	if (pviommu_refused(r)) {
+		atomic64_inc(&pviommu_stats.failures);
+		atomic64_inc(&pd->failures);
+		pr_err_ratelimited("%s: the host refused MAP [%#llx+%#llx]: %d\n",
+				   pci_name(pd->pdev), iova, size, r);
+		return r < 0 ? r : -EIO;
+	}
 	atomic64_inc(&pd->live);
 	atomic64_add(size, &pd->live_bytes);
+	return 0;
 }
 
 static void pviommu_unmap(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
@@ -337,7 +371,11 @@ static dma_addr_t pviommu_map_page(struct device *dev, struct page *page,
 			return DMA_MAPPING_ERROR;
 		}
 	}
-	pviommu_map(pd, dma, size, pviommu_perm(dir));
+	if (pviommu_map(pd, dma, size, pviommu_perm(dir))) {
+		if (pd->old_ops)
+			pd->old_ops->unmap_page(dev, dma, size, dir, attrs);
+		return DMA_MAPPING_ERROR;
+	}
 	return dma;
 }
 
@@ -374,8 +412,13 @@ static int pviommu_map_sg(struct device *dev, struct scatterlist *sgl, int nents
 		ret = pd->old_ops->map_sg(dev, sgl, nents, dir, attrs);
 		if (ret <= 0)
 			return ret;
-		for_each_sg(sgl, s, ret, i)
-			pviommu_map(pd, sg_dma_address(s), sg_dma_len(s), perm);
+		for_each_sg(sgl, s, ret, i) {
+			if (pviommu_map(pd, sg_dma_address(s), sg_dma_len(s), perm)) {
+				pviommu_unmap_sg_segs(pd, sgl, i, perm);
+				pd->old_ops->unmap_sg(dev, sgl, nents, dir, attrs);
+				return -EIO;
+			}
+		}
 		return ret;
 	}
 	for_each_sg(sgl, s, nents, i) {
@@ -387,7 +430,10 @@ static int pviommu_map_sg(struct device *dev, struct scatterlist *sgl, int nents
 		}
 		sg_dma_address(s) = dma;
 		sg_dma_len(s) = s->length;
-		pviommu_map(pd, dma, s->length, perm);
+		if (pviommu_map(pd, dma, s->length, perm)) {
+			pviommu_unmap_sg_segs(pd, sgl, i, perm);
+			return -EIO;
+		}
 	}
 	return nents;
 }
@@ -416,7 +462,11 @@ static dma_addr_t pviommu_map_resource(struct device *dev, phys_addr_t phys, siz
 		pviommu_fail(pd, "map_resource", dma, size);
 		return DMA_MAPPING_ERROR;
 	}
-	pviommu_map(pd, dma, size, pviommu_perm(dir));
+	if (pviommu_map(pd, dma, size, pviommu_perm(dir))) {
+		if (pd->old_ops && pd->old_ops->unmap_resource)
+			pd->old_ops->unmap_resource(dev, dma, size, dir, attrs);
+		return DMA_MAPPING_ERROR;
+	}
 	return dma;
 }
 
@@ -477,8 +527,10 @@ static void *pviommu_alloc(struct device *dev, size_t size, dma_addr_t *dma_hand
 
 	if (pd->old_ops) {
 		vaddr = pd->old_ops->alloc(dev, size, dma_handle, gfp, attrs);
-		if (vaddr)
-			pviommu_map(pd, *dma_handle, size, PVIOMMU_PERM_RW);
+		if (vaddr && pviommu_map(pd, *dma_handle, size, PVIOMMU_PERM_RW)) {
+			pd->old_ops->free(dev, size, vaddr, *dma_handle, attrs);
+			return NULL;
+		}
 		return vaddr;
 	}
 	/* DMA_ATTR_NO_KERNEL_MAPPING: the cookie is opaque, a kernel address does */
@@ -486,7 +538,10 @@ static void *pviommu_alloc(struct device *dev, size_t size, dma_addr_t *dma_hand
 	if (!page)
 		return NULL;
 	*dma_handle = phys_to_dma(dev, page_to_phys(page));
-	pviommu_map(pd, *dma_handle, size, PVIOMMU_PERM_RW);
+	if (pviommu_map(pd, *dma_handle, size, PVIOMMU_PERM_RW)) {
+		__free_pages(page, get_order(size));
+		return NULL;
+	}
 	return page_address(page);
 }
 
@@ -517,7 +572,13 @@ static struct page *pviommu_alloc_pages(struct device *dev, size_t size,
 		return NULL;
 	if (!pd->old_ops)
 		*dma_handle = phys_to_dma(dev, page_to_phys(page));
-	pviommu_map(pd, *dma_handle, size, pviommu_perm(dir));
+	if (pviommu_map(pd, *dma_handle, size, pviommu_perm(dir))) {
+		if (pd->old_ops)
+			pd->old_ops->free_pages(dev, size, page, *dma_handle, dir);
+		else
+			__free_pages(page, get_order(size));
+		return NULL;
+	}
 	return page;
 }
 
@@ -699,7 +760,11 @@ static void __pviommu_install(struct pviommu_dev *pd)
 				   pci_name(pd->pdev));
 		return;
 	}
-	pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0);
+	if (pviommu_refused(pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0))) {
+		pr_err_ratelimited("%s: the host did not acknowledge DEV_ADD: not protected\n",
+				   pci_name(pd->pdev));
+		return;
+	}
 	set_dma_ops(dev, &pd->ops->ops);
 	pd->installed = true;
 }
@@ -929,6 +994,16 @@ static int pviommu_parse_params(void)
 		pr_err("unknown transport '%s' (auto, kvm or tcg)\n", transport);
 		return -EINVAL;
 	}
+	if (verify < -1 || verify > 1) {
+		pr_err("verify=%d: 0 or 1\n", verify);
+		return -EINVAL;
+	}
+	if (verify < 0)
+		verify = !pviommu_use_kvm;
+	if (verify && pviommu_use_kvm) {
+		pr_err("verify=1: the KVM transport gives no answer (the host's BPF handler cannot set RAX); use verify=0\n");
+		return -EINVAL;
+	}
 	if (!strcmp(mode, "lazy")) {
 		pviommu_lazy_mode = true;
 	} else if (strcmp(mode, "strict")) {
@@ -1040,7 +1115,7 @@ static int __init pviommu_init(void)
 {
 	struct pviommu_dev *pd;
 	unsigned int n = 0;
-	int ret;
+	int ret, r;
 
 	ret = pviommu_parse_params();
 	if (ret)
@@ -1052,7 +1127,25 @@ static int __init pviommu_init(void)
 		goto err_free;
 
 	timer_setup(&pviommu_lazy.timer, pviommu_lazy_timer, 0);
-	pviommu_hypercall(PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+	r = pviommu_hypercall(PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+	if (pviommu_refused(r)) {
+		if (r == PVIOMMU_NOACK)
+			pr_err("no host acknowledged REGISTER: pviommu is not listening (QEMU not started with 'pviommuctl run', or pviommu not loaded); nothing protected\n");
+		else
+			pr_err("the host refused REGISTER: %d; nothing protected\n", r);
+		ret = r == PVIOMMU_NOACK ? -ENODEV : -EIO;
+		goto err_free;
+	}
+	/* every device's DEV_ADD acknowledged before any is reported protected */
+	list_for_each_entry(pd, &pviommu_devs, node) {
+		r = pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0);
+		if (pviommu_refused(r)) {
+			pr_err("%s: the host refused DEV_ADD: %d; nothing protected\n",
+			       pci_name(pd->pdev), r);
+			ret = r < 0 ? r : -EIO;
+			goto err_unregister;
+		}
+	}
 	ret = bus_register_notifier(&pci_bus_type, &pviommu_nb);
 	if (ret) {
 		pr_err("cannot watch the PCI bus: %d\n", ret);
@@ -1071,9 +1164,11 @@ static int __init pviommu_init(void)
 	mutex_unlock(&pviommu_mutex);
 	pviommu_debugfs = debugfs_create_dir(KBUILD_MODNAME, NULL);
 	debugfs_create_file("stats", 0444, pviommu_debugfs, NULL, &pviommu_stats_fops);
-	pr_info("protecting %u device(s)%s, transport %s, mode %s\n", n,
+	pr_info("protecting %u device(s)%s, transport %s, mode %s, %s\n", n,
 		hotplug || all ? " (more when they appear)" : "",
-		pviommu_use_kvm ? "kvm" : "tcg", pviommu_lazy_mode ? "lazy" : "strict");
+		pviommu_use_kvm ? "kvm" : "tcg", pviommu_lazy_mode ? "lazy" : "strict",
+		verify ? "acknowledged by the host" :
+		"NOT verified (this transport gives no answer: check 'pviommuctl status' on the host)");
 	return 0;
 
 err_unregister:

@@ -1,6 +1,6 @@
 # make check: install what is missing, build, run every test tier.
 # make demo / make bench: the same set-up, then the end-to-end run / benchmarks.
-.PHONY: check check-run check-unit check-bpf check-lifecycle check-vm host-setup
+.PHONY: check check-run check-unit check-bpf check-lifecycle check-vm host-setup fuzz
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory check-run
@@ -13,6 +13,11 @@ check-unit: $(UNIT_TESTS)
 
 check-bpf: $(BPF_TESTS) host-setup
 	$(Q)$(OUT)/tests/test_bpf
+
+# the hypercall fuzzer with its byte-level oracle, long (make check runs 3000 steps)
+FUZZ_STEPS ?= 200000
+fuzz: $(BPF_TESTS) host-setup
+	$(Q)$(OUT)/tests/test_bpf --fuzz $(FUZZ_STEPS)
 
 check-lifecycle: all host-setup
 	$(Q)OUT=$(OUT) $(SRC)/tests/test_lifecycle.sh

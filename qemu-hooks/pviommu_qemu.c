@@ -17,6 +17,7 @@
  *   address_space_ld{ub,uw,l,q}[_le|_be]      -> value (the ld*_dma helpers)
  *   address_space_st{b,w,l,q}[_le|_be]        -> void  (the st*_dma helpers)
  *   cpu_x86_cpuid                             -> the TCG hypercall transport
+ *   qemu_system_reset                         -> the domain's mappings purged
  *
  * Per transfer: the AddressSpace is mapped to a PCI requester id once
  * (qemu_layout.h, cached per pointer in a lock-free table), then pv_check()
@@ -737,6 +738,8 @@ static void (*o_cpuid)(void *, uint32_t, uint32_t, uint32_t *, uint32_t *,
 static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
 		    uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
 {
+	int acked = 0, result = 0;
+
 	if (unlikely(index == PVIOMMU_CPUID_LEAF)) {
 		const uint64_t *regs = env;
 		uint32_t hflags;
@@ -749,6 +752,8 @@ static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
 					  regs[QEMU_R_EDX], regs[QEMU_R_ESI]);
 
 			__atomic_fetch_add(&g_hc_seen, 1, __ATOMIC_RELAXED);
+			acked = 1;
+			result = r;
 			if (g_debug)
 				fprintf(stderr, PVQ "hypercall %s bdf 0x%x iova 0x%llx size 0x%llx -> %d\n",
 					pv_op_str(PVIOMMU_HC_OP(regs[QEMU_R_EBX])),
@@ -759,6 +764,37 @@ static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
 	}
 	/* always: the guest gets the ordinary answer for an unknown leaf */
 	o_cpuid(env, index, count, eax, ebx, ecx, edx);
+	/* ... and, from its kernel, the host's answer (pviommu.h) */
+	if (unlikely(index == PVIOMMU_CPUID_LEAF) && acked) {
+		*eax = PVIOMMU_HC_ACK;
+		*ebx = (uint32_t)result;
+	}
+}
+
+/*
+ * A machine reset (QMP system_reset, the guest's reboot through the
+ * chipset) starts a guest that knows nothing of the old mappings: purge
+ * them, back to RESERVED, before any device model runs again. A guest that
+ * loads pviommu.ko after the reset registers afresh.
+ */
+static unsigned long g_resets;
+static void (*o_qemu_system_reset)(int);
+static void h_qemu_system_reset(int reason)
+{
+	int r = pv_reserve(g_rsv_fd, 0, g_mode);
+
+	if (r <= 0) {
+		/* no purge: what is left must not stay allowed */
+		fprintf(stderr, PVQ "machine reset: the domain could not be reset (%s): "
+			"stopping this VM rather than leaving old DMA mappings in force\n",
+			strerror(r < 0 ? -r : EINVAL));
+		_exit(1);
+	}
+	__atomic_fetch_add(&g_resets, 1, __ATOMIC_RELAXED);
+	if (g_debug)
+		fprintf(stderr, PVQ "machine reset (cause %d): domain %d back to reserved\n",
+			reason, r);
+	o_qemu_system_reset(reason);
 }
 
 #define D(n) { .name = #n, .hook = (void *)h_##n, .orig = (void **)&o_##n }
@@ -801,6 +837,7 @@ static struct detour g_detours[] = {
 	D(address_space_stq_cached_slow), D(address_space_stq_le_cached_slow),
 	D(address_space_stq_be_cached_slow),
 	{ .name = "cpu_x86_cpuid", .hook = (void *)h_cpuid, .orig = (void **)&o_cpuid },
+	D(qemu_system_reset),
 };
 #define NR_DETOURS ((int)(sizeof(g_detours) / sizeof(g_detours[0])))
 

@@ -161,6 +161,13 @@ STUB(address_space_stl_cached_slow) STUB(address_space_stl_le_cached_slow)
 STUB(address_space_stl_be_cached_slow) STUB(address_space_stl_notdirty_cached_slow)
 STUB(address_space_stq_cached_slow) STUB(address_space_stq_le_cached_slow)
 STUB(address_space_stq_be_cached_slow)
+STUB(qemu_system_reset)
+static unsigned long resets;
+HID void qemu_system_reset_impl(int reason)
+{
+	resets++;
+}
+void qemu_system_reset(int reason);
 
 MemTxResult address_space_rw(void *, uint64_t, uint32_t, void *, uint64_t, bool);
 MemTxResult address_space_read_full(void *, uint64_t, uint32_t, void *, uint64_t);
@@ -566,6 +573,31 @@ static void t_reload(const char *ctl)
 	ASSERT_EQ(lost, 0, "no MAP or UNMAP lost across reloads");
 }
 
+/* a machine reset purges the guest's mappings: back to RESERVED */
+static void t_reset(void)
+{
+	uint8_t buf[64];
+	struct pviommu_domain d;
+	__u32 me = getpid();
+
+	guest_hc(0, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+	guest_hc(0, PVIOMMU_OP_DEV_ADD, 0, BDF_DEV, 0, 0);
+	guest_hc(0, PVIOMMU_OP_MAP, PVIOMMU_PERM_READ, BDF_DEV, 0x3e0000, 0x1000);
+	ASSERT_EQ(address_space_rw(dev.as, 0x3e0000, 0, buf, 64, false), 0, "mapped before");
+	qemu_system_reset(0);
+	ASSERT_EQ(resets, 1, "the reset itself ran");
+	ASSERT_OK(bpf_map_lookup_elem(dom_fd, &me, &d), "domain kept");
+	ASSERT_EQ(d.flags, PVIOMMU_DOM_RESERVED, "back to reserved");
+	ASSERT_EQ(d.nr_records, 0, "no record left");
+	/* the new guest has not registered: its devices are not protected */
+	ASSERT_EQ(address_space_rw(dev.as, 0x3e0000, 0, buf, 64, false), 0,
+		  "unprotected after reset");
+	guest_hc(0, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+	guest_hc(0, PVIOMMU_OP_DEV_ADD, 0, BDF_DEV, 0, 0);
+	ASSERT_EQ(address_space_rw(dev.as, 0x3e0000, 0, buf, 64, false),
+		  QEMU_MEMTX_ACCESS_ERROR, "the old mapping is gone for the new guest");
+}
+
 /* ---- the microbenchmark ------------------------------------------------ */
 
 typedef MemTxResult (*rw_fn)(void *, uint64_t, uint32_t, void *, uint64_t, bool);
@@ -632,6 +664,7 @@ int main(int argc, char **argv)
 		SUBTEST("device behind a bridge: its own bus number, followed live", t_bridge());
 		SUBTEST("audit mode and rate-limited events", t_audit_and_events());
 		SUBTEST("kill mode (forked child domain)", t_kill());
+		SUBTEST("machine reset purges the mappings", t_reset());
 		if (getenv("PVIOMMUCTL"))
 			SUBTEST("reload: the held program goes stale, nothing is lost",
 				t_reload(getenv("PVIOMMUCTL")));

@@ -79,7 +79,7 @@ BLKN=$(( $(karg blkmb) * 16 ))
 mark ready
 [ "$(wait_host)" = go ] || fail "expected go"
 if [ "$(karg nomod)" != 1 ]; then
-	check insmod-pviommu insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg ||
+	check insmod-pviommu insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg verify=$(karg verify || echo 1) ||
 		fail "insmod pviommu.ko: $(dmesg | tail -n 3)"
 fi
 check ifup-e1000 ifup || fail "e1000 not back after insmod"
@@ -137,8 +137,8 @@ run_cfg() {
 	local -a wrap=()
 	case $cfg in
 	bare) "$CTL" mode deny >/dev/null; app=" pviommu.nomod=1" ;;
-	off) "$CTL" mode deny >/dev/null ;;
-	uprobe) "$CTL" mode audit >/dev/null ;;
+	off) "$CTL" mode deny >/dev/null; app=" pviommu.verify=0" ;;	# attach: no answer
+	uprobe) "$CTL" mode audit >/dev/null; app=" pviommu.verify=0" ;;
 	inproc) "$CTL" mode deny >/dev/null; wrap=("$CTL" run --mode deny --) ;;
 	inproc0) "$CTL" mode deny >/dev/null; wrap=("$CTL" run --mode deny --); app=" pviommu.nomod=1" ;;
 	esac

@@ -726,7 +726,216 @@ static void t_pidns_identity(void)
 	bpf_map_delete_elem(bpf_map__fd(I.skel->maps.pviommu_domains), &got);
 }
 
-int main(void)
+/* ---- fuzzing with an oracle ---------------------------------------------
+ * Random hypercall sequences from several domains (forked children, each
+ * its own tgid, driven over pipes) into the real programs, compared after
+ * every step with a byte-level model: a protected device is never allowed
+ * a byte the model denies, and never denied one it allows unless that MAP
+ * was refused for space. Unprotected devices pass.
+ */
+#define FZ_DOMS		3
+#define FZ_SPACE	0x6000		/* iovas in [0, FZ_SPACE): dense overlaps */
+#define FZ_RECS		96
+#define FZ_DEVS		2
+
+struct fz_rec { __u64 iova, size; __u32 perm, refs, bdf; };
+struct fz_dom {
+	pid_t		pid;
+	int		to, from;	/* pipes to and from the child */
+	__u32		tgid;
+	int		registered;
+	int		prot[FZ_DEVS];
+	struct fz_rec	r[FZ_RECS];
+	int		n;
+};
+
+static const __u32 fz_bdf[FZ_DEVS] = { PVIOMMU_BDF(0, 0, 4, 0), PVIOMMU_BDF(0, 0, 5, 0) };
+
+static int fz_call(struct fz_dom *d, __u32 op, __u32 perm, __u32 bdf, __u64 iova,
+		   __u64 size)
+{
+	__u64 m[5] = { op, perm, bdf, iova, size };
+	int r = -9999;
+
+	if (write(d->to, m, sizeof(m)) != sizeof(m) || read(d->from, &r, sizeof(r)) != sizeof(r))
+		return -9999;
+	return r;
+}
+
+static void fz_child(struct inst *in, int rd, int wr)
+{
+	__u64 m[5];
+
+	while (read(rd, m, sizeof(m)) == sizeof(m)) {
+		int r = hc(in, (__u32)m[0], (__u32)m[1], (__u32)m[2], m[3], m[4]);
+
+		if (write(wr, &r, sizeof(r)) != sizeof(r))
+			break;
+	}
+	_exit(0);
+}
+
+/* what the model lets device bdf of d do at byte x */
+static __u32 fz_have(struct fz_dom *d, __u32 bdf, __u64 x)
+{
+	__u32 have = 0;
+
+	for (int i = 0; i < d->n; i++)
+		if (d->r[i].bdf == bdf && x >= d->r[i].iova && x < d->r[i].iova + d->r[i].size)
+			have |= d->r[i].perm;
+	return have;
+}
+
+static __u64 fz_rng = 0x9e3779b97f4a7c15ull;
+static __u64 fz_rnd(void)
+{
+	fz_rng ^= fz_rng << 13;
+	fz_rng ^= fz_rng >> 7;
+	fz_rng ^= fz_rng << 17;
+	return fz_rng;
+}
+
+static void t_fuzz(long steps)
+{
+	struct fz_dom dm[FZ_DOMS] = {};
+	struct inst f;
+	long ops = 0, checks = 0, nospc = 0, bad = 0;
+	int err = inst_open(&f, 4096, FZ_DOMS * FZ_RECS, "fuzz");
+
+	if (!ASSERT_OK(err, "fuzz instance"))
+		goto out;
+	for (int i = 0; i < FZ_DOMS; i++) {
+		int a[2], b[2];
+
+		if (pipe(a) || pipe(b))
+			goto out;
+		dm[i].pid = fork();
+		if (dm[i].pid == 0) {
+			close(a[1]);
+			close(b[0]);
+			/* no other child's pipe ends: each sees its own EOF */
+			for (int k = 0; k < i; k++) {
+				close(dm[k].to);
+				close(dm[k].from);
+			}
+			fz_child(&f, a[0], b[1]);
+		}
+		close(a[0]);
+		close(b[1]);
+		dm[i].to = a[1];
+		dm[i].from = b[0];
+		dm[i].tgid = (__u32)dm[i].pid;
+	}
+	for (long step = 0; step < steps && bad < 10; step++) {
+		struct fz_dom *d = &dm[fz_rnd() % FZ_DOMS];
+		int dev = (int)(fz_rnd() % FZ_DEVS), op = (int)(fz_rnd() % 100), r, want;
+		__u32 bdf = fz_bdf[dev];
+
+		if (op < 2) {			/* REGISTER: from nothing */
+			r = fz_call(d, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+			want = 0;
+			d->registered = 1;
+			d->n = 0;
+			memset(d->prot, 0, sizeof(d->prot));
+		} else if (op < 8) {		/* DEV_ADD */
+			r = fz_call(d, PVIOMMU_OP_DEV_ADD, 0, bdf, 0, 0);
+			want = d->registered ? 0 : -ENODEV;
+			if (d->registered)
+				d->prot[dev] = 1;
+		} else if (op < 10) {		/* DEV_DEL */
+			r = fz_call(d, PVIOMMU_OP_DEV_DEL, 0, bdf, 0, 0);
+			want = d->registered && d->prot[dev] ? 0 : -ENODEV;
+			if (!want) {
+				int k = 0;
+
+				d->prot[dev] = 0;
+				for (int i = 0; i < d->n; i++)
+					if (d->r[i].bdf != bdf)
+						d->r[k++] = d->r[i];
+				d->n = k;
+			}
+		} else if (op < 50) {		/* MAP */
+			__u64 iova = fz_rnd() % FZ_SPACE;
+			__u64 size = fz_rnd() & 1 ? 1 + fz_rnd() % 64 : 1 + fz_rnd() % 0x2000;
+			__u32 perm = 1 + (__u32)(fz_rnd() % 3);
+			int j = -1;
+
+			for (int i = 0; i < d->n; i++)
+				if (d->r[i].bdf == bdf && d->r[i].iova == iova)
+					j = i;
+			if (j < 0 && d->n == FZ_RECS)
+				continue;
+			r = fz_call(d, PVIOMMU_OP_MAP, perm, bdf, iova, size);
+			if (!d->registered || !d->prot[dev])
+				want = -ENODEV;
+			else if (j >= 0)
+				want = d->r[j].size == size && d->r[j].perm == perm ? 0 : -EEXIST;
+			else
+				want = 0;
+			if (r == -ENOSPC && want == 0 && j < 0) {
+				nospc++;	/* refused for space: denied, allowed */
+				want = r;
+			} else if (!r && !want) {
+				if (j >= 0)
+					d->r[j].refs++;
+				else
+					d->r[d->n++] = (struct fz_rec){ iova, size, perm, 1, bdf };
+			}
+		} else if (op < 75) {		/* UNMAP: mostly right, sometimes not */
+			struct fz_rec *x = d->n ? &d->r[fz_rnd() % d->n] : NULL;
+			__u64 iova = x && fz_rnd() % 4 ? x->iova : fz_rnd() % FZ_SPACE;
+			__u64 size = x && fz_rnd() % 4 ? x->size : 1 + fz_rnd() % 0x2000;
+			__u32 ubdf = x && fz_rnd() % 4 ? x->bdf : bdf;
+			int j = -1;
+
+			for (int i = 0; i < d->n; i++)
+				if (d->r[i].bdf == ubdf && d->r[i].iova == iova)
+					j = i;
+			r = fz_call(d, PVIOMMU_OP_UNMAP, 0, ubdf, iova, size);
+			want = !d->registered ? -ENODEV : j < 0 ? -ENOENT :
+			       d->r[j].size != size ? -ERANGE : 0;
+			if (!r && !want && !--d->r[j].refs)
+				d->r[j] = d->r[--d->n];
+		} else {			/* CHECK against the model, byte by byte */
+			__u64 a = fz_rnd() % FZ_SPACE, len = 1 + fz_rnd() % 0x1800;
+			__u32 need = 1 + (__u32)(fz_rnd() % 3), ok = 1;
+			int v = pv_check_prog(f.chk, d->tgid, bdf, a, len, need);
+
+			checks++;
+			if (d->registered && d->prot[dev])
+				for (__u64 x = a; x < a + len && ok; x++)
+					ok = (fz_have(d, bdf, x) & need) == need;
+			if ((v == PV_ALLOW) != ok) {
+				bad++;
+				printf("  fuzz step %ld: dom %u dev %x check [%llx,+%llx) need %u: got %d, model %s\n",
+				       step, d->tgid, bdf, (unsigned long long)a,
+				       (unsigned long long)len, need, v, ok ? "allows" : "denies");
+			}
+			continue;
+		}
+		ops++;
+		if (r != want) {
+			bad++;
+			printf("  fuzz step %ld: dom %u op %d bdf %x: got %d, model %d\n",
+			       step, d->tgid, op, bdf, r, want);
+		}
+	}
+	printf("  fuzz: %ld hypercalls from %d domains, %ld checks against the byte model, %ld refused for space\n",
+	       ops, FZ_DOMS, checks, nospc);
+	ASSERT_EQ(bad, 0, "no disagreement with the model");
+	ASSERT_TRUE(checks > steps / 5, "the checks ran");
+	ASSERT_TRUE(nospc * 10 <= ops, "space refusals stay rare (the comparison is not vacuous)");
+out:
+	for (int i = 0; i < FZ_DOMS; i++) {
+		if (dm[i].to)
+			close(dm[i].to);
+		if (dm[i].pid > 0)
+			waitpid(dm[i].pid, NULL, 0);
+	}
+	inst_close(&f);
+}
+
+int main(int argc, char **argv)
 {
 	int err;
 
@@ -736,9 +945,15 @@ int main(void)
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	self = getpid();
+	if (argc > 2 && !strcmp(argv[1], "--fuzz")) {
+		/* make fuzz: the long run alone */
+		SUBTEST("fuzz", t_fuzz(atol(argv[2])));
+		return tl_done("fuzz");
+	}
 	err = inst_open(&I, 4096, 1024, "main");
 	if (err) {
 		printf("cannot load the BPF object: %s\n", strerror(-err));
+		inst_close(&I);	/* its pin directory */
 		tl_fail++;
 		return tl_done("bpf");
 	}
@@ -754,6 +969,7 @@ int main(void)
 	SUBTEST("reload_gate", t_reload_gate());
 	SUBTEST("fail_closed", t_fail_closed());
 	SUBTEST("pidns_identity", t_pidns_identity());
+	SUBTEST("fuzz", t_fuzz(3000));
 	SUBTEST("unregister", ({
 		ASSERT_OK(hc(&I, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0), "unregister");
 		ASSERT_EQ(pv_device_protected(&I.env, self, DEV_B), 0, "devices gone");

@@ -52,7 +52,7 @@ cmd=$(wait_host)
 [ "$cmd" = go ] || fail "expected 'go' from the host, got '$cmd'"
 devs=$(karg devices)
 if [ -n "$devs" ]; then
-	check insmod-pviommu insmod /test/pviommu.ko devices="$devs" transport=tcg || fail "insmod pviommu.ko"
+	check insmod-pviommu insmod /test/pviommu.ko devices="$devs" transport=tcg verify="$(karg verify || echo 1)" || fail "insmod pviommu.ko"
 fi
 has "$BDF_E1000" && { check ifup-e1000 ifup e1000 || true; }
 has "$BDF_VIRTIO_NET" && { check ifup-virtio ifup virtio || true; }

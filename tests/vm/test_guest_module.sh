@@ -150,8 +150,14 @@ check net-virtio-before ping1 virtio
 mark ready
 wait_host >/dev/null	# the host attached the TCG transport
 
+# ---- the uprobe transport of 'attach' gives no answer: by default insmod refuses to claim a
+# protection the host never acknowledged (pviommu.h); verify=0 loads without asking
+check no-ack-refuses-insmod sh -c "! insmod $KO devices=$BDF_E1000 transport=tcg"
+check no-ack-says-why sh -c "dmesg | grep -q 'no host acknowledged REGISTER'"
+check no-ack-nothing-loaded sh -c "! loaded"
+
 # ---- strict, both NICs
-check insmod-strict insmod $KO devices=$BDF_E1000,$BDF_VIRTIO_NET transport=tcg mode=strict
+check insmod-strict insmod $KO devices=$BDF_E1000,$BDF_VIRTIO_NET transport=tcg mode=strict verify=0
 check strict-ifup-e1000 ifup e1000
 check strict-ifup-virtio ifup virtio
 check strict-e1000-protected [ "$(dst $BDF_E1000 protected)" = 1 ]
@@ -198,6 +204,7 @@ check bad-devices-list sh -c "! insmod $KO devices=$BDF_E1000,zz transport=tcg"
 check bad-mode sh -c "! insmod $KO devices=$BDF_E1000 transport=tcg mode=sloppy"
 check bad-nothing-named sh -c "! insmod $KO transport=tcg"
 check bad-kvm-without-kvm sh -c "! insmod $KO devices=$BDF_E1000 transport=kvm"
+check bad-verify sh -c "! insmod $KO devices=$BDF_E1000 transport=tcg verify=2"
 check bad-not-loaded sh -c "! loaded"
 dmesg | grep 'pviommu:' | tail -n 8 | sed 's/^/dmesg: /'
 check after-bad-ifup-e1000 ifup e1000
@@ -208,7 +215,7 @@ mark bad-done
 wait_host >/dev/null
 
 # ---- lazy, both NICs
-check insmod-lazy insmod $KO devices=$BDF_E1000,$BDF_VIRTIO_NET transport=tcg mode=lazy lazy_ms=10 lazy_batch=64
+check insmod-lazy insmod $KO devices=$BDF_E1000,$BDF_VIRTIO_NET transport=tcg mode=lazy lazy_ms=10 lazy_batch=64 verify=0
 check lazy-ifup-e1000 ifup e1000
 check lazy-ifup-virtio ifup virtio
 check lazy-mode [ "$(st mode)" = lazy ]
@@ -227,7 +234,7 @@ mark lazy-rmmod
 wait_host >/dev/null
 
 # ---- all=1
-check insmod-all insmod $KO all=1 transport=tcg
+check insmod-all insmod $KO all=1 transport=tcg verify=0
 check all-ifup-e1000 ifup e1000
 check all-ifup-virtio ifup virtio
 dump all
