@@ -16,6 +16,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* set by the loader; must match the pinned index */
 const volatile __u32 index_mask = PVIOMMU_DEF_INDEX_SLOTS - 1;
+/* set by the loader from pviommu_ctl.hash_key: the index's placement */
+const volatile __u64 hash_key = 0;
 /* programs act only while ctl->active_gen == load_gen (atomic reload) */
 const volatile __u64 load_gen = 0;
 
@@ -142,12 +144,15 @@ struct purge_rec_ctx {
 	__u32	bdf;
 	__u32	all_devices;
 	__u32	n;
+	__u64	pages;	/* index pages the purged records were charged */
 };
 
 static long purge_rec_cb(struct bpf_map *map, struct pviommu_map_key *k,
 			 struct pviommu_mapping *v, struct purge_rec_ctx *c)
 {
 	if (k->domain == c->dom && (c->all_devices || k->bdf == c->bdf)) {
+		if (v->size)
+			c->pages += pv_npages(v->iova, v->size);
 		bpf_map_delete_elem(map, k);
 		c->n++;
 	}
@@ -165,16 +170,24 @@ static __always_inline __u32 purge(struct pv_env *e, struct pviommu_domain *d,
 	struct purge_rec_ctx rc = { .dom = dom, .bdf = bdf,
 				    .all_devices = all_devices };
 
+	int lane = all_devices ? 0 : pv_device_lane(e, dom, bdf);
+
 	bpf_for_each_map_elem(&pviommu_mappings, purge_rec_cb, &rc, 0);
 	pv_purge_index(e, dom, bdf, all_devices, with_domain);
 	if (d) {
 		d->nr_records = d->nr_records > rc.n ? d->nr_records - rc.n : 0;
+		d->nr_pages = d->nr_pages > rc.pages ? d->nr_pages - rc.pages : 0;
 		if (all_devices) {
 			d->nr_devices = 0;
 			d->nr_records = 0;
+			d->nr_pages = 0;
+			d->nr_lanes = 0;
 			d->mapped_bytes = 0;
-		} else if (d->nr_devices) {
-			d->nr_devices--;
+		} else {
+			if (d->nr_devices)
+				d->nr_devices--;
+			if (lane > 0 && d->nr_lanes)
+				d->nr_lanes--;
 		}
 		d->generation++;
 	}
@@ -243,7 +256,7 @@ static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
 static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 				     __u64 a3, __u16 plane)
 {
-	struct pv_env e = { .mask = index_mask };
+	struct pv_env e = PV_ENV;
 	struct pviommu_domain *d, nd = {};
 	struct pviommu_ctl *c = ctl_get();
 	__u32 op = PVIOMMU_HC_OP(a0), bdf = PVIOMMU_HC_BDF(a0);
@@ -282,9 +295,12 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		nd.mode = c->default_mode;
 		nd.registered_ns = bpf_ktime_get_ns();
 		nd.generation = d ? d->generation + 1 : 1;
+		nd.quota = c->quota;
 		if (d) {
 			nd.mode = d->mode;
 			nd.flags |= d->flags & PVIOMMU_DOM_RESERVED;
+			if (d->flags & PVIOMMU_DOM_RESERVED)
+				nd.quota = d->quota;	/* taken at QEMU start */
 		}
 		if (err || bpf_map_update_elem(&pviommu_domains, &dom, &nd,
 					       BPF_ANY))
@@ -334,6 +350,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 			d->flags |= PVIOMMU_DOM_TABLE_FULL;
 			stat_inc(PVIOMMU_ST_TABLE_FULL);
 		}
+		if (d->refused)
+			d->flags |= PVIOMMU_DOM_QUOTA;
 		break;
 	case PVIOMMU_OP_UNMAP:
 		err = pv_op_unmap(&e, d, dom, bdf, a1, a2, perm);
@@ -358,17 +376,19 @@ out:
  * RESERVE, BPF_PROG_TEST_RUN only (root: the pins are root's): args[0] =
  * the domain, 0 for the caller's own process (its tgid in the host's PID
  * namespace, which a QEMU in a container cannot learn otherwise); args[1]
- * = mode + 1, 0 for the default. Takes the domain's capacity at QEMU start
- * (pviommu.h, the state machine). Returns the domain, or a negative errno
- * as (__u32).
+ * = mode + 1, 0 for the default; args[2] = records << 32 | pages, args[3]
+ * = devices << 32 | lanes: the domain's quotas (a 0 takes the default of
+ * pviommu_ctl). Takes the domain's capacity at QEMU start (pviommu.h, the
+ * state machine). Returns the domain, or a negative errno as (__u32).
  */
 SEC("raw_tp")
 int pviommu_reserve(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct pv_env e = { .mask = index_mask };
+	struct pv_env e = PV_ENV;
 	struct pviommu_ctl *c = ctl_get();
 	struct pviommu_domain nd = {}, *d;
 	__u32 dom = (__u32)ctx->args[0], mode = (__u32)ctx->args[1];
+
 	int err;
 
 	if (!c)
@@ -381,6 +401,15 @@ int pviommu_reserve(struct bpf_raw_tracepoint_args *ctx)
 	nd.mode = mode ? mode - 1 : d ? d->mode : c->default_mode;
 	nd.flags = PVIOMMU_DOM_RESERVED;
 	nd.generation = d ? d->generation + 1 : 1;
+	nd.quota = c->quota;
+	if (ctx->args[2] >> 32)
+		nd.quota.records = ctx->args[2] >> 32;
+	if ((__u32)ctx->args[2])
+		nd.quota.pages = (__u32)ctx->args[2];
+	if (ctx->args[3] >> 32)
+		nd.quota.devices = ctx->args[3] >> 32;
+	if ((__u32)ctx->args[3])
+		nd.quota.lanes = (__u32)ctx->args[3];
 	nd.registered_ns = bpf_ktime_get_ns();
 	purge(&e, 0, dom, 0, 1, 1);	/* a former process of this pid */
 	err = bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY) ?
@@ -521,7 +550,7 @@ int pviommu_proc_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	__u32 dom = bpf_get_current_pid_tgid() >> 32;
-	struct pv_env e = { .mask = index_mask };
+	struct pv_env e = PV_ENV;
 	struct pviommu_ctl *c = ctl_get();
 	struct pviommu_domain *d;
 
@@ -555,7 +584,7 @@ static __always_inline int check_transfer(__u32 dom, __u32 bdf, __u64 addr,
 					  __u64 len, __u32 need, __u16 plane,
 					  __u32 *mode)
 {
-	struct pv_env e = { .mask = index_mask };
+	struct pv_env e = PV_ENV;
 	struct pviommu_domain *d;
 	int v;
 

@@ -170,6 +170,10 @@ enum pviommu_fail {
 #define PVIOMMU_DEF_INDEX_SLOTS	(1u << 18)	/* power of two */
 #define PVIOMMU_DEF_MAX_RECORDS	(1u << 17)
 #define PVIOMMU_MAX_DOMAINS	1024
+/* quota defaults: this many VMs fit at their full quota */
+#define PVIOMMU_QUOTA_VMS	64
+#define PVIOMMU_DEF_QUOTA_DEVICES	32
+#define PVIOMMU_DEF_QUOTA_LANES	2
 
 enum pviommu_mode {
 	PVIOMMU_MODE_AUDIT	= 0,	/* event + counter, transfer allowed */
@@ -181,6 +185,24 @@ enum pviommu_mode {
 #define PVIOMMU_DOM_TABLE_FULL	(1u << 1)	/* a MAP failed for space */
 #define PVIOMMU_DOM_RESERVED	(1u << 2)	/* made at QEMU start */
 #define PVIOMMU_DOM_FAILED	(1u << 3)	/* see the state machine */
+#define PVIOMMU_DOM_QUOTA	(1u << 4)	/* a call hit the quota */
+
+/*
+ * Per-domain quotas (one VM can never weaken another): taken at RESERVE
+ * (defaults from pviommu_ctl, set by 'pviommuctl load', or per VM with
+ * 'pviommuctl run --quota'); 0 = no limit. records: live mapping records;
+ * pages: index pages charged (each record charges the pages it touches,
+ * a bound on the index slots it can use: sub-page pieces are charged a
+ * whole page); devices: protected devices; lanes: page-bit lanes. A MAP
+ * over quota gets -ENOSPC (its range stays denied), a DEV_ADD over quota
+ * fails the domain closed: only that VM is refused.
+ */
+struct pviommu_quota {
+	__u32	records;
+	__u32	pages;
+	__u32	devices;
+	__u32	lanes;
+};
 
 /* pviommu_domains: key __u32 domain (QEMU tgid) */
 struct pviommu_domain {
@@ -192,6 +214,10 @@ struct pviommu_domain {
 	__u64	mapped_bytes;	/* sum of record sizes */
 	__u64	generation;	/* bumped on every change */
 	__u64	registered_ns;	/* bpf_ktime_get_ns() at REGISTER */
+	__u64	nr_pages;	/* index pages charged (quota.pages) */
+	__u32	nr_lanes;	/* page-bit lanes held */
+	__u32	refused;	/* calls refused by a quota */
+	struct pviommu_quota quota;
 };
 
 /* pviommu_mappings: the authoritative record of live mappings */
@@ -324,6 +350,13 @@ struct pviommu_ctl {
 	__u64	generation;	/* bumped on every index change */
 	__u64	lock_busy;	/* writers that gave up waiting */
 	__u64	active_gen;	/* programs of this load generation act */
+	/*
+	 * the index hash's secret (random, set by the first load, kept by
+	 * every reload: the slots are placed with it): a guest cannot aim its
+	 * pages at another VM's probe chains
+	 */
+	__u64	hash_key;
+	struct pviommu_quota quota;	/* defaults for new domains */
 };
 
 /* ---------------------------------------------------------------------

@@ -66,7 +66,11 @@ struct {
 struct pv_env {
 	void	*tbl;
 	__u32	mask;
+	__u64	key;	/* the index hash's secret (pviommu_ctl.hash_key) */
 };
+
+/* every program's view of the index: its size and hash key (the loader's) */
+#define PV_ENV	{ .mask = index_mask, .key = hash_key }
 
 static __always_inline struct pviommu_slot *pv_slot_at(struct pv_env *e,
 						       __u32 idx)
@@ -115,14 +119,14 @@ long pv_device_state_g(__u32 dom, __u32 bdf);
 #define PV_SLOT_READ_GLOBAL()						\
 __attribute__((noinline)) long pv_domain_state_g(__u32 dom)		\
 {									\
-	struct pv_env e = { .mask = index_mask };			\
+	struct pv_env e = PV_ENV;			\
 									\
 	return pv_domain_state_inl(&e, dom);				\
 }									\
 									\
 __attribute__((noinline)) long pv_device_state_g(__u32 dom, __u32 bdf)	\
 {									\
-	struct pv_env e = { .mask = index_mask };			\
+	struct pv_env e = PV_ENV;			\
 									\
 	return pv_device_state_inl(&e, dom, bdf);			\
 }									\
@@ -130,7 +134,7 @@ __attribute__((noinline)) long pv_device_state_g(__u32 dom, __u32 bdf)	\
 __attribute__((noinline)) long						\
 pv_slot_claim_g(__u64 kind_dom, __u32 bdf, __u64 pfn, int insert)	\
 {									\
-	struct pv_env e = { .mask = index_mask };			\
+	struct pv_env e = PV_ENV;			\
 									\
 	return pv_slot_claim_inl(&e, (__u32)(kind_dom >> 32),		\
 				 (__u32)kind_dom, bdf, pfn, insert);	\
@@ -139,7 +143,7 @@ pv_slot_claim_g(__u64 kind_dom, __u32 bdf, __u64 pfn, int insert)	\
 __attribute__((noinline)) int						\
 pv_check_page_g(__u64 dom_bdf, __u32 lane, __u64 pfn, __u32 fln)	\
 {									\
-	struct pv_env e = { .mask = index_mask };			\
+	struct pv_env e = PV_ENV;			\
 									\
 	return pv_check_page_inl(&e, (__u32)(dom_bdf >> 32),		\
 				 (__u32)dom_bdf, lane, pfn,		\
@@ -150,7 +154,7 @@ pv_check_page_g(__u64 dom_bdf, __u32 lane, __u64 pfn, __u32 fln)	\
 __attribute__((noinline)) long						\
 pv_slot_find_g(__u64 kind_dom, __u32 bdf, __u64 pfn)			\
 {									\
-	struct pv_env e = { .mask = index_mask };			\
+	struct pv_env e = PV_ENV;			\
 									\
 	return pv_slot_find_inl(&e, (__u32)(kind_dom >> 32),		\
 				(__u32)kind_dom, bdf, pfn);		\
@@ -160,7 +164,7 @@ __attribute__((noinline)) int						\
 pv_slot_read_g(__u64 kind_dom, __u32 bdf, __u64 pfn,			\
 	       struct pviommu_slot *out, __u32 *idx)			\
 {									\
-	struct pv_env e = { .mask = index_mask };			\
+	struct pv_env e = PV_ENV;			\
 									\
 	if (!out || !idx)						\
 		return 0;						\

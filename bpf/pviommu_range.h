@@ -8,8 +8,9 @@
  *
  *   struct pv_env;                                  opaque to this file but
  *                                                   must have fields
- *                                                   'void *tbl' and
- *                                                   '__u32 mask'
+ *                                                   'void *tbl',
+ *                                                   '__u32 mask' and
+ *                                                   '__u64 key' (hash)
  *   struct pviommu_slot *pv_slot_at(struct pv_env *, __u32 idx)
  *   struct pviommu_mapping *pv_rec_find(struct pv_env *,
  *                                       const struct pviommu_map_key *)
@@ -88,10 +89,13 @@ static PV_INLINE __u64 pv_mix64(__u64 x)
 	return x;
 }
 
-static PV_INLINE __u32 pv_hash(__u32 kind, __u32 dom, __u32 bdf, __u64 pfn)
+/* keyed with the load's secret (pviommu_ctl.hash_key, in e->key) */
+static PV_INLINE __u32 pv_hash(struct pv_env *e, __u32 kind, __u32 dom,
+			       __u32 bdf, __u64 pfn)
 {
-	return (__u32)pv_mix64(pfn * 0x9e3779b97f4a7c15ULL ^
-			       ((__u64)dom << 32 | bdf) ^ ((__u64)kind << 62));
+	return (__u32)pv_mix64((pfn * 0x9e3779b97f4a7c15ULL ^
+				((__u64)dom << 32 | bdf) ^
+				((__u64)kind << 62)) + e->key);
 }
 
 static PV_INLINE int pv_key_eq(const struct pviommu_slot *s, __u32 kind,
@@ -124,7 +128,7 @@ static PV_INLINE long pv_slot_claim_inl(struct pv_env *e, __u32 kind,
 					int insert)
 {
 	struct pviommu_slot *s, *free = 0;
-	__u32 h = pv_hash(kind, dom, bdf, pfn), i, fidx = 0;
+	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, fidx = 0;
 
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
 		s = pv_slot_at(e, (h + i) & e->mask);
@@ -201,7 +205,7 @@ static PV_INLINE __u32 pv_slot_index(struct pv_env *e, struct pviommu_slot *s,
 				     __u32 kind, __u32 dom, __u32 bdf,
 				     __u64 pfn)
 {
-	__u32 h = pv_hash(kind, dom, bdf, pfn), i;
+	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i;
 
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++)
 		if (pv_slot_at(e, (h + i) & e->mask) == s)
@@ -234,7 +238,7 @@ static PV_INLINE __u64 pv_subx_pfn(__u64 pfn, __u32 k)
 static PV_INLINE long pv_slot_find_inl(struct pv_env *e, __u32 kind,
 				       __u32 dom, __u32 bdf, __u64 pfn)
 {
-	__u32 h = pv_hash(kind, dom, bdf, pfn), i, idx;
+	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, idx;
 	struct pviommu_slot *s;
 
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
@@ -612,14 +616,19 @@ static PV_INLINE int pv_op_dev_add(struct pv_env *e,
 
 	if (pv_device_protected(e, dom, bdf))
 		return 0;
+	if (d->quota.devices && d->nr_devices >= d->quota.devices) {
+		d->refused++;
+		return -PV_ENOSPC;
+	}
 	s = pv_slot_lookup(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, 1);
 	if (!s)
 		return -PV_ENOSPC;
-	lane = pv_fast_alloc(e);
+	lane = !d->quota.lanes || d->nr_lanes < d->quota.lanes ? pv_fast_alloc(e) : 0;
 	if (lane) {
 		pv_write_begin(s);
 		s->cnt_r = lane;
 		pv_write_end(s);
+		d->nr_lanes++;
 	}
 	d->nr_devices++;
 	d->generation++;
@@ -668,12 +677,20 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 		return -PV_ENOSPC;
 
 	np = pv_npages(iova, size);
+	if ((d->quota.records && d->nr_records >= d->quota.records) ||
+	    (d->quota.pages && d->nr_pages + np > d->quota.pages)) {
+		/* this VM's own quota: other VMs keep their room */
+		pv_rec_delete(e, &k);
+		d->refused++;
+		return -PV_ENOSPC;
+	}
 	err = pv_pieces(e, dom, bdf, (__u32)lane, iova, size, perm, 0, (__u32)np, 0);
 	if (err) {
 		pv_rec_delete(e, &k);
 		return err;
 	}
 	d->nr_records++;
+	d->nr_pages += np;
 	d->mapped_bytes += size;
 	d->generation++;
 	return 0;
@@ -708,6 +725,7 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 			(__u32)pv_npages(iova, size), 1);
 	pv_rec_delete(e, &k);
 	d->nr_records--;
+	d->nr_pages -= pv_npages(iova, size);
 	d->mapped_bytes -= size;
 	d->generation++;
 	return err;
@@ -880,7 +898,7 @@ static PV_INLINE int pv_slot_read_inl(struct pv_env *e, __u32 kind,
 				      __u32 dom, __u32 bdf, __u64 pfn,
 				      struct pviommu_slot *out, __u32 *idx)
 {
-	__u32 h = pv_hash(kind, dom, bdf, pfn), i, try, seq;
+	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, try, seq;
 	struct pviommu_slot *s;
 
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {

@@ -47,6 +47,8 @@
  *                     warning
  *   PVIOMMU_DEBUG     1: log what was patched and every address space seen
  *   PVIOMMU_MODE      audit|deny|kill: this VM's mode (pviommuctl run --mode)
+ *   PVIOMMU_QUOTA     records=N,pages=N,devices=N,lanes=N: this VM's quotas
+ *                     (pviommuctl run --quota; pviommu.h)
  *
  * The domain: the constructor reserves it (pviommu.h, the state machine)
  * through the pinned pviommu_reserve program, which answers this
@@ -92,6 +94,7 @@ static struct pv_index_view g_view;
 static __u32 g_dom;
 static int g_dom_fd = -1, g_hc_fd = -1, g_ev_fd = -1, g_rsv_fd = -1;
 static int g_mode = -1;	/* PVIOMMU_MODE, -1: the global default */
+static struct pviommu_quota g_quota;	/* PVIOMMU_QUOTA, 0: the defaults */
 static int g_debug;
 
 /* ---- device identity: AddressSpace * -> bdf, cached ------------------ */
@@ -781,7 +784,7 @@ static unsigned long g_resets;
 static void (*o_qemu_system_reset)(int);
 static void h_qemu_system_reset(int reason)
 {
-	int r = pv_reserve(g_rsv_fd, 0, g_mode);
+	int r = pv_reserve(g_rsv_fd, 0, g_mode, &g_quota);
 
 	if (r <= 0) {
 		/* no purge: what is left must not stay allowed */
@@ -846,7 +849,7 @@ static struct detour g_detours[] = {
 /* take this process's domain (its host tgid); exits when there is none */
 static void reserve_domain(void)
 {
-	int r = pv_reserve(g_rsv_fd, 0, g_mode);
+	int r = pv_reserve(g_rsv_fd, 0, g_mode, &g_quota);
 
 	if (r <= 0) {
 		fprintf(stderr, PVQ "cannot reserve this VM's domain (%s): pviommu is out of "
@@ -901,6 +904,11 @@ __attribute__((constructor)) static void pvq_init(void)
 		}
 		g_mode = (int)m;
 	}
+	if (getenv("PVIOMMU_QUOTA") && pv_parse_quota(getenv("PVIOMMU_QUOTA"), &g_quota)) {
+		fprintf(stderr, PVQ "PVIOMMU_QUOTA=%s: what is that? records=N,pages=N,devices=N,lanes=N\n",
+			getenv("PVIOMMU_QUOTA"));
+		exit(1);
+	}
 
 	err = pv_index_map(NULL, &g_view, 1);
 	if (err) {
@@ -913,6 +921,22 @@ __attribute__((constructor)) static void pvq_init(void)
 	g_env.tbl = g_view.base;
 	g_env.mask = g_view.slots - 1;
 	g_env.fast = g_view.fast;	/* NULL: every check asks the index */
+	{
+		/* the index hash's secret (pviommu.h, pviommu_ctl) */
+		int cfd = pv_obj_get(NULL, PVIOMMU_MAP_CTL, 1);
+		struct pviommu_ctl ctl;
+		__u32 zero = 0;
+
+		if (cfd < 0 || bpf_map_lookup_elem(cfd, &zero, &ctl)) {
+			snprintf(msg, sizeof(msg), "cannot read %s: %s", pv_pin_path(PVIOMMU_MAP_CTL),
+				 strerror(cfd < 0 ? -cfd : errno));
+			fatal_or_warn(require, msg);
+			pv_index_unmap(&g_view);
+			return;
+		}
+		g_env.key = ctl.hash_key;
+		close(cfd);
+	}
 	g_dom_fd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
 	g_hc_fd = pv_obj_get(NULL, "progs/pviommu_kvm_hypercall", 0);
 	g_ev_fd = pv_obj_get(NULL, "progs/pviommu_inproc_event", 0);

@@ -134,21 +134,26 @@ sleep 0.3
 expect "status after it exits" 0 "$CTL" -j status
 hasnt "its domain goes with it" "\"pid\":$qpid," "$TMP/out"
 
-# run --mode: the library reserves with that mode
-QEMU_MODULE_DIR=$qmod "$CTL" run --mode audit -- "$Q" -machine none -display none -nodefaults \
+# run --mode --quota: the library reserves with that mode and those quotas
+expect "run: bad quota" 1 "$CTL" run --quota records=0 -- "$Q" -version
+expect "load: bad quota" 1 "$CTL" load --quota frames=3
+has "... says what a quota is" "records=N,pages=N,devices=N,lanes=N" "$TMP/err"
+QEMU_MODULE_DIR=$qmod "$CTL" run --mode audit --quota records=77,devices=3 -- "$Q" -machine none -display none -nodefaults \
 	-monitor none -S </dev/null >"$TMP/inproc.out" 2>&1 &
 qpid=$!
 for _ in $(seq 1 100); do grep -q libpviommu-qemu.so "/proc/$qpid/maps" 2>/dev/null && break; sleep 0.1; done
 sleep 0.5
 expect "status with run --mode" 0 "$CTL" -j status
 has "the reserved domain has the mode of run --mode" "\"pid\":$qpid,[^}]*\"mode\":\"audit\"" "$TMP/out"
+has "... and the quotas of run --quota (the rest: load's defaults)" "\"pid\":$qpid,.*\"quota\":{\"records\":77,\"pages\":2048,\"devices\":3,\"lanes\":2}" "$TMP/out"
 kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null
 
 # capacity is taken at VM start: with the domain table full, QEMU does not start at all
 : >"$TMP/fill"; : >"$TMP/unfill"
+vsz=$(bpftool -j map show pinned "$PVIOMMU_PIN_DIR/pviommu_domains" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_value"])')
 for i in $(seq 4000000 4001100); do
 	h=$(printf '%08x' "$i" | sed 's/\(..\)\(..\)\(..\)\(..\)/0x\4 0x\3 0x\2 0x\1/')
-	echo "map update pinned $PVIOMMU_PIN_DIR/pviommu_domains key $h value $(printf '0 %.0s' $(seq 48)) noexist" >>"$TMP/fill"
+	echo "map update pinned $PVIOMMU_PIN_DIR/pviommu_domains key $h value $(printf '0 %.0s' $(seq "$vsz")) noexist" >>"$TMP/fill"
 	echo "map delete pinned $PVIOMMU_PIN_DIR/pviommu_domains key $h" >>"$TMP/unfill"
 done
 bpftool batch file "$TMP/fill" >/dev/null 2>&1	# stops at the first refusal: the table is full

@@ -32,6 +32,7 @@ struct pv_rec_table {
 struct pv_env {
 	void			*tbl;	/* struct pviommu_slot[mask + 1] */
 	__u32			mask;
+	__u64			key;	/* the index hash's secret (pviommu_ctl) */
 	__u64			*fast;	/* pviommu_fast (PVIOMMU_FAST_ENTRIES), or NULL */
 	struct pv_rec_table	*recs;	/* writers only */
 };

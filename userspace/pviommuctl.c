@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <dirent.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -445,10 +446,13 @@ static int cmd_load(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "index-slots", required_argument, 0, 's' },
 		{ "max-records", required_argument, 0, 'r' },
+		{ "quota", required_argument, 0, 'q' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = PIN_DIR);
+	struct pviommu_quota quota = {};
+	__u64 key;
 	__u64 slots = PVIOMMU_DEF_INDEX_SLOTS, recs = PVIOMMU_DEF_MAX_RECORDS;
 	__u32 pin_slots, pin_recs;
 	struct pviommu_bpf *skel = NULL;
@@ -459,8 +463,15 @@ static int cmd_load(int argc, char **argv)
 	__u64 gen;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:r:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:q:h", lo, NULL)) != -1) {
 		switch (c) {
+		case 'q':
+			if (pv_parse_quota(optarg, &quota)) {
+				p_err("what is '%s'? --quota wants records=N,pages=N,devices=N,lanes=N (any of them, N > 0)",
+				      optarg);
+				return 1;
+			}
+			break;
 		case 's':
 			if (pv_parse_u64(optarg, &slots) || slots < 1024 ||
 			    slots > (1u << 24) || (slots & (slots - 1))) {
@@ -476,14 +487,19 @@ static int cmd_load(int argc, char **argv)
 			}
 			break;
 		case 'h':
-			printf("Usage: pviommuctl load [--index-slots N] [--max-records N]\n"
+			printf("Usage: pviommuctl load [--index-slots N] [--max-records N] [--quota Q]\n"
 			       "  Load (or reload) the BPF programs, pin maps and links under %s.\n"
 			       "  Idempotent: a reload keeps the pinned maps and every live mapping;\n"
 			       "  the new programs take over atomically.\n"
 			       "  --index-slots N   fast-index slots (power of two, default %u, 64 B each)\n"
-			       "  --max-records N   mapping records (default %u)\n",
+			       "  --max-records N   mapping records (default %u)\n"
+			       "  --quota Q         each new VM's share, Q = records=N,pages=N,devices=N,lanes=N\n"
+			       "                    (defaults: records/%u, index slots/%u, %u devices, %u lanes:\n"
+			       "                    %u VMs at their full quota fit; per VM: 'run --quota')\n",
 			       PIN_DIR, PVIOMMU_DEF_INDEX_SLOTS,
-			       PVIOMMU_DEF_MAX_RECORDS);
+			       PVIOMMU_DEF_MAX_RECORDS, PVIOMMU_QUOTA_VMS,
+			       PVIOMMU_QUOTA_VMS * 2, PVIOMMU_DEF_QUOTA_DEVICES,
+			       PVIOMMU_DEF_QUOTA_LANES, PVIOMMU_QUOTA_VMS);
 			return 0;
 		default:
 			return 1;
@@ -523,6 +539,21 @@ static int cmd_load(int argc, char **argv)
 	ctl = loaded() ? ctl_map(&ctl_fd) : NULL;
 	gen = (ctl ? ctl->active_gen : 0) + 1;
 	skel->rodata->load_gen = gen;
+	/* the index hash's secret: made by the first load, kept by reloads */
+	if (ctl)
+		key = ctl->hash_key;
+	else if (getrandom(&key, sizeof(key), 0) != sizeof(key))
+		key = (__u64)time(NULL) * 0x9e3779b97f4a7c15ull ^ (__u64)getpid();
+	skel->rodata->hash_key = key;
+	/* each VM's share; the pages quota keeps the index at most half full */
+	if (!quota.records)
+		quota.records = (__u32)(recs / PVIOMMU_QUOTA_VMS);
+	if (!quota.pages)
+		quota.pages = (__u32)(slots / (2 * PVIOMMU_QUOTA_VMS));
+	if (!quota.devices)
+		quota.devices = PVIOMMU_DEF_QUOTA_DEVICES;
+	if (!quota.lanes)
+		quota.lanes = PVIOMMU_DEF_QUOTA_LANES;
 
 	/*
 	 * The tracepoint gets the handler that reads the guest's CPL where it
@@ -600,6 +631,7 @@ static int cmd_load(int argc, char **argv)
 		if (ls) {
 			bpf_map__set_max_entries(ls->maps.pviommu_index, slots);
 			ls->rodata->index_mask = slots - 1;
+			ls->rodata->hash_key = key;
 			link = NULL;
 			err = pviommu_lsm_bpf__load(ls);
 			if (err)
@@ -663,6 +695,8 @@ static int cmd_load(int argc, char **argv)
 	/* a first load: violations are denied unless told otherwise */
 	if (gen == 1)
 		ctl->default_mode = PVIOMMU_MODE_DENY;
+	ctl->hash_key = key;
+	ctl->quota = quota;
 	/* hand over: from here the new programs act, the old ones return */
 	__atomic_store_n(&ctl->active_gen, gen, __ATOMIC_SEQ_CST);
 	/* only now do the old links and program pins go */
@@ -952,11 +986,14 @@ static int cmd_status(int argc, char **argv)
 			 dv.flags & PVIOMMU_DOM_REGISTERED ? "registered" :
 			 dv.flags & PVIOMMU_DOM_RESERVED ? "reserved" : "-",
 			 dv.flags & PVIOMMU_DOM_FAILED ? ",FAILED-CLOSED" : "",
-			 dv.flags & PVIOMMU_DOM_TABLE_FULL ? ",table-full" : "", "");
+			 dv.flags & PVIOMMU_DOM_TABLE_FULL ? ",table-full" : "",
+			 dv.flags & PVIOMMU_DOM_QUOTA ? ",quota-hit" : "");
 		if (json)
 			printf("%s{\"pid\":%u,\"abi\":%u,\"devices\":%u,\"records\":%llu,"
 			       "\"mapped_bytes\":%llu,\"generation\":%llu,\"mode\":\"%s\","
 			       "\"state\":\"%s\",\"failed_closed\":%s,"
+			       "\"pages\":%llu,\"lanes\":%u,\"quota_refused\":%u,"
+			       "\"quota\":{\"records\":%u,\"pages\":%u,\"devices\":%u,\"lanes\":%u},"
 			       "\"table_full\":%s}", first ? "" : ",", key, dv.abi,
 			       dv.nr_devices, (unsigned long long)dv.nr_records,
 			       (unsigned long long)dv.mapped_bytes,
@@ -964,6 +1001,8 @@ static int cmd_status(int argc, char **argv)
 			       dv.flags & PVIOMMU_DOM_REGISTERED ? "registered" :
 			       dv.flags & PVIOMMU_DOM_RESERVED ? "reserved" : "none",
 			       dv.flags & PVIOMMU_DOM_FAILED ? "true" : "false",
+			       (unsigned long long)dv.nr_pages, dv.nr_lanes, dv.refused,
+			       dv.quota.records, dv.quota.pages, dv.quota.devices, dv.quota.lanes,
 			       dv.flags & PVIOMMU_DOM_TABLE_FULL ? "true" : "false");
 		else
 			printf("  %-8u %-7u %-8llu %-12llu %-6s %s\n", key,
@@ -1440,6 +1479,7 @@ static int cmd_attach(int argc, char **argv)
 				 pinned_max_entries(PVIOMMU_MAP_MAPPINGS));
 	skel->rodata->index_mask = pinned_max_entries(PVIOMMU_MAP_INDEX) - 1;
 	skel->rodata->load_gen = ctl->active_gen;
+	skel->rodata->hash_key = ctl->hash_key;
 	/* only the uprobe programs are needed */
 	{
 		struct bpf_program *p;

@@ -266,12 +266,47 @@ int pv_hypercall(int prog_fd, __u32 op, __u32 perm, __u32 bdf, __u64 iova,
 				iova, size, cookie);
 }
 
-int pv_reserve(int prog_fd, __u32 dom, int mode)
+int pv_reserve(int prog_fd, __u32 dom, int mode, const struct pviommu_quota *q)
 {
-	int r = run_raw_tp(prog_fd, dom, mode < 0 ? 0 : (__u64)mode + 1, 0, 0, 0);
+	struct pviommu_quota z = {};
+	int r;
+
+	if (!q)
+		q = &z;
+	r = run_raw_tp(prog_fd, dom, mode < 0 ? 0 : (__u64)mode + 1,
+		       (__u64)q->records << 32 | q->pages,
+		       (__u64)q->devices << 32 | q->lanes, 0);
 
 	/* the program returns the domain (a tgid < 2^22) or -errno */
 	return r;
+}
+
+int pv_parse_quota(const char *s, struct pviommu_quota *q)
+{
+	char buf[256], *save = NULL, *tok;
+	__u64 v;
+
+	if (!s || strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+
+		if (!eq || pv_parse_u64(eq + 1, &v) || !v || v > 0xffffffffu)
+			return -EINVAL;
+		*eq = 0;
+		if (!strcmp(tok, "records"))
+			q->records = (__u32)v;
+		else if (!strcmp(tok, "pages"))
+			q->pages = (__u32)v;
+		else if (!strcmp(tok, "devices"))
+			q->devices = (__u32)v;
+		else if (!strcmp(tok, "lanes"))
+			q->lanes = (__u32)v;
+		else
+			return -EINVAL;
+	}
+	return 0;
 }
 
 const char *pv_fail_str(__u32 why)

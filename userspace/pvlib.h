@@ -53,9 +53,12 @@ int pv_hypercall_raw(int prog_fd, __u64 nr, __u64 a0, __u64 a1, __u64 a2,
 /*
  * RESERVE through the pinned pviommu_reserve program (pviommu.h, the state
  * machine): dom 0 = the caller's own process (its host tgid, also inside a
- * PID namespace); mode < 0: the default. Returns the domain or -errno.
+ * PID namespace); mode < 0: the default; q: the VM's quotas (NULL or 0
+ * fields: the defaults). Returns the domain or -errno.
  */
-int pv_reserve(int prog_fd, __u32 dom, int mode);
+int pv_reserve(int prog_fd, __u32 dom, int mode, const struct pviommu_quota *q);
+/* "records=N,pages=N,devices=N,lanes=N" (any subset); 0 or -EINVAL */
+int pv_parse_quota(const char *s, struct pviommu_quota *q);
 /* enum pviommu_fail as text */
 const char *pv_fail_str(__u32 why);
 /* the check through the test wrapper program; returns the verdict */

@@ -34,7 +34,7 @@ int cmd_run(int argc, char **argv);
 static void run_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: pviommuctl run [--mode audit|deny|kill] [--lib PATH] -- qemu-system-x86_64 ARGS...\n"
+		"Usage: pviommuctl run [--mode audit|deny|kill] [--quota Q] [--lib PATH] -- qemu-system-x86_64 ARGS...\n"
 		"  Run QEMU with the in-process enforcement plane (%s preloaded):\n"
 		"  every DMA of a protected device is checked in QEMU against the ranges\n"
 		"  its guest authorized. Adds iommu_platform=on,disable-legacy=on to every\n"
@@ -45,6 +45,9 @@ static void run_usage(FILE *f)
 		"  The library also carries the guest's TCG hypercall transport (the\n"
 		"  cpuid leaf of pviommu.ko): no 'pviommuctl attach' is needed.\n"
 		"  --mode M    what a violation of this VM does (default: the global default)\n"
+		"  --quota Q   this VM's share: records=N,pages=N,devices=N,lanes=N (any of\n"
+		"              them; default: 'pviommuctl load --quota'). The VM's capacity is\n"
+		"              taken when QEMU starts: without room QEMU does not start.\n"
 		"  --lib PATH  the library (default: next to pviommuctl)\n"
 		"  Environment passed to QEMU: PVIOMMU_REQUIRE=0 runs QEMU unprotected when\n"
 		"  pviommu is not loaded (default: refuse), PVIOMMU_DEBUG=1 logs detours and\n"
@@ -242,6 +245,7 @@ int cmd_run(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "mode", required_argument, 0, 'm' },
+		{ "quota", required_argument, 0, 'q' },
 		{ "lib", required_argument, 0, 'l' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
@@ -249,12 +253,24 @@ int cmd_run(int argc, char **argv)
 	char lib[PATH_MAX] = "", **qargv, *pre;
 	const char *old;
 	__u32 mode = 0;
+	const char *quota = NULL;
 	int c, i, have_mode = 0, fd, err, qargc;
 
 	optind = 1;
 	/* '+': stop at the first non-option (QEMU's own arguments) */
-	while ((c = getopt_long(argc, argv, "+m:l:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+m:q:l:h", lo, NULL)) != -1) {
 		switch (c) {
+		case 'q': {
+			struct pviommu_quota q = {};
+
+			if (pv_parse_quota(optarg, &q)) {
+				fprintf(stderr, "pviommuctl run: what is quota '%s'? records=N,pages=N,devices=N,lanes=N\n",
+					optarg);
+				return 1;
+			}
+			quota = optarg;
+			break;
+		}
 		case 'm':
 			if (pv_parse_mode(optarg, &mode)) {
 				fprintf(stderr, "pviommuctl run: what is mode '%s'? audit, deny or kill\n",
@@ -344,6 +360,10 @@ int cmd_run(int argc, char **argv)
 		setenv("PVIOMMU_MODE", pv_mode_str(mode), 1);
 	else
 		unsetenv("PVIOMMU_MODE");
+	if (quota)
+		setenv("PVIOMMU_QUOTA", quota, 1);
+	else
+		unsetenv("PVIOMMU_QUOTA");
 	old = getenv("LD_PRELOAD");
 	if (old && *old) {
 		if (asprintf(&pre, "%s:%s", lib, old) < 0)

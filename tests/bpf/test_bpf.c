@@ -55,6 +55,7 @@ static int inst_open(struct inst *in, __u32 slots, __u32 recs, const char *tag)
 	bpf_map__set_max_entries(in->skel->maps.pviommu_mappings, recs);
 	in->skel->rodata->index_mask = slots - 1;
 	in->skel->rodata->load_gen = 1;
+	in->skel->rodata->hash_key = 0x5eed0f1dc0ffee11ull;	/* readers use the same */
 	err = pviommu_bpf__load(in->skel);
 	if (err)
 		return err;
@@ -66,6 +67,8 @@ static int inst_open(struct inst *in, __u32 slots, __u32 recs, const char *tag)
 	if (in->ctl == MAP_FAILED || in->env.tbl == MAP_FAILED)
 		return -errno;
 	in->env.mask = slots - 1;
+	in->env.key = in->skel->rodata->hash_key;
+	in->ctl->hash_key = in->env.key;
 	in->ctl->active_gen = 1;
 	in->ctl->default_mode = PVIOMMU_MODE_DENY;
 	in->hc = bpf_program__fd(in->skel->progs.pviommu_kvm_hypercall);
@@ -657,7 +660,7 @@ static void t_fail_closed(void)
 		__u32 fake = 0x3ffff0, k;
 		int full = 0, r;
 
-		r = pv_reserve(rfd, fake, PVIOMMU_MODE_KILL);
+		r = pv_reserve(rfd, fake, PVIOMMU_MODE_KILL, NULL);
 		ASSERT_EQ(r, (int)fake, "reserve a domain");
 		ASSERT_OK(bpf_map_lookup_elem(dfd, &fake, &d), "its record");
 		ASSERT_EQ(d.flags, PVIOMMU_DOM_RESERVED, "RESERVED");
@@ -672,7 +675,7 @@ static void t_fail_closed(void)
 			full++;
 		}
 		ASSERT_TRUE(full > 0, "domain table filled");
-		r = pv_reserve(rfd, 0x3ffff1, -1);
+		r = pv_reserve(rfd, 0x3ffff1, -1, NULL);
 		ASSERT_EQ(r, -ENOSPC, "full: a new VM is refused at start");
 		ASSERT_EQ(pv_domain_state(&I.env, 0x3ffff1), 0, "and leaves nothing");
 		for (k = 0x3f0000; k < 0x3f0000 + (__u32)full; k++)
@@ -702,7 +705,7 @@ static void t_pidns_identity(void)
 			_exit(2);
 		in = fork();
 		if (in == 0) {
-			int v[2] = { getpid(), pv_reserve(rfd, 0, -1) };
+			int v[2] = { getpid(), pv_reserve(rfd, 0, -1, NULL) };
 
 			_exit(write(pfd[1], v, sizeof(v)) == sizeof(v) ? 0 : 3);
 		}
@@ -935,6 +938,69 @@ out:
 	inst_close(&f);
 }
 
+/*
+ * One VM can never weaken another: a hostile domain with small quotas
+ * floods (devices, maps of everything, a map bigger than its share) and
+ * gets refusals, for itself only; the other domain maps, checks and unmaps
+ * as before, exactly.
+ */
+static void t_quota(void)
+{
+	struct pviommu_quota q = { .records = 8, .pages = 64, .devices = 2, .lanes = 1 };
+	int rfd = bpf_program__fd(I.skel->progs.pviommu_reserve);
+	int dfd = bpf_map__fd(I.skel->maps.pviommu_domains);
+	struct fz_dom h = {};
+	struct pviommu_domain d;
+	int a[2], b[2], refused = 0, calls = 0, bad = 0;
+
+	if (pipe(a) || pipe(b))
+		return;
+	h.pid = fork();
+	if (h.pid == 0) {
+		close(a[1]);
+		close(b[0]);
+		fz_child(&I, a[0], b[1]);
+	}
+	close(a[0]);
+	close(b[1]);
+	h.to = a[1];
+	h.from = b[0];
+	ASSERT_EQ(pv_reserve(rfd, (__u32)h.pid, -1, &q), h.pid, "hostile VM reserved with small quotas");
+	ASSERT_OK(fz_call(&h, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "it registers");
+	ASSERT_OK(bpf_map_lookup_elem(dfd, &h.pid, &d), "its record");
+	ASSERT_EQ(d.quota.records, 8, "quota kept at REGISTER");
+	/* maps of everything: far beyond its page share, then record after record */
+	ASSERT_OK(fz_call(&h, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "device 1");
+	ASSERT_EQ(fz_call(&h, PVIOMMU_OP_MAP, RW, DEV_A, 0, 1ull << 30), -ENOSPC,
+		  "a map of 1 GiB: over its pages");
+	for (int i = 0; i < 40; i++, calls++) {
+		int r = fz_call(&h, PVIOMMU_OP_MAP, RW, DEV_A, 0x100000 + i * 0x10000, 0x1000);
+
+		refused += r == -ENOSPC;
+		/* the other VM meanwhile: map, check, unmap, always exact */
+		bad += map(DEV_B, 0x900000 + i * 0x1000, 0x800, W) != 0;
+		bad += chk(DEV_B, 0x900000 + i * 0x1000, 0x800, W) != PV_ALLOW;
+		bad += chk(DEV_B, 0x900800 + i * 0x1000, 1, W) != PV_DENY_UNMAPPED;
+	}
+	ASSERT_EQ(refused, 32, "the hostile VM: 8 records, then -ENOSPC for it");
+	bpf_map_lookup_elem(dfd, &h.pid, &d);
+	ASSERT_TRUE(d.flags & PVIOMMU_DOM_QUOTA, "status shows its quota hit");
+	ASSERT_OK(fz_call(&h, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "device 2");
+	ASSERT_EQ(fz_call(&h, PVIOMMU_OP_DEV_ADD, 0, PVIOMMU_BDF(0, 0, 9, 0), 0, 0), -ENOSPC,
+		  "device 3: over its device quota");
+	ASSERT_EQ(pv_check_prog(I.chk, (__u32)h.pid, DEV_A, 0x100000, 1, R), PV_DENY_FAILED,
+		  "which fails that VM closed");
+	for (int i = 0; i < 40; i++)
+		bad += unmap(DEV_B, 0x900000 + i * 0x1000, 0x800) != 0;
+	ASSERT_EQ(bad, 0, "the other VM: every map, check and unmap exact");
+	ASSERT_EQ(pv_check_prog(I.chk, self, DEV_B, 0x900000, 1, W), PV_DENY_UNMAPPED,
+		  "and its unmaps in force");
+	printf("  hostile VM: %d maps, %d refused by its quota; other VM: 120 checks exact\n",
+	       calls + 1, refused + 1);
+	close(h.to);
+	waitpid(h.pid, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
 	int err;
@@ -970,6 +1036,7 @@ int main(int argc, char **argv)
 	SUBTEST("fail_closed", t_fail_closed());
 	SUBTEST("pidns_identity", t_pidns_identity());
 	SUBTEST("fuzz", t_fuzz(3000));
+	SUBTEST("quota", t_quota());
 	SUBTEST("unregister", ({
 		ASSERT_OK(hc(&I, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0), "unregister");
 		ASSERT_EQ(pv_device_protected(&I.env, self, DEV_B), 0, "devices gone");
