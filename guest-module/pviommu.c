@@ -1136,16 +1136,6 @@ static int __init pviommu_init(void)
 		ret = r == PVIOMMU_NOACK ? -ENODEV : -EIO;
 		goto err_free;
 	}
-	/* every device's DEV_ADD acknowledged before any is reported protected */
-	list_for_each_entry(pd, &pviommu_devs, node) {
-		r = pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0);
-		if (pviommu_refused(r)) {
-			pr_err("%s: the host refused DEV_ADD: %d; nothing protected\n",
-			       pci_name(pd->pdev), r);
-			ret = r < 0 ? r : -EIO;
-			goto err_unregister;
-		}
-	}
 	ret = bus_register_notifier(&pci_bus_type, &pviommu_nb);
 	if (ret) {
 		pr_err("cannot watch the PCI bus: %d\n", ret);
@@ -1162,6 +1152,20 @@ static int __init pviommu_init(void)
 		mutex_lock(&pviommu_mutex);
 	}
 	mutex_unlock(&pviommu_mutex);
+	/*
+	 * DEV_ADD goes out when a device's ops are swapped (its driver
+	 * unbound: no DMA of the old ops is in flight); one the host did not
+	 * acknowledge leaves its device unprotected, and then nothing loads
+	 */
+	list_for_each_entry(pd, &pviommu_devs, node) {
+		if (pd->installed || pd->removed)
+			continue;
+		pr_err("%s: the host did not acknowledge DEV_ADD; nothing protected\n",
+		       pci_name(pd->pdev));
+		ret = -EIO;
+	}
+	if (ret)
+		goto err_unprotect;
 	pviommu_debugfs = debugfs_create_dir(KBUILD_MODNAME, NULL);
 	debugfs_create_file("stats", 0444, pviommu_debugfs, NULL, &pviommu_stats_fops);
 	pr_info("protecting %u device(s)%s, transport %s, mode %s, %s\n", n,
@@ -1171,6 +1175,11 @@ static int __init pviommu_init(void)
 		"NOT verified (this transport gives no answer: check 'pviommuctl status' on the host)");
 	return 0;
 
+err_unprotect:
+	bus_unregister_notifier(&pci_bus_type, &pviommu_nb);
+	list_for_each_entry(pd, &pviommu_devs, node)
+		pviommu_unprotect(pd);
+	del_timer_sync(&pviommu_lazy.timer);
 err_unregister:
 	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
 err_free:
