@@ -77,6 +77,9 @@ enum pv_verdict {
 	PV_DENY_WRAP		= 3,	/* addr + len wraps, or too long */
 	PV_DENY_BUSY		= 4,	/* index kept changing: fail closed */
 	PV_DENY_FAILED		= 5,	/* the domain or device failed closed */
+	PV_DENY_INFLIGHT	= 6,	/* revoked while QEMU held it mapped
+					 * (address_space_map): reported, and
+					 * only kill mode can stop it */
 };
 
 static PV_INLINE __u64 pv_mix64(__u64 x)
@@ -1176,16 +1179,87 @@ static PV_INLINE int pv_check_range(struct pv_env *e, __u32 dom, __u32 bdf,
 	return pv_check_lane(e, dom, bdf, 0, addr, len, need);
 }
 
-/* the domain's state bits (PVIOMMU_DS_*), 0: no DOMAIN slot, <0: busy */
+/*
+ * The counts of the slot of a key (cnt_r | cnt_w << 32 in *counts), read
+ * consistently without copying the slot: 1 found, 0 absent, <0 busy. The
+ * check reads a DOMAIN and a DEVICE slot per transfer this way.
+ */
+static PV_INLINE int pv_slot_peek(struct pv_env *e, __u32 kind, __u32 dom,
+				  __u32 bdf, __u64 pfn, __u64 *counts)
+{
+	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, try, seq, k, r, w;
+	struct pviommu_slot *s;
+	int match;
+
+	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
+		s = pv_slot_at(e, (h + i) & e->mask);
+		if (!s)
+			return 0;
+		for (try = 0; try < PV_READ_TRIES; try++) {
+			seq = PV_READ_ONCE(s->seq);
+			if (seq & 1)
+				continue;
+			pv_barrier();
+			k = PV_READ_ONCE(s->kind);
+			match = k == kind && PV_READ_ONCE(s->domain) == dom &&
+				PV_READ_ONCE(s->bdf) == bdf &&
+				PV_READ_ONCE(s->pfn) == pfn;
+			r = PV_READ_ONCE(s->cnt_r);
+			w = PV_READ_ONCE(s->cnt_w);
+			pv_barrier();
+			if (PV_READ_ONCE(s->seq) == seq)
+				break;
+		}
+		if (try == PV_READ_TRIES)
+			return -PV_EBUSY;
+		if (k == PVIOMMU_SLOT_EMPTY)
+			return 0;
+		if (match) {
+			*counts = r | (__u64)w << 32;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * the domain's state bits (PVIOMMU_DS_*), 0: no DOMAIN slot, <0: busy.
+ * Userspace readers (PV_ENV_DSLOT: a 'dslot' field in pv_env) remember
+ * where the slot was: slots never move, so one seq-checked read of that
+ * slot answers when its key still matches; anything else looks it up.
+ */
 static PV_INLINE long pv_domain_state_inl(struct pv_env *e, __u32 dom)
 {
-	struct pviommu_slot s;
-	__u32 idx = 0;
-	int r = pv_slot_read(e, PVIOMMU_SLOT_DOMAIN, dom, 0, 0, &s, &idx);
+	__u64 c = 0;
+	int r;
 
+#ifdef PV_ENV_DSLOT
+	__u32 at = PV_READ_ONCE(e->dslot);
+	struct pviommu_slot *s = at ? pv_slot_at(e, at - 1) : 0;
+
+	if (s) {
+		__u32 seq = PV_READ_ONCE(s->seq), st;
+		int hit;
+
+		pv_barrier();
+		hit = PV_READ_ONCE(s->kind) == PVIOMMU_SLOT_DOMAIN &&
+		      PV_READ_ONCE(s->domain) == dom;
+		st = PV_READ_ONCE(s->cnt_r);
+		pv_barrier();
+		if (!(seq & 1) && hit && PV_READ_ONCE(s->seq) == seq)
+			return st;
+	}
+	{
+		long idx = pv_slot_find_inl(e, PVIOMMU_SLOT_DOMAIN, dom, 0, 0);
+
+		if (idx >= 0)
+			e->dslot = (__u32)idx + 1;
+	}
+#endif
+	r = pv_slot_peek(e, PVIOMMU_SLOT_DOMAIN, dom, 0, 0, &c);
 	if (r <= 0)
 		return r;
-	return s.cnt_r;
+	return (__u32)c;
 }
 
 /*
@@ -1196,16 +1270,16 @@ static PV_INLINE long pv_domain_state_inl(struct pv_env *e, __u32 dom)
 static PV_INLINE long pv_device_state_inl(struct pv_env *e, __u32 dom,
 					  __u32 bdf)
 {
-	struct pviommu_slot s;
-	__u32 idx = 0;
-	int r = pv_slot_read(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, &s, &idx);
+	__u64 c = 0;
+	int r = pv_slot_peek(e, PVIOMMU_SLOT_DEVICE, dom, bdf, 0, &c);
+	__u32 lane = (__u32)c;
 
 	if (r < 0)
 		return -2;
 	if (!r)
 		return -1;
-	return (s.cnt_r <= PVIOMMU_FAST_LANES ? (long)s.cnt_r : 0) |
-	       (s.cnt_w ? PV_DEV_FAILED : 0);
+	return (lane <= PVIOMMU_FAST_LANES ? (long)lane : 0) |
+	       (c >> 32 ? PV_DEV_FAILED : 0);
 }
 
 /* BPF routes both through global functions: small frames for the check */

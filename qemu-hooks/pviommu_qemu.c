@@ -18,6 +18,7 @@
  *   address_space_st{b,w,l,q}[_le|_be]        -> void  (the st*_dma helpers)
  *   cpu_x86_cpuid                             -> the TCG hypercall transport
  *   qemu_system_reset                         -> the domain's mappings purged
+ *   address_space_unmap                       -> maps in flight (see h_map)
  *
  * Per transfer: the AddressSpace is mapped to a PCI requester id once
  * (qemu_layout.h, cached per pointer in a lock-free table), then pv_check()
@@ -422,14 +423,126 @@ WR(write_rom)
 
 /* the requested length is checked: a map asks for the whole range */
 static void *(*o_map)(void *, uint64_t, uint64_t *, bool, MemTxAttrs);
+/*
+ * Maps in flight: address_space_map() hands a device model a host pointer
+ * into guest RAM (zero-copy I/O: virtio-blk, nvme), and everything done
+ * through it until address_space_unmap() is invisible. An UNMAP hypercall
+ * that revokes a range a device still holds that way (a strict unmap racing
+ * in-flight I/O, or a hostile guest) cannot stop those accesses: it is
+ * reported (a violation with reason "in-flight"), and in kill mode QEMU is
+ * stopped as for any violation; deny and audit let the transfer finish.
+ * One fixed table, claimed and freed with CAS; a map that finds it full is
+ * simply not tracked (counted).
+ */
+#define INF_SLOTS	1024
+struct inflight {
+	void		*buf;	/* host pointer, NULL = free */
+	uint32_t	bdf;
+	uint32_t	write;
+	uint64_t	addr;
+	uint64_t	len;
+};
+static struct inflight g_inf[INF_SLOTS];
+static unsigned long g_inf_untracked, g_inf_hits;
+
+static void inf_add(uint32_t bdf, uint64_t addr, uint64_t len, bool is_write, void *buf)
+{
+	uint32_t h = (uint32_t)(((uintptr_t)buf >> 4) * 0x9e3779b1u) & (INF_SLOTS - 1);
+
+	for (int i = 0; i < 64; i++) {
+		struct inflight *f = &g_inf[(h + i) & (INF_SLOTS - 1)];
+		void *none = NULL;
+
+		if (__atomic_load_n(&f->buf, __ATOMIC_RELAXED) ||
+		    !__atomic_compare_exchange_n(&f->buf, &none, (void *)1, false,
+						 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			continue;
+		f->bdf = bdf;
+		f->write = is_write;
+		f->addr = addr;
+		f->len = len;
+		__atomic_store_n(&f->buf, buf, __ATOMIC_RELEASE);
+		return;
+	}
+	__atomic_fetch_add(&g_inf_untracked, 1, __ATOMIC_RELAXED);
+}
+
+static void inf_del(void *buf)
+{
+	uint32_t h = (uint32_t)(((uintptr_t)buf >> 4) * 0x9e3779b1u) & (INF_SLOTS - 1);
+
+	for (int i = 0; i < 64; i++) {
+		struct inflight *f = &g_inf[(h + i) & (INF_SLOTS - 1)];
+
+		if (__atomic_load_n(&f->buf, __ATOMIC_ACQUIRE) == buf) {
+			__atomic_store_n(&f->buf, NULL, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+}
+
+/* the transfer cannot be stopped any more: reported as allowed, or QEMU killed */
+static __attribute__((noinline, cold)) void inf_report(uint32_t bdf, const struct inflight *f)
+{
+	struct pviommu_domain d;
+	__u32 dom = __atomic_load_n(&g_dom, __ATOMIC_RELAXED);
+	__u32 need = f->write ? PVIOMMU_PERM_WRITE : PVIOMMU_PERM_READ;
+	char b[16];
+
+	if (g_dom_fd >= 0 && !bpf_map_lookup_elem(g_dom_fd, &dom, &d) &&
+	    d.mode == PVIOMMU_MODE_KILL) {
+		violation(NULL, bdf, f->addr, f->len, need, PV_DENY_INFLIGHT);
+		return;	/* not reached: killed */
+	}
+	static unsigned long said;
+
+	report(bdf, f->addr, f->len, need, PV_DENY_INFLIGHT, PVIOMMU_ACT_ALLOWED);
+	if (__atomic_fetch_add(&said, 1, __ATOMIC_RELAXED) < 8)
+		fprintf(stderr, PVQ "device %s: [0x%llx, +0x%llx) unmapped by the guest while QEMU holds it "
+		"mapped (I/O in flight): reported, not stoppable in this mode\n",
+		pv_fmt_bdf(bdf, b), (unsigned long long)f->addr, (unsigned long long)f->len);
+}
+
+/* after an UNMAP of [iova, iova + size) of bdf: is any of it still mapped in QEMU? */
+static void inf_check_unmap(uint32_t bdf, uint64_t iova, uint64_t size)
+{
+	for (int i = 0; i < INF_SLOTS; i++) {
+		struct inflight *f = &g_inf[i];
+		void *b = __atomic_load_n(&f->buf, __ATOMIC_ACQUIRE);
+
+		if (!b || b == (void *)1 || f->bdf != bdf || f->addr >= iova + size ||
+		    iova >= f->addr + f->len)
+			continue;
+		__atomic_fetch_add(&g_inf_hits, 1, __ATOMIC_RELAXED);
+		inf_report(bdf, f);
+	}
+}
+
 static void *h_map(void *as, uint64_t addr, uint64_t *plen, bool is_write,
 		   MemTxAttrs attrs)
 {
+	struct as_ent *e;
+	uint32_t bdf;
+	void *p;
+
 	if (!gate(as, addr, *plen, is_write ? PVIOMMU_PERM_WRITE : PVIOMMU_PERM_READ)) {
 		*plen = 0;
 		return NULL;
 	}
-	return o_map(as, addr, plen, is_write, attrs);
+	p = o_map(as, addr, plen, is_write, attrs);
+	bdf = p ? as_bdf(as, &e) : AS_NOT_DEV;
+	if (bdf != AS_NOT_DEV)
+		inf_add(bdf, addr, *plen, is_write, p);
+	return p;
+}
+
+static void (*o_address_space_unmap)(void *, void *, uint64_t, bool, uint64_t);
+static void h_address_space_unmap(void *as, void *buf, uint64_t len, bool is_write,
+				  uint64_t access_len)
+{
+	if (buf)
+		inf_del(buf);
+	o_address_space_unmap(as, buf, len, is_write, access_len);
 }
 
 /*
@@ -757,6 +870,9 @@ static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
 			__atomic_fetch_add(&g_hc_seen, 1, __ATOMIC_RELAXED);
 			acked = 1;
 			result = r;
+			if (!r && PVIOMMU_HC_OP(regs[QEMU_R_EBX]) == PVIOMMU_OP_UNMAP)
+				inf_check_unmap(PVIOMMU_HC_BDF(regs[QEMU_R_EBX]),
+						regs[QEMU_R_ECX], regs[QEMU_R_EDX]);
 			if (g_debug)
 				fprintf(stderr, PVQ "hypercall %s bdf 0x%x iova 0x%llx size 0x%llx -> %d\n",
 					pv_op_str(PVIOMMU_HC_OP(regs[QEMU_R_EBX])),
@@ -841,6 +957,7 @@ static struct detour g_detours[] = {
 	D(address_space_stq_be_cached_slow),
 	{ .name = "cpu_x86_cpuid", .hook = (void *)h_cpuid, .orig = (void **)&o_cpuid },
 	D(qemu_system_reset),
+	D(address_space_unmap),
 };
 #define NR_DETOURS ((int)(sizeof(g_detours) / sizeof(g_detours[0])))
 

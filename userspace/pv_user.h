@@ -15,6 +15,7 @@
 #include "pviommu.h"
 
 #define PV_INLINE inline __attribute__((always_inline))
+#define PV_ENV_DSLOT	/* pv_env remembers the domain's slot */
 
 struct pv_rec_entry {
 	int			used;	/* 0 free, 1 live, 2 deleted */
@@ -33,6 +34,7 @@ struct pv_env {
 	void			*tbl;	/* struct pviommu_slot[mask + 1] */
 	__u32			mask;
 	__u64			key;	/* the index hash's secret (pviommu_ctl) */
+	__u32			dslot;	/* where the domain's slot was + 1 (0: not known) */
 	__u64			*fast;	/* pviommu_fast (PVIOMMU_FAST_ENTRIES), or NULL */
 	struct pv_rec_table	*recs;	/* writers only */
 };

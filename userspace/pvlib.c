@@ -93,6 +93,7 @@ const char *pv_verdict_str(int v)
 	case PV_DENY_WRAP: return "bad-range";
 	case PV_DENY_BUSY: return "index-busy";
 	case PV_DENY_FAILED: return "failed-closed";
+	case PV_DENY_INFLIGHT: return "unmapped-while-in-flight";
 	default: return "?";
 	}
 }

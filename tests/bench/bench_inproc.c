@@ -161,7 +161,13 @@ STUB(address_space_stl_cached_slow) STUB(address_space_stl_le_cached_slow)
 STUB(address_space_stl_be_cached_slow) STUB(address_space_stl_notdirty_cached_slow)
 STUB(address_space_stq_cached_slow) STUB(address_space_stq_le_cached_slow)
 STUB(address_space_stq_be_cached_slow)
-STUB(qemu_system_reset)
+STUB(qemu_system_reset) STUB(address_space_unmap)
+HID void address_space_unmap_impl(void *as, void *buf, uint64_t len, bool is_write,
+				  uint64_t access_len)
+{
+	calls++;
+}
+void address_space_unmap(void *, void *, uint64_t, bool, uint64_t);
 static unsigned long resets;
 HID void qemu_system_reset_impl(int reason)
 {
@@ -573,6 +579,34 @@ static void t_reload(const char *ctl)
 	ASSERT_EQ(lost, 0, "no MAP or UNMAP lost across reloads");
 }
 
+/*
+ * A strict UNMAP while QEMU holds the range through address_space_map()
+ * (zero-copy I/O in flight): reported (violation, reason in-flight,
+ * allowed: it cannot be stopped); after address_space_unmap() nothing is.
+ */
+static void t_inflight(void)
+{
+	uint64_t len = 0x800;
+	__u64 v0, v1;
+	void *p;
+
+	guest_hc(0, PVIOMMU_OP_MAP, PVIOMMU_PERM_WRITE, BDF_DEV, 0x3f0000, 0x1000);
+	p = address_space_map(dev.as, 0x3f0000, &len, true, 0);
+	ASSERT_TRUE(p != NULL, "the device maps its buffer");
+	v0 = stat(PVIOMMU_ST_VIOLATION);
+	guest_hc(0, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_WRITE, BDF_DEV, 0x3f0000, 0x1000);
+	v1 = stat(PVIOMMU_ST_VIOLATION);
+	ASSERT_EQ(v1 - v0, 1, "unmap while mapped in QEMU: reported");
+	address_space_unmap(dev.as, p, len, true, len);
+	/* the ordinary order: the device is done before the guest unmaps */
+	guest_hc(0, PVIOMMU_OP_MAP, PVIOMMU_PERM_WRITE, BDF_DEV, 0x3f0000, 0x1000);
+	len = 0x800;
+	p = address_space_map(dev.as, 0x3f0000, &len, true, 0);
+	address_space_unmap(dev.as, p, len, true, len);
+	guest_hc(0, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_WRITE, BDF_DEV, 0x3f0000, 0x1000);
+	ASSERT_EQ(stat(PVIOMMU_ST_VIOLATION) - v1, 0, "after address_space_unmap: nothing");
+}
+
 /* a machine reset purges the guest's mappings: back to RESERVED */
 static void t_reset(void)
 {
@@ -664,6 +698,7 @@ int main(int argc, char **argv)
 		SUBTEST("device behind a bridge: its own bus number, followed live", t_bridge());
 		SUBTEST("audit mode and rate-limited events", t_audit_and_events());
 		SUBTEST("kill mode (forked child domain)", t_kill());
+		SUBTEST("unmap while QEMU holds a map (I/O in flight)", t_inflight());
 		SUBTEST("machine reset purges the mappings", t_reset());
 		if (getenv("PVIOMMUCTL"))
 			SUBTEST("reload: the held program goes stale, nothing is lost",

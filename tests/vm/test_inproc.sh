@@ -5,7 +5,7 @@
 #   - a process that is not QEMU ignores the preloaded library (LD_PRELOAD is inherited)
 #   - pviommu not loaded: QEMU refuses to start (PVIOMMU_REQUIRE=1, the default), runs with a
 #     warning under PVIOMMU_REQUIRE=0
-#   - every one of the 52 entry points is detoured in QEMU (PVIOMMU_DEBUG=1 log)
+#   - every one of the 53 entry points is detoured in QEMU (PVIOMMU_DEBUG=1 log)
 #   - bench_inproc --test: the library's decisions per entry point (allow, deny, audit, kill,
 #     MSI, map/cache_init/ld/st failure values, TCG hypercalls through cpu_x86_cpuid, no
 #     hypercall lost across three reloads) in a fake QEMU against the real pinned maps
@@ -54,12 +54,12 @@ if "$CTL" load >"$work/load.out" 2>&1; then ok "pviommuctl-load"; else
 rc=0; PVIOMMU_DEBUG=1 LD_PRELOAD=$LIB "$QEMU" -version >"$work/detours.out" 2>&1 || rc=$?
 assert "qemu-with-library-runs (rc $rc)" [ $rc = 0 ]
 np=$(grep -c '^pviommu-qemu: patched ' "$work/detours.out")
-assert "52-entry-points-detoured ($np)" [ "$np" = 52 ]
+assert "53-entry-points-detoured ($np)" [ "$np" = 53 ]
 for s in address_space_rw address_space_read_full address_space_write address_space_map \
 	address_space_cache_init address_space_ldl_le address_space_stl_le address_space_stq cpu_x86_cpuid \
 	address_space_write_rom address_space_cache_destroy address_space_read_cached_slow \
 	address_space_lduw_le_cached_slow address_space_stw_le_cached_slow address_space_stq_le_cached_slow \
-	qemu_system_reset; do
+	qemu_system_reset address_space_unmap; do
 	assert "detoured-$s" grep -q "^pviommu-qemu: patched $s at " "$work/detours.out"
 done
 assert "no-refused-detour" sh -c "! grep -q 'NOT patched' '$work/detours.out'"
@@ -189,7 +189,7 @@ if boot inproc; then
 	finish_vm inproc
 	assert "inproc-same-guest-checks ($gp vs $base_checks)" test "$gp" = "$base_checks" -a "$gf" = 0
 	qout=$(vm_dir)/qemu.out
-	assert "inproc-52-detours" [ "$(grep -c '^pviommu-qemu: patched ' "$qout")" = 52 ]
+	assert "inproc-53-detours" [ "$(grep -c '^pviommu-qemu: patched ' "$qout")" = 53 ]
 	assert "identity-e1000-devfn-0x20-00:04.0" \
 		grep -qE "^pviommu-qemu: device address space 0x[0-9a-f]+ 'e1000' devfn 0x20 bdf 0000:00:04.0$" "$qout"
 	assert "identity-virtio-net-devfn-0x28" \
