@@ -952,6 +952,8 @@ static void t_quota(void)
 	struct fz_dom h = {};
 	struct pviommu_domain d;
 	int a[2], b[2], refused = 0, calls = 0, bad = 0;
+	__u64 busy0 = I.ctl->lock_busy;
+	pid_t storm;
 
 	if (pipe(a) || pipe(b))
 		return;
@@ -969,6 +971,14 @@ static void t_quota(void)
 	ASSERT_OK(fz_call(&h, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "it registers");
 	ASSERT_OK(bpf_map_lookup_elem(dfd, &h.pid, &d), "its record");
 	ASSERT_EQ(d.quota.records, 8, "quota kept at REGISTER");
+	/* and a REGISTER storm from a third domain meanwhile: each one purges
+	 * the whole index under the writer lock */
+	storm = fork();
+	if (storm == 0) {
+		for (int i = 0; i < 200; i++)
+			hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+		_exit(0);
+	}
 	/* maps of everything: far beyond its page share, then record after record */
 	ASSERT_OK(fz_call(&h, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "device 1");
 	ASSERT_EQ(fz_call(&h, PVIOMMU_OP_MAP, RW, DEV_A, 0, 1ull << 30), -ENOSPC,
@@ -992,10 +1002,12 @@ static void t_quota(void)
 		  "which fails that VM closed");
 	for (int i = 0; i < 40; i++)
 		bad += unmap(DEV_B, 0x900000 + i * 0x1000, 0x800) != 0;
+	waitpid(storm, NULL, 0);
 	ASSERT_EQ(bad, 0, "the other VM: every map, check and unmap exact");
+	ASSERT_EQ(I.ctl->lock_busy - busy0, 0, "no writer gave up on the lock");
 	ASSERT_EQ(pv_check_prog(I.chk, self, DEV_B, 0x900000, 1, W), PV_DENY_UNMAPPED,
 		  "and its unmaps in force");
-	printf("  hostile VM: %d maps, %d refused by its quota; other VM: 120 checks exact\n",
+	printf("  hostile VM: %d maps, %d refused by its quota; a third: 200 REGISTERs; other VM: 120 checks exact\n",
 	       calls + 1, refused + 1);
 	close(h.to);
 	waitpid(h.pid, NULL, 0);
