@@ -250,6 +250,43 @@ static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
 }
 
 /*
+ * REGISTER: the guest starts from nothing (a reboot forgets the old state).
+ * A subprogram of its own: the new domain record stays off the frame of
+ * the hypercall program, whose deepest call chain must fit 512 bytes (6.1).
+ */
+static __noinline int hc_register(struct pviommu_ctl *c, struct pviommu_domain *d,
+				  __u32 dom, __u32 abi)
+{
+	struct pv_env e = PV_ENV;
+	struct pviommu_domain nd = {};
+	int err;
+
+	if (!c)
+		return -PV_ENODEV;
+	if (lock_index(c))
+		return -PV_EBUSY;
+	purge(&e, d, dom, 0, 1, 0);
+	err = pv_op_register(&e, dom, 1);
+	nd.abi = abi;
+	nd.flags = PVIOMMU_DOM_REGISTERED;
+	nd.mode = c->default_mode;
+	nd.registered_ns = bpf_ktime_get_ns();
+	nd.generation = d ? d->generation + 1 : 1;
+	nd.quota = c->quota;
+	if (d) {
+		nd.mode = d->mode;
+		nd.flags |= d->flags & PVIOMMU_DOM_RESERVED;
+		if (d->flags & PVIOMMU_DOM_RESERVED)
+			nd.quota = d->quota;	/* taken at QEMU start */
+	}
+	if (err || bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY))
+		err = -PV_ENOSPC;
+	c->generation++;
+	unlock_index(c);
+	return err;
+}
+
+/*
  * One hypercall of domain 'dom' (always the caller's own tgid: a guest can
  * only change its own domain). Returns 0 or a negative errno.
  */
@@ -257,7 +294,7 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 				     __u64 a3, __u16 plane)
 {
 	struct pv_env e = PV_ENV;
-	struct pviommu_domain *d, nd = {};
+	struct pviommu_domain *d;
 	struct pviommu_ctl *c = ctl_get();
 	__u32 op = PVIOMMU_HC_OP(a0), bdf = PVIOMMU_HC_BDF(a0);
 	__u32 perm = PVIOMMU_HC_PERM(a0);
@@ -283,30 +320,7 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 
 	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
 	if (op == PVIOMMU_OP_REGISTER) {
-		if (lock_index(c)) {
-			err = -PV_EBUSY;
-			goto out;
-		}
-		/* a guest reboot: forget the old state */
-		purge(&e, d, dom, 0, 1, 0);
-		err = pv_op_register(&e, dom, 1);
-		nd.abi = PVIOMMU_HC_ABI(a0);
-		nd.flags = PVIOMMU_DOM_REGISTERED;
-		nd.mode = c->default_mode;
-		nd.registered_ns = bpf_ktime_get_ns();
-		nd.generation = d ? d->generation + 1 : 1;
-		nd.quota = c->quota;
-		if (d) {
-			nd.mode = d->mode;
-			nd.flags |= d->flags & PVIOMMU_DOM_RESERVED;
-			if (d->flags & PVIOMMU_DOM_RESERVED)
-				nd.quota = d->quota;	/* taken at QEMU start */
-		}
-		if (err || bpf_map_update_elem(&pviommu_domains, &dom, &nd,
-					       BPF_ANY))
-			err = -PV_ENOSPC;
-		c->generation++;
-		unlock_index(c);
+		err = hc_register(c, d, dom, PVIOMMU_HC_ABI(a0));
 		if (!err)
 			emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0, plane);
 		goto out;

@@ -893,13 +893,14 @@ static PV_INLINE int pv_mark_failed(struct pv_env *e, __u32 dom, __u32 bdf,
 #endif
 
 /*
- * A consistent copy of the slot of a key (and its index in *idx, when
- * asked); 1 found, 0 absent, <0 busy. The includer may route calls
- * through its own pv_slot_read (BPF: a global function, verified once).
+ * The slot of a key, read consistently (seqcount): the whole slot into
+ * *out with 'full', else only its key and counts (what the check needs of
+ * DOMAIN and DEVICE slots, without copying 64 bytes); its index in *idx
+ * when asked. 1 found, 0 absent, <0 busy.
  */
-static PV_INLINE int pv_slot_read_inl(struct pv_env *e, __u32 kind,
-				      __u32 dom, __u32 bdf, __u64 pfn,
-				      struct pviommu_slot *out, __u32 *idx)
+static PV_INLINE int pv_slot_get(struct pv_env *e, __u32 kind, __u32 dom,
+				 __u32 bdf, __u64 pfn, struct pviommu_slot *out,
+				 __u32 *idx, int full)
 {
 	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, try, seq;
 	struct pviommu_slot *s;
@@ -913,7 +914,16 @@ static PV_INLINE int pv_slot_read_inl(struct pv_env *e, __u32 kind,
 			if (seq & 1)
 				continue;
 			pv_barrier();
-			*out = *s;
+			if (full) {
+				*out = *s;
+			} else {
+				out->kind = PV_READ_ONCE(s->kind);
+				out->domain = PV_READ_ONCE(s->domain);
+				out->bdf = PV_READ_ONCE(s->bdf);
+				out->pfn = PV_READ_ONCE(s->pfn);
+				out->cnt_r = PV_READ_ONCE(s->cnt_r);
+				out->cnt_w = PV_READ_ONCE(s->cnt_w);
+			}
 			pv_barrier();
 			if (PV_READ_ONCE(s->seq) == seq)
 				break;
@@ -929,6 +939,15 @@ static PV_INLINE int pv_slot_read_inl(struct pv_env *e, __u32 kind,
 		}
 	}
 	return 0;
+}
+
+/* the includer may route calls through its own pv_slot_read (BPF: a
+ * global function, verified once) */
+static PV_INLINE int pv_slot_read_inl(struct pv_env *e, __u32 kind,
+				      __u32 dom, __u32 bdf, __u64 pfn,
+				      struct pviommu_slot *out, __u32 *idx)
+{
+	return pv_slot_get(e, kind, dom, bdf, pfn, out, idx, 1);
 }
 
 #ifndef pv_slot_read
@@ -1179,47 +1198,16 @@ static PV_INLINE int pv_check_range(struct pv_env *e, __u32 dom, __u32 bdf,
 	return pv_check_lane(e, dom, bdf, 0, addr, len, need);
 }
 
-/*
- * The counts of the slot of a key (cnt_r | cnt_w << 32 in *counts), read
- * consistently without copying the slot: 1 found, 0 absent, <0 busy. The
- * check reads a DOMAIN and a DEVICE slot per transfer this way.
- */
+/* the counts of the slot of a key: cnt_r | cnt_w << 32 in *counts */
 static PV_INLINE int pv_slot_peek(struct pv_env *e, __u32 kind, __u32 dom,
 				  __u32 bdf, __u64 pfn, __u64 *counts)
 {
-	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, try, seq, k, r, w;
-	struct pviommu_slot *s;
-	int match;
+	struct pviommu_slot s;
+	int r = pv_slot_get(e, kind, dom, bdf, pfn, &s, 0, 0);
 
-	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
-		s = pv_slot_at(e, (h + i) & e->mask);
-		if (!s)
-			return 0;
-		for (try = 0; try < PV_READ_TRIES; try++) {
-			seq = PV_READ_ONCE(s->seq);
-			if (seq & 1)
-				continue;
-			pv_barrier();
-			k = PV_READ_ONCE(s->kind);
-			match = k == kind && PV_READ_ONCE(s->domain) == dom &&
-				PV_READ_ONCE(s->bdf) == bdf &&
-				PV_READ_ONCE(s->pfn) == pfn;
-			r = PV_READ_ONCE(s->cnt_r);
-			w = PV_READ_ONCE(s->cnt_w);
-			pv_barrier();
-			if (PV_READ_ONCE(s->seq) == seq)
-				break;
-		}
-		if (try == PV_READ_TRIES)
-			return -PV_EBUSY;
-		if (k == PVIOMMU_SLOT_EMPTY)
-			return 0;
-		if (match) {
-			*counts = r | (__u64)w << 32;
-			return 1;
-		}
-	}
-	return 0;
+	if (r == 1)
+		*counts = s.cnt_r | (__u64)s.cnt_w << 32;
+	return r;
 }
 
 /*

@@ -46,6 +46,7 @@
 # vm_tail [N]              print the last N (40) lines of the serial log
 # vm_prepare               build kernel + base initramfs if missing (make does it normally)
 # vm_elapsed               seconds from vm_boot to QEMU's exit (after vm_wait)
+# vm_blob_server SIZE      a random blob in $work/blob behind vm_tcp_server: blob_md5, port, SPID
 # vm_host_init TAG         for a host-side test named $NAME using pviommuctl $CTL: its own pin
 #                          dir (PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-TAG-PID), a fresh $work
 #                          ($VM_OUT/vm/$NAME.host), and an EXIT trap that stops its VMs, the host
@@ -365,6 +366,16 @@ vm_tcp_server() {
 		sleep 0.1
 	done
 	return 1
+}
+
+# vm_blob_server SIZE: a random blob of SIZE bytes in $work/blob served by vm_tcp_server; sets
+# blob_md5, port and SPID (the host cleanup stops it). Fails the test (nok, finish) when the
+# server does not come up.
+vm_blob_server() {
+	head -c "$1" /dev/urandom >"$work/blob"
+	blob_md5=$(md5sum <"$work/blob" | cut -d' ' -f1)
+	if vm_tcp_server "$work" "$work/blob"; then SPID=$VM_TCP_PID port=$VM_TCP_PORT
+	else SPID=$VM_TCP_PID; nok "tcp-server" "$(cat "$work/server.err")"; finish; fi
 }
 
 vm_host_init() {

@@ -60,10 +60,7 @@ if "$CTL" load >"$work/load.out" 2>&1; then ok "pviommuctl-load"; else
 	nok "pviommuctl-load" "$(cat "$work/load.out")"; finish; fi
 
 # TCP server: "GET n\n" -> n bytes of the blob; "PUT n\n" + n bytes -> "OK n md5\n"
-head -c $SIZE /dev/urandom >"$work/blob"
-blob_md5=$(md5sum <"$work/blob" | cut -d' ' -f1)
-if vm_tcp_server "$work" "$work/blob"; then SPID=$VM_TCP_PID port=$VM_TCP_PORT
-else SPID=$VM_TCP_PID; nok "tcp-server" "$(cat "$work/server.err")"; finish; fi
+vm_blob_server $SIZE
 
 # ---- guest script ------------------------------------------------------------------------
 cat >"$work/guest.sh" <<GUEST
