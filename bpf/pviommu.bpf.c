@@ -558,6 +558,46 @@ int BPF_KPROBE(pviommu_tcg_cpuid, void *env, __u32 index)
 			 rsi, PVIOMMU_PLANE_HC_TCG);
 }
 
+/*
+ * MODE, BPF_PROG_TEST_RUN only (pviommuctl mode): args[0] = the domain (0:
+ * every domain), args[1] = the mode. Only the mode word of each record is
+ * written (a userspace read-modify-write of the record could undo a
+ * concurrent hypercall's update of its counters or flags). Returns the
+ * number of domains changed, or -ENOENT.
+ */
+struct set_mode_ctx {
+	__u32	mode;
+	__u32	n;
+};
+
+static long set_mode_cb(struct bpf_map *map, __u32 *k, struct pviommu_domain *d,
+			struct set_mode_ctx *c)
+{
+	__sync_lock_test_and_set(&d->mode, c->mode);
+	c->n++;
+	return 0;
+}
+
+SEC("raw_tp")
+int pviommu_set_mode(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct set_mode_ctx c = { .mode = (__u32)ctx->args[1] };
+	__u32 dom = (__u32)ctx->args[0];
+	struct pviommu_domain *d;
+
+	if (c.mode > PVIOMMU_MODE_KILL)
+		return -PV_EINVAL;
+	if (!dom) {
+		bpf_for_each_map_elem(&pviommu_domains, set_mode_cb, &c, 0);
+		return c.n;
+	}
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	if (!d)
+		return -PV_ENOENT;
+	__sync_lock_test_and_set(&d->mode, c.mode);
+	return 1;
+}
+
 /* the last thread of a QEMU process exits: its domain goes */
 SEC("raw_tp/sched_process_exit")
 int pviommu_proc_exit(struct bpf_raw_tracepoint_args *ctx)

@@ -1248,9 +1248,8 @@ static int cmd_mode(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
-	struct pviommu_domain dv;
 	struct pviommu_ctl *ctl;
-	__u32 mode, key, next, *prev = NULL;
+	__u32 mode;
 	__u64 pid = 0;
 	int c, fd, ctl_fd, err, n = 0;
 
@@ -1284,36 +1283,30 @@ static int cmd_mode(int argc, char **argv)
 		return err;
 	if (!loaded())
 		return not_loaded();
-	fd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 0);
+	fd = pv_obj_get(NULL, "progs/pviommu_set_mode", 0);
 	ctl = ctl_map(&ctl_fd);
 	if (fd < 0 || !ctl) {
-		p_err("cannot open the pinned maps");
+		p_err("cannot open the pinned program and maps (reload with 'pviommuctl load')");
+		if (fd >= 0)
+			close(fd);
+		if (ctl)
+			ctl_unmap(ctl, ctl_fd);
 		return 1;
 	}
-	if (pid) {
-		key = pid;
-		if (bpf_map_lookup_elem(fd, &key, &dv)) {
-			p_err("no domain for pid %llu (the guest has not registered)",
-			      (unsigned long long)pid);
-			close(fd);
-			ctl_unmap(ctl, ctl_fd);
-			return 1;
-		}
-		dv.mode = mode;
-		/* the mode word alone: a racing hypercall may update the rest */
-		bpf_map_update_elem(fd, &key, &dv, BPF_EXIST);
-		n = 1;
-	} else {
+	/* the mode word alone, written by a BPF program: the rest of a record
+	 * belongs to the hypercall handlers */
+	if (!pid)
 		__atomic_store_n(&ctl->default_mode, mode, __ATOMIC_SEQ_CST);
-		while (!bpf_map_get_next_key(fd, prev, &next)) {
-			key = next;
-			prev = &key;
-			if (bpf_map_lookup_elem(fd, &key, &dv))
-				continue;
-			dv.mode = mode;
-			if (!bpf_map_update_elem(fd, &key, &dv, BPF_EXIST))
-				n++;
-		}
+	n = pv_set_mode(fd, (__u32)pid, mode);
+	if (n < 0) {
+		if (n == -ENOENT)
+			p_err("no domain for pid %llu (QEMU not started with 'pviommuctl run', and the guest has not registered)",
+			      (unsigned long long)pid);
+		else
+			p_err("cannot set the mode: %s", strerror(-n));
+		close(fd);
+		ctl_unmap(ctl, ctl_fd);
+		return 1;
 	}
 	if (json)
 		printf("{\"mode\":\"%s\",\"domains\":%d}\n", pv_mode_str(mode), n);

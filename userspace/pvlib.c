@@ -310,6 +310,11 @@ int pv_parse_quota(const char *s, struct pviommu_quota *q)
 	return 0;
 }
 
+int pv_set_mode(int prog_fd, __u32 dom, __u32 mode)
+{
+	return run_raw_tp(prog_fd, dom, mode, 0, 0, 0);
+}
+
 const char *pv_fail_str(__u32 why)
 {
 	switch (why) {

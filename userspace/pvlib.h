@@ -59,6 +59,9 @@ int pv_hypercall_raw(int prog_fd, __u64 nr, __u64 a0, __u64 a1, __u64 a2,
 int pv_reserve(int prog_fd, __u32 dom, int mode, const struct pviommu_quota *q);
 /* "records=N,pages=N,devices=N,lanes=N" (any subset); 0 or -EINVAL */
 int pv_parse_quota(const char *s, struct pviommu_quota *q);
+/* MODE through the pinned pviommu_set_mode program: dom 0 = every domain;
+ * the number of domains changed, or -errno */
+int pv_set_mode(int prog_fd, __u32 dom, __u32 mode);
 /* enum pviommu_fail as text */
 const char *pv_fail_str(__u32 why);
 /* the check through the test wrapper program; returns the verdict */
