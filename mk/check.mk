@@ -16,8 +16,11 @@ check-bpf: $(BPF_TESTS) host-setup
 
 # the hypercall fuzzer with its byte-level oracle, long (make check runs 3000 steps)
 FUZZ_STEPS ?= 200000
-fuzz: $(BPF_TESTS) host-setup
+FUZZ_SECONDS ?= 300
+fuzz: $(BPF_TESTS) $(FUZZ_TESTS) host-setup
 	$(Q)$(OUT)/tests/test_bpf --fuzz $(FUZZ_STEPS)
+	$(Q)mkdir -p $(OUT)/fuzz/corpus
+	$(Q)$(FUZZ_TESTS) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(OUT)/fuzz/corpus
 
 check-lifecycle: all host-setup
 	$(Q)OUT=$(OUT) $(SRC)/tests/test_lifecycle.sh

@@ -3,8 +3,18 @@ TEST_CFLAGS	:= $(USER_CFLAGS) -I$(SRC)/tests
 UNIT_TESTS	:= $(OUT)/tests/test_range
 BPF_TESTS	:= $(OUT)/tests/test_bpf
 TEST_TOOLS	:= $(OUT)/tests/pvhc
+# libFuzzer (clang, libclang-rt): the range logic against a byte model, the CLI's parsers
+FUZZ_TESTS	:= $(OUT)/tests/fuzz_policy
+FUZZ_CFLAGS	:= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		   -Wall -Werror -Wno-unused-parameter -I$(OUT) -I$(SRC)/bpf -I$(SRC)/userspace
 
-all: $(UNIT_TESTS) $(BPF_TESTS) $(TEST_TOOLS)
+all: $(UNIT_TESTS) $(BPF_TESTS) $(TEST_TOOLS) $(FUZZ_TESTS)
+
+$(OUT)/tests/fuzz_policy: $(SRC)/tests/fuzz/fuzz_policy.c $(SRC)/userspace/pvlib.c \
+		$(BPF_HDRS) $(SRC)/userspace/pv_user.h $(SRC)/userspace/pvlib.h
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(SRC)/userspace/pvlib.c $(LIBBPF_LIBS) -o $@
 
 $(OUT)/tests/%: $(SRC)/tests/unit/%.c $(BPF_HDRS) $(SRC)/userspace/pv_user.h $(SRC)/tests/testlib.h
 	$(call msg,CC,$@)

@@ -4,7 +4,7 @@ set -eu
 
 GUEST_KABI=$(sed -n "s/^GUEST_KABI *:= *//p" "$(dirname "$0")/../mk/guest.mk")
 
-PKGS="clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc
+PKGS="clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc
       qemu-system-x86 busybox-static kmod libcapstone-dev jq python3 binutils
       linux-headers-${GUEST_KABI}-amd64"
 

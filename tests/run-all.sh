@@ -27,6 +27,7 @@ run() {	# run NAME CMD...: a suite prints "NAME: N passed, M failed[, K skipped]
 
 run unit "$OUT/tests/test_range"
 run bpf "$OUT/tests/test_bpf"
+run fuzz "$SRC/tests/fuzz/run-fuzz.sh" "$OUT" 15
 run lifecycle "$SRC/tests/test_lifecycle.sh"
 for t in "$SRC"/tests/vm/test_*.sh; do
 	[ -x "$t" ] || continue
