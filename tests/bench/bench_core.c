@@ -99,16 +99,26 @@ static double per_call(int (*fn)(int), int n)
 	return (now_ns() - t0) / n;
 }
 
-/* ns per in-process check of random live mappings; allowed ones added to *ok */
-static double user_checks(struct pv_env *e, __u32 self, int n, unsigned long long *ok)
+/*
+ * ns per in-process check of random live mappings; allowed ones added to
+ * *ok. lane < 0: the whole check (pv_check: the domain's and the device's
+ * state, then the pages); else only the pages, with that lane (what the
+ * state reads cost is the difference)
+ */
+static double user_checks(struct pv_env *e, __u32 self, int n, unsigned long long *ok,
+			  int lane)
 {
 	unsigned long long x = 12345;
 	double t0 = now_ns();
 
 	for (int i = 0; i < n; i++) {
+		__u64 a;
+
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
-		*ok += pv_check(e, self, DEV, BASE + ((x >> 33) % live) * 0x2000 + 64, 1500,
-				PVIOMMU_PERM_READ) == PV_ALLOW;
+		a = BASE + ((x >> 33) % live) * 0x2000 + 64;
+		*ok += (lane < 0 ? pv_check(e, self, DEV, a, 1500, PVIOMMU_PERM_READ) :
+			pv_check_lane(e, self, DEV, (__u32)lane, a, 1500,
+				      PVIOMMU_PERM_READ)) == PV_ALLOW;
 	}
 	return (now_ns() - t0) / n;
 }
@@ -120,7 +130,7 @@ int main(int argc, char **argv)
 	int stats_fd, err, reps = 2000;
 	double user_chk[3] = {0}, bpf_map_ns[3] = {0}, bpf_unmap_ns[3] = {0},
 	       bpf_chk_ns[3] = {0}, syscall_ns[3] = {0},
-	       user_idx[3] = {0};
+	       user_idx[3] = {0}, user_pages[3] = {0};
 	__u32 slots = 1u << 18;
 
 	if (geteuid()) {
@@ -197,9 +207,11 @@ int main(int argc, char **argv)
 		bpf_chk_ns[s] = (double)(ns1 - ns0) / (c1 - c0 ? c1 - c0 : 1);
 
 		/* the same check in userspace: page bits + index, then index alone */
-		user_chk[s] = user_checks(&env, self, n_chk, &ok);
-		user_idx[s] = user_checks(&env_idx, self, n_chk, &ok);
-		n_chk *= 2;	/* both runs' checks are counted in ok */
+		user_chk[s] = user_checks(&env, self, n_chk, &ok, -1);
+		user_idx[s] = user_checks(&env_idx, self, n_chk, &ok, -1);
+		user_pages[s] = user_checks(&env, self, n_chk, &ok,
+					    pv_device_lane(&env, self, DEV));
+		n_chk *= 3;	/* the three runs' checks are counted in ok */
 		if (ok != (unsigned long long)n_chk) {	/* every mapped range allowed */
 			fprintf(stderr, "bench: %llu of %d checks denied: the index is wrong\n",
 				n_chk - ok, n_chk);
@@ -252,6 +264,14 @@ int main(int argc, char **argv)
 	       "  index only (ns)", user_idx[0], user_idx[1], user_idx[2], "", "", "", "");
 	printf("%-34s %12.2f %12.2f %12.2f\n", "  index only / check",
 	       user_idx[0] / user_chk[0], user_idx[1] / user_chk[1], user_idx[2] / user_chk[2]);
+	printf("%-34s %12.1f %12.1f %12.1f   (the pages alone, lane known: the check minus\n"
+	       "%-34s %12s %12s %12s    the domain and device state reads of the fail-closed\n"
+	       "%-34s %12s %12s %12s    state machine)\n",
+	       "  pages only (ns)", user_pages[0], user_pages[1], user_pages[2], "", "", "", "",
+	       "", "", "", "");
+	printf("%-34s %12.1f %12.1f %12.1f\n", "  state reads (ns)",
+	       user_chk[0] - user_pages[0], user_chk[1] - user_pages[1],
+	       user_chk[2] - user_pages[2]);
 
 	{
 		LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "bench_probe_target");
