@@ -337,13 +337,13 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 	}
 	switch (op) {
 	case PVIOMMU_OP_UNREGISTER:
-		purge(&e, d, dom, 0, 1, 0);
+		/* one purge; the DOMAIN slot goes too unless QEMU reserved it */
+		purge(&e, d, dom, 0, 1, !(d->flags & PVIOMMU_DOM_RESERVED));
 		if (d->flags & PVIOMMU_DOM_RESERVED) {
 			/* QEMU lives on: back to RESERVED */
 			err = pv_op_register(&e, dom, 0);
 			d->flags &= ~(PVIOMMU_DOM_REGISTERED | PVIOMMU_DOM_FAILED);
 		} else {
-			pv_purge_index(&e, dom, 0, 1, 1);
 			bpf_map_delete_elem(&pviommu_domains, &dom);
 		}
 		break;
@@ -402,7 +402,6 @@ int pviommu_reserve(struct bpf_raw_tracepoint_args *ctx)
 	struct pviommu_ctl *c = ctl_get();
 	struct pviommu_domain nd = {}, *d;
 	__u32 dom = (__u32)ctx->args[0], mode = (__u32)ctx->args[1];
-
 	int err;
 
 	if (!c)

@@ -898,21 +898,15 @@ static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
  */
 static unsigned long g_resets;
 static void (*o_qemu_system_reset)(int);
+static void reserve_domain(void);
 static void h_qemu_system_reset(int reason)
 {
-	int r = pv_reserve(g_rsv_fd, 0, g_mode, &g_quota);
-
-	if (r <= 0) {
-		/* no purge: what is left must not stay allowed */
-		fprintf(stderr, PVQ "machine reset: the domain could not be reset (%s): "
-			"stopping this VM rather than leaving old DMA mappings in force\n",
-			strerror(r < 0 ? -r : EINVAL));
-		_exit(1);
-	}
+	/* no purge, no VM: what is left must not stay allowed (exits) */
+	reserve_domain();
 	__atomic_fetch_add(&g_resets, 1, __ATOMIC_RELAXED);
 	if (g_debug)
-		fprintf(stderr, PVQ "machine reset (cause %d): domain %d back to reserved\n",
-			reason, r);
+		fprintf(stderr, PVQ "machine reset (cause %d): domain %u back to reserved\n",
+			reason, __atomic_load_n(&g_dom, __ATOMIC_RELAXED));
 	o_qemu_system_reset(reason);
 }
 
