@@ -73,6 +73,87 @@ enum pviommu_op {
 	(((__u32)(seg) << 16) | ((__u32)(bus) << 8) | ((__u32)(dev) << 3) | (fn))
 
 /* ---------------------------------------------------------------------
+ * The shared page (channel v1): one page of guest memory per VM that the
+ * guest module and the host's in-process plane both write.
+ *
+ * One protocol for three needs, so that they never diverge:
+ *   status      the guest learns the result of every operation on every
+ *               accelerator (under KVM a hypercall returns nothing: the BPF
+ *               handler cannot set RAX);
+ *   batching    many operations per exit: the page is a ring of entries,
+ *               each one the four words of a hypercall (a0..a3 above,
+ *               validated exactly like one, for the page's own domain only);
+ *   completion  an entry's status is written only once the host has carried
+ *               the operation out everywhere it must (the BPF records; for an
+ *               assigned device, the host IOMMU), so a strict unmap is "kick,
+ *               then read the status": no window.
+ *
+ * The guest (CPL 0: port I/O at CPL 3 faults unless the guest kernel gave
+ * the task IOPL or an I/O bitmap) talks through two 32-bit x86 I/O ports,
+ * which reach QEMU's I/O address space under TCG (helper_inl/outl) and
+ * under KVM (a KVM_EXIT_IO to QEMU) alike:
+ *   out PVIOMMU_PORT_SETUP, pfn   attach the page at guest-physical pfn << 12
+ *                                 (0 detaches). The host maps it, checks
+ *                                 magic, version and nents, and answers in
+ *                                 the page: host_ack = PVIOMMU_CHAN_ACK and
+ *                                 host_flags. No answer (host_ack stays 0)
+ *                                 means nobody listens (no in-process plane:
+ *                                 'pviommuctl attach', KVM without the
+ *                                 library): the guest uses the hypercall
+ *                                 transport and knows it gets no status.
+ *   in  PVIOMMU_PORT_KICK         the host carries out the entries
+ *                                 [its cons, prod) in order, writes each
+ *                                 status, then cons = prod. Reads back the
+ *                                 number done, or a negative errno (as u32).
+ * Rules the host keeps (the guest is hostile):
+ *   - the page is attached by the guest kernel (SETUP at CPL 0), mapped
+ *     once, and only ever written by the host inside a KICK or a SETUP;
+ *   - nents (a power of two, so that the free-running counters index the
+ *     ring across their wrap) is read at SETUP only; the host keeps its own cons and reads
+ *     prod once per KICK: prod - cons > nents is -EPROTO, nothing done;
+ *   - each entry's words are copied once before they are validated;
+ *   - a machine reset detaches the page (the new guest knows nothing).
+ * The guest fills an entry (status = PVIOMMU_CHAN_PENDING), publishes it
+ * (prod, release), kicks, and reads the status: an entry still PENDING
+ * after the kick means the host went away (treated like a refusal).
+ * --------------------------------------------------------------------- */
+#define PVIOMMU_PORT_SETUP	0x0ef0u
+#define PVIOMMU_PORT_KICK	0x0ef4u
+#define PVIOMMU_PORT_COUNT	8u
+#define PVIOMMU_CHAN_MAGIC	0x4e484356u	/* "VCHN" */
+#define PVIOMMU_CHAN_VERSION	1
+#define PVIOMMU_CHAN_ACK	0x4b4f4843u	/* "CHOK" */
+#define PVIOMMU_CHAN_PENDING	1		/* status until the host is done */
+#define PVIOMMU_CHAN_PAGE	4096u
+#define PVIOMMU_CHAN_HDR	64u
+
+/* host_flags: what the host does with the page */
+#define PVIOMMU_CHAN_F_STATUS	(1u << 0)	/* statuses are written */
+
+struct pviommu_chan_ent {
+	__u64 a[4];		/* guest: the hypercall words a0..a3 */
+	__s32 status;		/* host: 0 or -errno; guest: PENDING */
+	__u32 tag;		/* guest: free (the host never reads it) */
+};
+
+struct pviommu_chan {
+	__u32 magic;		/* guest: PVIOMMU_CHAN_MAGIC */
+	__u16 version;		/* guest: PVIOMMU_CHAN_VERSION */
+	__u16 nents;		/* guest: entries in ent[]: 2^k <= PVIOMMU_CHAN_NENTS */
+	__u32 prod;		/* guest: entries published (free-running) */
+	__u32 cons;		/* host: entries done (free-running) */
+	__u32 host_ack;		/* host: PVIOMMU_CHAN_ACK once attached */
+	__u32 host_flags;	/* host: PVIOMMU_CHAN_F_* */
+	__u32 kicks;		/* host: kicks served (informational) */
+	__u32 errors;		/* host: kicks refused (-EPROTO) */
+	__u8 reserved[PVIOMMU_CHAN_HDR - 32];
+	struct pviommu_chan_ent ent[];
+};
+
+/* entries: a power of two (free-running u32 counters index the ring) */
+#define PVIOMMU_CHAN_NENTS	64u	/* 64 * 40 + 64 <= 4096 */
+
+/* ---------------------------------------------------------------------
  * Semantics of MAP / UNMAP (each is tested in tests/)
  *
  * MAP(bdf, iova, size, perm)

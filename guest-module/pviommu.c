@@ -23,6 +23,8 @@
 #include <linux/dma-direct.h>
 #include <linux/dma-map-ops.h>
 #include <linux/gfp.h>
+#include <linux/io.h>
+#include <linux/ioport.h>
 #include <linux/kvm_para.h>
 #include <linux/list.h>
 #include <linux/mm.h>
@@ -61,10 +63,15 @@ static char *transport = "auto";
 module_param(transport, charp, 0444);
 MODULE_PARM_DESC(transport, "hypercall transport: auto (kvm if available, else tcg), kvm or tcg");
 
+static char *channel = "auto";
+module_param(channel, charp, 0444);
+MODULE_PARM_DESC(channel,
+		 "auto: every operation goes through the shared page when the host answers it (status on every transport), else the hypercall transport; page: the shared page or nothing; off: the hypercall transport");
+
 static int verify = -1;
 module_param(verify, int, 0444);
 MODULE_PARM_DESC(verify,
-		 "1: insmod fails unless the host acknowledges REGISTER and every DEV_ADD, and a refused MAP fails the DMA mapping; 0: no answer is expected (the uprobe TCG transport of 'pviommuctl attach', KVM); default: 1 with transport tcg, 0 with kvm");
+		 "1: insmod fails unless the host acknowledges REGISTER and every DEV_ADD, and a refused MAP fails the DMA mapping; 0: no answer is expected (the uprobe TCG transport of 'pviommuctl attach', KVM without the in-process plane); default: 1 when the host answers (shared page, or transport tcg), else 0");
 
 static char *mode = "strict";
 module_param(mode, charp, 0444);
@@ -165,15 +172,103 @@ static int pviommu_cpuid(u64 a0, u64 a1, u64 a2, u64 a3)
 }
 
 /*
- * Returns the host's answer where the transport carries one (the TCG
- * transport of the in-process plane), else PVIOMMU_NOACK (KVM: the BPF
- * handler cannot set RAX; the uprobe TCG transport cannot write registers).
+ * The shared page (pviommu.h): attached at load when the host answers it,
+ * then every operation is an entry of its ring, carried out by the host
+ * during the kick (a port read: an exit to QEMU under TCG and KVM alike)
+ * and answered in the entry. One entry per kick for now, under a lock.
+ */
+static struct pviommu_chan *pviommu_chan;
+static bool pviommu_chan_ports;
+static DEFINE_SPINLOCK(pviommu_chan_lock);
+
+static void pviommu_chan_detach(void)
+{
+	if (pviommu_chan) {
+		outl(0, PVIOMMU_PORT_SETUP);	/* the host lets go of the page */
+		free_page((unsigned long)pviommu_chan);
+		pviommu_chan = NULL;
+	}
+	if (pviommu_chan_ports)
+		release_region(PVIOMMU_PORT_SETUP, PVIOMMU_PORT_COUNT);
+	pviommu_chan_ports = false;
+}
+
+/* 0: attached; else no page (nobody answered, or no memory, or ports taken) */
+static int pviommu_chan_attach(void)
+{
+	struct pviommu_chan *c;
+	phys_addr_t pa;
+
+	if (!request_region(PVIOMMU_PORT_SETUP, PVIOMMU_PORT_COUNT, KBUILD_MODNAME)) {
+		pr_warn("I/O ports %#x-%#x are taken: no shared page\n", PVIOMMU_PORT_SETUP,
+			PVIOMMU_PORT_SETUP + PVIOMMU_PORT_COUNT - 1);
+		return -EBUSY;
+	}
+	pviommu_chan_ports = true;
+	BUILD_BUG_ON(PVIOMMU_CHAN_PAGE != PAGE_SIZE);
+	BUILD_BUG_ON(offsetof(struct pviommu_chan, ent) != PVIOMMU_CHAN_HDR);
+	c = (struct pviommu_chan *)get_zeroed_page(GFP_KERNEL);
+	if (!c) {
+		pviommu_chan_detach();
+		return -ENOMEM;
+	}
+	pa = virt_to_phys(c);
+	if (pa >> PAGE_SHIFT > U32_MAX) {
+		free_page((unsigned long)c);
+		pviommu_chan_detach();
+		return -ERANGE;
+	}
+	c->magic = PVIOMMU_CHAN_MAGIC;
+	c->version = PVIOMMU_CHAN_VERSION;
+	c->nents = PVIOMMU_CHAN_NENTS;
+	outl((u32)(pa >> PAGE_SHIFT), PVIOMMU_PORT_SETUP);	/* serializing */
+	if (READ_ONCE(c->host_ack) != PVIOMMU_CHAN_ACK ||
+	    !(READ_ONCE(c->host_flags) & PVIOMMU_CHAN_F_STATUS)) {
+		free_page((unsigned long)c);
+		pviommu_chan_detach();
+		return -ENODEV;
+	}
+	pviommu_chan = c;
+	return 0;
+}
+
+static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3)
+{
+	struct pviommu_chan *c = pviommu_chan;
+	struct pviommu_chan_ent *e;
+	unsigned long flags;
+	u32 prod;
+	int r;
+
+	spin_lock_irqsave(&pviommu_chan_lock, flags);
+	prod = c->prod;
+	e = &c->ent[prod % PVIOMMU_CHAN_NENTS];
+	e->a[0] = a0;
+	e->a[1] = a1;
+	e->a[2] = a2;
+	e->a[3] = a3;
+	e->status = PVIOMMU_CHAN_PENDING;
+	smp_store_release(&c->prod, prod + 1);
+	inl(PVIOMMU_PORT_KICK);		/* the host serves the entry, then returns */
+	r = smp_load_acquire(&e->status);
+	spin_unlock_irqrestore(&pviommu_chan_lock, flags);
+	/* still pending: the host went away (QEMU without the page any more) */
+	return r == PVIOMMU_CHAN_PENDING ? PVIOMMU_NOACK : r;
+}
+
+/*
+ * Returns the host's answer where the channel carries one (the shared
+ * page; the TCG transport of the in-process plane), else PVIOMMU_NOACK
+ * (KVM: the BPF handler cannot set RAX; the uprobe TCG transport cannot
+ * write registers).
  */
 static int pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size)
 {
 	u64 a0 = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf);
 	u64 cookie = atomic64_inc_return(&pviommu_stats.hc);
 
+	if (pviommu_chan)
+		return pviommu_chan_call(a0, iova, size, cookie);
 	if (pviommu_use_kvm) {
 		kvm_hypercall4(PVIOMMU_KVM_HC_NR, a0, iova, size, cookie);
 		return PVIOMMU_NOACK;
@@ -934,6 +1029,10 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 		live += atomic64_read(&pd->live);
 	seq_printf(m, "abi %u\n", PVIOMMU_ABI_VERSION);
 	seq_printf(m, "transport %s\n", pviommu_use_kvm ? "kvm" : "tcg");
+	seq_printf(m, "channel %s\n", pviommu_chan ? "page" : "hypercall");
+	if (pviommu_chan)
+		seq_printf(m, "page_kicks %u page_errors %u\n",
+			   READ_ONCE(pviommu_chan->kicks), READ_ONCE(pviommu_chan->errors));
 	seq_printf(m, "mode %s\n", pviommu_lazy_mode ? "lazy" : "strict");
 	seq_printf(m, "hypercalls %lld\n", atomic64_read(&pviommu_stats.hc));
 	seq_printf(m, "maps %lld\n", atomic64_read(&pviommu_stats.maps));
@@ -998,10 +1097,8 @@ static int pviommu_parse_params(void)
 		pr_err("verify=%d: 0 or 1\n", verify);
 		return -EINVAL;
 	}
-	if (verify < 0)
-		verify = !pviommu_use_kvm;
-	if (verify && pviommu_use_kvm) {
-		pr_err("verify=1: the KVM transport gives no answer (the host's BPF handler cannot set RAX); use verify=0\n");
+	if (strcmp(channel, "auto") && strcmp(channel, "page") && strcmp(channel, "off")) {
+		pr_err("unknown channel '%s' (auto, page or off)\n", channel);
 		return -EINVAL;
 	}
 	if (!strcmp(mode, "lazy")) {
@@ -1126,6 +1223,23 @@ static int __init pviommu_init(void)
 	if (ret)
 		goto err_free;
 
+	/* the channel decides what the host can tell us, hence verify's default */
+	if (strcmp(channel, "off")) {
+		r = pviommu_chan_attach();
+		if (r && !strcmp(channel, "page")) {
+			pr_err("channel=page: the host did not answer the shared page (%d): QEMU not started with 'pviommuctl run'?\n",
+			       r);
+			ret = -ENODEV;
+			goto err_free;
+		}
+	}
+	if (verify < 0)
+		verify = pviommu_chan || !pviommu_use_kvm;
+	if (verify && !pviommu_chan && pviommu_use_kvm) {
+		pr_err("verify=1: no host answered the shared page, and the KVM hypercall gives no answer (the host's BPF handler cannot set RAX): start QEMU with 'pviommuctl run', or use verify=0\n");
+		ret = -ENODEV;
+		goto err_free;
+	}
 	timer_setup(&pviommu_lazy.timer, pviommu_lazy_timer, 0);
 	r = pviommu_hypercall(PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
 	if (pviommu_refused(r)) {
@@ -1170,7 +1284,8 @@ static int __init pviommu_init(void)
 	debugfs_create_file("stats", 0444, pviommu_debugfs, NULL, &pviommu_stats_fops);
 	pr_info("protecting %u device(s)%s, transport %s, mode %s, %s\n", n,
 		hotplug || all ? " (more when they appear)" : "",
-		pviommu_use_kvm ? "kvm" : "tcg", pviommu_lazy_mode ? "lazy" : "strict",
+		pviommu_chan ? "shared page" : pviommu_use_kvm ? "kvm" : "tcg",
+		pviommu_lazy_mode ? "lazy" : "strict",
 		verify ? "acknowledged by the host" :
 		"NOT verified (this transport gives no answer: check 'pviommuctl status' on the host)");
 	return 0;
@@ -1183,6 +1298,7 @@ err_unprotect:
 err_unregister:
 	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
 err_free:
+	pviommu_chan_detach();
 	mutex_lock(&pviommu_mutex);
 	pviommu_free_all();
 	mutex_unlock(&pviommu_mutex);
@@ -1205,6 +1321,7 @@ static void __exit pviommu_exit(void)
 	del_timer_sync(&pviommu_lazy.timer);
 	pviommu_lazy_flush();
 	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
+	pviommu_chan_detach();
 	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls\n",
 		atomic64_read(&pviommu_stats.maps), atomic64_read(&pviommu_stats.unmaps),
 		atomic64_read(&pviommu_stats.hc));

@@ -11,7 +11,7 @@ CAPSTONE_CFLAGS		:= $(shell pkg-config --cflags capstone 2>/dev/null)
 CAPSTONE_LIBS		:= $(shell pkg-config --libs capstone 2>/dev/null || echo -lcapstone)
 # everything in the library is hidden: it must not interpose QEMU's symbols
 QEMU_HOOKS_CFLAGS	:= $(USER_CFLAGS) -fPIC -fvisibility=hidden -I$(SRC)/qemu-hooks
-QEMU_HOOKS_OBJS		:= $(QEMU_HOOKS_DIR)/pviommu_qemu.o $(QEMU_HOOKS_DIR)/detour.o \
+QEMU_HOOKS_OBJS		:= $(QEMU_HOOKS_DIR)/pviommu_qemu.o $(QEMU_HOOKS_DIR)/detour.o $(QEMU_HOOKS_DIR)/pv_chan.o \
 			   $(QEMU_HOOKS_DIR)/pvlib.o
 INPROC_BENCH		:= $(OUT)/tests/bench_inproc
 

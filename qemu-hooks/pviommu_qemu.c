@@ -82,6 +82,7 @@
 #include "pvlib.h"
 #include "qemu_layout.h"
 #include "detour.h"
+#include "pv_chan.h"
 
 #define PVQ "pviommu-qemu: "
 #define likely(x)	__builtin_expect(!!(x), 1)
@@ -390,10 +391,25 @@ gate(const void *as, __u64 addr, __u64 len, __u32 need)
 
 /* ---- the detours ------------------------------------------------------- */
 
+/* the shared page's ports (below): served here, never dispatched by QEMU */
+static void *g_as_io;
+static inline int chan_port(const void *as, uint64_t port);
+static uint32_t chan_pio(uint64_t port, unsigned int size, bool is_write, uint32_t val);
+
 static MemTxResult (*o_rw)(void *, uint64_t, MemTxAttrs, void *, uint64_t, bool);
 static MemTxResult h_rw(void *as, uint64_t addr, MemTxAttrs attrs, void *buf,
 			uint64_t len, bool is_write)
 {
+	if (chan_port(as, addr)) {	/* KVM: kvm_handle_io */
+		uint32_t v = 0;
+
+		if (is_write && len == 4)
+			memcpy(&v, buf, 4);
+		v = chan_pio(addr, len, is_write, v);
+		if (!is_write)
+			memset(buf, 0xff, len), memcpy(buf, &v, len < 4 ? len : 4);
+		return 0;
+	}
 	if (!gate(as, addr, len, is_write ? PVIOMMU_PERM_WRITE : PVIOMMU_PERM_READ))
 		return QEMU_MEMTX_ACCESS_ERROR;
 	return o_rw(as, addr, attrs, buf, len, is_write);
@@ -763,6 +779,11 @@ static uint64_t (*o_##n)(void *, uint64_t, MemTxAttrs, MemTxResult *);	\
 static uint64_t h_##n(void *as, uint64_t addr, MemTxAttrs attrs,	\
 		      MemTxResult *res)					\
 {									\
+	if ((w) == 4 && chan_port(as, addr)) {				\
+		if (res)						\
+			*res = 0;					\
+		return chan_pio(addr, 4, false, 0);			\
+	}								\
 	if (!G(as, addr, w, PVIOMMU_PERM_READ)) {			\
 		if (res)						\
 			*res = QEMU_MEMTX_ACCESS_ERROR;			\
@@ -775,6 +796,12 @@ static void (*o_##n)(void *, uint64_t, uint64_t, MemTxAttrs, MemTxResult *); \
 static void h_##n(void *as, uint64_t addr, uint64_t val, MemTxAttrs attrs, \
 		  MemTxResult *res)					\
 {									\
+	if ((w) == 4 && chan_port(as, addr)) {				\
+		if (res)						\
+			*res = 0;					\
+		chan_pio(addr, 4, true, (uint32_t)val);			\
+		return;							\
+	}								\
 	if (!G(as, addr, w, PVIOMMU_PERM_WRITE)) {			\
 		if (res)						\
 			*res = QEMU_MEMTX_ACCESS_ERROR;			\
@@ -847,8 +874,25 @@ static int hypercall(uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3)
 	return r;
 }
 
-/* TCG hypercall transport */
+/* one operation from the guest kernel (a hypercall, or an entry of the shared page) */
 static unsigned long g_hc_seen, g_hc_user;
+static int serve_op(const uint64_t a[4], void *ctx)
+{
+	int r = hypercall(a[0], a[1], a[2], a[3]);
+
+	(void)ctx;
+	__atomic_fetch_add(&g_hc_seen, 1, __ATOMIC_RELAXED);
+	if (!r && PVIOMMU_HC_OP(a[0]) == PVIOMMU_OP_UNMAP)
+		inf_check_unmap(PVIOMMU_HC_BDF(a[0]), a[1], a[2]);
+	if (g_debug)
+		fprintf(stderr, PVQ "%s %s bdf 0x%x iova 0x%llx size 0x%llx -> %d\n",
+			ctx ? "page" : "hypercall", pv_op_str(PVIOMMU_HC_OP(a[0])),
+			PVIOMMU_HC_BDF(a[0]), (unsigned long long)a[1],
+			(unsigned long long)a[2], r);
+	return r;
+}
+
+/* TCG hypercall transport */
 static void (*o_cpuid)(void *, uint32_t, uint32_t, uint32_t *, uint32_t *,
 		       uint32_t *, uint32_t *);
 static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
@@ -864,21 +908,11 @@ static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
 		if (hflags & 3) {
 			__atomic_fetch_add(&g_hc_user, 1, __ATOMIC_RELAXED);
 		} else {
-			int r = hypercall(regs[QEMU_R_EBX], regs[QEMU_R_ECX],
-					  regs[QEMU_R_EDX], regs[QEMU_R_ESI]);
+			const uint64_t a[4] = { regs[QEMU_R_EBX], regs[QEMU_R_ECX],
+						regs[QEMU_R_EDX], regs[QEMU_R_ESI] };
 
-			__atomic_fetch_add(&g_hc_seen, 1, __ATOMIC_RELAXED);
+			result = serve_op(a, NULL);
 			acked = 1;
-			result = r;
-			if (!r && PVIOMMU_HC_OP(regs[QEMU_R_EBX]) == PVIOMMU_OP_UNMAP)
-				inf_check_unmap(PVIOMMU_HC_BDF(regs[QEMU_R_EBX]),
-						regs[QEMU_R_ECX], regs[QEMU_R_EDX]);
-			if (g_debug)
-				fprintf(stderr, PVQ "hypercall %s bdf 0x%x iova 0x%llx size 0x%llx -> %d\n",
-					pv_op_str(PVIOMMU_HC_OP(regs[QEMU_R_EBX])),
-					PVIOMMU_HC_BDF(regs[QEMU_R_EBX]),
-					(unsigned long long)regs[QEMU_R_ECX],
-					(unsigned long long)regs[QEMU_R_EDX], r);
 		}
 	}
 	/* always: the guest gets the ordinary answer for an unknown leaf */
@@ -888,6 +922,85 @@ static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
 		*eax = PVIOMMU_HC_ACK;
 		*ebx = (uint32_t)result;
 	}
+}
+
+/*
+ * The shared page (pviommu.h): two ports of QEMU's I/O address space,
+ * caught before QEMU dispatches them (under TCG through address_space_ldl
+ * and _stl from helper_inl/outl, under KVM through address_space_rw from
+ * kvm_handle_io; both outside the BQL, hence the lock). The page is mapped
+ * with the original address_space_map (RAM: a direct pointer, held until
+ * detach or reset). A bounce buffer (not RAM) is never filled for a write
+ * mapping, so its magic check fails and it is given back at once.
+ */
+static void *g_as_mem;
+static struct pv_chan g_chan;
+static pthread_mutex_t g_chan_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long g_chan_attached, g_chan_rejected;
+
+static void chan_unmap_locked(void)
+{
+	void *p = pv_chan_detach(&g_chan);
+
+	if (p)
+		o_address_space_unmap(g_as_mem, p, PVIOMMU_CHAN_PAGE, true, PVIOMMU_CHAN_PAGE);
+}
+
+static void chan_setup(uint32_t pfn)
+{
+	uint64_t gpa = (uint64_t)pfn << 12, len = PVIOMMU_CHAN_PAGE;
+	void *p;
+	int r = -EINVAL;
+
+	pthread_mutex_lock(&g_chan_lock);
+	chan_unmap_locked();
+	if (pfn) {
+		p = o_map(g_as_mem, gpa, &len, true, 0);
+		r = p && len == PVIOMMU_CHAN_PAGE ? pv_chan_attach(&g_chan, p, gpa) : -EFAULT;
+		if (r && p)
+			o_address_space_unmap(g_as_mem, p, len, false, 0);
+		if (r)
+			g_chan_rejected++;
+		else
+			g_chan_attached++;
+	}
+	pthread_mutex_unlock(&g_chan_lock);
+	if (g_debug || (pfn && r))
+		fprintf(stderr, PVQ "shared page %s at 0x%llx%s\n",
+			!pfn ? "detached" : r ? "refused" : "attached",
+			(unsigned long long)gpa,
+			r == -EPROTO ? " (bad magic, version or size)" :
+			r == -EFAULT ? " (not RAM)" : "");
+}
+
+static uint32_t chan_kick(void)
+{
+	int r;
+
+	pthread_mutex_lock(&g_chan_lock);
+	r = pv_chan_kick(&g_chan, serve_op, &g_chan);
+	pthread_mutex_unlock(&g_chan_lock);
+	return (uint32_t)r;
+}
+
+/* 1 when port is one of ours (the access is then served here, not by QEMU) */
+static inline int chan_port(const void *as, uint64_t port)
+{
+	return unlikely(as == g_as_io) && port - PVIOMMU_PORT_SETUP < PVIOMMU_PORT_COUNT;
+}
+
+/* a 32-bit access to our ports; other widths and offsets read all-ones, writes vanish */
+static uint32_t chan_pio(uint64_t port, unsigned int size, bool is_write, uint32_t val)
+{
+	if (size != 4)
+		return ~0u;
+	if (is_write && port == PVIOMMU_PORT_SETUP)
+		chan_setup(val);
+	else if (!is_write && port == PVIOMMU_PORT_KICK)
+		return chan_kick();
+	else if (!is_write && port == PVIOMMU_PORT_SETUP)
+		return g_chan.page ? PVIOMMU_CHAN_ACK : 0;
+	return ~0u;
 }
 
 /*
@@ -903,6 +1016,9 @@ static void h_qemu_system_reset(int reason)
 {
 	/* no purge, no VM: what is left must not stay allowed (exits) */
 	reserve_domain();
+	pthread_mutex_lock(&g_chan_lock);	/* the new guest attaches its own */
+	chan_unmap_locked();
+	pthread_mutex_unlock(&g_chan_lock);
 	__atomic_fetch_add(&g_resets, 1, __ATOMIC_RELAXED);
 	if (g_debug)
 		fprintf(stderr, PVQ "machine reset (cause %d): domain %u back to reserved\n",
@@ -1086,7 +1202,15 @@ __attribute__((constructor)) static void pvq_init(void)
 	}
 	reserve_domain();
 	pthread_atfork(NULL, NULL, after_fork_child);
+	/* the shared page needs both address spaces (exported by Debian's 7.2) */
+	g_as_mem = dlsym(RTLD_DEFAULT, "address_space_memory");
+	if (g_as_mem)
+		g_as_io = dlsym(RTLD_DEFAULT, "address_space_io");
+	if (!g_as_io)
+		fprintf(stderr, PVQ "no address_space_io/address_space_memory symbol: no shared page "
+			"(guests get no status under KVM)\n");
 	if (g_debug)
-		fprintf(stderr, PVQ "active in pid %u: %d detours, index %u slots at %p\n",
-			g_dom, installed, g_view.slots, (void *)g_view.base);
+		fprintf(stderr, PVQ "active in pid %u: %d detours, index %u slots at %p%s\n",
+			g_dom, installed, g_view.slots, (void *)g_view.base,
+			g_as_io ? ", shared page ports served" : "");
 }

@@ -202,6 +202,9 @@ check bad-mode sh -c "! insmod $KO devices=$BDF_E1000 transport=tcg mode=sloppy"
 check bad-nothing-named sh -c "! insmod $KO transport=tcg"
 check bad-kvm-without-kvm sh -c "! insmod $KO devices=$BDF_E1000 transport=kvm"
 check bad-verify sh -c "! insmod $KO devices=$BDF_E1000 transport=tcg verify=2"
+check bad-channel sh -c "! insmod $KO devices=$BDF_E1000 transport=tcg channel=bogus"
+# 'attach' serves no shared page: channel=page cannot load
+check channel-page-needs-the-library sh -c "! insmod $KO devices=$BDF_E1000 transport=tcg channel=page verify=0"
 check bad-not-loaded sh -c "! loaded"
 dmesg | grep 'pviommu:' | tail -n 8 | sed 's/^/dmesg: /'
 check after-bad-ifup-e1000 ifup e1000

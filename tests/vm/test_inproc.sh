@@ -149,14 +149,30 @@ for v in /sys/bus/virtio/devices/virtio*; do
 done
 workload plain
 if [ "$(karg protect)" = 1 ]; then
+	mount -t debugfs none /sys/kernel/debug 2>/dev/null
+	S=/sys/kernel/debug/pviommu/stats
 	check insmod insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_NET,$BDF_VIRTIO_BLK transport=tcg
+	# the library answers the shared page: every operation goes through it (pviommu.h)
+	check channel-page grep -qx 'channel page' $S
+	check insmod-says-shared-page sh -c "dmesg | grep -q 'transport shared page.*acknowledged by the host'"
 	check ifup-e1000 ifup e1000
 	check ifup-virtio ifup virtio
 	sleep 1
 	workload protected
+	kicks=$(awk '$1 == "page_kicks" { print $2 }' $S)
+	value page_kicks "$kicks"
+	value guest_hypercalls "$(awk '$1 == "hypercalls" { print $2 }' $S)"
+	check page-kicks-served [ "${kicks:-0}" -gt 100 ]
 	mark protected
 	wait_host >/dev/null
 	check rmmod rmmod pviommu
+	# channel=off: the CPUID transport, answered in registers by the same library
+	check insmod-channel-off insmod /test/pviommu.ko devices=$BDF_E1000 transport=tcg channel=off
+	check channel-off-hypercall grep -qx 'channel hypercall' $S
+	check channel-off-acknowledged sh -c "dmesg | tail -n 3 | grep -q 'transport tcg.*acknowledged by the host'"
+	check channel-off-ifup ifup e1000
+	check channel-off-e1000-tcp get e1000
+	check rmmod-channel-off rmmod pviommu
 fi
 GUEST
 

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * pv_chan.c - the host side of the shared page (pv_chan.h).
+ *
+ * The page is guest memory: any vCPU of the guest may write any byte of it
+ * at any time, also while a kick is served. So every field the host acts
+ * on is loaded once (nents at attach, prod per kick, an entry's words
+ * before they are used), the host's cons is its own, and every store
+ * stays inside the page whatever the guest wrote.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include "pv_chan.h"
+
+_Static_assert(sizeof(struct pviommu_chan) == PVIOMMU_CHAN_HDR, "channel header size");
+_Static_assert(sizeof(struct pviommu_chan_ent) == 40, "channel entry size");
+_Static_assert(PVIOMMU_CHAN_HDR + PVIOMMU_CHAN_NENTS * sizeof(struct pviommu_chan_ent) <=
+	       PVIOMMU_CHAN_PAGE, "channel fits its page");
+
+#define LOAD(p)		__atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define STORE(p, v)	__atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+
+int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa)
+{
+	struct pviommu_chan *h = page;
+	uint32_t magic = LOAD(h->magic);
+	uint16_t version = LOAD(h->version), nents = LOAD(h->nents);
+
+	if (magic != PVIOMMU_CHAN_MAGIC || version != PVIOMMU_CHAN_VERSION ||
+	    !nents || nents > PVIOMMU_CHAN_NENTS || (nents & (nents - 1)))
+		return -EPROTO;
+	c->page = h;
+	c->gpa = gpa;
+	c->nents = nents;
+	c->cons = LOAD(h->prod);	/* what was there before is not ours */
+	STORE(h->cons, c->cons);
+	STORE(h->kicks, 0);
+	STORE(h->errors, 0);
+	STORE(h->host_flags, PVIOMMU_CHAN_F_STATUS);
+	STORE(h->host_ack, PVIOMMU_CHAN_ACK);
+	return 0;
+}
+
+void *pv_chan_detach(struct pv_chan *c)
+{
+	void *p = c->page;
+
+	c->page = NULL;
+	c->gpa = 0;
+	c->nents = 0;
+	return p;
+}
+
+int pv_chan_kick(struct pv_chan *c, pv_chan_op_fn op, void *ctx)
+{
+	struct pviommu_chan *h = c->page;
+	uint32_t prod, n;
+
+	if (!h)
+		return -ENODEV;
+	prod = LOAD(h->prod);
+	n = prod - c->cons;
+	if (n > c->nents) {
+		c->refused++;
+		STORE(h->errors, LOAD(h->errors) + 1);
+		return -EPROTO;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct pviommu_chan_ent *e = &h->ent[(c->cons + i) % c->nents];
+		uint64_t a[4];
+
+		for (int k = 0; k < 4; k++)
+			a[k] = LOAD(e->a[k]);
+		STORE(e->status, op(a, ctx));
+	}
+	c->cons = prod;
+	c->ops += n;
+	c->kicks++;
+	STORE(h->cons, prod);
+	STORE(h->kicks, LOAD(h->kicks) + 1);
+	return (int)n;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * pv_chan.h - the host side of the shared page (bpf/pviommu.h, "The
+ * shared page"): attach a guest page, serve a kick. No QEMU, no BPF in
+ * here: the caller maps the page and says how one entry is carried out,
+ * so the protocol's rules (a hostile guest writes the page while the host
+ * reads it) are tested on their own (tests/unit/test_chan.c).
+ */
+#ifndef PV_CHAN_H
+#define PV_CHAN_H
+
+#include <stdint.h>
+#include <linux/types.h>
+#include "pviommu.h"
+
+struct pv_chan {
+	struct pviommu_chan *page;	/* host mapping of the guest page, NULL: none */
+	uint64_t gpa;
+	uint32_t nents;			/* read once, at attach */
+	uint32_t cons;			/* the host's own: the page's is only a copy */
+	unsigned long kicks, ops, refused;
+};
+
+/* carries out one entry's words (a copy); returns its status (0 or -errno) */
+typedef int (*pv_chan_op_fn)(const uint64_t a[4], void *ctx);
+
+/*
+ * Validate a freshly mapped page and answer in it (host_ack last). 0, or
+ * -EPROTO (bad magic, version or nents): then nothing was written and the
+ * caller unmaps it.
+ */
+int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa);
+
+/* forget the page; returns it (for the caller to unmap), or NULL */
+void *pv_chan_detach(struct pv_chan *c);
+
+/*
+ * Carry out the published entries in order, each status written once it
+ * is done, then cons. Returns how many, -ENODEV without a page, -EPROTO
+ * when prod is out of range (nothing done).
+ */
+int pv_chan_kick(struct pv_chan *c, pv_chan_op_fn op, void *ctx);
+
+#endif

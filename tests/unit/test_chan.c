@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * test_chan - the host side of the shared page (qemu-hooks/pv_chan.c)
+ * against a guest that writes the page while the host serves it.
+ * The page sits in front of a guard page of canaries: no store may reach it.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testlib.h"
+#include "../../qemu-hooks/pv_chan.c"
+
+#define CANARY 0xa5
+
+static uint8_t mem[2 * PVIOMMU_CHAN_PAGE] __attribute__((aligned(4096)));
+static struct pviommu_chan *pg = (struct pviommu_chan *)mem;
+
+static void page_init(uint16_t nents, uint32_t prod)
+{
+	memset(mem, 0, PVIOMMU_CHAN_PAGE);
+	memset(mem + PVIOMMU_CHAN_PAGE, CANARY, PVIOMMU_CHAN_PAGE);
+	pg->magic = PVIOMMU_CHAN_MAGIC;
+	pg->version = PVIOMMU_CHAN_VERSION;
+	pg->nents = nents;
+	pg->prod = prod;
+}
+
+static int guard_intact(void)
+{
+	for (unsigned int i = 0; i < PVIOMMU_CHAN_PAGE; i++)
+		if (mem[PVIOMMU_CHAN_PAGE + i] != CANARY)
+			return 0;
+	return 1;
+}
+
+/* the guest publishes one entry: words a0 = op tag, a1..a3 = tag + k */
+static void publish(uint64_t tag)
+{
+	struct pviommu_chan_ent *e = &pg->ent[pg->prod % pg->nents];
+
+	for (int k = 0; k < 4; k++)
+		e->a[k] = tag + k;
+	e->status = PVIOMMU_CHAN_PENDING;
+	pg->prod++;
+}
+
+struct rec {
+	uint64_t a0[256];
+	int n;
+	int pending_seen;	/* the op ran while its status was still PENDING */
+	int hostile;		/* rewrite the page during each op */
+	int stable;		/* ops whose words did not change under them */
+};
+
+static int op_rec(const uint64_t a[4], void *ctx)
+{
+	struct rec *r = ctx;
+	uint32_t cons = (uint32_t)(a[0] >> 32);	/* see publish_at() */
+
+	if (pg->ent[cons % (pg->nents ? pg->nents : 1)].status == PVIOMMU_CHAN_PENDING)
+		r->pending_seen++;
+	if (r->n < 256)
+		r->a0[r->n] = a[0];
+	r->n++;
+	if (r->hostile) {
+		/* another vCPU scribbles over the header and the entries */
+		pg->nents = 0xffff;
+		pg->prod += 1000;
+		pg->cons = 0xdeadbeef;
+		for (unsigned int i = 0; i < PVIOMMU_CHAN_NENTS; i++)
+			pg->ent[i].a[0] = ~0ull;
+		if (a[0] == r->a0[r->n - 1])
+			r->stable++;
+	}
+	/* status: -(index of the call) so the test can tell them apart */
+	return -(r->n);
+}
+
+/* publish with the entry's ring position in a0's high half (op_rec checks it) */
+static void publish_at(uint32_t i)
+{
+	publish((uint64_t)pg->prod << 32 | i);
+}
+
+static void t_attach(void)
+{
+	struct pv_chan c = { 0 };
+
+	page_init(4, 0);
+	pg->magic = 0x12345678;
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "bad magic refused");
+	ASSERT_EQ(pg->host_ack, 0, "... and not answered");
+	page_init(4, 0);
+	pg->version = 2;
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "unknown version refused");
+	page_init(0, 0);
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "nents 0 refused");
+	page_init(PVIOMMU_CHAN_NENTS * 2, 0);
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "nents beyond the page refused");
+	page_init(3, 0);
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "nents not a power of two refused");
+	ASSERT_EQ(pg->host_ack, 0, "no answer to a refused page");
+	ASSERT_TRUE(c.page == NULL, "no page held");
+	ASSERT_EQ(pv_chan_kick(&c, op_rec, NULL), -ENODEV, "kick without a page");
+
+	page_init(PVIOMMU_CHAN_NENTS, 7);
+	ASSERT_OK(pv_chan_attach(&c, mem, 0x1000), "a good page");
+	ASSERT_EQ(pg->host_ack, PVIOMMU_CHAN_ACK, "answered");
+	ASSERT_EQ(pg->host_flags & PVIOMMU_CHAN_F_STATUS, PVIOMMU_CHAN_F_STATUS, "statuses promised");
+	ASSERT_EQ(pg->cons, 7, "what was published before the attach is not served");
+	ASSERT_TRUE(pv_chan_detach(&c) == (void *)mem, "detach gives the page back");
+	ASSERT_EQ(pv_chan_kick(&c, op_rec, NULL), -ENODEV, "kick after detach");
+	ASSERT_TRUE(guard_intact(), "nothing written past the page");
+}
+
+static void t_kick_in_order(void)
+{
+	struct pv_chan c = { 0 };
+	struct rec r = { 0 };
+
+	page_init(4, 0xfffffffe);	/* prod and cons wrap during the test */
+	ASSERT_OK(pv_chan_attach(&c, mem, 0x2000), "attach");
+	for (int round = 0; round < 4; round++) {
+		int n = round < 3 ? round + 2 : 4;	/* 2, 3, 4, 4 */
+		r.n = 0;
+		r.pending_seen = 0;
+		for (int i = 0; i < n; i++)
+			publish_at(i);
+		ASSERT_EQ(pv_chan_kick(&c, op_rec, &r), n, "kick serves what was published");
+		ASSERT_EQ(r.n, n, "one op per entry");
+		ASSERT_EQ(r.pending_seen, n, "each status written after its op ran");
+		for (int i = 0; i < n && i < r.n; i++)
+			ASSERT_EQ((uint32_t)r.a0[i], i, "in order");
+		ASSERT_EQ(pg->cons, pg->prod, "cons caught up");
+		for (int i = 0; i < n; i++)
+			ASSERT_EQ(pg->ent[(pg->prod - n + i) % 4].status, -(i + 1),
+				  "each entry got its own status");
+	}
+	ASSERT_EQ(pv_chan_kick(&c, op_rec, &r), 0, "nothing published: nothing done");
+	ASSERT_EQ(c.cons, pg->prod, "host cons wrapped with prod");
+	ASSERT_TRUE(guard_intact(), "nothing written past the page");
+}
+
+static void t_hostile(void)
+{
+	struct pv_chan c = { 0 };
+	struct rec r = { 0 };
+
+	page_init(4, 0);
+	ASSERT_OK(pv_chan_attach(&c, mem, 0x3000), "attach");
+	/* more published than the ring holds */
+	pg->prod = 5;
+	ASSERT_EQ(pv_chan_kick(&c, op_rec, &r), -EPROTO, "prod - cons > nents refused");
+	ASSERT_EQ(r.n, 0, "... nothing done");
+	ASSERT_EQ(pg->errors, 1, "... counted in the page");
+	pg->prod = (uint32_t)-1;	/* "behind" cons: also out of range */
+	ASSERT_EQ(pv_chan_kick(&c, op_rec, &r), -EPROTO, "prod behind cons refused");
+	/* back in range: served with the host's own nents and cons */
+	pg->prod = 0;
+	for (int i = 0; i < 4; i++)
+		publish_at(i);
+	pg->nents = 0xffff;		/* changed after attach: ignored */
+	pg->cons = 12345;		/* the page's cons is only a copy */
+	r.hostile = 1;
+	ASSERT_EQ(pv_chan_kick(&c, op_rec, &r), 4, "served with the values read at attach");
+	ASSERT_EQ(r.n, 4, "four ops");
+	ASSERT_EQ(r.stable, 4, "each op works on a copy the guest cannot change under it");
+	ASSERT_EQ((uint32_t)r.a0[0], 0, "the first entry as published");
+	ASSERT_TRUE(r.a0[1] == ~0ull, "a rewrite before the copy is what the host sees");
+	ASSERT_EQ(c.cons, 4, "cons = the prod read once, at the kick's start");
+	ASSERT_EQ(pg->cons, 4, "... and its copy in the page");
+	ASSERT_TRUE(guard_intact(), "nothing written past the page (nents 0xffff ignored)");
+	/* a kick far ahead after the hostile rewrites: refused, not served */
+	r.hostile = 0;
+	pg->prod = c.cons + 1000;
+	ASSERT_EQ(pv_chan_kick(&c, op_rec, &r), -EPROTO, "a leap of 1000 refused");
+	ASSERT_TRUE(guard_intact(), "guard intact at the end");
+}
+
+int main(void)
+{
+	SUBTEST("attach", t_attach());
+	SUBTEST("kick_in_order", t_kick_in_order());
+	SUBTEST("hostile", t_hostile());
+	return tl_done("chan");
+}
