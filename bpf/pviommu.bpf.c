@@ -529,6 +529,116 @@ int pviommu_kvm_hypercall_svm(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /*
+ * Any vendor (Intel VMX included, where the CPL lives in the VMCS): hold
+ * the call, and let KVM decide. kvm_emulate_hypercall() fires the
+ * tracepoint, then checks the CPL itself and writes its answer to the
+ * guest's RAX: -KVM_EPERM (-1) for a call from guest user space, else
+ * -KVM_ENOSYS (our number is not KVM's). The same vCPU thread enters the
+ * guest again (kvm:kvm_entry) before the guest runs one more instruction:
+ * there the call is carried out, unless RAX says -KVM_EPERM. So the guest
+ * sees its MAP/UNMAP in force when it resumes, exactly as with the direct
+ * handler (strict unmap keeps its meaning).
+ * Held calls live in pviommu_held, keyed by the vCPU thread (pid_tgid),
+ * one at most per thread; shared by every load (pinned), so a call held by
+ * one generation is carried out by whichever generation is active at the
+ * entry (an old program that finds itself stale hands it back). A call
+ * that cannot be held, or whose answer cannot be read, fails the domain
+ * closed; a thread that exits with a held call drops it (pviommu_proc_exit).
+ */
+struct pv_held {
+	__u64 a[4];
+	__u32 claimed;	/* a kvm_entry program is carrying it out */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pv_held);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_held SEC(".maps");
+
+struct kvm_vcpu_arch___pvh {
+	unsigned long regs[1];	/* regs[VCPU_REGS_RAX = 0] */
+} __attribute__((preserve_access_index));
+
+struct kvm_vcpu___pvh {
+	struct kvm_vcpu_arch___pvh arch;
+} __attribute__((preserve_access_index));
+
+#define PV_KVM_EPERM	1	/* include/uapi/linux/kvm_para.h */
+
+SEC("?raw_tp/kvm_hypercall")
+int pviommu_kvm_hypercall_held(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pviommu_ctl *c = ctl_get();
+	__u64 key = bpf_get_current_pid_tgid();
+	struct pv_held h = {};
+	struct pv_env e = PV_ENV;
+
+	if ((__u32)ctx->args[0] != PVIOMMU_KVM_HC_NR || !active(c))
+		return 0;
+	h.a[0] = ctx->args[1];
+	h.a[1] = ctx->args[2];
+	h.a[2] = ctx->args[3];
+	h.a[3] = ctx->args[4];
+	if (bpf_map_update_elem(&pviommu_held, &key, &h, BPF_ANY))
+		fail_closed(&e, key >> 32, ~0u, PVIOMMU_HC_OP(h.a[0]), -PV_ENOSPC,
+			    PVIOMMU_FAIL_NOSPACE, PVIOMMU_PLANE_HC_KVM);
+	return 0;
+}
+
+/* KVM's answer could not be read: neither applied nor dropped silently */
+static __noinline int held_unknown(__u64 key, __u64 a0)
+{
+	struct pv_env e = PV_ENV;
+
+	fail_closed(&e, key >> 32, ~0u, PVIOMMU_HC_OP(a0), -PV_EUCLEAN,
+		    PVIOMMU_FAIL_INDEX, PVIOMMU_PLANE_HC_KVM);
+	return 0;
+}
+
+/*
+ * kvm:kvm_entry(vcpu, ...): carry out this thread's held call, if any.
+ * The call stays in the map while it is carried out (claimed), so that
+ * no copy of it sits on the stack next to handle_hc()'s (6.1's verifier
+ * limits a call chain to 512 bytes); it goes once done.
+ */
+SEC("?raw_tp/kvm_entry")
+int pviommu_kvm_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct kvm_vcpu___pvh *vcpu = (void *)ctx->args[0];
+	__u64 key = bpf_get_current_pid_tgid(), rax = 0;
+	struct pv_held *h;
+	int r;
+
+	h = bpf_map_lookup_elem(&pviommu_held, &key);
+	if (!h)
+		return 0;	/* the common case: one lookup per VM entry */
+	if (!active(ctl_get()))
+		return 0;	/* the active generation's program carries it out */
+	if (__sync_val_compare_and_swap(&h->claimed, 0, 1))
+		return 0;	/* another program is at it */
+	if (!bpf_core_field_exists(vcpu->arch.regs) ||
+	    bpf_core_read(&rax, sizeof(rax), &vcpu->arch.regs[0])) {
+		r = held_unknown(key, h->a[0]);
+	} else if ((__u32)rax == (__u32)-PV_KVM_EPERM) {	/* guest user space */
+		stat_inc(PVIOMMU_ST_USER_HC);
+		r = 0;
+	} else {
+		r = handle_hc(key >> 32, h->a[0], h->a[1], h->a[2], h->a[3],
+			      PVIOMMU_PLANE_HC_KVM);
+	}
+	if (r == -PV_ESTALE) {	/* a reload flipped meanwhile: the new one does it */
+		__sync_lock_test_and_set(&h->claimed, 0);
+		return 0;
+	}
+	bpf_map_delete_elem(&pviommu_held, &key);
+	return 0;
+}
+
+/*
  * TCG: a uprobe on QEMU's exported cpu_x86_cpuid(env, index, count, ...).
  * CPUX86State starts with regs[16] (target/i386/cpu.h, QEMU 7.x), then eip,
  * eflags, cc_dst, cc_src, cc_src2, cc_op, df, hflags: hflags & 3 is the CPL.
@@ -606,7 +716,10 @@ int pviommu_proc_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct pv_env e = PV_ENV;
 	struct pviommu_ctl *c = ctl_get();
 	struct pviommu_domain *d;
+	__u64 tid = bpf_get_current_pid_tgid();
 
+	/* a vCPU thread gone with a held call: the call goes with it */
+	bpf_map_delete_elem(&pviommu_held, &tid);
 	if (!active(c))
 		return 0;
 	if (BPF_CORE_READ(t, signal, live.counter) != 0)

@@ -22,6 +22,7 @@
 #include <sys/vfs.h>
 #include <linux/magic.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "pviommu.skel.h"
 #include "pviommu_lsm.skel.h"
@@ -441,12 +442,41 @@ static int drop_links_of(const char *tag)
 	return n;
 }
 
+/*
+ * How the KVM handler tells a call of the guest kernel from one of guest
+ * user space (KVM fires kvm:kvm_hypercall before its own CPL check):
+ *   svm    read the CPL from the VMCB (kvm_amd's BTF): at the call
+ *   entry  hold the call, carry it out at the vCPU's next kvm:kvm_entry
+ *          unless KVM answered -KVM_EPERM (any vendor; needs kvm's BTF)
+ *   none   no check: a vmcall from guest user space is carried out
+ */
+enum kvm_cpl { CPL_AUTO, CPL_SVM, CPL_ENTRY, CPL_NONE };
+static const char *const kvm_cpl_names[] = { "auto", "svm", "entry", "none" };
+
+/* kvm's types in the kernel's BTF (kvm built in, or the kvm module's) */
+static int kvm_btf(void)
+{
+	struct btf *v = btf__load_vmlinux_btf(), *m;
+	int ok = 0;
+
+	if (!v)
+		return 0;
+	ok = btf__find_by_name_kind(v, "kvm_vcpu_arch", BTF_KIND_STRUCT) >= 0;
+	if (!ok && (m = btf__load_module_btf("kvm", v))) {
+		ok = btf__find_by_name_kind(m, "kvm_vcpu_arch", BTF_KIND_STRUCT) >= 0;
+		btf__free(m);
+	}
+	btf__free(v);
+	return ok;
+}
+
 static int cmd_load(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "index-slots", required_argument, 0, 's' },
 		{ "max-records", required_argument, 0, 'r' },
 		{ "quota", required_argument, 0, 'q' },
+		{ "kvm-cpl", required_argument, 0, 'c' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
@@ -456,15 +486,24 @@ static int cmd_load(int argc, char **argv)
 	__u64 slots = PVIOMMU_DEF_INDEX_SLOTS, recs = PVIOMMU_DEF_MAX_RECORDS;
 	__u32 pin_slots, pin_recs;
 	struct pviommu_bpf *skel = NULL;
-	int svm;
+	int svm, cpl = CPL_AUTO;
 	struct pviommu_ctl *ctl = NULL;
+	struct bpf_program *hc_prog;
 	struct bpf_link *link;
 	int c, err, ctl_fd = -1, kvm_ok = 0;
 	__u64 gen;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:r:q:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:q:c:h", lo, NULL)) != -1) {
 		switch (c) {
+		case 'c':
+			for (cpl = CPL_NONE; cpl >= 0 && strcmp(optarg, kvm_cpl_names[cpl]); cpl--)
+				;
+			if (cpl < 0) {
+				p_err("what is '%s'? --kvm-cpl wants auto, svm, entry or none", optarg);
+				return 1;
+			}
+			break;
 		case 'q':
 			if (pv_parse_quota(optarg, &quota)) {
 				p_err("what is '%s'? --quota wants records=N,pages=N,devices=N,lanes=N (any of them, N > 0)",
@@ -488,6 +527,7 @@ static int cmd_load(int argc, char **argv)
 			break;
 		case 'h':
 			printf("Usage: pviommuctl load [--index-slots N] [--max-records N] [--quota Q]\n"
+			       "                     [--kvm-cpl auto|svm|entry|none]\n"
 			       "  Load (or reload) the BPF programs, pin maps and links under %s.\n"
 			       "  Idempotent: a reload keeps the pinned maps and every live mapping;\n"
 			       "  the new programs take over atomically.\n"
@@ -495,7 +535,11 @@ static int cmd_load(int argc, char **argv)
 			       "  --max-records N   mapping records (default %u)\n"
 			       "  --quota Q         each new VM's share, Q = records=N,pages=N,devices=N,lanes=N\n"
 			       "                    (defaults: records/%u, index slots/%u, %u devices, %u lanes:\n"
-			       "                    %u VMs at their full quota fit; per VM: 'run --quota')\n",
+			       "                    %u VMs at their full quota fit; per VM: 'run --quota')\n"
+			       "  --kvm-cpl M       how KVM hypercalls from guest user space are told apart:\n"
+			       "                    svm (the VMCB's CPL, AMD), entry (held until KVM's answer\n"
+			       "                    at the next kvm_entry, any vendor), none; auto (default):\n"
+			       "                    svm where kvm_amd's BTF is, else entry where kvm's is\n",
 			       PIN_DIR, PVIOMMU_DEF_INDEX_SLOTS,
 			       PVIOMMU_DEF_MAX_RECORDS, PVIOMMU_QUOTA_VMS,
 			       PVIOMMU_QUOTA_VMS * 2, PVIOMMU_DEF_QUOTA_DEVICES,
@@ -561,7 +605,25 @@ static int cmd_load(int argc, char **argv)
 	 * in-process plane's TCG transport and the tests call it by test_run.
 	 */
 	svm = !access("/sys/kernel/btf/kvm_amd", F_OK);
-	bpf_program__set_autoload(skel->progs.pviommu_kvm_hypercall_svm, svm);
+	if (cpl == CPL_AUTO)
+		cpl = svm ? CPL_SVM : kvm_btf() ? CPL_ENTRY : CPL_NONE;
+	else if (cpl == CPL_SVM && !svm) {
+		p_err("--kvm-cpl svm: no kvm_amd BTF (/sys/kernel/btf/kvm_amd): not an AMD KVM host?");
+		err = 1;
+		goto out;
+	} else if (cpl == CPL_ENTRY && !kvm_btf()) {
+		p_err("--kvm-cpl entry: kvm's types are not in the kernel's BTF (kvm not loaded?)");
+		err = 1;
+		goto out;
+	}
+	hc_prog = cpl == CPL_SVM ? skel->progs.pviommu_kvm_hypercall_svm :
+		  cpl == CPL_ENTRY ? skel->progs.pviommu_kvm_hypercall_held :
+				     skel->progs.pviommu_kvm_hypercall;
+	bpf_program__set_autoload(skel->progs.pviommu_kvm_hypercall_svm, cpl == CPL_SVM);
+	bpf_program__set_autoload(skel->progs.pviommu_kvm_hypercall_held, cpl == CPL_ENTRY);
+	/* in every mode where kvm's BTF is: it also carries out the calls an
+	 * earlier load in entry mode held (pviommu_held is shared) */
+	bpf_program__set_autoload(skel->progs.pviommu_kvm_entry, cpl == CPL_ENTRY || kvm_btf());
 	/* the uprobe plane's programs are loaded by 'attach', or here when a
 	 * reload must re-attach them */
 	{
@@ -603,16 +665,28 @@ static int cmd_load(int argc, char **argv)
 	if (err)
 		goto pin_fail;
 
-	link = bpf_program__attach(svm ? skel->progs.pviommu_kvm_hypercall_svm :
-					 skel->progs.pviommu_kvm_hypercall);
+	/* kvm_entry before kvm_hypercall: no call is held with nobody to commit it */
+	link = bpf_program__autoload(skel->progs.pviommu_kvm_entry) ?
+	       bpf_program__attach(skel->progs.pviommu_kvm_entry) : NULL;
+	if (link) {
+		err = pin_replace(bpf_link__fd(link), LINK_DIR, "kvm_entry", 1);
+		bpf_link__destroy(link);
+		if (err)
+			goto pin_fail;
+	} else if (cpl == CPL_ENTRY) {
+		p_note("kvm:kvm_entry cannot be attached (%s): KVM transport off",
+		       strerror(errno));
+		hc_prog = NULL;
+	}
+	link = hc_prog ? bpf_program__attach(hc_prog) : NULL;
 	if (link) {
 		err = pin_replace(bpf_link__fd(link), LINK_DIR, "kvm_hypercall", 1);
 		bpf_link__destroy(link);
 		if (err)
 			goto pin_fail;
 		kvm_ok = 1;
-		if (!svm)
-			p_note("the guest's CPL is read on AMD SVM hosts only: here a vmcall from guest user space reaches the handler (KVM refuses it; pviommu cannot tell)");
+		if (cpl == CPL_NONE)
+			p_note("the guest's CPL is not checked (--kvm-cpl none, or no kvm BTF): a vmcall from guest user space reaches the handler (KVM refuses it; pviommu cannot tell)");
 	} else {
 		unlink(pv_pin_path("links/kvm_hypercall"));
 		p_note("kvm:kvm_hypercall is not available (kvm not loaded): KVM transport off");
@@ -704,6 +778,22 @@ static int cmd_load(int argc, char **argv)
 	err = commit_staged();
 	if (err)
 		goto pin_fail;
+	/* the KVM handler variants this load did not pick: an earlier load's stay no more */
+	{
+		struct bpf_program *kv[] = { skel->progs.pviommu_kvm_hypercall_svm,
+					     skel->progs.pviommu_kvm_hypercall_held,
+					     skel->progs.pviommu_kvm_entry };
+		char path[300];
+
+		for (unsigned int i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+			if (bpf_program__autoload(kv[i]))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", PROG_DIR, bpf_program__name(kv[i]));
+			unlink(path);
+		}
+		if (!bpf_program__autoload(skel->progs.pviommu_kvm_entry))
+			unlink(pv_pin_path("links/kvm_entry"));
+	}
 
 	if (json)
 		printf("{\"loaded\":true,\"generation\":%llu,\"index_slots\":%llu,\"max_records\":%llu,\"kvm_hypercall\":%s}\n",
@@ -939,7 +1029,9 @@ static int cmd_status(int argc, char **argv)
 		       "not attached (kvm not loaded; reload after 'modprobe kvm')" :
 		       !access(pv_pin_path("progs/pviommu_kvm_hypercall_svm"), F_OK) ?
 		       "attached (raw_tp kvm:kvm_hypercall, guest CPL checked: SVM)" :
-		       "attached (raw_tp kvm:kvm_hypercall; guest CPL not readable on this host)");
+		       !access(pv_pin_path("progs/pviommu_kvm_hypercall_held"), F_OK) ?
+		       "attached (raw_tp kvm:kvm_hypercall, held until KVM's answer at kvm:kvm_entry: guest CPL checked)" :
+		       "attached (raw_tp kvm:kvm_hypercall; guest CPL not checked on this host)");
 		printf("  vfio_lsm       %s\n", count_links("vfio_lsm", NULL, 0) ?
 		       "attached (lsm.s/file_ioctl: VFIO_IOMMU_MAP_DMA gate)" :
 		       "not attached (BPF LSM unavailable)");

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "pviommu.skel.h"
@@ -56,6 +57,9 @@ static int inst_open(struct inst *in, __u32 slots, __u32 recs, const char *tag)
 	in->skel->rodata->index_mask = slots - 1;
 	in->skel->rodata->load_gen = 1;
 	in->skel->rodata->hash_key = 0x5eed0f1dc0ffee11ull;	/* readers use the same */
+	/* the KVM handler that holds calls until kvm_entry (t_kvm_held) */
+	bpf_program__set_autoload(in->skel->progs.pviommu_kvm_hypercall_held, true);
+	bpf_program__set_autoload(in->skel->progs.pviommu_kvm_entry, true);
 	err = pviommu_bpf__load(in->skel);
 	if (err)
 		return err;
@@ -685,6 +689,55 @@ static void t_fail_closed(void)
 }
 
 /*
+ * The KVM handler of any vendor (--kvm-cpl entry): a call is held at
+ * kvm_hypercall and carried out at the vCPU's next kvm_entry, after KVM
+ * wrote its answer to RAX. Here: held means not in force yet, and an entry
+ * whose answer cannot be read (no vCPU behind the pointer) fails the domain
+ * closed instead of applying or dropping the call. (The committed path, and
+ * the -KVM_EPERM one, need a real vCPU: tests/l1.)
+ */
+static int run_raw(int fd, __u64 *args, int n)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args, .ctx_size_in = n * sizeof(__u64));
+	int err = bpf_prog_test_run_opts(fd, &o);
+
+	return err ? -errno : (int)o.retval;
+}
+
+static void t_kvm_held(void)
+{
+	int held = bpf_program__fd(I.skel->progs.pviommu_kvm_hypercall_held);
+	int entry = bpf_program__fd(I.skel->progs.pviommu_kvm_entry);
+	int hfd = bpf_map__fd(I.skel->maps.pviommu_held);
+	__u64 key = (__u64)self << 32 | (__u32)syscall(SYS_gettid);
+	__u64 call[5] = { PVIOMMU_KVM_HC_NR,
+			  PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, PVIOMMU_OP_MAP, R, DEV_A),
+			  0x90000, 0x100, 0x99 };
+	__u64 other[5] = { 0x1234, 0, 0, 0, 0 }, vcpu[2] = { 0, 0 };
+	struct { __u64 a[4]; } h;
+	int f0 = stat_get(&I, PVIOMMU_ST_FAILED);
+
+	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "A protected");
+	ASSERT_OK(run_raw(held, other, 5), "another hypercall number: ignored");
+	ASSERT_EQ(bpf_map_lookup_elem(hfd, &key, &h), -ENOENT, "... and not held");
+	ASSERT_OK(run_raw(held, call, 5), "MAP arrives");
+	ASSERT_OK(bpf_map_lookup_elem(hfd, &key, &h), "held for this thread");
+	ASSERT_TRUE(h.a[0] == call[1] && h.a[1] == 0x90000 && h.a[2] == 0x100, "with its words");
+	ASSERT_EQ(chk(DEV_A, 0x90000, 1, R), PV_DENY_UNMAPPED, "not in force while held");
+	ASSERT_OK(run_raw(entry, vcpu, 2), "kvm_entry with no readable vCPU");
+	ASSERT_EQ(bpf_map_lookup_elem(hfd, &key, &h), -ENOENT, "the held call is gone");
+	ASSERT_EQ(chk(DEV_A, 0x90000, 1, R), PV_DENY_FAILED,
+		  "KVM's answer unknown: the domain fails closed (not applied, not dropped silently)");
+	ASSERT_EQ(stat_get(&I, PVIOMMU_ST_FAILED), f0 + 1, "counted");
+	ASSERT_OK(run_raw(entry, vcpu, 2), "an entry with nothing held");
+	/* as t_fail_closed left it: A and B protected, nothing mapped */
+	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "A protected");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "B protected");
+}
+
+/*
  * QEMU in a PID namespace: RESERVE names the process by its tgid in the
  * host's namespace, which is what every BPF program sees.
  */
@@ -1047,6 +1100,7 @@ int main(int argc, char **argv)
 	SUBTEST("reload_gate", t_reload_gate());
 	SUBTEST("fail_closed", t_fail_closed());
 	SUBTEST("pidns_identity", t_pidns_identity());
+	SUBTEST("kvm_held", t_kvm_held());
 	SUBTEST("fuzz", t_fuzz(3000));
 	SUBTEST("quota", t_quota());
 	SUBTEST("unregister", ({
