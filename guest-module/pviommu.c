@@ -23,6 +23,7 @@
 #include <linux/dma-direct.h>
 #include <linux/dma-map-ops.h>
 #include <linux/gfp.h>
+#include <linux/hashtable.h>
 #include <linux/io.h>
 #include <linux/ioport.h>
 #include <linux/kvm_para.h>
@@ -85,6 +86,11 @@ static unsigned int lazy_batch = 64;
 module_param(lazy_batch, uint, 0444);
 MODULE_PARM_DESC(lazy_batch, "lazy mode: queued unmaps that force a flush (1-256)");
 
+static bool track;
+module_param(track, bool, 0444);
+MODULE_PARM_DESC(track,
+		 "list every live mapping in debugfs pviommu/mappings (tests: compare with the host's records; costs a locked hash update per map and unmap)");
+
 struct pviommu_dev;
 
 /* a protected device's DMA ops, built once (kmemdup of a const template) */
@@ -136,6 +142,28 @@ static struct {
 } pviommu_lazy = {
 	.lock = __SPIN_LOCK_UNLOCKED(pviommu_lazy.lock),
 };
+
+/*
+ * track=1: what the guest believes the host holds, one entry per distinct
+ * (device, iova, size, perm) with the number of live maps of it, the way
+ * the host keeps its records (an identical MAP is refcounted). Added after
+ * a MAP the host acknowledged, dropped when the UNMAP goes out (strict, or
+ * the lazy flush) and when a DEV_DEL revokes a device's mappings.
+ */
+struct pviommu_live {
+	struct hlist_node		node;
+	struct pviommu_dev		*pd;
+	u64				iova;
+	u64				size;
+	u32				perm;
+	u32				refs;
+};
+
+#define PVIOMMU_LIVE_BITS	10
+static DEFINE_HASHTABLE(pviommu_live_ht, PVIOMMU_LIVE_BITS);
+static DEFINE_SPINLOCK(pviommu_live_lock);
+static atomic64_t pviommu_live_lost;		/* no memory for an entry */
+static atomic64_t pviommu_live_unmatched;	/* unmap of no entry */
 
 /*
  * pviommu_mutex protects pviommu_devs and the flags of its entries; it nests
@@ -295,6 +323,84 @@ static u32 pviommu_perm(enum dma_data_direction dir)
 }
 
 /* ------------------------------------------------------------------ */
+/* the list of live mappings (track=1) */
+
+static struct pviommu_live *__pviommu_live_find(struct pviommu_dev *pd, u64 iova,
+						  u64 size, u32 perm)
+{
+	struct pviommu_live *l;
+
+	lockdep_assert_held(&pviommu_live_lock);
+	hash_for_each_possible(pviommu_live_ht, l, node, iova)
+		if (l->pd == pd && l->iova == iova && l->size == size && l->perm == perm)
+			return l;
+	return NULL;
+}
+
+/* any context: DMA mappings are made from interrupts and with locks held */
+static void pviommu_live_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+{
+	struct pviommu_live *l;
+	unsigned long flags;
+
+	if (!track)
+		return;
+	spin_lock_irqsave(&pviommu_live_lock, flags);
+	l = __pviommu_live_find(pd, iova, size, perm);
+	if (l) {
+		l->refs++;
+	} else {
+		l = kmalloc(sizeof(*l), GFP_ATOMIC);
+		if (l) {
+			*l = (struct pviommu_live){ .pd = pd, .iova = iova, .size = size,
+						    .perm = perm, .refs = 1 };
+			hash_add(pviommu_live_ht, &l->node, iova);
+		} else {
+			atomic64_inc(&pviommu_live_lost);
+		}
+	}
+	spin_unlock_irqrestore(&pviommu_live_lock, flags);
+}
+
+static void pviommu_live_del(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+{
+	struct pviommu_live *l;
+	unsigned long flags;
+
+	if (!track)
+		return;
+	spin_lock_irqsave(&pviommu_live_lock, flags);
+	l = __pviommu_live_find(pd, iova, size, perm);
+	if (!l) {
+		atomic64_inc(&pviommu_live_unmatched);
+	} else if (!--l->refs) {
+		hash_del(&l->node);
+		kfree(l);
+	}
+	spin_unlock_irqrestore(&pviommu_live_lock, flags);
+}
+
+/* pd's mappings are revoked (DEV_DEL), or every device's (pd NULL: exit) */
+static void pviommu_live_drop(struct pviommu_dev *pd)
+{
+	struct pviommu_live *l;
+	struct hlist_node *tmp;
+	unsigned long flags;
+	unsigned int b;
+
+	if (!track)
+		return;
+	spin_lock_irqsave(&pviommu_live_lock, flags);
+	hash_for_each_safe(pviommu_live_ht, b, tmp, l, node) {
+		if (pd && l->pd != pd)
+			continue;
+		hash_del(&l->node);
+		kfree(l);
+	}
+	spin_unlock_irqrestore(&pviommu_live_lock, flags);
+}
+
+/* ------------------------------------------------------------------ */
 /* map / unmap bookkeeping, lazy queue */
 
 /* the host revokes exactly the mapping of this iova, size and perm */
@@ -302,6 +408,7 @@ static void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size,
 			      u32 perm)
 {
 	pviommu_hypercall(PVIOMMU_OP_UNMAP, perm, pd->bdf, iova, size);
+	pviommu_live_del(pd, iova, size, perm);
 	atomic64_dec(&pd->live);
 	atomic64_sub(size, &pd->live_bytes);
 }
@@ -417,6 +524,7 @@ static int pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 	}
 	atomic64_inc(&pd->live);
 	atomic64_add(size, &pd->live_bytes);
+	pviommu_live_add(pd, iova, size, perm);
 	return 0;
 }
 
@@ -879,6 +987,7 @@ static void __pviommu_uninstall(struct pviommu_dev *pd)
 		pr_warn("%s: %lld mappings left at detach: revoked\n", pci_name(pd->pdev), left);
 	set_dma_ops(dev, pd->old_ops);
 	pviommu_hypercall(PVIOMMU_OP_DEV_DEL, 0, pd->bdf, 0, 0);
+	pviommu_live_drop(pd);
 	atomic64_add(left, &pd->revoked);
 	atomic64_set(&pd->live, 0);
 	atomic64_set(&pd->live_bytes, 0);
@@ -899,6 +1008,7 @@ static void __pviommu_driver_gone(struct pviommu_dev *pd)
 		return;
 	pr_warn_ratelimited("%s: driver left %lld mappings: revoked\n", pci_name(pd->pdev), left);
 	pviommu_hypercall(PVIOMMU_OP_DEV_DEL, 0, pd->bdf, 0, 0);
+	pviommu_live_drop(pd);
 	pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0);
 	atomic64_add(left, &pd->revoked);
 	atomic64_set(&pd->live, 0);
@@ -1044,6 +1154,10 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "lazy_flushes %lld\n", atomic64_read(&pviommu_stats.lazy_flushes));
 	seq_printf(m, "lazy_reused %lld\n", atomic64_read(&pviommu_stats.lazy_reused));
 	seq_printf(m, "lazy_conflicts %lld\n", atomic64_read(&pviommu_stats.lazy_conflicts));
+	if (track)
+		seq_printf(m, "track_lost %lld\ntrack_unmatched %lld\n",
+			   atomic64_read(&pviommu_live_lost),
+			   atomic64_read(&pviommu_live_unmatched));
 	list_for_each_entry(pd, &pviommu_devs, node) {
 		seq_printf(m, "device %s bdf %#x protected %d driver %s virtio_platform %d",
 			   pci_name(pd->pdev), pd->bdf, pd->installed,
@@ -1058,6 +1172,27 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(pviommu_stats);
+
+/*
+ * /sys/kernel/debug/pviommu/mappings (track=1): one line per live mapping,
+ * "BDF IOVA SIZE PERM REFS" (decimal; perm r, w or rw as the host prints
+ * it), in no particular order
+ */
+static int pviommu_mappings_show(struct seq_file *m, void *v)
+{
+	struct pviommu_live *l;
+	unsigned long flags;
+	unsigned int b;
+
+	spin_lock_irqsave(&pviommu_live_lock, flags);
+	hash_for_each(pviommu_live_ht, b, l, node)
+		seq_printf(m, "%s %llu %llu %s %u\n", pci_name(l->pd->pdev), l->iova, l->size,
+			   l->perm == PVIOMMU_PERM_RW ? "rw" :
+			   l->perm == PVIOMMU_PERM_READ ? "r" : "w", l->refs);
+	spin_unlock_irqrestore(&pviommu_live_lock, flags);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(pviommu_mappings);
 
 /* ------------------------------------------------------------------ */
 /* init / exit */
@@ -1282,6 +1417,9 @@ static int __init pviommu_init(void)
 		goto err_unprotect;
 	pviommu_debugfs = debugfs_create_dir(KBUILD_MODNAME, NULL);
 	debugfs_create_file("stats", 0444, pviommu_debugfs, NULL, &pviommu_stats_fops);
+	if (track)
+		debugfs_create_file("mappings", 0444, pviommu_debugfs, NULL,
+				    &pviommu_mappings_fops);
 	pr_info("protecting %u device(s)%s, transport %s, mode %s, %s\n", n,
 		hotplug || all ? " (more when they appear)" : "",
 		pviommu_chan ? "shared page" : pviommu_use_kvm ? "kvm" : "tcg",
@@ -1299,6 +1437,7 @@ err_unregister:
 	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
 err_free:
 	pviommu_chan_detach();
+	pviommu_live_drop(NULL);
 	mutex_lock(&pviommu_mutex);
 	pviommu_free_all();
 	mutex_unlock(&pviommu_mutex);
@@ -1322,6 +1461,7 @@ static void __exit pviommu_exit(void)
 	pviommu_lazy_flush();
 	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
 	pviommu_chan_detach();
+	pviommu_live_drop(NULL);
 	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls\n",
 		atomic64_read(&pviommu_stats.maps), atomic64_read(&pviommu_stats.unmaps),
 		atomic64_read(&pviommu_stats.hc));
