@@ -75,6 +75,10 @@ static __always_inline int pv_rec_delete(struct pv_env *e,
 	return bpf_map_delete_elem(&pviommu_mappings, k);
 }
 
+/* the purge lets the writer lock go between chunks (pviommu_range.h) */
+static __always_inline int pv_purge_yield(void);
+#define PV_PURGE_YIELD()	pv_purge_yield()
+
 #include "pviommu_range.h"
 
 PV_SLOT_READ_GLOBAL()
@@ -111,24 +115,54 @@ static __always_inline int active(struct pviommu_ctl *c)
  */
 #define LOCK_TRIES	(1u << 20)
 
+/*
+ * The domain locks: a domain's calls, its purges (REGISTER, UNREGISTER,
+ * DEV_DEL, QEMU's start and exit) and nothing else of it run one at a time,
+ * so a purge can let the writer lock go between chunks without a call of
+ * its own domain slipping in. Striped by domain (two domains may share a
+ * stripe: they then wait for each other, nothing else); an array, so a
+ * lock word never moves nor goes away; pinned, so every generation of a
+ * reload takes the same ones. Order: domain lock, then writer lock.
+ */
+#define PV_DLOCKS	1024u
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PV_DLOCKS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_dlocks SEC(".maps");
+
+struct spin_ctx {
+	__u32	*w;
+	__u32	got;
+};
+
 static long lock_try_cb(__u32 i, void *data)
 {
-	struct pviommu_ctl *c = ctl_get();
+	struct spin_ctx *x = data;
 
-	if (!c || __sync_val_compare_and_swap(&c->lock, 0, 1))
+	if (__sync_val_compare_and_swap(x->w, 0, 1))
 		return 0;
-	*(int *)data = 1;
+	x->got = 1;
 	return 1;
+}
+
+/* a bounded spin on *w (0 = free): 0, or -EBUSY */
+static __always_inline int spin_word(__u32 *w)
+{
+	struct spin_ctx x = { .w = w };
+
+	if (__sync_val_compare_and_swap(w, 0, 1) == 0)
+		return 0;
+	bpf_loop(LOCK_TRIES, lock_try_cb, &x, 0);
+	return x.got ? 0 : -PV_EBUSY;
 }
 
 static __always_inline int lock_index(struct pviommu_ctl *c)
 {
-	int got = 0;
-
-	if (__sync_val_compare_and_swap(&c->lock, 0, 1) == 0)
-		return 0;
-	bpf_loop(LOCK_TRIES, lock_try_cb, &got, 0);
-	if (got)
+	if (!spin_word(&c->lock))
 		return 0;
 	__sync_fetch_and_add(&c->lock_busy, 1);
 	return -PV_EBUSY;
@@ -137,6 +171,49 @@ static __always_inline int lock_index(struct pviommu_ctl *c)
 static __always_inline void unlock_index(struct pviommu_ctl *c)
 {
 	__sync_lock_test_and_set(&c->lock, 0);
+}
+
+static __always_inline __u32 *dlock_word(__u32 dom)
+{
+	__u32 k = (dom * 0x9e3779b1u) >> 22;	/* 10 bits: PV_DLOCKS */
+
+	return bpf_map_lookup_elem(&pviommu_dlocks, &k);
+}
+
+/* the domain lock of dom: 0, or -EBUSY (its word is 0 only while free) */
+static __always_inline int lock_domain(__u32 dom)
+{
+	__u32 *w = dlock_word(dom);
+	struct pviommu_ctl *c;
+
+	if (!w)
+		return -PV_EBUSY;
+	if (!spin_word(w))
+		return 0;
+	c = ctl_get();
+	if (c)
+		__sync_fetch_and_add(&c->lock_busy, 1);
+	return -PV_EBUSY;
+}
+
+static __always_inline void unlock_domain(__u32 dom)
+{
+	__u32 *w = dlock_word(dom);
+
+	if (w)
+		__sync_lock_test_and_set(w, 0);
+}
+
+/* between two chunks of a purge: other writers get the lock */
+static __always_inline int pv_purge_yield(void)
+{
+	struct pviommu_ctl *c = ctl_get();
+
+	if (!c)
+		return 1;
+	unlock_index(c);
+	stat_inc(PVIOMMU_ST_PURGE_YIELD);
+	return lock_index(c);
 }
 
 struct purge_rec_ctx {
@@ -161,19 +238,26 @@ static long purge_rec_cb(struct bpf_map *map, struct pviommu_map_key *k,
 
 /*
  * revoke everything of (dom, bdf) or of every device of dom (with its
- * DOMAIN slot too when with_domain)
+ * DOMAIN slot too when with_domain). Called with dom's domain lock and the
+ * writer lock held; returns 0 with both still held, or -EBUSY without the
+ * writer lock (lost between chunks: the caller fails the domain closed).
+ * The records go first, without the writer lock (only dom's own calls
+ * touch dom's records, and they wait on the domain lock), then the index
+ * in chunks (pviommu_range.h): other VMs' writers wait one chunk at most.
  */
-static __always_inline __u32 purge(struct pv_env *e, struct pviommu_domain *d,
-				   __u32 dom, __u32 bdf, __u32 all_devices,
-				   __u32 with_domain)
+static __always_inline int purge(struct pviommu_ctl *c, struct pv_env *e,
+				 struct pviommu_domain *d, __u32 dom, __u32 bdf,
+				 __u32 all_devices, __u32 with_domain)
 {
 	struct purge_rec_ctx rc = { .dom = dom, .bdf = bdf,
 				    .all_devices = all_devices };
 
 	int lane = all_devices ? 0 : pv_device_lane(e, dom, bdf);
 
+	unlock_index(c);
 	bpf_for_each_map_elem(&pviommu_mappings, purge_rec_cb, &rc, 0);
-	pv_purge_index(e, dom, bdf, all_devices, with_domain);
+	if (lock_index(c) || pv_purge_index(e, dom, bdf, all_devices, with_domain) < 0)
+		return -PV_EBUSY;
 	if (d) {
 		d->nr_records = d->nr_records > rc.n ? d->nr_records - rc.n : 0;
 		d->nr_pages = d->nr_pages > rc.pages ? d->nr_pages - rc.pages : 0;
@@ -191,7 +275,7 @@ static __always_inline __u32 purge(struct pv_env *e, struct pviommu_domain *d,
 		}
 		d->generation++;
 	}
-	return rc.n;
+	return 0;
 }
 
 /*
@@ -254,18 +338,25 @@ static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
  * A subprogram of its own: the new domain record stays off the frame of
  * the hypercall program, whose deepest call chain must fit 512 bytes (6.1).
  */
-static __noinline int hc_register(struct pviommu_ctl *c, struct pviommu_domain *d,
-				  __u32 dom, __u32 abi)
+static __noinline int hc_register(struct pviommu_ctl *c, __u32 dom, __u32 abi)
 {
 	struct pv_env e = PV_ENV;
-	struct pviommu_domain nd = {};
+	struct pviommu_domain nd = {}, *d;
 	int err;
 
 	if (!c)
 		return -PV_ENODEV;
-	if (lock_index(c))
+	if (lock_domain(dom))
 		return -PV_EBUSY;
-	purge(&e, d, dom, 0, 1, 0);
+	if (lock_index(c)) {
+		unlock_domain(dom);
+		return -PV_EBUSY;
+	}
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	if (purge(c, &e, d, dom, 0, 1, 0)) {
+		unlock_domain(dom);
+		return -PV_EBUSY;
+	}
 	err = pv_op_register(&e, dom, 1);
 	nd.abi = abi;
 	nd.flags = PVIOMMU_DOM_REGISTERED;
@@ -283,6 +374,7 @@ static __noinline int hc_register(struct pviommu_ctl *c, struct pviommu_domain *
 		err = -PV_ENOSPC;
 	c->generation++;
 	unlock_index(c);
+	unlock_domain(dom);
 	return err;
 }
 
@@ -318,27 +410,34 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		goto out;
 	}
 
-	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
 	if (op == PVIOMMU_OP_REGISTER) {
-		err = hc_register(c, d, dom, PVIOMMU_HC_ABI(a0));
+		err = hc_register(c, dom, PVIOMMU_HC_ABI(a0));
 		if (!err)
 			emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0, plane);
 		goto out;
 	}
+	if (lock_domain(dom)) {
+		err = -PV_EBUSY;
+		goto out;
+	}
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
 	/* a reserved record (QEMU start) is not a guest that registered */
 	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
 		err = -PV_ENODEV;
-		goto out;
+		goto out_domain;
 	}
 
 	if (lock_index(c)) {
 		err = -PV_EBUSY;
-		goto out;
+		goto out_domain;
 	}
 	switch (op) {
 	case PVIOMMU_OP_UNREGISTER:
 		/* one purge; the DOMAIN slot goes too unless QEMU reserved it */
-		purge(&e, d, dom, 0, 1, !(d->flags & PVIOMMU_DOM_RESERVED));
+		if (purge(c, &e, d, dom, 0, 1, !(d->flags & PVIOMMU_DOM_RESERVED))) {
+			err = -PV_EBUSY;
+			goto out_domain;
+		}
 		if (d->flags & PVIOMMU_DOM_RESERVED) {
 			/* QEMU lives on: back to RESERVED */
 			err = pv_op_register(&e, dom, 0);
@@ -353,8 +452,10 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 	case PVIOMMU_OP_DEV_DEL:
 		if (!pv_device_protected(&e, dom, bdf))
 			err = -PV_ENODEV;
-		else
-			purge(&e, d, dom, bdf, 0, 0);
+		else if (purge(c, &e, d, dom, bdf, 0, 0)) {
+			err = -PV_EBUSY;
+			goto out_domain;
+		}
 		break;
 	case PVIOMMU_OP_MAP:
 		err = pv_op_map(&e, d, dom, bdf, a1, a2, perm, a3);
@@ -375,6 +476,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 	}
 	c->generation++;
 	unlock_index(c);
+out_domain:
+	unlock_domain(dom);
 out:
 	if (err) {
 		stat_inc(PVIOMMU_ST_HC_ERR);
@@ -408,8 +511,12 @@ int pviommu_reserve(struct bpf_raw_tracepoint_args *ctx)
 		return -PV_ENODEV;
 	if (!dom)
 		dom = bpf_get_current_pid_tgid() >> 32;
-	if (lock_index(c))
+	if (lock_domain(dom))
 		return -PV_EBUSY;
+	if (lock_index(c)) {
+		unlock_domain(dom);
+		return -PV_EBUSY;
+	}
 	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
 	nd.mode = mode ? mode - 1 : d ? d->mode : c->default_mode;
 	nd.flags = PVIOMMU_DOM_RESERVED;
@@ -424,13 +531,18 @@ int pviommu_reserve(struct bpf_raw_tracepoint_args *ctx)
 	if ((__u32)ctx->args[3])
 		nd.quota.lanes = (__u32)ctx->args[3];
 	nd.registered_ns = bpf_ktime_get_ns();
-	purge(&e, 0, dom, 0, 1, 1);	/* a former process of this pid */
+	/* a former process of this pid */
+	if (purge(c, &e, 0, dom, 0, 1, 1)) {
+		unlock_domain(dom);
+		return -PV_EBUSY;
+	}
 	err = bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY) ?
 	      -PV_ENOSPC : pv_op_reserve(&e, dom);
 	if (err)	/* no half-made domain */
 		bpf_map_delete_elem(&pviommu_domains, &dom);
 	c->generation++;
 	unlock_index(c);
+	unlock_domain(dom);
 	if (err) {
 		stat_inc(PVIOMMU_ST_TABLE_FULL);
 		emit(PVIOMMU_EV_TABLE_FULL, dom, 0, 0, 0, 0, 0, err,
@@ -727,16 +839,24 @@ int pviommu_proc_exit(struct bpf_raw_tracepoint_args *ctx)
 	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
 	if (!d && pv_domain_state(&e, dom) <= 0)
 		return 0;
-	if (lock_index(c)) {
-		/* the next process of this pid starts from FAILED (denied) */
+	/* lost locks: the next process of this pid starts from FAILED (denied) */
+	if (lock_domain(dom)) {
 		fail_closed(&e, dom, ~0u, PVIOMMU_OP_UNREGISTER, -PV_EBUSY,
 			    PVIOMMU_FAIL_LOCK, PVIOMMU_PLANE_EXIT);
 		return 0;
 	}
-	purge(&e, d, dom, 0, 1, 1);
+	if (lock_index(c) ||
+	    (d = bpf_map_lookup_elem(&pviommu_domains, &dom),
+	     purge(c, &e, d, dom, 0, 1, 1))) {
+		unlock_domain(dom);
+		fail_closed(&e, dom, ~0u, PVIOMMU_OP_UNREGISTER, -PV_EBUSY,
+			    PVIOMMU_FAIL_LOCK, PVIOMMU_PLANE_EXIT);
+		return 0;
+	}
 	bpf_map_delete_elem(&pviommu_domains, &dom);
 	c->generation++;
 	unlock_index(c);
+	unlock_domain(dom);
 	stat_inc(PVIOMMU_ST_DOM_GONE);
 	emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, PVIOMMU_OP_UNREGISTER, 0, 0,
 	     PVIOMMU_PLANE_EXIT);

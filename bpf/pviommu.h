@@ -500,6 +500,7 @@ enum pviommu_stat {
 	PVIOMMU_ST_USER_HC,	/* hypercalls from CPL > 0, ignored */
 	PVIOMMU_ST_DOM_GONE,	/* domains purged at QEMU exit */
 	PVIOMMU_ST_FAILED,	/* domains / devices that failed closed */
+	PVIOMMU_ST_PURGE_YIELD,	/* a purge let the writer lock go (per chunk) */
 	PVIOMMU_ST_MAX,
 };
 

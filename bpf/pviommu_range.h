@@ -735,6 +735,25 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 }
 
 /* ---- purge: every slot of a domain, or of one device ------------------- */
+
+/*
+ * A purge walks the whole index (a domain's slots are spread by the keyed
+ * hash), which takes milliseconds at the default size and grows with it.
+ * Every PV_PURGE_CHUNK slots it calls PV_PURGE_YIELD(): the BPF side lets
+ * the writer lock go and takes it again, so other VMs' writers wait for one
+ * chunk at most, never for a whole index (the purging domain's own calls
+ * wait on its domain lock meanwhile). Nonzero from it: the lock was lost,
+ * the purge stops and returns -EBUSY without the lock (the caller fails
+ * the domain closed). Slots are only ever tombstoned in place, never moved,
+ * so what other writers do between chunks cannot hide a slot of the domain.
+ */
+#ifndef PV_PURGE_CHUNK
+#define PV_PURGE_CHUNK	4096u	/* a power of two */
+#endif
+#ifndef PV_PURGE_YIELD
+#define PV_PURGE_YIELD()	0	/* no lock (userspace): never yields */
+#endif
+
 struct pv_purge_ctx {
 	struct pv_env	*env;
 	__u32		dom;
@@ -742,6 +761,7 @@ struct pv_purge_ctx {
 	__u32		all_devices;
 	__u32		with_domain;	/* the DOMAIN slot too (QEMU gone) */
 	__u32		freed;
+	__u32		lost;		/* PV_PURGE_YIELD() lost the lock */
 	__u64		lanes;	/* fast lanes of the purged devices (0-based) */
 };
 
@@ -750,6 +770,10 @@ static long pv_purge_cb(__u32 i, void *data)
 	struct pv_purge_ctx *c = data;
 	struct pviommu_slot *s = pv_slot_at(c->env, i);
 
+	if (i && !(i & (PV_PURGE_CHUNK - 1)) && PV_PURGE_YIELD()) {
+		c->lost = 1;
+		return 1;
+	}
 	if (!s)
 		return 1;
 	if (s->domain != c->dom)
@@ -788,6 +812,10 @@ static long pv_sweep_cb(__u32 i, void *data)
 	struct pviommu_slot *s = pv_slot_at(c->env, idx);
 	struct pviommu_slot *n = pv_slot_at(c->env, (idx + 1) & c->env->mask);
 
+	if (i && !(i & (PV_PURGE_CHUNK - 1)) && PV_PURGE_YIELD()) {
+		c->lost = 1;
+		return 1;
+	}
 	if (s && n && s->kind == PVIOMMU_SLOT_TOMB &&
 	    n->kind == PVIOMMU_SLOT_EMPTY) {
 		pv_write_begin(s);
@@ -799,10 +827,12 @@ static long pv_sweep_cb(__u32 i, void *data)
 
 /*
  * drop the index slots of (dom, bdf), or of all of dom's devices (and its
- * DOMAIN slot with with_domain)
+ * DOMAIN slot with with_domain). Returns the slots freed, or -EBUSY when a
+ * yield lost the writer lock (then the lanes of the devices purged so far
+ * are not handed back: a leak of capacity, never of access).
  */
-static PV_INLINE __u32 pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
-				      __u32 all_devices, __u32 with_domain)
+static PV_INLINE int pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
+				    __u32 all_devices, __u32 with_domain)
 {
 	struct pv_purge_ctx c = {
 		.env = e, .dom = dom, .bdf = bdf, .all_devices = all_devices,
@@ -810,11 +840,14 @@ static PV_INLINE __u32 pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
 	};
 
 	pv_loop(e->mask + 1, pv_purge_cb, &c);
-	pv_loop(e->mask + 1, pv_sweep_cb, &c);
+	if (!c.lost)
+		pv_loop(e->mask + 1, pv_sweep_cb, &c);
+	if (c.lost)
+		return -PV_EBUSY;
 	/* no DEVICE slot names those lanes any more: hand them back */
 	pv_fast_release(e, c.lanes);
 
-	return c.freed;
+	return (int)c.freed;
 }
 
 /* ---- the protection state machine (pviommu.h) --------------------------- */

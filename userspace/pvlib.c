@@ -148,7 +148,7 @@ const char *pv_stat_name(int i)
 		"hypercalls", "hypercall_errors", "maps", "unmaps", "checks",
 		"allowed", "violations", "denied", "killed", "table_full",
 		"events_dropped", "user_hypercalls", "domains_gone",
-		"failed_closed",
+		"failed_closed", "purge_yields",
 	};
 
 	return i >= 0 && i < PVIOMMU_ST_MAX ? names[i] : "?";

@@ -6,6 +6,14 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+
+/* the purge's yields between chunks (pviommu_range.h): counted, and lost on demand */
+static int ut_yields, ut_lose_at;
+static int ut_yield(void)
+{
+	return ++ut_yields == ut_lose_at;
+}
+#define PV_PURGE_YIELD()	ut_yield()
 #include "pv_user.h"
 #include "../testlib.h"
 
@@ -565,6 +573,33 @@ static void t_random_model(void)
 	fx_fini(&f);
 }
 
+/*
+ * A purge lets the writer lock go every PV_PURGE_CHUNK slots; one that
+ * loses it stops and says so (-EBUSY: the BPF side fails the domain closed)
+ * and the next purge finishes the job.
+ */
+static void t_purge_chunks(void)
+{
+	struct fx f;
+	int n;
+
+	fx_init(&f, 1u << 15, 64);
+	for (int i = 0; i < 40; i++)
+		ASSERT_OK(map(&f, i & 1 ? DEV_B : DEV_A, 0x100000 + i * 0x3000, 0x2000, R), "map");
+	ut_yields = 0;
+	ut_lose_at = 5;
+	ASSERT_EQ(pv_purge_index(&f.e, DOM, 0, 1, 0), -PV_EBUSY, "a yield that loses the lock stops the purge");
+	ASSERT_EQ(ut_yields, 5, "... right there");
+	ut_yields = 0;
+	ut_lose_at = 0;
+	n = pv_purge_index(&f.e, DOM, 0, 1, 0);
+	ASSERT_TRUE(n > 0, "the next purge frees the rest");
+	ASSERT_EQ(ut_yields, 2 * ((1 << 15) / PV_PURGE_CHUNK - 1), "a yield per chunk, both passes");
+	ASSERT_EQ(page_slots(&f), 0, "no page slot of the domain left");
+	ASSERT_EQ(chk(&f, DEV_A, 0x100000, 1, R), PV_ALLOW, "nothing protected any more");
+	fx_fini(&f);
+}
+
 int main(void)
 {
 	SUBTEST("bad_input", t_bad_input());
@@ -576,6 +611,7 @@ int main(void)
 	SUBTEST("fail_closed", t_fail_closed());
 	SUBTEST("full_tables", t_full_tables());
 	SUBTEST("purge", t_purge());
+	SUBTEST("purge_chunks", t_purge_chunks());
 	SUBTEST("fast_lanes", t_fast_lanes());
 	SUBTEST("random_model", t_random_model());
 	return tl_done("unit");
