@@ -406,8 +406,10 @@ static MemTxResult h_rw(void *as, uint64_t addr, MemTxAttrs attrs, void *buf,
 		if (is_write && len == 4)
 			memcpy(&v, buf, 4);
 		v = chan_pio(addr, len, is_write, v);
-		if (!is_write)
-			memset(buf, 0xff, len), memcpy(buf, &v, len < 4 ? len : 4);
+		if (!is_write) {	/* little-endian, all-ones past 4 bytes */
+			memset(buf, 0xff, len);
+			memcpy(buf, &v, len < 4 ? len : 4);
+		}
 		return 0;
 	}
 	if (!gate(as, addr, len, is_write ? PVIOMMU_PERM_WRITE : PVIOMMU_PERM_READ))

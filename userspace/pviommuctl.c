@@ -486,7 +486,7 @@ static int cmd_load(int argc, char **argv)
 	__u64 slots = PVIOMMU_DEF_INDEX_SLOTS, recs = PVIOMMU_DEF_MAX_RECORDS;
 	__u32 pin_slots, pin_recs;
 	struct pviommu_bpf *skel = NULL;
-	int svm, cpl = CPL_AUTO;
+	int svm, kvm, cpl = CPL_AUTO;
 	struct pviommu_ctl *ctl = NULL;
 	struct bpf_program *hc_prog;
 	struct bpf_link *link;
@@ -605,13 +605,14 @@ static int cmd_load(int argc, char **argv)
 	 * in-process plane's TCG transport and the tests call it by test_run.
 	 */
 	svm = !access("/sys/kernel/btf/kvm_amd", F_OK);
+	kvm = kvm_btf();	/* parses the kernel's BTF: once */
 	if (cpl == CPL_AUTO)
-		cpl = svm ? CPL_SVM : kvm_btf() ? CPL_ENTRY : CPL_NONE;
+		cpl = svm ? CPL_SVM : kvm ? CPL_ENTRY : CPL_NONE;
 	else if (cpl == CPL_SVM && !svm) {
 		p_err("--kvm-cpl svm: no kvm_amd BTF (/sys/kernel/btf/kvm_amd): not an AMD KVM host?");
 		err = 1;
 		goto out;
-	} else if (cpl == CPL_ENTRY && !kvm_btf()) {
+	} else if (cpl == CPL_ENTRY && !kvm) {
 		p_err("--kvm-cpl entry: kvm's types are not in the kernel's BTF (kvm not loaded?)");
 		err = 1;
 		goto out;
@@ -623,7 +624,7 @@ static int cmd_load(int argc, char **argv)
 	bpf_program__set_autoload(skel->progs.pviommu_kvm_hypercall_held, cpl == CPL_ENTRY);
 	/* in every mode where kvm's BTF is: it also carries out the calls an
 	 * earlier load in entry mode held (pviommu_held is shared) */
-	bpf_program__set_autoload(skel->progs.pviommu_kvm_entry, cpl == CPL_ENTRY || kvm_btf());
+	bpf_program__set_autoload(skel->progs.pviommu_kvm_entry, kvm);
 	/* the uprobe plane's programs are loaded by 'attach', or here when a
 	 * reload must re-attach them */
 	{
