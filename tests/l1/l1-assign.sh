@@ -74,7 +74,7 @@ l2_log() { echo "--- L2 serial log"; vm_tail 40 | sed 's/PVIOMMU-VM:/L2:/'; echo
 T_QEMU=$(ts)
 # noxsave: see l1-kvm.sh (TCG's EPYC CPUID 0xD through L1's KVM makes 6.1 WARN)
 # e1000 at 00:04.0: pvattack.ko wants an "other" device (scenario c, not run here)
-if ! vm_boot --name l2 --cpu "${L2_CPU:-host}" --mem "$L2_MEM" --smp 1 --net e1000 --timeout 900 \
+if ! vm_boot --name l2 --cpu "${L2_CPU:-host}" --mem "$L2_MEM" --smp 1 --net e1000 --timeout 600 \
 	--device "vfio-pci,host=$BDF,addr=06.0" \
 	--qemu-arg -trace --qemu-arg 'vfio_listener_region_*' --qemu-arg -D --qemu-arg /tmp/l2-qtrace.log \
 	--append "noxsave pviommu.edu=$L2_EDU"; then
@@ -82,7 +82,7 @@ if ! vm_boot --name l2 --cpu "${L2_CPU:-host}" --mem "$L2_MEM" --smp 1 --net e10
 fi
 value l2_qemu_pid "$(vm_pid)"
 value l1_t_qemu_start_uptime "$T_QEMU"
-if ! vm_wait_marker ready 600; then check l2-ready-marker false; l2_log; vm_kill; exit 1; fi
+if ! vm_wait_marker ready 420; then check l2-ready-marker false; l2_log; vm_kill; exit 1; fi
 phase l2_boot
 value l2_edu "$(vm_value l2_edu)"
 vm_send go
@@ -134,7 +134,7 @@ FILENAME ~ /ioctl/ && / VFIO_IOMMU_MAP_DMA / {
 	ts = kv($0, "t"); iova = hex(kv($0, "iova")); sz = hex(kv($0, "size"))
 	if (kv($0, "rc") != "0") { maperr++; next }
 	nmap++; bytes += sz; thr[kv($0, "thread")]++
-	if (sz >= ram - 0x100000) nfull++
+	if (sz >= ram - 1048576) nfull++	# (mawk: no hex literals)
 	if (first_map == "") first_map = ts
 	if (run == "") { pre_bytes += sz; pre_n++; last_pre = ts
 		if (secret >= iova && secret < iova + sz) sec_pre = 1
