@@ -15,7 +15,7 @@
 # VFIO ioctl with thread and time, seen by an LD_PRELOADed ioctl interposer, cross-checked with
 # L1's kernel: ftrace of the ioctl syscalls and of iommu:map) is printed after the checks.
 #
-# In tests/run-all.sh (make check): 155-245 s here, 6 of 6 runs passed on a loaded 2-core host.
+# In tests/run-all.sh (make check): 155-245 s here, 7 of 7 runs passed on a loaded 2-core host.
 # By hand: sudo tests/l1/test_l1_assign.sh   (after make; L1_TIMEOUT=SEC, L2_MEM=MB to change)
 # Skips (exit 0) when L1 has no /dev/kvm, no VFIO or no edu IOMMU group. Needs root, make
 # (pvattack.ko, guest kernel + initramfs), qemu-system-x86_64. Prints
