@@ -123,7 +123,7 @@ cp $TR/trace /tmp/ftrace.txt
 sed 's/^/QTRACE /' /tmp/l2-qtrace.log
 grep -E 'VFIO_IOMMU_(MAP|UNMAP)_DMA|VFIO_SET_IOMMU|VFIO_GROUP_SET_CONTAINER|VFIO_GROUP_GET_DEVICE_FD|KVM_RUN|KVM_SET_USER_MEMORY_REGION' /tmp/l2-ioctl.log
 grep -E 'sys_ioctl' /tmp/ftrace.txt | sed 's/^ */FTRACE /'
-# one awk over the three logs: "name value" lines for the checks and values below
+# one awk over the two logs (interposer, ftrace): "name value" lines for the checks and values below
 awk -v secret="$(field "$info" secret)" -v victim="$(field "$info" victim)" -v ram="$((L2_MEM << 20))" '
 function hex(s,   i, v) { sub(/^0x/, "", s); s = tolower(s); v = 0
 	for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
