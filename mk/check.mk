@@ -9,7 +9,7 @@ check-run: all guest host-setup
 	$(Q)$(SRC)/tests/run-all.sh $(OUT)
 
 check-unit: $(UNIT_TESTS)
-	$(Q)$(OUT)/tests/test_range && $(OUT)/tests/test_chan
+	$(Q)$(OUT)/tests/test_range && $(OUT)/tests/test_chan && $(OUT)/tests/test_vfio
 
 check-bpf: $(BPF_TESTS) host-setup
 	$(Q)$(OUT)/tests/test_bpf

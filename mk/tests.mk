@@ -1,6 +1,6 @@
 # tests: unit (plain C), bpf (BPF_PROG_TEST_RUN in the real kernel), shell
 TEST_CFLAGS	:= $(USER_CFLAGS) -I$(SRC)/tests
-UNIT_TESTS	:= $(OUT)/tests/test_range $(OUT)/tests/test_chan
+UNIT_TESTS	:= $(OUT)/tests/test_range $(OUT)/tests/test_chan $(OUT)/tests/test_vfio
 BPF_TESTS	:= $(OUT)/tests/test_bpf
 TEST_TOOLS	:= $(OUT)/tests/pvhc
 # libFuzzer (clang, libclang-rt): the range logic against a byte model, the CLI's parsers
@@ -33,3 +33,5 @@ $(OUT)/tests/%: $(SRC)/tests/tools/%.c $(BPF_HDRS) $(PVLIB_OBJS)
 
 # the shared page's host side is compiled into its test
 $(OUT)/tests/test_chan: $(SRC)/qemu-hooks/pv_chan.c $(SRC)/qemu-hooks/pv_chan.h
+# so is the IOMMU mirror of assigned devices
+$(OUT)/tests/test_vfio: $(SRC)/qemu-hooks/pv_vfio.c $(SRC)/qemu-hooks/pv_vfio.h

@@ -27,6 +27,7 @@ run() {	# run NAME CMD...: a suite prints "NAME: N passed, M failed[, K skipped]
 
 run unit "$OUT/tests/test_range"
 run chan "$OUT/tests/test_chan"
+run vfio "$OUT/tests/test_vfio"
 run bpf "$OUT/tests/test_bpf"
 run fuzz "$SRC/tests/fuzz/run-fuzz.sh" "$OUT" 15
 run lifecycle "$SRC/tests/test_lifecycle.sh"
