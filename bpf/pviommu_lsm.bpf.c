@@ -17,15 +17,20 @@
  *              tracked: an fd passed to another process is judged by the
  *              domain of that process.
  *   protected  the domain has a pviommu_domains record with
- *              PVIOMMU_DOM_REGISTERED. Unprotected domains pass untouched
- *              (a QEMU without pviommu keeps working).
+ *              PVIOMMU_DOM_REGISTERED or PVIOMMU_DOM_RESERVED (a QEMU
+ *              under pviommuctl run, whose library withholds QEMU's own
+ *              maps). Other domains pass untouched (a QEMU without
+ *              pviommu keeps working).
  *   devices    a container has no single BDF. The VFIO user's devices are
  *              named in pviommu_vfio_devs (key: domain, value: up to
  *              PVIOMMU_VFIO_MAX_DEVS guest BDFs), written by the privileged
- *              manager (the test driver here; pviommuctl later). A MAP_DMA
- *              is allowed if ANY listed device that is protected in the
- *              domain has [iova, iova + size) mapped with at least the
- *              requested permissions (pv_check_range == PV_ALLOW).
+ *              manager (pviommuctl vfio, or libpviommu-qemu.so at the
+ *              guest's DEV_ADD of an assigned device). A MAP_DMA is allowed
+ *              if ANY listed device that is protected in the domain holds,
+ *              in every page of [iova, iova + size), at least one byte for
+ *              each requested direction (pv_page_touched): an IOMMU maps
+ *              whole pages, so this is exactly a mirror of live records
+ *              (qemu-hooks/pv_vfio.h), and nothing beyond them.
  *              Limitation: one container serves all listed devices, so the
  *              union is what the host IOMMU gets; per-device precision
  *              needs one container per device. A protected domain with no
@@ -118,8 +123,23 @@ struct dev_scan {
 	__u32				dom;
 	__u32				nr;
 	__u32				need;
+	__u32				bdf;		/* the device page_cb looks at */
 	int				verdict;	/* enum pv_verdict */
+	int				pverdict;	/* page_cb's */
 };
+
+/* page i of the MAP_DMA: a byte of bdf's in it, for each direction asked */
+static long page_cb(__u32 i, void *data)
+{
+	struct dev_scan *s = data;
+	int t = pv_page_touched(&s->e, s->dom, s->bdf,
+				s->m.iova / PVIOMMU_PAGE_SIZE + i, s->need);
+
+	if (t > 0)
+		return 0;
+	s->pverdict = t < 0 ? PV_DENY_BUSY : PV_DENY_UNMAPPED;
+	return 1;
+}
 
 static long dev_scan_cb(__u32 i, void *data)
 {
@@ -132,7 +152,15 @@ static long dev_scan_cb(__u32 i, void *data)
 	bdf = s->vd->bdf[i];
 	if (!pv_device_protected(&s->e, s->dom, bdf))
 		return 0;
-	v = pv_check_range(&s->e, s->dom, bdf, s->m.iova, s->m.size, s->need);
+	/* the IOMMU maps pages: each page must hold a byte the device may use */
+	s->bdf = bdf;
+	s->pverdict = PV_ALLOW;
+	if (!s->m.size || s->m.iova + s->m.size - 1 < s->m.iova ||
+	    pv_npages(s->m.iova, s->m.size) > PVIOMMU_MAX_CHECK_PAGES)
+		s->pverdict = PV_DENY_WRAP;
+	else
+		bpf_loop((__u32)pv_npages(s->m.iova, s->m.size), page_cb, s, 0);
+	v = s->pverdict;
 	/* report the most telling denial: "wrong direction" over "unmapped" */
 	if (v == PV_ALLOW || s->verdict == PV_DENY_UNMAPPED)
 		s->verdict = v;
@@ -160,7 +188,12 @@ int BPF_PROG(pviommu_vfio_ioctl, struct file *file, unsigned int cmd,
 
 	dom = bpf_get_current_pid_tgid() >> 32;
 	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
-	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED))
+	/*
+	 * reserved (pviommuctl run) counts as protected: its library keeps
+	 * QEMU's own maps out of the kernel, so a MAP_DMA before REGISTER
+	 * comes from something that bypassed it
+	 */
+	if (!d || !(d->flags & (PVIOMMU_DOM_REGISTERED | PVIOMMU_DOM_RESERVED)))
 		return 0;	/* not protected: untouched */
 	mode = d->mode;
 

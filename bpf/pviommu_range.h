@@ -1011,6 +1011,7 @@ struct pv_cov_ctx {
 	__u32				moved;
 	__u32				covered;
 	__u32				broken;
+	__u32				any;	/* one piece with p is enough (pv_page_touched) */
 };
 
 /*
@@ -1051,6 +1052,10 @@ static long pv_cov_cb(__u32 i, void *data)
 			return 1;
 		}
 		sub = PV_READ_ONCE(x->sub[pv_sub_idx(j)]);
+	}
+	if ((PVIOMMU_SUB_PERM(sub) & c->p) && c->any) {
+		c->covered = 1;
+		return 1;
 	}
 	if ((PVIOMMU_SUB_PERM(sub) & c->p) && PVIOMMU_SUB_FIRST(sub) <= c->cur &&
 	    PVIOMMU_SUB_LAST(sub) >= c->cur) {
@@ -1168,6 +1173,40 @@ static PV_INLINE int pv_check_page_inl(struct pv_env *e, __u32 dom,
 #ifndef pv_check_page
 #define pv_check_page	pv_check_page_inl
 #endif
+
+/*
+ * Does device bdf hold at least one byte of page pfn for each direction of
+ * need? 1 yes, 0 no, -1 a writer was changing the page. An IOMMU maps whole
+ * pages: this is what "the page mirrors a live record" means (the VFIO gate).
+ */
+static PV_INLINE int pv_page_touched(struct pv_env *e, __u32 dom, __u32 bdf,
+				     __u64 pfn, __u32 need)
+{
+	struct pviommu_slot s;
+	struct pv_cov_ctx c = {};
+	__u32 idx = 0;
+	int r;
+
+	r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, &s, &idx);
+	if (r <= 0)
+		return r < 0 ? -1 : 0;
+	c.env = e;
+	c.s = &s;
+	c.pfn = pfn;
+	c.dom = dom;
+	c.bdf = bdf;
+	c.n = s.nsub;
+	c.last = PV_PAGE_MASK;
+	c.any = 1;
+	if (need & PVIOMMU_PERM_READ) {
+		r = pv_covered(&c, 0, PVIOMMU_PERM_READ);
+		if (r <= 0)
+			return r;
+	}
+	if (need & PVIOMMU_PERM_WRITE)
+		return pv_covered(&c, 0, PVIOMMU_PERM_WRITE);
+	return 1;
+}
 
 struct pv_check_ctx {
 	struct pv_env	*env;

@@ -12,6 +12,7 @@
  *   iova A = 0x100000  authorized rw by pviommu, VFIO-mapped: works
  *   iova B = 0x200000  never authorized: MAP_DMA gets EPERM + an LSM event
  *   iova C = 0x300000  authorized read-only: rw MAP_DMA EPERM, r works
+ *   iova D = 0x400000  64 bytes authorized write-only: its page w works, rw or 2 pages EPERM
  *   iova U = 0x500000  mapped before REGISTER (unprotected domain): works
  * edu (BAR0 mmap: 0x80 src, 0x88 dst, 0x90 count, 0x98 cmd; its buffer at
  * 0x40000, < 4096 bytes per transfer) copies A -> edu -> A + 2048 (round
@@ -37,6 +38,7 @@
 #define IOVA_A	0x100000ull
 #define IOVA_B	0x200000ull
 #define IOVA_C	0x300000ull
+#define IOVA_D	0x400000ull
 #define IOVA_U	0x500000ull
 #define PG	4096ull
 #define EDU_BUF	0x40000ull
@@ -301,6 +303,20 @@ int main(int argc, char **argv)
 	check("lsm-unmap-allowed", !err, "UNMAP_DMA A: %s", strerror(-err));
 	err = dma_unmap(container, IOVA_C, PG);
 	check("lsm-unmap-allowed-c", !err, "UNMAP_DMA C: %s", strerror(-err));
+
+	/* a sub-page record: its page may be mapped write-only (an IOMMU maps pages), no more */
+	err = pv_hypercall(hc, PVIOMMU_OP_MAP, PVIOMMU_PERM_WRITE, bdf, IOVA_D + 0x100, 64, 4);
+	err = err ? err : dma_map(container, a, IOVA_D, PG, VFIO_DMA_MAP_FLAG_WRITE);
+	check("lsm-subpage-record-page-allowed", !err, "MAP_DMA D w (64 bytes w mapped): %s",
+	      strerror(-err));
+	if (!err)
+		dma_unmap(container, IOVA_D, PG);
+	err = dma_map(container, a, IOVA_D, PG, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+	check("lsm-subpage-record-direction-eperm", err == -EPERM, "MAP_DMA D rw: %s",
+	      strerror(-err));
+	err = dma_map(container, a, IOVA_D, 2 * PG, VFIO_DMA_MAP_FLAG_WRITE);
+	check("lsm-subpage-record-next-page-eperm", err == -EPERM, "MAP_DMA D w 2 pages: %s",
+	      strerror(-err));
 
 	/* audit mode (the domain's own): allowed and reported */
 	{

@@ -281,6 +281,37 @@ static void t_many_sub_page(void)
 	fx_fini(&f);
 }
 
+/* the VFIO gate's page view: a page with any byte of the device's, per direction */
+static void t_page_touched(void)
+{
+	struct fx f;
+	int bad = 0;
+
+	fx_init(&f, 4096, 256);
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 7, R), 0, "nothing mapped");
+	ASSERT_OK(map(&f, DEV_A, 0x7ff0, 16, W), "16 bytes write-only at the end of page 7");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 7, W), 1, "page 7 writable somewhere");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 7, R), 0, "... not readable");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 7, RW), 0, "... not both");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_B, 7, W), 0, "not the other device's");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM + 1, DEV_A, 7, W), 0, "not the other domain's");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 8, W), 0, "not the next page");
+	/* many pieces: the only readable one lies in an extension slot */
+	for (int i = 0; i < 40; i++)
+		bad |= map(&f, DEV_A, 0x9000 + i * 64, 8, W);
+	ASSERT_OK(bad, "40 write-only pieces in page 9");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 9, R), 0, "page 9 not readable");
+	ASSERT_OK(map(&f, DEV_A, 0x9000 + 40 * 64, 8, R), "a 41st piece, read-only");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 9, RW), 1, "page 9 both now");
+	ASSERT_OK(unmap(&f, DEV_A, 0x9000 + 40 * 64, 8), "it goes");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 9, R), 0, "page 9 not readable again");
+	/* a whole-page range counts too */
+	ASSERT_OK(map(&f, DEV_A, 0x20000, 0x3000, R), "three whole pages");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 0x21, R), 1, "the middle one");
+	ASSERT_EQ(pv_page_touched(&f.e, DOM, DEV_A, 0x21, W), 0, "read-only");
+	fx_fini(&f);
+}
+
 /* the protection state machine (pviommu.h): failures deny, never open */
 static void t_fail_closed(void)
 {
@@ -608,6 +639,7 @@ int main(void)
 	SUBTEST("duplicate_overlap", t_duplicate_overlap());
 	SUBTEST("exact_unmap", t_exact_unmap());
 	SUBTEST("many_sub_page", t_many_sub_page());
+	SUBTEST("page_touched", t_page_touched());
 	SUBTEST("fail_closed", t_fail_closed());
 	SUBTEST("full_tables", t_full_tables());
 	SUBTEST("purge", t_purge());
