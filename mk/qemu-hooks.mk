@@ -9,9 +9,11 @@ QEMU_HOOKS_HDRS		:= $(wildcard $(SRC)/qemu-hooks/*.h) $(BPF_HDRS) \
 			   $(SRC)/userspace/pv_user.h $(SRC)/userspace/pvlib.h
 CAPSTONE_CFLAGS		:= $(shell pkg-config --cflags capstone 2>/dev/null)
 CAPSTONE_LIBS		:= $(shell pkg-config --libs capstone 2>/dev/null || echo -lcapstone)
-# everything in the library is hidden: it must not interpose QEMU's symbols
+# everything in the library is hidden but ioctl (VFIO, pviommu_qemu.c): it must not
+# interpose QEMU's symbols
 QEMU_HOOKS_CFLAGS	:= $(USER_CFLAGS) -fPIC -fvisibility=hidden -I$(SRC)/qemu-hooks
 QEMU_HOOKS_OBJS		:= $(QEMU_HOOKS_DIR)/pviommu_qemu.o $(QEMU_HOOKS_DIR)/detour.o $(QEMU_HOOKS_DIR)/pv_chan.o \
+			   $(QEMU_HOOKS_DIR)/pv_vfio.o \
 			   $(QEMU_HOOKS_DIR)/pvlib.o
 INPROC_BENCH		:= $(OUT)/tests/bench_inproc
 

@@ -20,6 +20,9 @@
  *   qemu_system_reset                         -> the domain's mappings purged
  *   address_space_unmap                       -> maps in flight (see h_map)
  *
+ * and exports one symbol, ioctl: QEMU's VFIO container maps are withheld
+ * and the host IOMMU follows the guest's mappings ("assigned devices").
+ *
  * Per transfer: the AddressSpace is mapped to a PCI requester id once
  * (qemu_layout.h, cached per pointer in a lock-free table), then pv_check()
  * (bpf/pviommu_range.h) runs on the mmapped pviommu_fast page bits and,
@@ -76,13 +79,20 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <linux/vfio.h>
 #include <bpf/bpf.h>
 #include "pv_user.h"
 #include "pvlib.h"
 #include "qemu_layout.h"
 #include "detour.h"
 #include "pv_chan.h"
+#include "pv_vfio.h"
 
 #define PVQ "pviommu-qemu: "
 #define likely(x)	__builtin_expect(!!(x), 1)
@@ -876,16 +886,348 @@ static int hypercall(uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3)
 	return r;
 }
 
+/* ---- assigned devices (VFIO): the host IOMMU follows the guest --------- */
+
+/*
+ * qemu-hooks/vfio.md has what QEMU 7.2 puts into a VFIO container: all of
+ * guest RAM, at start, before the guest runs, and again at every memory
+ * topology change. Denying those maps stops QEMU, and letting them through
+ * opens every guest page to the assigned device. So the library sits on
+ * QEMU's ioctl (the one exported symbol, below): QEMU's VFIO_IOMMU_MAP_DMA
+ * and UNMAP_DMA on a type1 container are answered here and only remembered
+ * (guest-physical -> QEMU address), and the container really maps what the
+ * guest's live mappings of its assigned devices touch (pv_vfio.h), from
+ * serve_op, before the guest gets its answer: a strict UNMAP returns after
+ * the IOMMU no longer maps the page. The BPF records stay the authority: a
+ * MAP the IOMMU cannot mirror (no RAM there, no room, an ioctl error,
+ * RLIMIT_MEMLOCK) is undone in the records and refused to the guest.
+ * The LSM gate (bpf/pviommu_lsm.bpf.c) is the second line: the kernel
+ * refuses any MAP_DMA of this domain that does not mirror a live record.
+ *
+ * Which guest devices are assigned: QEMU's vfio-pci objects, found in the
+ * QOM tree at each machine reset (under the BQL, after every device is
+ * realized); their bus-master address space gives the guest BDF
+ * (qemu_layout.h, validated). A vfio-pci device hot-plugged later is not
+ * known: its DMA reaches nothing (fails closed). Only the first
+ * PVIOMMU_VFIO_MAX_DEVS assigned devices are named to the gate.
+ */
+#define VFIO_MINOR_DEV		makedev(10, 196)
+#define VFIO_ASSIGNED_MAX	PVIOMMU_VFIO_MAX_DEVS
+#define VFIO_MIRROR_PAGES	65536	/* type1's default dma_entry_limit */
+
+static struct pv_vfio g_vfio;
+static int g_vfio_ready;	/* 1: containers are mirrored */
+static pthread_mutex_t g_vfio_lock = PTHREAD_MUTEX_INITIALIZER;
+static const void *g_vfio_as[VFIO_ASSIGNED_MAX];	/* bus-master AddressSpace * */
+static int g_vfio_nas;
+static int g_vfio_devs_fd = -1, g_rec_fd = -1;
+static unsigned long g_vfio_refused, g_vfio_unmap_errors;
+
+static long sys_ioctl(int fd, unsigned long req, void *arg)
+{
+	return syscall(SYS_ioctl, fd, req, arg);
+}
+
+static int vfio_real_map(void *ctx, int fd, uint64_t iova, uint64_t size, uint64_t vaddr,
+			 uint32_t flags)
+{
+	struct vfio_iommu_type1_dma_map m = {
+		.argsz = sizeof(m), .flags = flags, .vaddr = vaddr, .iova = iova, .size = size,
+	};
+
+	(void)ctx;
+	return sys_ioctl(fd, VFIO_IOMMU_MAP_DMA, &m) ? -errno : 0;
+}
+
+static int vfio_real_unmap(void *ctx, int fd, uint64_t iova, uint64_t size)
+{
+	struct vfio_iommu_type1_dma_unmap u = { .argsz = sizeof(u), .iova = iova, .size = size };
+
+	(void)ctx;
+	return sys_ioctl(fd, VFIO_IOMMU_UNMAP_DMA, &u) ? -errno : 0;
+}
+
+/* QEMU's own container ioctls: 1 when answered here (*ret, errno set) */
+static int vfio_container_ioctl(int fd, unsigned long req, void *arg, int *ret)
+{
+	struct stat st;
+	int r;
+
+	if (req == VFIO_SET_IOMMU) {
+		unsigned long type = (unsigned long)arg;
+
+		if (fstat(fd, &st) || !S_ISCHR(st.st_mode) || st.st_rdev != VFIO_MINOR_DEV)
+			return 0;
+		if (type != VFIO_TYPE1_IOMMU && type != VFIO_TYPE1v2_IOMMU) {
+			fprintf(stderr, PVQ "VFIO IOMMU type %lu cannot follow the guest's mappings: "
+				"refused (an assigned device would reach all guest memory)\n", type);
+			errno = EPERM;
+			*ret = -1;
+			return 1;
+		}
+		*ret = (int)sys_ioctl(fd, req, arg);
+		if (*ret)
+			return 1;
+		pthread_mutex_lock(&g_vfio_lock);
+		r = pv_vfio_container(&g_vfio, fd);
+		pthread_mutex_unlock(&g_vfio_lock);
+		if (r) {
+			fprintf(stderr, PVQ "more than %d VFIO containers: refused\n",
+				PV_VFIO_CONTAINERS);
+			errno = -r;
+			*ret = -1;
+		} else if (g_debug) {
+			fprintf(stderr, PVQ "VFIO container fd %d (type %lu): its maps follow the guest\n",
+				fd, type);
+		}
+		return 1;
+	}
+	pthread_mutex_lock(&g_vfio_lock);
+	if (!pv_vfio_is_container(&g_vfio, fd)) {
+		pthread_mutex_unlock(&g_vfio_lock);
+		return 0;
+	}
+	if (req == VFIO_IOMMU_MAP_DMA) {
+		struct vfio_iommu_type1_dma_map *m = arg;
+
+		if (m->argsz < sizeof(*m) || (m->flags & VFIO_DMA_MAP_FLAG_VADDR)) {
+			pthread_mutex_unlock(&g_vfio_lock);
+			return 0;	/* the kernel answers (nothing of QEMU's is mapped) */
+		}
+		r = pv_vfio_section_add(&g_vfio, fd, m->iova, m->size, m->vaddr,
+					m->flags & (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
+		if (g_debug)
+			fprintf(stderr, PVQ "QEMU's MAP_DMA [0x%llx, +0x%llx) -> %p withheld (%d)\n",
+				(unsigned long long)m->iova, (unsigned long long)m->size,
+				(void *)(uintptr_t)m->vaddr, r);
+	} else {
+		struct vfio_iommu_type1_dma_unmap *u = arg;
+		uint64_t iova = u->iova, size = u->size;
+
+		if (u->argsz < sizeof(*u) || (u->flags & ~VFIO_DMA_UNMAP_FLAG_ALL)) {
+			r = -EOPNOTSUPP;	/* dirty bitmaps: migration is not covered */
+		} else {
+			if (u->flags & VFIO_DMA_UNMAP_FLAG_ALL) {
+				iova = 0;
+				size = ~0ull;
+			}
+			r = pv_vfio_section_del(&g_vfio, fd, iova, size);
+		}
+		if (g_debug)
+			fprintf(stderr, PVQ "QEMU's UNMAP_DMA [0x%llx, +0x%llx) (%d)\n",
+				(unsigned long long)iova, (unsigned long long)size, r);
+	}
+	pthread_mutex_unlock(&g_vfio_lock);
+	errno = r < 0 ? -r : 0;
+	*ret = r ? -1 : 0;
+	return 1;
+}
+
+/*
+ * The library's one exported symbol: QEMU calls ioctl through its PLT, and
+ * this definition, preloaded, comes first. Everything but three VFIO
+ * requests goes straight to the system call (no libc wrapper adds anything
+ * to it); in a process that is not QEMU nothing is looked at.
+ */
+__attribute__((visibility("default"))) int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+	int ret;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (unlikely(__atomic_load_n(&g_vfio_ready, __ATOMIC_ACQUIRE)) &&
+	    (req == VFIO_SET_IOMMU || req == VFIO_IOMMU_MAP_DMA || req == VFIO_IOMMU_UNMAP_DMA) &&
+	    vfio_container_ioctl(fd, req, arg, &ret))
+		return ret;
+	return (int)sys_ioctl(fd, req, arg);
+}
+
+/* QOM, exported by QEMU: find the vfio-pci devices */
+static void *(*q_object_get_root)(void);
+static void *(*q_object_dynamic_cast)(void *, const char *);
+static int (*q_object_child_foreach_recursive)(void *, int (*)(void *, void *), void *);
+
+static int vfio_find_cb(void *obj, void *opaque)
+{
+	(void)opaque;
+	if (q_object_dynamic_cast(obj, "vfio-pci") && g_vfio_nas < VFIO_ASSIGNED_MAX)
+		g_vfio_as[g_vfio_nas++] = (const char *)obj + QEMU_PCIDEV_NAME_OFF +
+					  QEMU_PCIDEV_NAME_BEFORE_AS;
+	return 0;
+}
+
+/* under the BQL (machine reset): which devices are assigned */
+static void vfio_discover(void)
+{
+	struct as_ent *e;
+
+	if (!g_vfio_ready || !q_object_get_root || !q_object_dynamic_cast ||
+	    !q_object_child_foreach_recursive)
+		return;
+	pthread_mutex_lock(&g_vfio_lock);
+	g_vfio_nas = 0;
+	q_object_child_foreach_recursive(q_object_get_root(), vfio_find_cb, NULL);
+	for (int i = 0; i < g_vfio_nas; i++) {
+		uint32_t bdf = as_bdf(g_vfio_as[i], &e);
+
+		if (g_debug || bdf == AS_NOT_DEV)
+			fprintf(stderr, PVQ "assigned device (vfio-pci) %d: %s\n", i,
+				bdf == AS_NOT_DEV ? "its PCI identity does not validate: its DMA reaches nothing" :
+				"its IOMMU follows the guest's mappings");
+	}
+	pthread_mutex_unlock(&g_vfio_lock);
+}
+
+static int vfio_assigned(uint32_t bdf)
+{
+	struct as_ent *e;
+
+	for (int i = 0; i < __atomic_load_n(&g_vfio_nas, __ATOMIC_RELAXED); i++)
+		if (as_bdf(g_vfio_as[i], &e) == bdf)
+			return 1;
+	return 0;
+}
+
+/* the gate's list of this domain's assigned devices (pviommu_vfio_devs) */
+static void vfio_gate_add(uint32_t bdf)
+{
+	struct pviommu_vfio_devs v = {};
+	__u32 dom = __atomic_load_n(&g_dom, __ATOMIC_RELAXED);
+
+	if (g_vfio_devs_fd < 0)
+		return;
+	if (bpf_map_lookup_elem(g_vfio_devs_fd, &dom, &v))
+		memset(&v, 0, sizeof(v));
+	for (__u32 i = 0; i < v.nr && i < PVIOMMU_VFIO_MAX_DEVS; i++)
+		if (v.bdf[i] == bdf)
+			return;
+	if (v.nr >= PVIOMMU_VFIO_MAX_DEVS)
+		return;
+	v.bdf[v.nr++] = bdf;
+	if (bpf_map_update_elem(g_vfio_devs_fd, &dom, &v, BPF_ANY))
+		fprintf(stderr, PVQ "cannot name device 0x%x to the VFIO gate: %s (its IOMMU maps "
+			"will be refused where the gate runs)\n", bdf, strerror(errno));
+}
+
+/* the live record (domain, bdf, iova), read before an UNMAP removes it */
+static int vfio_record(uint32_t bdf, uint64_t iova, struct pviommu_mapping *rec)
+{
+	struct pviommu_map_key k = {
+		.domain = __atomic_load_n(&g_dom, __ATOMIC_RELAXED), .bdf = bdf, .iova = iova,
+	};
+
+	return g_rec_fd >= 0 && !bpf_map_lookup_elem(g_rec_fd, &k, rec) ? 0 : -ENOENT;
+}
+
+/*
+ * After a purge (REGISTER, UNREGISTER, DEV_DEL): the IOMMU again from the
+ * records, which are the authority: everything out, then each live record
+ * of an assigned device of this domain back in.
+ */
+static void vfio_resync(void)
+{
+	struct pviommu_map_key k, next, *prev = NULL;
+	struct pviommu_mapping rec;
+	__u32 dom = __atomic_load_n(&g_dom, __ATOMIC_RELAXED);
+	unsigned long n = 0;
+
+	pthread_mutex_lock(&g_vfio_lock);
+	pv_vfio_reset(&g_vfio);
+	while (g_rec_fd >= 0 && !bpf_map_get_next_key(g_rec_fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		if (k.domain != dom || !vfio_assigned(k.bdf) ||
+		    bpf_map_lookup_elem(g_rec_fd, &k, &rec))
+			continue;
+		if (pv_vfio_map(&g_vfio, rec.iova, rec.size, rec.perm))
+			g_vfio_refused++;	/* fails closed: the device cannot reach it */
+		n++;
+	}
+	pthread_mutex_unlock(&g_vfio_lock);
+	if (g_debug)
+		fprintf(stderr, PVQ "VFIO mirror rebuilt from %lu records (%u pages)\n", n,
+			g_vfio.live);
+}
+
+/*
+ * serve_op's part for an assigned device, after the records answered r:
+ * returns the guest's answer.
+ */
+static int vfio_follow(const uint64_t a[4], int r, const struct pviommu_mapping *rec)
+{
+	uint32_t op = PVIOMMU_HC_OP(a[0]), bdf = PVIOMMU_HC_BDF(a[0]);
+	int v;
+
+	if (r)
+		return r;
+	if (op == PVIOMMU_OP_MAP) {
+		pthread_mutex_lock(&g_vfio_lock);
+		v = pv_vfio_map(&g_vfio, a[1], a[2], PVIOMMU_HC_PERM(a[0]));
+		pthread_mutex_unlock(&g_vfio_lock);
+		if (!v)
+			return 0;
+		/* undone in the records too: the device reaches nothing of it */
+		hypercall(PVIOMMU_HC_HDR(PVIOMMU_HC_ABI(a[0]), PVIOMMU_OP_UNMAP,
+					 PVIOMMU_HC_PERM(a[0]), bdf), a[1], a[2], a[3]);
+		if (__atomic_fetch_add(&g_vfio_refused, 1, __ATOMIC_RELAXED) < 8)
+			fprintf(stderr, PVQ "assigned device 0x%x: MAP [0x%llx, +0x%llx) refused: the "
+				"host IOMMU cannot map it (%s)\n", bdf, (unsigned long long)a[1],
+				(unsigned long long)a[2], strerror(-v));
+		return v;
+	}
+	/* UNMAP: the IOMMU lets go of the pages before the guest hears back */
+	pthread_mutex_lock(&g_vfio_lock);
+	v = pv_vfio_unmap(&g_vfio, rec->iova, rec->size, rec->perm);
+	pthread_mutex_unlock(&g_vfio_lock);
+	if (v && __atomic_fetch_add(&g_vfio_unmap_errors, 1, __ATOMIC_RELAXED) < 8)
+		fprintf(stderr, PVQ "assigned device 0x%x: the host IOMMU kept [0x%llx, +0x%llx) "
+			"after the guest's UNMAP (%s)\n", bdf, (unsigned long long)rec->iova,
+			(unsigned long long)rec->size, strerror(-v));
+	return 0;
+}
+
+static void vfio_init(void)
+{
+	const struct pv_vfio_ops ops = { vfio_real_map, vfio_real_unmap, NULL };
+
+	q_object_get_root = dlsym(RTLD_DEFAULT, "object_get_root");
+	q_object_dynamic_cast = dlsym(RTLD_DEFAULT, "object_dynamic_cast");
+	q_object_child_foreach_recursive = dlsym(RTLD_DEFAULT, "object_child_foreach_recursive");
+	if (pv_vfio_init(&g_vfio, &ops, VFIO_MIRROR_PAGES)) {
+		fprintf(stderr, PVQ "no memory for the VFIO mirror\n");
+		exit(1);
+	}
+	g_rec_fd = pv_obj_get(NULL, PVIOMMU_MAP_MAPPINGS, 1);
+	g_vfio_devs_fd = pv_obj_get(NULL, PVIOMMU_MAP_VFIO_DEVS, 0);
+	__atomic_store_n(&g_vfio_ready, 1, __ATOMIC_RELEASE);
+}
+
 /* one operation from the guest kernel (a hypercall, or an entry of the shared page) */
 static unsigned long g_hc_seen, g_hc_user;
 static int serve_op(const uint64_t a[4], void *ctx)
 {
-	int r = hypercall(a[0], a[1], a[2], a[3]);
+	uint32_t op = PVIOMMU_HC_OP(a[0]), bdf = PVIOMMU_HC_BDF(a[0]);
+	int assigned = g_vfio_nas && vfio_assigned(bdf), r;
+	struct pviommu_mapping rec;
 
+	/* an UNMAP's record is read first: the IOMMU lets go of what it granted */
+	if (assigned && op == PVIOMMU_OP_UNMAP && vfio_record(bdf, a[1], &rec))
+		assigned = 0;	/* no such record: the records refuse it anyway */
+	r = hypercall(a[0], a[1], a[2], a[3]);
 	(void)ctx;
 	__atomic_fetch_add(&g_hc_seen, 1, __ATOMIC_RELAXED);
-	if (!r && PVIOMMU_HC_OP(a[0]) == PVIOMMU_OP_UNMAP)
-		inf_check_unmap(PVIOMMU_HC_BDF(a[0]), a[1], a[2]);
+	if (assigned && (op == PVIOMMU_OP_MAP || op == PVIOMMU_OP_UNMAP))
+		r = vfio_follow(a, r, &rec);
+	else if (!r && assigned && op == PVIOMMU_OP_DEV_ADD)
+		vfio_gate_add(bdf);
+	else if (!r && g_vfio_nas && (op == PVIOMMU_OP_DEV_DEL || op == PVIOMMU_OP_REGISTER ||
+				      op == PVIOMMU_OP_UNREGISTER))
+		vfio_resync();
+	if (!r && op == PVIOMMU_OP_UNMAP)
+		inf_check_unmap(bdf, a[1], a[2]);
 	if (g_debug)
 		fprintf(stderr, PVQ "%s %s bdf 0x%x iova 0x%llx size 0x%llx -> %d\n",
 			ctx ? "page" : "hypercall", pv_op_str(PVIOMMU_HC_OP(a[0])),
@@ -1018,6 +1360,16 @@ static void h_qemu_system_reset(int reason)
 {
 	/* no purge, no VM: what is left must not stay allowed (exits) */
 	reserve_domain();
+	if (g_vfio_ready) {	/* the records are gone: so are the IOMMU's pages */
+		__u32 dom = __atomic_load_n(&g_dom, __ATOMIC_RELAXED);
+
+		pthread_mutex_lock(&g_vfio_lock);
+		pv_vfio_reset(&g_vfio);
+		pthread_mutex_unlock(&g_vfio_lock);
+		if (g_vfio_devs_fd >= 0)
+			bpf_map_delete_elem(g_vfio_devs_fd, &dom);
+		vfio_discover();
+	}
 	pthread_mutex_lock(&g_chan_lock);	/* the new guest attaches its own */
 	chan_unmap_locked();
 	pthread_mutex_unlock(&g_chan_lock);
@@ -1204,6 +1556,7 @@ __attribute__((constructor)) static void pvq_init(void)
 	}
 	reserve_domain();
 	pthread_atfork(NULL, NULL, after_fork_child);
+	vfio_init();
 	/* the shared page needs both address spaces (exported by Debian's 7.2) */
 	g_as_mem = dlsym(RTLD_DEFAULT, "address_space_memory");
 	if (g_as_mem)
