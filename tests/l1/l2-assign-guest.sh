@@ -3,7 +3,8 @@
 # of L1 with L1's edu assigned through -device vfio-pci,...,addr=06.0, no vIOMMU, no pviommu).
 # The protocol of tests/vm/attacks-guest.sh: MARK ready -> "go" from L1 -> insmod pvattack.ko
 # edu=<pviommu.edu=> -> VALUE info + MARK armed; then "run S" (VALUE result-S, MARK done-S) until
-# "end".
+# "end"; "unload" removes the modules (MARK unloaded). With pviommu.protect=1 pviommu.ko protects
+# edu first.
 # shellcheck source=tests/vm/guest/pviommu-vm.sh
 . /lib/pviommu-vm.sh
 A=/sys/kernel/debug/pvattack
@@ -17,6 +18,14 @@ value l2_edu "$EDU $(cat "$D/vendor" "$D/device" 2>/dev/null | tr '\n' ' ')iommu
 mark ready
 cmd=$(wait_host)
 [ "$cmd" = go ] || fail "expected 'go' from L1, got '$cmd'"
+# protected run (pviommu.protect=1): L2's QEMU runs under 'pviommuctl run'; pviommu.ko protects
+# edu through the shared page (kvm transport), whose every MAP/UNMAP the library in L1's QEMU
+# mirrors into the VFIO container before answering
+if [ "$(karg protect)" = 1 ]; then
+	check l2-insmod-pviommu insmod /test/pviommu.ko devices="$(karg devices || echo "$EDU")" transport=kvm channel=page ||
+		fail "insmod pviommu.ko: $(dmesg | grep pviommu | tail -n 3)"
+	check l2-page-acknowledged sh -c "dmesg | grep -q 'transport shared page.*acknowledged by the host'"
+fi
 check l2-insmod-pvattack insmod /test/pvattack.ko edu="$EDU" ||
 	fail "insmod pvattack.ko: $(dmesg | grep pvattack | tail -n 2)"
 value info "$(cat $A/info)"
@@ -28,6 +37,13 @@ while cmd=$(wait_host); do
 		echo "$s" >$A/run
 		value "result-$s" "$(cat $A/result)"
 		mark "done-$s" ;;
+	unload)	# the drivers go: every mapping is unmapped by the guest
+		check l2-rmmod-pvattack rmmod pvattack
+		[ "$(karg protect)" = 1 ] && {
+			value l2-pviommu-stats "$(grep -E '^(channel|page_kicks|hypercalls|failures|maps|unmaps) ' /sys/kernel/debug/pviommu/stats 2>/dev/null | tr '\n' ' ')"
+			check l2-rmmod-pviommu rmmod pviommu
+		}
+		mark unloaded ;;
 	end) break ;;
 	*) echo "l2-assign-guest: unknown command '$cmd'" ;;
 	esac
