@@ -310,7 +310,8 @@ static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
 {
 	__u32 why = err == -PV_EBUSY ? PVIOMMU_FAIL_LOCK :
 		    err == -PV_ENOSPC ? PVIOMMU_FAIL_NOSPACE :
-		    err == -PV_ENODEV ? PVIOMMU_FAIL_UNREG : PVIOMMU_FAIL_INDEX;
+		    err == -PV_ENODEV ? PVIOMMU_FAIL_UNREG :
+		    err == -PV_EPROTO ? PVIOMMU_FAIL_PROTO : PVIOMMU_FAIL_INDEX;
 
 	switch (op) {
 	case PVIOMMU_OP_UNMAP:

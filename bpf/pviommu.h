@@ -206,10 +206,10 @@ struct pviommu_chan {
  *                devices pass.
  *   FAILED       (a bit on top of the above) a DEV_ADD, DEV_DEL, UNMAP,
  *                REGISTER or UNREGISTER could not be carried out (no room,
- *                writer lock lost, index inconsistent), or a call came
- *                before REGISTER into a reserved domain: every transfer of
- *                every device of the domain is denied with a
- *                PVIOMMU_EV_FAILED event (verdict "failed").
+ *                writer lock lost, index inconsistent, another ABI
+ *                version), or a call came before REGISTER into a reserved
+ *                domain: every transfer of every device of the domain is
+ *                denied with a PVIOMMU_EV_FAILED event (verdict "failed").
  *   REGISTER     -> REGISTERED, starting from nothing (FAILED cleared: the
  *                guest's new instance owns an empty, exact policy)
  *   UNREGISTER   -> RESERVED (nothing protected, guest module gone)
@@ -236,6 +236,7 @@ enum pviommu_fail {
 	PVIOMMU_FAIL_LOCK	= 2,	/* the writer lock was not obtained */
 	PVIOMMU_FAIL_UNREG	= 3,	/* a call before REGISTER (reserved) */
 	PVIOMMU_FAIL_INDEX	= 4,	/* the index disagreed with a record */
+	PVIOMMU_FAIL_PROTO	= 5,	/* the call had another ABI version */
 	PVIOMMU_FAIL_MAX,
 };
 

@@ -660,6 +660,21 @@ static void t_fail_closed(void)
 	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "re-add B");
 	ASSERT_EQ(chk(DEV_A, 0x81000, 1, R), PV_DENY_UNMAPPED, "nothing carried over");
 
+	/* an UNMAP with another ABI version: A denied, the event names the ABI */
+	ASSERT_OK(map(DEV_A, 0x82000, 0x100, R), "A mapped");
+	drain_events(&I);
+	ASSERT_EQ(pv_hypercall_raw(I.hc, PVIOMMU_KVM_HC_NR,
+				   PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION + 1, PVIOMMU_OP_UNMAP, 0,
+						  DEV_A), 0x82000, 0x100, 0),
+		  -EPROTO, "unmap with another ABI version");
+	ASSERT_EQ(drain_events(&I), 2, "two events");
+	ASSERT_EQ(last_ev.type, PVIOMMU_EV_FAILED, "a failed-closed event");
+	ASSERT_EQ(last_ev.perm, PVIOMMU_FAIL_PROTO, "saying why: the ABI, not the index");
+	ASSERT_EQ(chk(DEV_A, 0x82000, 1, R), PV_DENY_FAILED, "A denied");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "re-add A");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "re-add B");
+
 	/* RESERVE: the caller's host tgid; capacity taken, or refused */
 	{
 		__u32 fake = 0x3ffff0, k;
