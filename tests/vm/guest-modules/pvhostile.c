@@ -22,9 +22,16 @@
  *             fake device; 2^44 bytes, the whole 2^64 space, ranges that
  *             wrap past 2^64, zero size; the last page below 2^64
  *   smallmap  4 KiB MAPs and 64-byte sub-page MAPs, alternately, until the
- *             host refuses, then 'small_after' more (at most 'small_max')
+ *             host has refused 'small_after' + 1 of them (at most
+ *             'small_max', more than the host's record table holds), then
+ *             'hold_ms' of badabi calls with all of them in place
  *   unmap     UNMAP of every small MAP the host granted, then a second
  *             UNMAP of the first 64 of them
+ *   fill      MAPs of halving sizes, from all of guest RAM down to a page,
+ *             each size for as long as the host grants it ('fill_max'
+ *             calls at most): as much of the shared index as the host
+ *             lets this guest have; then 'hold_ms' of badabi calls
+ *   (the badabi calls while a phase holds what it got count as "hold")
  *   devadd    a flood of 'flood' DEV_ADDs of further fake devices
  *   regloop   'loops' times REGISTER, DEV_ADD, MAP, UNREGISTER, UNREGISTER
  *             again, MAP after it
@@ -48,6 +55,7 @@
  */
 #include <linux/module.h>
 #include <linux/debugfs.h>
+#include <linux/jiffies.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
@@ -66,17 +74,26 @@ static unsigned int flood = 64;
 module_param(flood, uint, 0444);
 MODULE_PARM_DESC(flood, "DEV_ADDs of the device flood per round (default 64)");
 
-static unsigned int small_max = 4096;
+/* more than the host's record table holds (2^17 by default): a quota stops them */
+static unsigned int small_max = 1 << 18;
 module_param(small_max, uint, 0444);
-MODULE_PARM_DESC(small_max, "small MAPs per round at most (default 4096)");
+MODULE_PARM_DESC(small_max, "small MAPs per round at most (default 262144)");
 
 static unsigned int small_after = 16;
 module_param(small_after, uint, 0444);
-MODULE_PARM_DESC(small_after, "small MAPs after the first refusal (default 16)");
+MODULE_PARM_DESC(small_after, "refused small MAPs after the first before the phase ends (default 16)");
 
 static unsigned int loops = 20;
 module_param(loops, uint, 0444);
 MODULE_PARM_DESC(loops, "REGISTER/UNREGISTER iterations per round (default 20)");
+
+static unsigned int fill_max = 64;
+module_param(fill_max, uint, 0444);
+MODULE_PARM_DESC(fill_max, "MAPs of the fill per round at most (default 64)");
+
+static unsigned int hold_ms = 300;
+module_param(hold_ms, uint, 0444);
+MODULE_PARM_DESC(hold_ms, "ms of badabi calls while smallmap's and fill's MAPs are in place (default 300)");
 
 static unsigned int garbage = 64;
 module_param(garbage, uint, 0444);
@@ -84,12 +101,12 @@ MODULE_PARM_DESC(garbage, "calls with random registers per round, of each kind (
 
 enum phase {
 	PH_SETUP, PH_CROSS, PH_BADABI, PH_BIGMAP, PH_SMALLMAP, PH_UNMAP,
-	PH_DEVADD, PH_REGLOOP, PH_GARBAGE, PH_FINAL, PH_MAX,
+	PH_FILL, PH_HOLD, PH_DEVADD, PH_REGLOOP, PH_GARBAGE, PH_FINAL, PH_MAX,
 };
 
 static const char * const phase_name[PH_MAX] = {
-	"setup", "cross", "badabi", "bigmap", "smallmap", "unmap", "devadd",
-	"regloop", "garbage", "final",
+	"setup", "cross", "badabi", "bigmap", "smallmap", "unmap", "fill", "hold",
+	"devadd", "regloop", "garbage", "final",
 };
 
 /* what the host may answer */
@@ -203,7 +220,7 @@ static void ph_cross(void)
 	}
 }
 
-static void ph_badabi(void)
+static void badabi(enum phase ph)
 {
 	static const u32 bad_ops[] = { 0, PVIOMMU_OP_MAX, 8, 0x3f, 0x80, 0xff };
 	static const u32 bad_abis[] = { 0, PVIOMMU_ABI_VERSION + 1, 0x7fff, 0xffff };
@@ -215,31 +232,36 @@ static void ph_badabi(void)
 	unsigned int i, j;
 
 	for (i = 0; i < ARRAY_SIZE(bad_ops); i++)
-		op(PH_BADABI, EXP_REFUSE, bad_ops[i], PVIOMMU_PERM_RW, d, 0x100000, 4096);
+		op(ph, EXP_REFUSE, bad_ops[i], PVIOMMU_PERM_RW, d, 0x100000, 4096);
 	for (i = 0; i < ARRAY_SIZE(bad_abis); i++)
 		for (j = 0; j < ARRAY_SIZE(abi_ops); j++)
-			hc(PH_BADABI, EXP_REFUSE,
+			hc(ph, EXP_REFUSE,
 			   PVIOMMU_HC_HDR(bad_abis[i], abi_ops[j], PVIOMMU_PERM_RW, d),
 			   0x100000, 4096, 0);
 	for (i = 0; i < ARRAY_SIZE(bad_perms); i++)
-		op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_MAP, bad_perms[i], d, 0x200000, 4096);
-	op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, d, 0x200000, 0);
-	op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, d, 0x200000, 0);
+		op(ph, EXP_REFUSE, PVIOMMU_OP_MAP, bad_perms[i], d, 0x200000, 4096);
+	op(ph, EXP_REFUSE, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, d, 0x200000, 0);
+	op(ph, EXP_REFUSE, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, d, 0x200000, 0);
 	/* devices never added */
-	op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, fake(1000), 0x200000, 4096);
-	op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_DEV_DEL, 0, fake(1001), 0, 0);
+	op(ph, EXP_REFUSE, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, fake(1000), 0x200000, 4096);
+	op(ph, EXP_REFUSE, PVIOMMU_OP_DEV_DEL, 0, fake(1001), 0, 0);
 	/* UNMAP of what was never mapped (the pages of the MAPs below excepted) */
 	for (i = 0; i < 8; i++)
-		op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_UNMAP, 0, d, 0x8000000 + rnd_page(), 4096);
+		op(ph, EXP_REFUSE, PVIOMMU_OP_UNMAP, 0, d, 0x8000000 + rnd_page(), 4096);
 	/* a real record, then UNMAPs of it with the wrong size or perm */
-	if (!op(PH_BADABI, EXP_ANY, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, d, w, 4096)) {
-		op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_UNMAP, 0, d, w, 8192);
-		op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_UNMAP, 0, d, w, 4095);
-		op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_READ, d, w, 4096);
-		op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_UNMAP, 0, d, w + 1, 4095);
-		op(PH_BADABI, EXP_ANY, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, d, w, 4096);
-		op(PH_BADABI, EXP_REFUSE, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, d, w, 4096);
+	if (!op(ph, EXP_ANY, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, d, w, 4096)) {
+		op(ph, EXP_REFUSE, PVIOMMU_OP_UNMAP, 0, d, w, 8192);
+		op(ph, EXP_REFUSE, PVIOMMU_OP_UNMAP, 0, d, w, 4095);
+		op(ph, EXP_REFUSE, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_READ, d, w, 4096);
+		op(ph, EXP_REFUSE, PVIOMMU_OP_UNMAP, 0, d, w + 1, 4095);
+		op(ph, EXP_ANY, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, d, w, 4096);
+		op(ph, EXP_REFUSE, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, d, w, 4096);
 	}
+}
+
+static void ph_badabi(void)
+{
+	badabi(PH_BADABI);
 }
 
 static void ph_bigmap(void)
@@ -280,12 +302,11 @@ static unsigned int nr_granted;
 static void ph_smallmap(void)
 {
 	u32 d = fake(devs > 1 ? 1 : 0);
-	unsigned int i, after = 0, k;
+	unsigned int i, refused = 0, k;
 	struct small m;
-	bool refused = false;
 
 	nr_granted = 0;
-	for (i = 0; i < small_max && (!refused || after < small_after); i++) {
+	for (i = 0; i < small_max && refused <= small_after; i++) {
 		k = i / 2;
 		if (i & 1)	/* 64 sub-page buffers per page */
 			m = (struct small){ 0x20000000 + (u64)(k / 64) * 4096 + (k % 64) * 64,
@@ -294,11 +315,9 @@ static void ph_smallmap(void)
 			m = (struct small){ 0x10000000 + (u64)k * 4096, 4096,
 					    PVIOMMU_PERM_READ };
 		if (op(PH_SMALLMAP, EXP_ANY, PVIOMMU_OP_MAP, m.perm, d, m.iova, m.size))
-			refused = true;
+			refused++;
 		else if (granted)
 			granted[nr_granted++] = m;
-		if (refused)
-			after++;
 	}
 }
 
@@ -314,6 +333,30 @@ static void ph_unmap(void)
 		op(PH_UNMAP, EXP_REFUSE, PVIOMMU_OP_UNMAP, granted[i].perm, d, granted[i].iova,
 		   granted[i].size);
 	nr_granted = 0;
+}
+
+static void ph_fill(void)
+{
+	u64 size = ((u64)totalram_pages() << PAGE_SHIFT) & ~0xfffull;
+	u64 iova = 1ull << 36;	/* far above RAM: no other phase maps there */
+	u32 d = fake(devs > 2 ? 2 : 0);
+	unsigned int i;
+
+	for (i = 0; i < fill_max && size >= 4096; i++) {
+		if (op(PH_FILL, EXP_ANY, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, d, iova, size))
+			size = (size / 2) & ~0xfffull;
+		else
+			iova += size;
+	}
+}
+
+/* badabi calls for hold_ms: what the phase before got stays in place */
+static void ph_hold(void)
+{
+	unsigned long end = jiffies + msecs_to_jiffies(hold_ms);
+
+	while (hold_ms && time_before(jiffies, end))
+		badabi(PH_HOLD);
 }
 
 static void ph_devadd(void)
@@ -369,16 +412,21 @@ static void ph_final(void)
 }
 
 static void (* const phase_fn[PH_MAX])(void) = {
-	ph_setup, ph_cross, ph_badabi, ph_bigmap, ph_smallmap, ph_unmap, ph_devadd,
-	ph_regloop, ph_garbage, ph_final,
+	ph_setup, ph_cross, ph_badabi, ph_bigmap, ph_smallmap, ph_unmap, ph_fill,
+	ph_hold, ph_devadd, ph_regloop, ph_garbage, ph_final,
 };
 
 static void round_run(void)
 {
 	unsigned int i;
 
-	for (i = 0; i < PH_MAX; i++)
+	for (i = 0; i < PH_MAX; i++) {
+		if (i == PH_HOLD)
+			continue;
 		phase_fn[i]();
+		if (i == PH_SMALLMAP || i == PH_FILL)
+			ph_hold();
+	}
 	rounds++;
 }
 
@@ -540,8 +588,8 @@ static int __init pvhostile_init(void)
 	debugfs_create_file("total", 0444, dir, NULL, &total_fops);
 	debugfs_create_file("stats", 0444, dir, NULL, &stats_fops);
 	debugfs_create_file("reset", 0200, dir, NULL, &reset_fops);
-	pr_info("pvhostile: ready (devs=%u flood=%u small_max=%u loops=%u garbage=%u)\n",
-		devs, flood, small_max, loops, garbage);
+	pr_info("pvhostile: ready (devs=%u flood=%u small_max=%u fill_max=%u hold_ms=%u loops=%u garbage=%u)\n",
+		devs, flood, small_max, fill_max, hold_ms, loops, garbage);
 	return 0;
 }
 
