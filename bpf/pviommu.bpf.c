@@ -53,6 +53,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_as_cache SEC(".maps");
 
+/* the event budget of each domain's calls (pviommu.h, PVIOMMU_EV_BUDGET) */
+struct ev_rate {
+	__u64	window;		/* bpf_ktime_get_ns() >> 30 */
+	__u32	n;		/* events of the window */
+	__u32	limited;	/* of them, not sent */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
+	__type(key, __u32);
+	__type(value, struct ev_rate);
+} pviommu_ev_rate SEC(".maps");
+
 /* ---- pviommu_range.h's record table: pviommu_mappings ------------------- */
 static __always_inline struct pviommu_mapping *
 pv_rec_find(struct pv_env *e, const struct pviommu_map_key *k)
@@ -216,6 +230,51 @@ static __always_inline int pv_purge_yield(void)
 	return lock_index(c);
 }
 
+static const struct ev_rate ev_rate_new;
+
+/*
+ * 1 when an event of domain dom's calls may go out. A new window first
+ * reports what the last one held back. Unlocked: a domain's vCPUs race on
+ * the counts, which only makes the limit approximate. A subprogram: the
+ * hypercall programs' frames stay within 512 bytes.
+ */
+static __noinline int ev_budget(__u32 dom, __u32 plane)
+{
+	__u64 w = bpf_ktime_get_ns() >> 30;
+	struct ev_rate *r;
+	__u32 held;
+
+	r = bpf_map_lookup_elem(&pviommu_ev_rate, &dom);
+	if (!r) {
+		bpf_map_update_elem(&pviommu_ev_rate, &dom, &ev_rate_new, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&pviommu_ev_rate, &dom);
+		if (!r)
+			return 1;
+	}
+	if (r->window != w) {
+		r->window = w;
+		r->n = 0;
+		held = __sync_lock_test_and_set(&r->limited, 0);
+		if (held)
+			emit(PVIOMMU_EV_LIMITED, dom, 0, 0, held, 0, 0, 0,
+			     PVIOMMU_ACT_NONE, (__u16)plane);
+	}
+	if (__sync_fetch_and_add(&r->n, 1) < PVIOMMU_EV_BUDGET)
+		return 1;
+	__sync_fetch_and_add(&r->limited, 1);
+	return 0;
+}
+
+/* an event of a guest's call: within its domain's budget */
+static __always_inline void emit_hc(__u32 type, __u32 dom, __u32 bdf,
+				    __u64 addr, __u64 len, __u32 perm,
+				    __u32 op, int err, __u16 action,
+				    __u16 plane)
+{
+	if (ev_budget(dom, plane))
+		emit(type, dom, bdf, addr, len, perm, op, err, action, plane);
+}
+
 struct purge_rec_ctx {
 	__u32	dom;
 	__u32	bdf;
@@ -297,8 +356,8 @@ static __always_inline void fail_closed(struct pv_env *e, __u32 dom, __u32 bdf,
 	if (d)
 		__sync_fetch_and_or(&d->flags, PVIOMMU_DOM_FAILED);
 	stat_inc(PVIOMMU_ST_FAILED);
-	emit(PVIOMMU_EV_FAILED, dom, bdf, 0, 0, why, op, err,
-	     PVIOMMU_ACT_DENIED, plane);
+	emit_hc(PVIOMMU_EV_FAILED, dom, bdf, 0, 0, why, op, err,
+		PVIOMMU_ACT_DENIED, plane);
 }
 
 /*
@@ -414,7 +473,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 	if (op == PVIOMMU_OP_REGISTER) {
 		err = hc_register(c, dom, PVIOMMU_HC_ABI(a0));
 		if (!err)
-			emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0, plane);
+			emit_hc(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0,
+				plane);
 		goto out;
 	}
 	if (lock_domain(dom)) {
@@ -482,9 +542,9 @@ out_domain:
 out:
 	if (err) {
 		stat_inc(PVIOMMU_ST_HC_ERR);
-		emit(err == -PV_ENOSPC ? PVIOMMU_EV_TABLE_FULL :
-					 PVIOMMU_EV_HC_ERROR,
-		     dom, bdf, a1, a2, perm, op, err, PVIOMMU_ACT_NONE, plane);
+		emit_hc(err == -PV_ENOSPC ? PVIOMMU_EV_TABLE_FULL :
+					    PVIOMMU_EV_HC_ERROR,
+			dom, bdf, a1, a2, perm, op, err, PVIOMMU_ACT_NONE, plane);
 		refused(&e, dom, op, bdf, err, plane);
 	}
 	return err;

@@ -452,7 +452,20 @@ enum pviommu_event_type {
 	PVIOMMU_EV_FAILED	= 5,	/* domain or device failed closed:
 					 * op = the call, err = its error,
 					 * perm = enum pviommu_fail */
+	PVIOMMU_EV_LIMITED	= 6,	/* len = events of this domain's
+					 * calls not sent in its last window
+					 * (over PVIOMMU_EV_BUDGET) */
 };
+
+/*
+ * The events of a guest's hypercalls (refused calls, failed closed,
+ * registered) are limited per domain: PVIOMMU_EV_BUDGET a window of 2^30
+ * ns; the rest are counted and reported by one PVIOMMU_EV_LIMITED event,
+ * sent with the domain's next event after the window. A guest looping on
+ * refused calls cannot fill the ring buffer that every VM's events share.
+ * (Violations of the in-process plane are limited where they are found.)
+ */
+#define PVIOMMU_EV_BUDGET	256
 
 enum pviommu_action {
 	PVIOMMU_ACT_NONE	= 0,

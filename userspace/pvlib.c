@@ -106,6 +106,7 @@ const char *pv_event_type_str(__u32 t)
 	case PVIOMMU_EV_TABLE_FULL: return "table-full";
 	case PVIOMMU_EV_DOMAIN: return "domain";
 	case PVIOMMU_EV_FAILED: return "failed-closed";
+	case PVIOMMU_EV_LIMITED: return "events-limited";
 	default: return "?";
 	}
 }

@@ -1179,6 +1179,58 @@ static void t_quota(void)
 	waitpid(h.pid, NULL, 0);
 }
 
+/*
+ * The events of a guest's calls are limited per domain (PVIOMMU_EV_BUDGET a
+ * window): one looping on refused calls cannot fill the ring buffer, and
+ * what it held back is reported by one events-limited event.
+ */
+static int ev_of;	/* count the events of this domain only */
+static int ev_n, ev_lim_n;
+static __u64 ev_lim;
+static int ev_dom_cb(void *ctx, void *data, size_t len)
+{
+	const struct pviommu_event *e = data;
+
+	if ((int)e->domain != ev_of)
+		return 0;
+	if (e->type == PVIOMMU_EV_LIMITED) {
+		ev_lim_n++;
+		ev_lim += e->len;
+	} else {
+		ev_n++;
+	}
+	return 0;
+}
+
+static void t_event_budget(void)
+{
+	struct ring_buffer *rb;
+	int st = 0, n = 4 * PVIOMMU_EV_BUDGET;
+	pid_t flood;
+
+	drain_events(&I);
+	flood = fork();
+	if (flood == 0) {
+		for (int i = 0; i < n; i++)
+			hc(&I, 0x3f, 0, 0, 0, 0);	/* refused: unknown op */
+		usleep(1200 * 1000);	/* the next window */
+		hc(&I, 0x3f, 0, 0, 0, 0);
+		_exit(0);
+	}
+	waitpid(flood, &st, 0);
+	rb = ring_buffer__new(bpf_map__fd(I.skel->maps.pviommu_events), ev_dom_cb, NULL, NULL);
+	ev_of = flood;
+	ring_buffer__consume(rb);
+	ring_buffer__free(rb);
+	ASSERT_TRUE(ev_n <= 2 * PVIOMMU_EV_BUDGET + 1, "at most its budget sent (one window, or two)");
+	ASSERT_TRUE(ev_lim_n >= 1, "what it held back is reported");
+	ASSERT_EQ(ev_n + ev_lim, n + 1, "sent and held back: every refused call");
+	ASSERT_OK(map(DEV_A, 0x1000, 0, R) == -EINVAL ? 0 : 1, "another domain's refused call");
+	ASSERT_EQ(drain_events(&I), 1, "is reported");
+	printf("  %d refused calls of one domain: %d events, %llu held back in %d events-limited\n",
+	       n + 1, ev_n, (unsigned long long)ev_lim, ev_lim_n);
+}
+
 int main(int argc, char **argv)
 {
 	int err;
@@ -1217,6 +1269,7 @@ int main(int argc, char **argv)
 	SUBTEST("purge_chunks", t_purge_chunks());
 	SUBTEST("fuzz", t_fuzz(3000));
 	SUBTEST("quota", t_quota());
+	SUBTEST("event_budget", t_event_budget());
 	SUBTEST("unregister", ({
 		ASSERT_OK(hc(&I, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0), "unregister");
 		ASSERT_EQ(pv_device_protected(&I.env, self, DEV_B), 0, "devices gone");

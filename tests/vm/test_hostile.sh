@@ -18,8 +18,9 @@
 #                  counters are printed next to each VM2 step).
 # Asserts: VM2: every attack blocked and named by its violation event, legit ok, downloads
 # intact, no refused hypercall (guest and host side), no violation but the attacks', its
-# domain registered and not failed closed. VM1: refusals > 0, as many counted by the host,
-# every call acknowledged, no malformed call accepted; its final state is printed (it ends failed closed by design: the
+# domain registered and not failed closed, its events never limited. VM1: refusals > 0, as
+# many counted by the host, every call acknowledged, no malformed call accepted, the events
+# of its calls limited; its final state is printed (it ends failed closed by design: the
 # last phase of a round is a wrong-ABI UNMAP). Host: no lost event, no failed-closed event
 # claiming an inconsistent index, status works, nothing of either domain left in the index
 # after both VMs exit.
@@ -294,9 +295,23 @@ assert "vm2-no-violation-but-the-attacks' ($(atk_violations) violations${others:
 err1=$(stat_of hypercall_errors)
 assert "host-counted-every-refusal-vm1-got ($((err1 - err0)) refused calls, the guest counted $refused)" \
 	[ $((err1 - err0)) = "$refused" ]
+# the events of VM1's calls: within its budget (pviommu.h, PVIOMMU_EV_BUDGET), the rest counted
 v1err=$(($(evn "$P1" hypercall-error) + $(evn "$P1" table-full)))
 v1fail=$(evn "$P1" failed-closed)
-assert "host-events-name-vm1's-refusals ($v1err refused-call events, $v1fail failed-closed)" [ "$v1err" -gt 0 ]
+held() {	# held PID: "events-limited events, events they say were held back"
+	python3 -c 'import json,sys
+n=h=0
+for l in open(sys.argv[1]):
+    try: e=json.loads(l)
+    except ValueError: continue
+    if e.get("pid") == int(sys.argv[2]) and e["type"] == "events-limited": n += 1; h += e["len"]
+print(n, h)' "$ATK_EV" "$1"
+}
+read -r lim1 held1 <<<"$(held "$P1")"
+read -r lim2 _ <<<"$(held "$P2")"
+[ "$v1err" -gt 0 ] && [ "$lim1" -gt 0 ]
+okif $? "host-events-of-vm1-limited ($v1err refused-call and $v1fail failed-closed events sent, $held1 held back in $lim1 events-limited)"
+assert "vm2-events-never-limited ($lim2)" [ "$lim2" = 0 ]
 # the hostile calls never leave the index disagreeing with a record (a wrong ABI version is
 # named as such)
 incons=$(grep '"type":"failed-closed"' "$ATK_EV" | grep -c '"reason":"index-inconsistent"')
