@@ -137,6 +137,12 @@ static __always_inline int active(struct pviommu_ctl *c)
  * stripe: they then wait for each other, nothing else); an array, so a
  * lock word never moves nor goes away; pinned, so every generation of a
  * reload takes the same ones. Order: domain lock, then writer lock.
+ * A purge holds its domain lock from start to end, so a waiter on it (the
+ * domain's own calls, or another domain's on the same stripe) has to
+ * outlast a whole purge, not one chunk: it tries DLOCK_MARGIN times the
+ * purge's walk of the tables this load made (every record bucket, every
+ * index slot twice; about a try a slot), in rounds of LOCK_TRIES: 3 rounds
+ * at the default sizes, 33 at 2^22 slots.
  */
 #define PV_DLOCKS	1024u
 
@@ -163,20 +169,29 @@ static long lock_try_cb(__u32 i, void *data)
 	return 1;
 }
 
-/* a bounded spin on *w (0 = free): 0, or -EBUSY */
-static __always_inline int spin_word(__u32 *w)
+static long lock_round_cb(__u32 i, void *data)
+{
+	struct spin_ctx *x = data;
+
+	bpf_loop(LOCK_TRIES, lock_try_cb, x, 0);
+	return x->got;
+}
+
+/* a bounded spin on *w (0 = free), rounds of LOCK_TRIES: 0, or -EBUSY */
+static __always_inline int spin_word(__u32 *w, __u32 rounds)
 {
 	struct spin_ctx x = { .w = w };
 
 	if (__sync_val_compare_and_swap(w, 0, 1) == 0)
 		return 0;
-	bpf_loop(LOCK_TRIES, lock_try_cb, &x, 0);
+	bpf_loop(rounds, lock_round_cb, &x, 0);
 	return x.got ? 0 : -PV_EBUSY;
 }
 
+/* a writer lock holder keeps it for one call or one chunk of a purge */
 static __always_inline int lock_index(struct pviommu_ctl *c)
 {
-	if (!spin_word(&c->lock))
+	if (!spin_word(&c->lock, 1))
 		return 0;
 	__sync_fetch_and_add(&c->lock_busy, 1);
 	return -PV_EBUSY;
@@ -194,6 +209,17 @@ static __always_inline __u32 *dlock_word(__u32 dom)
 	return bpf_map_lookup_elem(&pviommu_dlocks, &k);
 }
 
+#define DLOCK_MARGIN	4
+
+/* rounds of LOCK_TRIES that outlast a purge DLOCK_MARGIN times */
+static __always_inline __u32 dlock_rounds(void)
+{
+	__u64 walk = 2 * ((__u64)index_mask + 1) +
+		     ((struct bpf_map *)&pviommu_mappings)->max_entries;
+
+	return (__u32)((walk * DLOCK_MARGIN + LOCK_TRIES - 1) / LOCK_TRIES);
+}
+
 /* the domain lock of dom: 0, or -EBUSY (its word is 0 only while free) */
 static __always_inline int lock_domain(__u32 dom)
 {
@@ -202,7 +228,7 @@ static __always_inline int lock_domain(__u32 dom)
 
 	if (!w)
 		return -PV_EBUSY;
-	if (!spin_word(w))
+	if (!spin_word(w, dlock_rounds()))
 		return 0;
 	c = ctl_get();
 	if (c)
