@@ -53,6 +53,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_as_cache SEC(".maps");
 
+/* the event budget of each domain's calls (pviommu.h, PVIOMMU_EV_BUDGET) */
+struct ev_rate {
+	__u64	window;		/* bpf_ktime_get_ns() >> 30 */
+	__u32	n;		/* events of the window */
+	__u32	limited;	/* of them, not sent */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PVIOMMU_MAX_DOMAINS);
+	__type(key, __u32);
+	__type(value, struct ev_rate);
+} pviommu_ev_rate SEC(".maps");
+
 /* ---- pviommu_range.h's record table: pviommu_mappings ------------------- */
 static __always_inline struct pviommu_mapping *
 pv_rec_find(struct pv_env *e, const struct pviommu_map_key *k)
@@ -123,6 +137,12 @@ static __always_inline int active(struct pviommu_ctl *c)
  * stripe: they then wait for each other, nothing else); an array, so a
  * lock word never moves nor goes away; pinned, so every generation of a
  * reload takes the same ones. Order: domain lock, then writer lock.
+ * A purge holds its domain lock from start to end, so a waiter on it (the
+ * domain's own calls, or another domain's on the same stripe) has to
+ * outlast a whole purge, not one chunk: it tries DLOCK_MARGIN times the
+ * purge's walk of the tables this load made (every record bucket, every
+ * index slot twice; about a try a slot), in rounds of LOCK_TRIES: 3 rounds
+ * at the default sizes, 33 at 2^22 slots.
  */
 #define PV_DLOCKS	1024u
 
@@ -149,20 +169,29 @@ static long lock_try_cb(__u32 i, void *data)
 	return 1;
 }
 
-/* a bounded spin on *w (0 = free): 0, or -EBUSY */
-static __always_inline int spin_word(__u32 *w)
+static long lock_round_cb(__u32 i, void *data)
+{
+	struct spin_ctx *x = data;
+
+	bpf_loop(LOCK_TRIES, lock_try_cb, x, 0);
+	return x->got;
+}
+
+/* a bounded spin on *w (0 = free), rounds of LOCK_TRIES: 0, or -EBUSY */
+static __always_inline int spin_word(__u32 *w, __u32 rounds)
 {
 	struct spin_ctx x = { .w = w };
 
 	if (__sync_val_compare_and_swap(w, 0, 1) == 0)
 		return 0;
-	bpf_loop(LOCK_TRIES, lock_try_cb, &x, 0);
+	bpf_loop(rounds, lock_round_cb, &x, 0);
 	return x.got ? 0 : -PV_EBUSY;
 }
 
+/* a writer lock holder keeps it for one call or one chunk of a purge */
 static __always_inline int lock_index(struct pviommu_ctl *c)
 {
-	if (!spin_word(&c->lock))
+	if (!spin_word(&c->lock, 1))
 		return 0;
 	__sync_fetch_and_add(&c->lock_busy, 1);
 	return -PV_EBUSY;
@@ -180,6 +209,17 @@ static __always_inline __u32 *dlock_word(__u32 dom)
 	return bpf_map_lookup_elem(&pviommu_dlocks, &k);
 }
 
+#define DLOCK_MARGIN	4
+
+/* rounds of LOCK_TRIES that outlast a purge DLOCK_MARGIN times */
+static __always_inline __u32 dlock_rounds(void)
+{
+	__u64 walk = 2 * ((__u64)index_mask + 1) +
+		     ((struct bpf_map *)&pviommu_mappings)->max_entries;
+
+	return (__u32)((walk * DLOCK_MARGIN + LOCK_TRIES - 1) / LOCK_TRIES);
+}
+
 /* the domain lock of dom: 0, or -EBUSY (its word is 0 only while free) */
 static __always_inline int lock_domain(__u32 dom)
 {
@@ -188,7 +228,7 @@ static __always_inline int lock_domain(__u32 dom)
 
 	if (!w)
 		return -PV_EBUSY;
-	if (!spin_word(w))
+	if (!spin_word(w, dlock_rounds()))
 		return 0;
 	c = ctl_get();
 	if (c)
@@ -214,6 +254,51 @@ static __always_inline int pv_purge_yield(void)
 	unlock_index(c);
 	stat_inc(PVIOMMU_ST_PURGE_YIELD);
 	return lock_index(c);
+}
+
+static const struct ev_rate ev_rate_new;
+
+/*
+ * 1 when an event of domain dom's calls may go out. A new window first
+ * reports what the last one held back. Unlocked: a domain's vCPUs race on
+ * the counts, which only makes the limit approximate. A subprogram: the
+ * hypercall programs' frames stay within 512 bytes.
+ */
+static __noinline int ev_budget(__u32 dom, __u32 plane)
+{
+	__u64 w = bpf_ktime_get_ns() >> 30;
+	struct ev_rate *r;
+	__u32 held;
+
+	r = bpf_map_lookup_elem(&pviommu_ev_rate, &dom);
+	if (!r) {
+		bpf_map_update_elem(&pviommu_ev_rate, &dom, &ev_rate_new, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&pviommu_ev_rate, &dom);
+		if (!r)
+			return 1;
+	}
+	if (r->window != w) {
+		r->window = w;
+		r->n = 0;
+		held = __sync_lock_test_and_set(&r->limited, 0);
+		if (held)
+			emit(PVIOMMU_EV_LIMITED, dom, 0, 0, held, 0, 0, 0,
+			     PVIOMMU_ACT_NONE, (__u16)plane);
+	}
+	if (__sync_fetch_and_add(&r->n, 1) < PVIOMMU_EV_BUDGET)
+		return 1;
+	__sync_fetch_and_add(&r->limited, 1);
+	return 0;
+}
+
+/* an event of a guest's call: within its domain's budget */
+static __always_inline void emit_hc(__u32 type, __u32 dom, __u32 bdf,
+				    __u64 addr, __u64 len, __u32 perm,
+				    __u32 op, int err, __u16 action,
+				    __u16 plane)
+{
+	if (ev_budget(dom, plane))
+		emit(type, dom, bdf, addr, len, perm, op, err, action, plane);
 }
 
 struct purge_rec_ctx {
@@ -297,8 +382,8 @@ static __always_inline void fail_closed(struct pv_env *e, __u32 dom, __u32 bdf,
 	if (d)
 		__sync_fetch_and_or(&d->flags, PVIOMMU_DOM_FAILED);
 	stat_inc(PVIOMMU_ST_FAILED);
-	emit(PVIOMMU_EV_FAILED, dom, bdf, 0, 0, why, op, err,
-	     PVIOMMU_ACT_DENIED, plane);
+	emit_hc(PVIOMMU_EV_FAILED, dom, bdf, 0, 0, why, op, err,
+		PVIOMMU_ACT_DENIED, plane);
 }
 
 /*
@@ -310,7 +395,8 @@ static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
 {
 	__u32 why = err == -PV_EBUSY ? PVIOMMU_FAIL_LOCK :
 		    err == -PV_ENOSPC ? PVIOMMU_FAIL_NOSPACE :
-		    err == -PV_ENODEV ? PVIOMMU_FAIL_UNREG : PVIOMMU_FAIL_INDEX;
+		    err == -PV_ENODEV ? PVIOMMU_FAIL_UNREG :
+		    err == -PV_EPROTO ? PVIOMMU_FAIL_PROTO : PVIOMMU_FAIL_INDEX;
 
 	switch (op) {
 	case PVIOMMU_OP_UNMAP:
@@ -413,7 +499,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 	if (op == PVIOMMU_OP_REGISTER) {
 		err = hc_register(c, dom, PVIOMMU_HC_ABI(a0));
 		if (!err)
-			emit(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0, plane);
+			emit_hc(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0,
+				plane);
 		goto out;
 	}
 	if (lock_domain(dom)) {
@@ -481,9 +568,9 @@ out_domain:
 out:
 	if (err) {
 		stat_inc(PVIOMMU_ST_HC_ERR);
-		emit(err == -PV_ENOSPC ? PVIOMMU_EV_TABLE_FULL :
-					 PVIOMMU_EV_HC_ERROR,
-		     dom, bdf, a1, a2, perm, op, err, PVIOMMU_ACT_NONE, plane);
+		emit_hc(err == -PV_ENOSPC ? PVIOMMU_EV_TABLE_FULL :
+					    PVIOMMU_EV_HC_ERROR,
+			dom, bdf, a1, a2, perm, op, err, PVIOMMU_ACT_NONE, plane);
 		refused(&e, dom, op, bdf, err, plane);
 	}
 	return err;

@@ -206,10 +206,10 @@ struct pviommu_chan {
  *                devices pass.
  *   FAILED       (a bit on top of the above) a DEV_ADD, DEV_DEL, UNMAP,
  *                REGISTER or UNREGISTER could not be carried out (no room,
- *                writer lock lost, index inconsistent), or a call came
- *                before REGISTER into a reserved domain: every transfer of
- *                every device of the domain is denied with a
- *                PVIOMMU_EV_FAILED event (verdict "failed").
+ *                writer lock lost, index inconsistent, another ABI
+ *                version), or a call came before REGISTER into a reserved
+ *                domain: every transfer of every device of the domain is
+ *                denied with a PVIOMMU_EV_FAILED event (verdict "failed").
  *   REGISTER     -> REGISTERED, starting from nothing (FAILED cleared: the
  *                guest's new instance owns an empty, exact policy)
  *   UNREGISTER   -> RESERVED (nothing protected, guest module gone)
@@ -236,6 +236,7 @@ enum pviommu_fail {
 	PVIOMMU_FAIL_LOCK	= 2,	/* the writer lock was not obtained */
 	PVIOMMU_FAIL_UNREG	= 3,	/* a call before REGISTER (reserved) */
 	PVIOMMU_FAIL_INDEX	= 4,	/* the index disagreed with a record */
+	PVIOMMU_FAIL_PROTO	= 5,	/* the call had another ABI version */
 	PVIOMMU_FAIL_MAX,
 };
 
@@ -451,7 +452,20 @@ enum pviommu_event_type {
 	PVIOMMU_EV_FAILED	= 5,	/* domain or device failed closed:
 					 * op = the call, err = its error,
 					 * perm = enum pviommu_fail */
+	PVIOMMU_EV_LIMITED	= 6,	/* len = events of this domain's
+					 * calls not sent in its last window
+					 * (over PVIOMMU_EV_BUDGET) */
 };
+
+/*
+ * The events of a guest's hypercalls (refused calls, failed closed,
+ * registered) are limited per domain: PVIOMMU_EV_BUDGET a window of 2^30
+ * ns; the rest are counted and reported by one PVIOMMU_EV_LIMITED event,
+ * sent with the domain's next event after the window. A guest looping on
+ * refused calls cannot fill the ring buffer that every VM's events share.
+ * (Violations of the in-process plane are limited where they are found.)
+ */
+#define PVIOMMU_EV_BUDGET	256
 
 enum pviommu_action {
 	PVIOMMU_ACT_NONE	= 0,

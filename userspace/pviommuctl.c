@@ -1243,6 +1243,11 @@ static int on_event(void *ctx, void *data, size_t len)
 		       e->perm & PVIOMMU_PERM_WRITE ? "write" : "read",
 		       pv_verdict_str(-e->err), pv_action_str(e->action),
 		       pv_plane_str(e->plane));
+	else if (e->type == PVIOMMU_EV_LIMITED)
+		printf("%llu.%06llu events-limited pid=%u: %llu events of its calls not sent in its last window (over %u a second)\n",
+		       (unsigned long long)(e->ts_ns / 1000000000),
+		       (unsigned long long)(e->ts_ns % 1000000000 / 1000), e->domain,
+		       (unsigned long long)e->len, PVIOMMU_EV_BUDGET);
 	else if (e->type == PVIOMMU_EV_FAILED)
 		printf("%llu.%06llu failed-closed pid=%u %s%s after op=%s err=%s: %s; its transfers are denied\n",
 		       (unsigned long long)(e->ts_ns / 1000000000),

@@ -106,6 +106,7 @@ const char *pv_event_type_str(__u32 t)
 	case PVIOMMU_EV_TABLE_FULL: return "table-full";
 	case PVIOMMU_EV_DOMAIN: return "domain";
 	case PVIOMMU_EV_FAILED: return "failed-closed";
+	case PVIOMMU_EV_LIMITED: return "events-limited";
 	default: return "?";
 	}
 }
@@ -322,6 +323,7 @@ const char *pv_fail_str(__u32 why)
 	case PVIOMMU_FAIL_LOCK: return "writer-lock-lost";
 	case PVIOMMU_FAIL_UNREG: return "call-before-register";
 	case PVIOMMU_FAIL_INDEX: return "index-inconsistent";
+	case PVIOMMU_FAIL_PROTO: return "abi-mismatch";
 	default: return "?";
 	}
 }

@@ -660,6 +660,21 @@ static void t_fail_closed(void)
 	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "re-add B");
 	ASSERT_EQ(chk(DEV_A, 0x81000, 1, R), PV_DENY_UNMAPPED, "nothing carried over");
 
+	/* an UNMAP with another ABI version: A denied, the event names the ABI */
+	ASSERT_OK(map(DEV_A, 0x82000, 0x100, R), "A mapped");
+	drain_events(&I);
+	ASSERT_EQ(pv_hypercall_raw(I.hc, PVIOMMU_KVM_HC_NR,
+				   PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION + 1, PVIOMMU_OP_UNMAP, 0,
+						  DEV_A), 0x82000, 0x100, 0),
+		  -EPROTO, "unmap with another ABI version");
+	ASSERT_EQ(drain_events(&I), 2, "two events");
+	ASSERT_EQ(last_ev.type, PVIOMMU_EV_FAILED, "a failed-closed event");
+	ASSERT_EQ(last_ev.perm, PVIOMMU_FAIL_PROTO, "saying why: the ABI, not the index");
+	ASSERT_EQ(chk(DEV_A, 0x82000, 1, R), PV_DENY_FAILED, "A denied");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "re-add A");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "re-add B");
+
 	/* RESERVE: the caller's host tgid; capacity taken, or refused */
 	{
 		__u32 fake = 0x3ffff0, k;
@@ -833,6 +848,82 @@ static void t_purge_chunks(void)
 	       worst / 1e6, sh->n, inside, lat / 1e6, (unsigned long long)big.ctl->lock_busy);
 	munmap(sh, sizeof(*sh));
 	inst_close(&big);
+}
+
+/*
+ * Two domains may share a domain-lock stripe (PV_DLOCKS in pviommu.bpf.c):
+ * then one waits for the other's whole purge, not for one chunk of it. Here
+ * a child whose pid falls on this process's stripe REGISTERs 24 times at
+ * 2^22 slots (~0.1 s a purge) while this process maps and unmaps: none of
+ * this process's calls may give up.
+ */
+static __u32 dlock_stripe(__u32 dom)	/* as dlock_word() */
+{
+	return (dom * 0x9e3779b1u) >> 22;
+}
+
+static void t_stripe_purge(void)
+{
+	struct inst b;
+	int bad = 0, busy = 0, ops = 0, forks = 0, i, pfd[2];
+	cpu_set_t cpus;
+	__u64 busy0, t0, t1;
+	pid_t storm = -1;
+	char hit = 0;
+
+	/* on one CPU the waiter never spins while a purge runs */
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) || CPU_COUNT(&cpus) < 2) {
+		SKIP("stripe_purge", "needs two CPUs");
+		return;
+	}
+	if (!ASSERT_OK(inst_open(&b, 1u << 22, 1024, "stripe"), "a 2^22-slot instance"))
+		goto out;
+	ASSERT_OK(hc(&b, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register");
+	ASSERT_OK(hc(&b, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "dev add");
+	/* a child on this process's stripe: about one pid in 1024 */
+	while (!hit && forks++ < 100000 && !pipe(pfd)) {
+		storm = fork();
+		if (storm == 0) {
+			hit = dlock_stripe(getpid()) == dlock_stripe(self);
+			if (write(pfd[1], &hit, 1) != 1 || !hit)
+				_exit(0);
+			for (i = 0; i < 24; i++)
+				hc(&b, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+			_exit(0);
+		}
+		if (storm < 0 || read(pfd[0], &hit, 1) != 1)
+			hit = 0;
+		close(pfd[0]);
+		close(pfd[1]);
+		if (storm < 0)
+			break;
+		if (!hit)
+			waitpid(storm, NULL, 0);
+	}
+	if (!ASSERT_TRUE(hit, "a child on this process's stripe"))
+		goto out;
+	busy0 = b.ctl->lock_busy;
+	t0 = now_ns();
+	for (i = 0; waitpid(storm, NULL, WNOHANG) == 0; i = (i + 1) % 256, ops += 2) {
+		int r1 = hc(&b, PVIOMMU_OP_MAP, RW, DEV_A, 0x100000 + i * 0x1000, 0x1000);
+		int r2 = hc(&b, PVIOMMU_OP_UNMAP, 0, DEV_A, 0x100000 + i * 0x1000, 0x1000);
+
+		bad += (r1 != 0) + (r2 != 0);
+		busy += (r1 == -EBUSY) + (r2 == -EBUSY);
+		if (r1 || r2) {	/* failed closed: start again */
+			hc(&b, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
+			hc(&b, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0);
+		}
+	}
+	t1 = now_ns();
+	ASSERT_TRUE(ops > 0, "this domain mapped meanwhile");
+	ASSERT_EQ(bad, 0, "every map and unmap of this domain done");
+	ASSERT_EQ(b.ctl->lock_busy - busy0, 0, "no call gave up on a lock");
+	printf("  24 REGISTERs at 2^22 slots of a domain on the same stripe (pid %d, %d forks to find it) in %.0f ms; this domain meanwhile: %d maps and unmaps, %d refused (%d -EBUSY), lock give-ups %llu\n",
+	       storm, forks, (t1 - t0) / 1e6, ops, bad, busy,
+	       (unsigned long long)(b.ctl->lock_busy - busy0));
+out:
+	inst_close(&b);
 }
 
 /*
@@ -1164,6 +1255,58 @@ static void t_quota(void)
 	waitpid(h.pid, NULL, 0);
 }
 
+/*
+ * The events of a guest's calls are limited per domain (PVIOMMU_EV_BUDGET a
+ * window): one looping on refused calls cannot fill the ring buffer, and
+ * what it held back is reported by one events-limited event.
+ */
+static int ev_of;	/* count the events of this domain only */
+static int ev_n, ev_lim_n;
+static __u64 ev_lim;
+static int ev_dom_cb(void *ctx, void *data, size_t len)
+{
+	const struct pviommu_event *e = data;
+
+	if ((int)e->domain != ev_of)
+		return 0;
+	if (e->type == PVIOMMU_EV_LIMITED) {
+		ev_lim_n++;
+		ev_lim += e->len;
+	} else {
+		ev_n++;
+	}
+	return 0;
+}
+
+static void t_event_budget(void)
+{
+	struct ring_buffer *rb;
+	int st = 0, n = 4 * PVIOMMU_EV_BUDGET;
+	pid_t flood;
+
+	drain_events(&I);
+	flood = fork();
+	if (flood == 0) {
+		for (int i = 0; i < n; i++)
+			hc(&I, 0x3f, 0, 0, 0, 0);	/* refused: unknown op */
+		usleep(1200 * 1000);	/* the next window */
+		hc(&I, 0x3f, 0, 0, 0, 0);
+		_exit(0);
+	}
+	waitpid(flood, &st, 0);
+	rb = ring_buffer__new(bpf_map__fd(I.skel->maps.pviommu_events), ev_dom_cb, NULL, NULL);
+	ev_of = flood;
+	ring_buffer__consume(rb);
+	ring_buffer__free(rb);
+	ASSERT_TRUE(ev_n <= 2 * PVIOMMU_EV_BUDGET + 1, "at most its budget sent (one window, or two)");
+	ASSERT_TRUE(ev_lim_n >= 1, "what it held back is reported");
+	ASSERT_EQ(ev_n + ev_lim, n + 1, "sent and held back: every refused call");
+	ASSERT_OK(map(DEV_A, 0x1000, 0, R) == -EINVAL ? 0 : 1, "another domain's refused call");
+	ASSERT_EQ(drain_events(&I), 1, "is reported");
+	printf("  %d refused calls of one domain: %d events, %llu held back in %d events-limited\n",
+	       n + 1, ev_n, (unsigned long long)ev_lim, ev_lim_n);
+}
+
 int main(int argc, char **argv)
 {
 	int err;
@@ -1200,8 +1343,10 @@ int main(int argc, char **argv)
 	SUBTEST("pidns_identity", t_pidns_identity());
 	SUBTEST("kvm_held", t_kvm_held());
 	SUBTEST("purge_chunks", t_purge_chunks());
+	SUBTEST("stripe_purge", t_stripe_purge());
 	SUBTEST("fuzz", t_fuzz(3000));
 	SUBTEST("quota", t_quota());
+	SUBTEST("event_budget", t_event_budget());
 	SUBTEST("unregister", ({
 		ASSERT_OK(hc(&I, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0), "unregister");
 		ASSERT_EQ(pv_device_protected(&I.env, self, DEV_B), 0, "devices gone");
