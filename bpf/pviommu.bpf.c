@@ -159,32 +159,37 @@ struct spin_ctx {
 	__u32	got;
 };
 
+/*
+ * SPIN_UNROLL tries per loop step: one callback frame for any wait (the
+ * 6.1 verifier allows 512 bytes of stack over a whole call chain, and a
+ * nested loop for long waits cost one more frame than kvm_entry had)
+ */
+#define SPIN_UNROLL	8
+#define SPIN_MAX_STEPS	(1u << 23)	/* bpf_loop's limit: 2^26 tries at most */
+
 static long lock_try_cb(__u32 i, void *data)
 {
 	struct spin_ctx *x = data;
 
-	if (__sync_val_compare_and_swap(x->w, 0, 1))
-		return 0;
-	x->got = 1;
-	return 1;
-}
-
-static long lock_round_cb(__u32 i, void *data)
-{
-	struct spin_ctx *x = data;
-
-	bpf_loop(LOCK_TRIES, lock_try_cb, x, 0);
-	return x->got;
+#pragma unroll
+	for (int k = 0; k < SPIN_UNROLL; k++) {
+		if (!__sync_val_compare_and_swap(x->w, 0, 1)) {
+			x->got = 1;
+			return 1;
+		}
+	}
+	return 0;
 }
 
 /* a bounded spin on *w (0 = free), rounds of LOCK_TRIES: 0, or -EBUSY */
 static __always_inline int spin_word(__u32 *w, __u32 rounds)
 {
 	struct spin_ctx x = { .w = w };
+	__u64 steps = (__u64)rounds * (LOCK_TRIES / SPIN_UNROLL);
 
 	if (__sync_val_compare_and_swap(w, 0, 1) == 0)
 		return 0;
-	bpf_loop(rounds, lock_round_cb, &x, 0);
+	bpf_loop(steps > SPIN_MAX_STEPS ? SPIN_MAX_STEPS : (__u32)steps, lock_try_cb, &x, 0);
 	return x.got ? 0 : -PV_EBUSY;
 }
 

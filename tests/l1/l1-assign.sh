@@ -18,6 +18,8 @@
 set -u
 # shellcheck source=tests/vm/guest/pviommu-vm.sh
 . "$L1_SRC/tests/vm/guest/pviommu-vm.sh"
+# shellcheck source=tests/l1/l1-edu.sh
+. "$L1_SRC/tests/l1/l1-edu.sh"
 ts() { read -r _u _ </proc/uptime; echo "$_u"; }
 T=$(ts)
 phase() { local now; now=$(ts); value "l1_t_$1" "$(awk -v a="$T" -v b="$now" 'BEGIN { printf "%.1f", b - a }')"; T=$now; }
@@ -27,27 +29,14 @@ L2_EDU=0000:00:06.0	# where L2 sees the assigned edu (addr=06.0 below)
 
 # ---- what L1 offers ----------------------------------------------------------------------------
 if [ ! -c /dev/kvm ]; then value l1_skip "L1 has no /dev/kvm (nested SVM missing?)"; exit 0; fi
-if [ ! -c /dev/vfio/vfio ] || [ ! -d /sys/bus/pci/drivers/vfio-pci ]; then
-	value l1_skip "L1 has no VFIO (/dev/vfio/vfio or vfio-pci missing)"; exit 0
-fi
-BDF=""
-for d in /sys/bus/pci/devices/*; do
-	if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then BDF=${d##*/}; break; fi
-done
-[ -n "$BDF" ] || { value l1_skip "no edu device in L1"; exit 0; }
-if [ ! -e "/sys/bus/pci/devices/$BDF/iommu_group" ]; then
-	value l1_skip "edu $BDF has no IOMMU group (intel_iommu off?)"; exit 0
-fi
+l1_edu_find
 # the protected run needs pviommu loaded: the load (mostly the verifier under TCG) overlaps with
 # the negative control
 CTL=${L1_CTL:-$L1_OUT/pviommuctl}
 { "$CTL" load >/tmp/load.out 2>&1; echo $? >/tmp/load.rc; } &
 LOADPID=$!
 value l1_assign_edu "$BDF group $(basename "$(readlink "/sys/bus/pci/devices/$BDF/iommu_group")")"
-echo 1234 11e8 >/sys/bus/pci/drivers/vfio-pci/new_id 2>/tmp/bind.err
-for _ in $(seq 50); do [ -e "/sys/bus/pci/devices/$BDF/driver" ] && break; sleep 0.2; done
-drv=$(basename "$(readlink "/sys/bus/pci/devices/$BDF/driver" 2>/dev/null)" 2>/dev/null)
-check l1-edu-bound-to-vfio-pci [ "$drv" = vfio-pci ] || { cat /tmp/bind.err; exit 1; }
+l1_edu_bind || exit 1
 
 # ---- L1's kernel view: VFIO map/unmap syscalls and IOMMU page-table changes --------------------
 TR=/sys/kernel/tracing

@@ -41,7 +41,7 @@ mkdir -p "$VM_OUT"
 l2_log() { echo "--- L2 serial log"; vm_tail 40 | sed 's/PVIOMMU-VM:/L2:/'; echo "--- L2 qemu.out (QEMU rc $(cat "$(vm_dir)/rc" 2>/dev/null))"; cat "$(vm_dir)/qemu.out"; }
 # noxsave: through L1's KVM, CPUID 0xD of TCG's EPYC makes 6.1 WARN "XSAVE consistency problem"
 # in fpu__init_system_xstate (with -cpu host and -cpu EPYC), which L2's /init counts as an oops
-if ! vm_boot --name l2 --cpu "${L2_CPU:-host}" --mem 256 --smp 1 --net e1000 --timeout 300 \
+if ! vm_boot --name l2 --cpu "${L2_CPU:-host}" --mem 256 --smp 1 --net e1000 --timeout 900 \
 	--append noxsave; then
 	check l2-boot false; l2_log; exit 1
 fi
@@ -67,10 +67,10 @@ while read -r n v; do
 done </tmp/status.chk
 
 # ---- L2: insmod transport=kvm, traffic --------------------------------------------------------
-if ! vm_wait_marker ready 120; then check l2-ready-marker false; l2_log; vm_kill; exit 1; fi
+if ! vm_wait_marker ready 300; then check l2-ready-marker false; l2_log; vm_kill; exit 1; fi
 phase l2_boot
 vm_send go
-if ! vm_wait_marker mapped 90; then check l2-mapped-marker false; l2_log; vm_kill; exit 1; fi
+if ! vm_wait_marker mapped 240; then check l2-mapped-marker false; l2_log; vm_kill; exit 1; fi
 phase l2_map
 value l2_uptime_mapped "$(vm_value l2_uptime)"
 # (no <(...) here: L1's devtmpfs has no /dev/fd)
@@ -97,7 +97,7 @@ UHC=0
 user_hc() {	# user_hc CMD: L2 runs one uvmcall; prints "user_map N", "total N", "devices N", "user_hc N"
 	UHC=$((UHC + 1))
 	vm_send "$1"
-	vm_wait_marker "done_$1_$UHC" 60 || { check "l2-$1-done" false; l2_log; vm_kill; exit 1; }
+	vm_wait_marker "done_$1_$UHC" 120 || { check "l2-$1-done" false; l2_log >&2; vm_kill; exit 1; }
 	"$CTL" -j mappings --pid "$pid" >/tmp/maps.json
 	"$CTL" -j status >/tmp/status.json
 	jq -r '"user_map \([.[] | select(.iova == 2146435072 or .cookie == 6148334134780493825)] | length)",
@@ -144,7 +144,7 @@ phase l2_user
 
 # ---- L2: rmmod --------------------------------------------------------------------------------
 vm_send rmmod
-if ! vm_wait_marker unmapped 60; then check l2-unmapped-marker false; l2_log; vm_kill; exit 1; fi
+if ! vm_wait_marker unmapped 120; then check l2-unmapped-marker false; l2_log; vm_kill; exit 1; fi
 # L2's QEMU still runs: nothing was purged at exit, the unmaps came from the guest
 "$CTL" -j mappings --pid "$pid" >/tmp/maps.json
 "$CTL" -j status >/tmp/status.json

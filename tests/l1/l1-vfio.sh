@@ -7,6 +7,8 @@
 set -u
 # shellcheck source=tests/vm/guest/pviommu-vm.sh
 . "$L1_SRC/tests/vm/guest/pviommu-vm.sh"
+# shellcheck source=tests/l1/l1-edu.sh
+. "$L1_SRC/tests/l1/l1-edu.sh"
 CTL=${L1_CTL:-$L1_OUT/pviommuctl}
 ts() { read -r _u _ </proc/uptime; echo "$_u"; }
 T=$(ts)
@@ -17,26 +19,13 @@ phase() { local now; now=$(ts); value "l1_t_$1" "$(awk -v a="$T" -v b="$now" 'BE
 lsms=$(cat /sys/kernel/security/lsm 2>/dev/null)
 value l1_lsms "$lsms"
 case ",$lsms," in *,bpf,*) ;; *) value l1_skip "L1 has no BPF LSM (lsm: $lsms)"; exit 0 ;; esac
-if [ ! -c /dev/vfio/vfio ] || [ ! -d /sys/bus/pci/drivers/vfio-pci ]; then
-	value l1_skip "L1 has no VFIO (/dev/vfio/vfio or vfio-pci missing)"; exit 0
-fi
-BDF=""
-for d in /sys/bus/pci/devices/*; do
-	if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then BDF=${d##*/}; break; fi
-done
-[ -n "$BDF" ] || { value l1_skip "no edu device in L1"; exit 0; }
-if [ ! -e "/sys/bus/pci/devices/$BDF/iommu_group" ]; then
-	value l1_skip "edu $BDF has no IOMMU group (intel_iommu off?)"; exit 0
-fi
+l1_edu_find
 value l1_vfio_edu "$BDF group $(basename "$(readlink "/sys/bus/pci/devices/$BDF/iommu_group")")"
 
 # ---- pviommu load (the verifier under TCG: the long part) beside the vfio-pci bind ---------------
 "$CTL" -v load >/tmp/load.out 2>&1 &
 LOADPID=$!
-echo 1234 11e8 >/sys/bus/pci/drivers/vfio-pci/new_id 2>/tmp/bind.err
-for _ in $(seq 50); do [ -e "/sys/bus/pci/devices/$BDF/driver" ] && break; sleep 0.2; done
-drv=$(basename "$(readlink "/sys/bus/pci/devices/$BDF/driver" 2>/dev/null)" 2>/dev/null)
-check l1-edu-bound-to-vfio-pci [ "$drv" = vfio-pci ] || cat /tmp/bind.err
+l1_edu_bind
 wait "$LOADPID"
 check l1-load [ $? = 0 ] || { cat /tmp/load.out; fail "pviommuctl load"; }
 phase load

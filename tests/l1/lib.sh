@@ -58,3 +58,16 @@ l1_boot() {
 }
 
 l1_skip_reason() { vm_value l1_skip; }
+
+# every check L1 printed, in order, into testlib's counts; then L1's skip reason, if any
+# (sets reason; the caller's testlib.sh provides ok/nok and skipped)
+l1_collect_checks() {
+	local st name
+	while read -r st name; do
+		if [ "$st" = PASS ]; then ok "$name"; else nok "$name"; fi
+	done < <(vm__grep '^PVIOMMU-VM: CHECK (PASS|FAIL) ' | sed 's/^PVIOMMU-VM: CHECK //')
+	reason=$(l1_skip_reason)
+	if [ -n "$reason" ]; then
+		echo "skip $NAME: $reason"; skipped=$((skipped + 1))
+	fi
+}

@@ -75,13 +75,7 @@ elapsed=$(vm_elapsed)
 qstart=$(vm_value l1_t_qemu_start_uptime)	# L2's QEMU start, L1's uptime clock
 rel() { [ -n "$1" ] && [ -n "$qstart" ] && secs "$qstart" "$1"; }
 
-while read -r st name; do
-	if [ "$st" = PASS ]; then ok "$name"; else nok "$name"; fi
-done < <(vm__grep '^PVIOMMU-VM: CHECK (PASS|FAIL) ' | sed 's/^PVIOMMU-VM: CHECK //')
-reason=$(l1_skip_reason)
-if [ -n "$reason" ]; then
-	echo "skip $NAME: $reason"; skipped=$((skipped + 1))
-fi
+l1_collect_checks
 
 echo "--- negative control (plain QEMU, edu assigned to L2, no vIOMMU, no pviommu)"
 won=""

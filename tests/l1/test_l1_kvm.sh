@@ -40,20 +40,14 @@ if "$VM_HERE/mkinitramfs.sh" extra "$VM_OUT" "$VM_OUT/l1/l2-kvm.extra.cpio.gz" \
 	cat "$GUEST_INITRD_BASE" "$VM_OUT/l1/l2-kvm.extra.cpio.gz" >"$l2rd.tmp" && mv "$l2rd.tmp" "$l2rd"
 then :; else nok "l2-initramfs"; finish; fi
 
-if ! l1_boot --name "$NAME" --inner "$HERE/l1-kvm.sh" --timeout "${L1_TIMEOUT:-420}"; then
+if ! l1_boot --name "$NAME" --inner "$HERE/l1-kvm.sh" --timeout "${L1_TIMEOUT:-1200}"; then
 	nok "l1-boot"; finish
 fi
 vm_wait; rc=$?
 elapsed=$(vm_elapsed)
 
 # every check L1 printed, in order
-while read -r st name; do
-	if [ "$st" = PASS ]; then ok "$name"; else nok "$name"; fi
-done < <(vm__grep '^PVIOMMU-VM: CHECK (PASS|FAIL) ' | sed 's/^PVIOMMU-VM: CHECK //')
-reason=$(l1_skip_reason)
-if [ -n "$reason" ]; then
-	echo "skip $NAME: $reason"; skipped=$((skipped + 1))
-fi
+l1_collect_checks
 for k in l1_kvm l1_ctl l1_kvm_progs l1_init_uptime l1_t_l2_qemu_start l1_t_load l1_t_l2_boot l1_t_l2_map l2_uptime_mapped l1_t_l2_user l2_user_rax l1_user_hypercalls l1_entry_user_hypercalls l1_t_l2_unmap l1_t_l2_exit l1_l2_mappings_live l1_features; do
 	v=$(vm_value $k); [ -n "$v" ] && echo "  $k: $v"
 done

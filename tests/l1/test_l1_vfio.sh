@@ -53,13 +53,7 @@ fi
 vm_wait; rc=$?
 elapsed=$(vm_elapsed)
 
-while read -r st name; do
-	if [ "$st" = PASS ]; then ok "$name"; else nok "$name"; fi
-done < <(vm__grep '^PVIOMMU-VM: CHECK (PASS|FAIL) ' | sed 's/^PVIOMMU-VM: CHECK //')
-reason=$(l1_skip_reason)
-if [ -n "$reason" ]; then
-	echo "skip $NAME: $reason"; skipped=$((skipped + 1))
-fi
+l1_collect_checks
 for k in l1_kernel l1_lsms l1_vfio_edu l1_vfio_vfio_group l1_vfio_edu_id l1_init_uptime l1_t_load \
 	l1_t_vfio_driver l1_dmar_faults l1_stats_end; do
 	v=$(vm_value $k); [ -n "$v" ] && echo "  $k: $v"
