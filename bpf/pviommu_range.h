@@ -80,6 +80,9 @@ enum pv_verdict {
 	PV_DENY_INFLIGHT	= 6,	/* revoked while QEMU held it mapped
 					 * (address_space_map): reported, and
 					 * only kill mode can stop it */
+	PV_DENY_IOMMU		= 7,	/* an assigned device's host IOMMU could
+					 * not follow: a MAP refused (denied), or
+					 * an UNMAP's page kept (allowed) */
 };
 
 static PV_INLINE __u64 pv_mix64(__u64 x)

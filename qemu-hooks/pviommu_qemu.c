@@ -1172,6 +1172,7 @@ static int vfio_follow(const uint64_t a[4], int r, const struct pviommu_mapping 
 		/* undone in the records too: the device reaches nothing of it */
 		hypercall(PVIOMMU_HC_HDR(PVIOMMU_HC_ABI(a[0]), PVIOMMU_OP_UNMAP,
 					 PVIOMMU_HC_PERM(a[0]), bdf), a[1], a[2], a[3]);
+		report(bdf, a[1], a[2], PVIOMMU_HC_PERM(a[0]), PV_DENY_IOMMU, PVIOMMU_ACT_DENIED);
 		if (__atomic_fetch_add(&g_vfio_refused, 1, __ATOMIC_RELAXED) < 8)
 			fprintf(stderr, PVQ "assigned device 0x%x: MAP [0x%llx, +0x%llx) refused: the "
 				"host IOMMU cannot map it (%s)\n", bdf, (unsigned long long)a[1],
@@ -1182,6 +1183,8 @@ static int vfio_follow(const uint64_t a[4], int r, const struct pviommu_mapping 
 	pthread_mutex_lock(&g_vfio_lock);
 	v = pv_vfio_unmap(&g_vfio, rec->iova, rec->size, rec->perm);
 	pthread_mutex_unlock(&g_vfio_lock);
+	if (v)	/* the device may still reach it: said as allowed */
+		report(bdf, rec->iova, rec->size, rec->perm, PV_DENY_IOMMU, PVIOMMU_ACT_ALLOWED);
 	if (v && __atomic_fetch_add(&g_vfio_unmap_errors, 1, __ATOMIC_RELAXED) < 8)
 		fprintf(stderr, PVQ "assigned device 0x%x: the host IOMMU kept [0x%llx, +0x%llx) "
 			"after the guest's UNMAP (%s)\n", bdf, (unsigned long long)rec->iova,

@@ -94,6 +94,7 @@ const char *pv_verdict_str(int v)
 	case PV_DENY_BUSY: return "index-busy";
 	case PV_DENY_FAILED: return "failed-closed";
 	case PV_DENY_INFLIGHT: return "unmapped-while-in-flight";
+	case PV_DENY_IOMMU: return "host-iommu";
 	default: return "?";
 	}
 }
