@@ -43,7 +43,13 @@ PVLIB_OBJS	:= $(OUT)/pvlib.o $(OUT)/probe.o
 PVIOMMUCTL_EXTRA_OBJS := $(OUT)/qemu_elf.o
 PVIOMMUCTL	:= $(OUT)/pviommuctl
 
-include $(SRC)/mk/*.mk
+# Prerequisites expand when a rule is read: a fragment comes after every fragment whose names
+# its rules use (tests/test_lifecycle.sh checks the targets that run tests against make -p).
+MK_ORDER	:= guest vm bpf qemu-hooks userspace tests module attack check bench demo
+include $(foreach m,$(MK_ORDER),$(SRC)/mk/$(m).mk)
+ifneq ($(sort $(notdir $(wildcard $(SRC)/mk/*.mk))),$(sort $(addsuffix .mk,$(MK_ORDER))))
+$(error mk/ holds fragments MK_ORDER does not list: $(notdir $(wildcard $(SRC)/mk/*.mk)))
+endif
 
 clean:
 	$(call msg,CLEAN,$(OUT))

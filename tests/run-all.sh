@@ -25,6 +25,7 @@ run() {	# run NAME CMD...: a suite prints "NAME: N passed, M failed[, K skipped]
 	echo "    ($((SECONDS - t0)) s, log: $log)"
 }
 
+run build "$SRC/tests/test_build.sh"
 run unit "$OUT/tests/test_range"
 run chan "$OUT/tests/test_chan"
 run vfio "$OUT/tests/test_vfio"
