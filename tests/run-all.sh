@@ -57,7 +57,8 @@ l1_run() {
 }
 run l1-kvm l1_run
 run l1-vfio "$SRC/tests/l1/test_l1_vfio.sh"
-# an assigned device under a nested guest, plain QEMU: the negative control (~3-4 min)
+# an assigned device under a nested guest: plain QEMU (the negative control), then under
+# pviommuctl run with the IOMMU following the guest (one L1 boot, ~8-14 min here)
 run l1-assign "$SRC/tests/l1/test_l1_assign.sh"
 
 [ -n "$failed_suites" ] && echo "failed suites:$failed_suites"
