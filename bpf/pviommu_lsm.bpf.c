@@ -138,6 +138,15 @@ static long page_cb(__u32 i, void *data)
 	if (t > 0)
 		return 0;
 	s->pverdict = t < 0 ? PV_DENY_BUSY : PV_DENY_UNMAPPED;
+	/* tell "not for this direction" from "not mapped" */
+	if (!t && s->need != PVIOMMU_PERM_READ &&
+	    pv_page_touched(&s->e, s->dom, s->bdf, s->m.iova / PVIOMMU_PAGE_SIZE + i,
+			    PVIOMMU_PERM_READ) > 0)
+		s->pverdict = PV_DENY_PERM;
+	if (!t && s->need != PVIOMMU_PERM_WRITE &&
+	    pv_page_touched(&s->e, s->dom, s->bdf, s->m.iova / PVIOMMU_PAGE_SIZE + i,
+			    PVIOMMU_PERM_WRITE) > 0)
+		s->pverdict = PV_DENY_PERM;
 	return 1;
 }
 
