@@ -1,6 +1,6 @@
 # make check: install what is missing, build, run every test tier.
 # make demo / make bench: the same set-up, then the end-to-end run / benchmarks.
-.PHONY: check check-run check-unit check-bpf check-lifecycle check-vm host-setup fuzz
+.PHONY: check check-run check-unit check-bpf check-lifecycle check-cli check-vm host-setup fuzz
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory check-run
@@ -24,6 +24,10 @@ fuzz: $(BPF_TESTS) $(FUZZ_TESTS) host-setup
 
 check-lifecycle: all host-setup
 	$(Q)OUT=$(OUT) $(SRC)/tests/test_lifecycle.sh
+
+# the CLI's habits, metrics, completion, man pages, systemd unit
+check-cli: all host-setup
+	$(Q)OUT=$(OUT) $(SRC)/tests/test_cli.sh
 
 # bpffs and tracefs, as pviommuctl would mount them; refuse clearly without root
 host-setup:

@@ -30,17 +30,18 @@
 #include "pv_user.h"
 #include "probe.h"
 #include "qemu_elf.h"
+#include "pviommuctl.h"
 
 #define LINK_DIR	pv_pin_path("links")
 #define PROG_DIR	pv_pin_path("progs")
 #define PIN_DIR		pv_pin_dir()
 
-static int json;
+int json;
 static int verbose;
 static volatile sig_atomic_t stop;
 
 /* ---- errors, bpftool style -------------------------------------------------- */
-static void p_err(const char *fmt, ...)
+void p_err(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -61,7 +62,7 @@ static void p_err(const char *fmt, ...)
 	va_end(ap);
 }
 
-static void p_note(const char *fmt, ...)
+void p_note(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -72,6 +73,17 @@ static void p_note(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\n");
 	va_end(ap);
+}
+
+int opt_err(int c, char **argv, const char *cmd)
+{
+	if (c == ':')
+		p_err("%s wants an argument (see 'pviommuctl %s --help')",
+		      argv[optind - 1], cmd);
+	else
+		p_err("what is '%s'? (see 'pviommuctl %s --help')",
+		      argv[optind - 1], cmd);
+	return 1;
 }
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt,
@@ -494,7 +506,7 @@ static int cmd_load(int argc, char **argv)
 	__u64 gen;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:r:q:c:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":s:r:q:c:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			for (cpl = CPL_NONE; cpl >= 0 && strcmp(optarg, kvm_cpl_names[cpl]); cpl--)
@@ -546,7 +558,7 @@ static int cmd_load(int argc, char **argv)
 			       PVIOMMU_DEF_QUOTA_LANES, PVIOMMU_QUOTA_VMS);
 			return 0;
 		default:
-			return 1;
+			return opt_err(c, argv, "load");
 		}
 	}
 	if (optind < argc) {
@@ -979,15 +991,17 @@ static int cmd_status(int argc, char **argv)
 		return err;
 	pv_probe_features(&f);
 	if (!loaded()) {
+		/* what this kernel allows, then the error: one JSON object with -j */
 		if (json) {
-			printf("{\"loaded\":false,\"features\":");
+			printf("{\"loaded\":false,\"error\":\"pviommu is not loaded (run 'pviommuctl load')\",\"features\":");
 			pv_features_json(&f, stdout);
 			printf("}\n");
-		} else {
-			printf("pviommu: not loaded\nkernel features:\n");
-			pv_features_print(&f, stdout);
+			return 1;
 		}
-		return 1;
+		printf("pviommu: not loaded\nkernel features:\n");
+		pv_features_print(&f, stdout);
+		fflush(stdout);
+		return not_loaded();
 	}
 	ctl = ctl_map(&ctl_fd);
 	dfd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
@@ -1142,7 +1156,7 @@ static int cmd_mappings(int argc, char **argv)
 	char b[16];
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:b:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:b:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
@@ -1161,7 +1175,7 @@ static int cmd_mappings(int argc, char **argv)
 			       "  iova, size, permission (r: device reads memory, w: device writes it).\n");
 			return 0;
 		default:
-			return 1;
+			return opt_err(c, argv, "mappings");
 		}
 	}
 	if ((err = ready(argc, argv, "mappings")))
@@ -1283,7 +1297,7 @@ static int cmd_events(int argc, char **argv)
 	int c, fd, err;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:t:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":c:t:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			if (pv_parse_u64(optarg, &ev_max) || !ev_max) {
@@ -1305,7 +1319,7 @@ static int cmd_events(int argc, char **argv)
 			       "  Stops after N events, after SEC seconds, or on Ctrl-C.\n");
 			return 0;
 		default:
-			return 1;
+			return opt_err(c, argv, "events");
 		}
 	}
 	if ((err = ready(argc, argv, "events")))
@@ -1352,7 +1366,7 @@ static int cmd_mode(int argc, char **argv)
 	int c, fd, ctl_fd, err, n = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
@@ -1366,7 +1380,7 @@ static int cmd_mode(int argc, char **argv)
 			       "  new domains and every current one.\n");
 			return 0;
 		default:
-			return 1;
+			return opt_err(c, argv, "mode");
 		}
 	}
 	if (optind != argc - 1) {
@@ -1493,7 +1507,7 @@ static int cmd_attach(int argc, char **argv)
 	struct target t;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:eq:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:eq:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
@@ -1522,7 +1536,7 @@ static int cmd_attach(int argc, char **argv)
 			       "  is the attach-without-restart and audit tool, not the fast path.\n");
 			return 0;
 		default:
-			return 1;
+			return opt_err(c, argv, "attach");
 		}
 	}
 	if (!!pid == !!qemu || optind < argc) {
@@ -1561,6 +1575,7 @@ static int cmd_attach(int argc, char **argv)
 		return not_loaded();
 	skel = pviommu_bpf__open_opts(&oo);
 	if (!skel) {
+		p_err("cannot open the BPF object: %s", strerror(errno));
 		ctl_unmap(ctl, ctl_fd);
 		return 1;
 	}
@@ -1645,10 +1660,14 @@ static int cmd_detach(int argc, char **argv)
 		target_pid(&t, (int)pid);
 	else if (argc == 3 && !strcmp(argv[1], "--qemu") && !target_path(&t, argv[2]))
 		;
-	else {
+	else if (argc == 2 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+			       !strcmp(argv[1], "-h"))) {
 		printf("Usage: pviommuctl detach --pid P | --qemu PATH\n"
 		       "  Remove every uprobe pviommu attached to QEMU process P (or binary PATH).\n");
-		return argc > 1 && strcmp(argv[1], "help") && strcmp(argv[1], "--help");
+		return 0;
+	} else {
+		p_err("detach wants --pid P or --qemu PATH (see 'pviommuctl detach --help')");
+		return 1;
 	}
 	if ((pid = need_root()))
 		return (int)pid;
@@ -1678,7 +1697,7 @@ static int cmd_vfio(int argc, char **argv)
 	char b[16];
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:p:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
@@ -1691,7 +1710,7 @@ static int cmd_vfio(int argc, char **argv)
 			       "  guest mapped for one of them. No BDF: show them. '-' : clear.\n");
 			return 0;
 		default:
-			return 1;
+			return opt_err(c, argv, "vfio");
 		}
 	}
 	if (!pid) {
@@ -1748,8 +1767,11 @@ static int cmd_vfio(int argc, char **argv)
 }
 
 /* ---- main ------------------------------------------------------------------------------ */
+#ifndef PVIOMMU_VERSION
+#define PVIOMMU_VERSION	"unknown"
+#endif
+
 static int cmd_help(int argc, char **argv);
-int cmd_run(int argc, char **argv);	/* run.c: the in-process plane */
 
 static const struct cmd {
 	const char *name;
@@ -1766,79 +1788,175 @@ static const struct cmd {
 	{ "attach", cmd_attach, "into a running QEMU --pid P [--enforce]" },
 	{ "detach", cmd_detach, "remove it again --pid P" },
 	{ "vfio", cmd_vfio, "the VFIO-assigned devices of --pid P, for the LSM gate" },
-	{ "help", cmd_help, "this text; 'pviommuctl CMD --help' for one command" },
+	{ "help", cmd_help, "this text; 'pviommuctl help CMD' for one command" },
 };
+
+#define NR_CMDS	(sizeof(cmds) / sizeof(cmds[0]))
+
+/* the command that name is, or the one it is a prefix of; NULL with the error said */
+static const struct cmd *find_cmd(const char *name)
+{
+	const struct cmd *hit = NULL;
+	char which[256] = "";
+	size_t off = 0, len = strlen(name);
+	int n = 0;
+
+	for (size_t i = 0; i < NR_CMDS; i++) {
+		if (!strcmp(name, cmds[i].name))
+			return &cmds[i];
+		if (strncmp(name, cmds[i].name, len))
+			continue;
+		hit = &cmds[i];
+		n++;
+		if (off < sizeof(which))
+			off += snprintf(which + off, sizeof(which) - off, "%s%s",
+					off ? ", " : "", cmds[i].name);
+	}
+	if (n == 1)
+		return hit;
+	if (n)
+		p_err("which command is '%s'? %s (see 'pviommuctl help')", name, which);
+	else
+		p_err("what is '%s'? (see 'pviommuctl help')", name);
+	return NULL;
+}
 
 static int cmd_help(int argc, char **argv)
 {
-	if (argc > 1) {
-		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-			if (!strcmp(argv[1], cmds[i].name) && cmds[i].fn != cmd_help) {
-				char *av[] = { argv[1], "--help", NULL };
+	const struct cmd *c;
 
-				return cmds[i].fn(2, av);
-			}
-		p_err("what is '%s'? (see 'pviommuctl help')", argv[1]);
+	if (argc > 2) {
+		p_err("what is '%s'? help takes one command (see 'pviommuctl help')", argv[2]);
 		return 1;
+	}
+	if (argc == 2) {
+		c = find_cmd(argv[1]);
+		if (!c)
+			return 1;
+		if (c->fn != cmd_help) {
+			char *av[] = { (char *)c->name, "--help", NULL };
+
+			return c->fn(2, av);
+		}
 	}
 	printf("Usage: pviommuctl [OPTIONS] COMMAND [ARGS]\n\n"
 	       "pviommu: guest-authorized DMA ranges per VM and device, enforced on\n"
 	       "every transfer of QEMU-emulated and VFIO-assigned devices.\n\n"
 	       "Commands (a unique prefix is enough):\n");
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+	for (size_t i = 0; i < NR_CMDS; i++)
 		printf("  %-9s %s\n", cmds[i].name, cmds[i].what);
-	printf("\nOptions:\n"
-	       "  -j, --json     JSON output\n"
-	       "  -v, --verbose  libbpf messages (-vv: debug, with verifier logs)\n\n"
+	printf("\nOptions (before or after the command, not after '--'):\n"
+	       "  -j, --json     JSON output (errors too: {\"error\":\"...\"} on stdout)\n"
+	       "  -v, --verbose  libbpf messages (-vv: debug, with verifier logs)\n"
+	       "  -V, --version  version and hypercall ABI\n"
+	       "  -h, --help     this text\n\n"
 	       "Examples:\n"
 	       "  pviommuctl load\n"
 	       "  pviommuctl attach --pid $(pidof qemu-system-x86_64)\n"
 	       "  pviommuctl mappings --bdf 0000:00:04.0\n"
-	       "  pviommuctl -j status\n"
+	       "  pviommuctl status -j\n"
 	       "  bpftool map dump pinned %s/%s\n"
-	       "\nExit status: 0 ok, 1 error, 2 this system cannot run pviommu\n"
-	       "(not root, no BTF, no bpffs).\n", PIN_DIR,
+	       "\nExit status: 0 ok, 1 error (one 'Error: ...' line says which), 2 this\n"
+	       "system cannot run pviommu (not root, no BTF, no bpffs); 'run' ends as QEMU\n"
+	       "does (127: QEMU cannot be executed).\n", PIN_DIR,
 	       PVIOMMU_MAP_MAPPINGS);
+	return 0;
+}
+
+static int print_version(void)
+{
+	if (json)
+		printf("{\"version\":\"%s\",\"abi\":%u,\"libbpf\":\"%s\"}\n",
+		       PVIOMMU_VERSION, PVIOMMU_ABI_VERSION, libbpf_version_string());
+	else
+		printf("pviommuctl v%s\nABI %u (hypercalls, shared page: bpf/pviommu.h)\nusing libbpf %s\n",
+		       PVIOMMU_VERSION, PVIOMMU_ABI_VERSION, libbpf_version_string());
+	return 0;
+}
+
+/* -j, --json, -v, --verbose (and -jv, -vv...): 1 if a is one of them */
+static int global_opt(const char *a)
+{
+	if (!strcmp(a, "--json") || !strcmp(a, "--verbose")) {
+		json |= a[2] == 'j';
+		verbose += a[2] == 'v';
+		return 1;
+	}
+	if (a[0] != '-' || !a[1] || strspn(a + 1, "jv") != strlen(a + 1))
+		return 0;
+	for (a++; *a; a++) {
+		json |= *a == 'j';
+		verbose += *a == 'v';
+	}
+	return 1;
+}
+
+/* an option of 'run' whose value is the next word: -m -q -l, --mode --quota --lib */
+static int run_opt_value(const char *a)
+{
+	static const char *const lo[] = { "--mode", "--quota", "--lib" };
+	size_t len = strlen(a);
+
+	if (!strcmp(a, "-m") || !strcmp(a, "-q") || !strcmp(a, "-l"))
+		return 1;
+	if (len < 3 || strncmp(a, "--", 2) || strchr(a, '='))
+		return 0;
+	for (size_t i = 0; i < sizeof(lo) / sizeof(lo[0]); i++)
+		if (!strncmp(a, lo[i], len))
+			return 1;
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	const struct cmd *hit = NULL;
-	int i = 1, nhits = 0;
+	const struct cmd *cmd;
+	int i, k, n, help = 0, version = 0, value = 0;
 
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "-j") || !strcmp(argv[i], "--json"))
-			json = 1;
-		else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
-			verbose++;
-		else if (!strcmp(argv[i], "-vv"))
-			verbose += 2;
-		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-			return cmd_help(1, argv);
-		else {
+	opterr = 0;	/* getopt's complaints go through opt_err() */
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (global_opt(argv[i]))
+			continue;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			help = 1;
+		} else if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+			version = 1;
+		} else {
 			p_err("what is '%s'? (see 'pviommuctl help')", argv[i]);
 			return 1;
 		}
 	}
-	if (i >= argc)
-		return cmd_help(1, argv), 1;
-	libbpf_set_print(libbpf_print);
-	for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
-		if (!strcmp(argv[i], cmds[c].name)) {
-			hit = &cmds[c];
-			nhits = 1;
-			break;
-		}
-		if (!strncmp(argv[i], cmds[c].name, strlen(argv[i]))) {
-			hit = &cmds[c];
-			nhits++;
-		}
-	}
-	if (nhits != 1) {
-		p_err("%s '%s'? (see 'pviommuctl help')",
-		      nhits ? "which command is" : "what is", argv[i]);
+	if (version)
+		return print_version();
+	if (help)
+		return cmd_help(1, argv);
+	if (i >= argc) {
+		cmd_help(1, argv);
+		p_err("which command? (see above)");
 		return 1;
 	}
-	return hit->fn(argc - i, argv + i);
+	cmd = find_cmd(argv[i]);
+	if (!cmd)
+		return 1;
+	/*
+	 * The global options after the command too, as bpftool takes them;
+	 * never past '--', nor into QEMU's own arguments ('run' ends its
+	 * options at the first word that is not one of them or their value).
+	 */
+	for (k = n = i + 1; k < argc; k++) {
+		const char *a = argv[k];
+
+		if (!strcmp(a, "--") || (cmd->fn == cmd_run && !value && a[0] != '-')) {
+			while (k < argc)
+				argv[n++] = argv[k++];
+			break;
+		}
+		if (!value && global_opt(a))
+			continue;
+		value = !value && cmd->fn == cmd_run && run_opt_value(a);
+		argv[n++] = argv[k];
+	}
+	argv[n] = NULL;
+	argc = n;
+	libbpf_set_print(libbpf_print);
+	return cmd->fn(argc - i, argv + i);
 }

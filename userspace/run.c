@@ -26,10 +26,9 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include "pvlib.h"
+#include "pviommuctl.h"
 
 #define QEMU_LIB_NAME	"libpviommu-qemu.so"
-
-int cmd_run(int argc, char **argv);
 
 static void run_usage(FILE *f)
 {
@@ -119,19 +118,32 @@ static int virtio_pci_kind(const char *drv)
 }
 
 static const char *const why_platform =
-	"without iommu_platform=on QEMU does this device's DMA through\n"
-	"  address_space_memory (no device identity: its accesses cannot be told\n"
-	"  from the CPU's) and the guest driver bypasses the DMA API, so pviommu\n"
-	"  can neither see its buffers nor check its transfers";
+	"without iommu_platform=on QEMU does this device's DMA through "
+	"address_space_memory (no device identity: its accesses cannot be told "
+	"from the CPU's) and the guest driver bypasses the DMA API, so pviommu "
+	"can neither see its buffers nor check its transfers";
+
+static char *oom(void)
+{
+	p_err("out of memory");
+	return NULL;
+}
+
+static char *dup_arg(const char *arg)
+{
+	char *d = strdup(arg);
+
+	return d ? d : oom();
+}
 
 /* the -device argument, rewritten if needed; NULL after an error message */
 static char *fix_device(const char *arg, int idx)
 {
 	char drv[128] = "", v[64];
-	int kind, json = arg[0] == '{';
+	int kind, is_json = arg[0] == '{';
 	char *out;
 
-	if (json) {
+	if (is_json) {
 		const char *d = strstr(arg, "\"driver\"");
 
 		if (d && (d = strchr(d + 8, '"'))) {
@@ -150,40 +162,38 @@ static char *fix_device(const char *arg, int idx)
 			"pviommu cannot check it\n", drv);
 	kind = virtio_pci_kind(drv);
 	if (!kind)
-		return strdup(arg);
+		return dup_arg(arg);
 	if (kind == 2) {
-		fprintf(stderr, "pviommuctl run: -device %s: a transitional virtio device keeps the "
-			"legacy interface, which cannot use iommu_platform=on; use %.*s-non-transitional "
-			"or %.*s\n", drv, (int)(strlen(drv) - 13), drv, (int)(strlen(drv) - 13), drv);
+		p_err("-device %s: a transitional virtio device keeps the legacy interface, "
+		      "which cannot use iommu_platform=on; use %.*s-non-transitional or %.*s",
+		      drv, (int)(strlen(drv) - 13), drv, (int)(strlen(drv) - 13), drv);
 		return NULL;
 	}
-	if (json) {
+	if (is_json) {
 		if (strstr(arg, "\"iommu_platform\":false") ||
 		    strstr(arg, "\"iommu_platform\": false") ||
 		    strstr(arg, "\"disable-legacy\":\"off\"")) {
-			fprintf(stderr, "pviommuctl run: -device %s: refusing iommu_platform=off / "
-				"disable-legacy=off: %s\n", drv, why_platform);
+			p_err("-device %s: refusing iommu_platform=off / disable-legacy=off: %s",
+			      drv, why_platform);
 			return NULL;
 		}
 		if (strstr(arg, "\"iommu_platform\""))
-			return strdup(arg);
+			return dup_arg(arg);
 		if (asprintf(&out, "{\"iommu_platform\":true,%s%s",
 			     strstr(arg, "\"disable-legacy\"") ? "" :
 			     "\"disable-legacy\":\"on\",", arg + 1) < 0)
-			return NULL;
+			return oom();
 		fprintf(stderr, "pviommuctl run: argument %d (%s): added iommu_platform=on\n", idx, drv);
 		return out;
 	}
 	if (opt_get(arg, "iommu_platform", v, sizeof(v)) && is_off(v)) {
-		fprintf(stderr, "pviommuctl run: -device %s: refusing iommu_platform=%s: %s.\n"
-			"  Remove iommu_platform=%s (pviommuctl run adds iommu_platform=on).\n",
-			drv, v, why_platform, v);
+		p_err("-device %s: refusing iommu_platform=%s: %s; remove iommu_platform=%s "
+		      "('pviommuctl run' adds iommu_platform=on)", drv, v, why_platform, v);
 		return NULL;
 	}
 	if (opt_get(arg, "disable-legacy", v, sizeof(v)) && is_off(v)) {
-		fprintf(stderr, "pviommuctl run: -device %s: refusing disable-legacy=off: QEMU "
-			"cannot offer iommu_platform=on on a legacy virtio interface, and %s\n",
-			drv, why_platform);
+		p_err("-device %s: refusing disable-legacy=off: QEMU cannot offer "
+		      "iommu_platform=on on a legacy virtio interface, and %s", drv, why_platform);
 		return NULL;
 	}
 	{
@@ -191,10 +201,10 @@ static char *fix_device(const char *arg, int idx)
 		int has_l = opt_get(arg, "disable-legacy", v, sizeof(v));
 
 		if (has_p && has_l)
-			return strdup(arg);
+			return dup_arg(arg);
 		if (asprintf(&out, "%s%s%s", arg, has_p ? "" : ",iommu_platform=on",
 			     has_l ? "" : ",disable-legacy=on") < 0)
-			return NULL;
+			return oom();
 		fprintf(stderr, "pviommuctl run: argument %d (%s): added%s%s\n", idx, drv,
 			has_p ? "" : " iommu_platform=on", has_l ? "" : " disable-legacy=on");
 		return out;
@@ -208,16 +218,16 @@ static int check_shortcut(const char *opt, const char *arg)
 
 	if (!strcmp(opt, "drive") && opt_get(arg, "if", v, sizeof(v)) &&
 	    !strcmp(v, "virtio")) {
-		fprintf(stderr, "pviommuctl run: -drive %s: if=virtio creates a virtio-blk device "
-			"without iommu_platform=on, which pviommu cannot protect; use\n"
-			"  -drive if=none,id=ID,... -device virtio-blk-pci,drive=ID\n", arg);
+		p_err("-drive %s: if=virtio creates a virtio-blk device without "
+		      "iommu_platform=on, which pviommu cannot protect; use "
+		      "-drive if=none,id=ID,... -device virtio-blk-pci,drive=ID", arg);
 		return -1;
 	}
 	if ((!strcmp(opt, "nic") || !strcmp(opt, "net")) &&
 	    opt_get(arg, "model", v, sizeof(v)) && !strncmp(v, "virtio", 6)) {
-		fprintf(stderr, "pviommuctl run: -%s %s: model=%s creates a virtio NIC without "
-			"iommu_platform=on, which pviommu cannot protect; use\n"
-			"  -netdev TYPE,id=ID,... -device virtio-net-pci,netdev=ID\n", opt, arg, v);
+		p_err("-%s %s: model=%s creates a virtio NIC without iommu_platform=on, "
+		      "which pviommu cannot protect; use "
+		      "-netdev TYPE,id=ID,... -device virtio-net-pci,netdev=ID", opt, arg, v);
 		return -1;
 	}
 	return 0;
@@ -258,14 +268,14 @@ int cmd_run(int argc, char **argv)
 
 	optind = 1;
 	/* '+': stop at the first non-option (QEMU's own arguments) */
-	while ((c = getopt_long(argc, argv, "+m:q:l:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:m:q:l:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'q': {
 			struct pviommu_quota q = {};
 
 			if (pv_parse_quota(optarg, &q)) {
-				fprintf(stderr, "pviommuctl run: what is quota '%s'? records=N,pages=N,devices=N,lanes=N\n",
-					optarg);
+				p_err("what is '%s'? --quota wants records=N,pages=N,devices=N,lanes=N (any of them, N > 0)",
+				      optarg);
 				return 1;
 			}
 			quota = optarg;
@@ -273,8 +283,7 @@ int cmd_run(int argc, char **argv)
 		}
 		case 'm':
 			if (pv_parse_mode(optarg, &mode)) {
-				fprintf(stderr, "pviommuctl run: what is mode '%s'? audit, deny or kill\n",
-					optarg);
+				p_err("what is '%s'? --mode wants audit, deny or kill", optarg);
 				return 1;
 			}
 			have_mode = 1;
@@ -286,36 +295,36 @@ int cmd_run(int argc, char **argv)
 			run_usage(stdout);
 			return 0;
 		default:
-			run_usage(stderr);
-			return 1;
+			return opt_err(c, argv, "run");
 		}
 	}
 	qargc = argc - optind;
 	if (qargc < 1) {
-		fprintf(stderr, "pviommuctl run: which QEMU? (pviommuctl run -- qemu-system-x86_64 ARGS...)\n");
+		p_err("which QEMU? (pviommuctl run -- qemu-system-x86_64 ARGS...)");
 		return 1;
 	}
 	if (!lib[0] && (err = lib_path(lib, sizeof(lib)))) {
-		fprintf(stderr, "pviommuctl run: cannot find %s: %s\n", QEMU_LIB_NAME, strerror(-err));
+		p_err("cannot find %s: %s", QEMU_LIB_NAME, strerror(-err));
 		return 1;
 	}
 	if (access(lib, R_OK)) {
-		fprintf(stderr, "pviommuctl run: %s: %s (build it: make qemu-hooks)\n", lib,
-			strerror(errno));
+		p_err("%s: %s (build it: make qemu-hooks)", lib, strerror(errno));
 		return 1;
 	}
 	/* pviommu must be loaded: the library maps the pinned index */
 	fd = pv_obj_get(NULL, PVIOMMU_MAP_INDEX, 1);
 	if (fd < 0) {
-		fprintf(stderr, "pviommuctl run: pviommu is not loaded (%s: %s): run 'pviommuctl load' first\n",
-			pv_pin_path(PVIOMMU_MAP_INDEX), strerror(-fd));
+		p_err("pviommu is not loaded (%s: %s): run 'pviommuctl load' first",
+		      pv_pin_path(PVIOMMU_MAP_INDEX), strerror(-fd));
 		return 1;
 	}
 	close(fd);
 
 	qargv = calloc((size_t)qargc + 1, sizeof(*qargv));
-	if (!qargv)
+	if (!qargv) {
+		p_err("out of memory");
 		return 1;
+	}
 	for (i = 0; i < qargc; i++) {
 		const char *a = argv[optind + i];
 		const char *opt = a[0] == '-' ? a + 1 + (a[1] == '-') : NULL;
@@ -335,15 +344,17 @@ int cmd_run(int argc, char **argv)
 		if (!val)
 			continue;
 		if (check_shortcut(name, val))
-			return 2;
+			return 1;
 		if (!strcmp(name, "device")) {
 			char *fixed = fix_device(val, i);
 
 			if (!fixed)
-				return 2;
+				return 1;	/* said */
 			if (eq) {
-				if (asprintf(&qargv[i], "-device=%s", fixed) < 0)
+				if (asprintf(&qargv[i], "-device=%s", fixed) < 0) {
+					p_err("out of memory");
 					return 1;
+				}
 			} else {
 				qargv[++i] = fixed;
 			}
@@ -366,8 +377,10 @@ int cmd_run(int argc, char **argv)
 		unsetenv("PVIOMMU_QUOTA");
 	old = getenv("LD_PRELOAD");
 	if (old && *old) {
-		if (asprintf(&pre, "%s:%s", lib, old) < 0)
+		if (asprintf(&pre, "%s:%s", lib, old) < 0) {
+			p_err("out of memory");
 			return 1;
+		}
 	} else {
 		pre = lib;
 	}
@@ -375,6 +388,6 @@ int cmd_run(int argc, char **argv)
 	/* the library reads the same pins */
 	setenv("PVIOMMU_PIN_DIR", pv_pin_dir(), 1);
 	execvp(qargv[0], qargv);
-	fprintf(stderr, "pviommuctl run: cannot execute %s: %s\n", qargv[0], strerror(errno));
+	p_err("cannot execute %s: %s", qargv[0], strerror(errno));
 	return 127;
 }
