@@ -13,9 +13,10 @@ PVHC=$OUT/tests/pvhc
 . "$SRC/tests/testlib.sh"
 export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-cli-$$
 TMP=$(mktemp -d)
-HPID=
+HPID= H2PID= QPID=
 cleanup() {
-	[ -n "$HPID" ] && kill "$HPID" 2>/dev/null
+	local p
+	for p in $HPID $H2PID $QPID; do kill "$p" 2>/dev/null; done
 	"$CTL" unload --force >/dev/null 2>&1
 	rm -rf "$TMP"
 }
@@ -26,6 +27,23 @@ skip() { echo "skip $1${2:+: $2}"; skipped=$((skipped + 1)); }
 need_files "$CTL" "$PVHC"
 need_cmds python3 bpftool
 
+# hold VAR PVHC-ARGS...: a pvhc process that made its calls and stays (its domain lives):
+# its pid in VAR, its output in $TMP/VAR.out; 1 if it did not get there
+hold() {
+	local var=$1 fifo=$TMP/$1.fifo fd pid
+	shift
+	mkfifo "$fifo"
+	"$PVHC" --hold "$@" <"$fifo" >"$TMP/$var.out" 2>&1 &
+	pid=$!
+	exec {fd}>"$fifo"	# its stdin stays open until this script ends
+	printf -v "$var" %s "$pid"
+	for _ in $(seq 100); do
+		grep -q '^ready' "$TMP/$var.out" && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	return 1
+}
 # run CMD...: its exit status in $rc, its output in $TMP/out and $TMP/err
 run() { "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?; }
 # fails NAME RC CMD...: CMD exits RC and says why in exactly one "Error: " line on stderr
@@ -118,16 +136,17 @@ jq_eq "... saying not loaded" "$TMP/out" 'j["loaded"]' False
 jq_eq "... with the probed features" "$TMP/out" '"ringbuf" in j["features"]' True
 fails "not root: exit 2" 2 setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" status
 fails "run before load" 1 "$CTL" run -- /bin/true
+fails "stats --prometheus before load: exit 1" 1 "$CTL" stats --prometheus --output "$TMP/down.prom"
+assert "... still writes pviommu_up 0 (a stale file would not say so)" grep -qx "pviommu_up 0" "$TMP/down.prom"
 
 # ---- loaded: -j and -v anywhere before '--' ------------------------------------------------
 run "$CTL" load -j
 assert "load -j" [ "$rc" = 0 ]
 jq_eq "load -j: JSON" "$TMP/out" 'j["loaded"]' True
-coproc HOLD { exec "$PVHC" --hold register -- dev-add 00:04.0 -- dev-add 00:05.0 -- \
-	map 00:04.0 0x100000 0x3000 rw -- map 00:04.0 0x200010 100 w -- map 00:05.0 0x7000 64 r; }
-read -r -t 20 word HPID <&"${HOLD[0]}"
-if [ "${word:-}" = ready ]; then ok "a VM (pvhc holder) registered and mapped"
-else nok "a VM (pvhc holder) registered and mapped"; HPID=; fi
+if hold HPID register -- dev-add 00:04.0 -- dev-add 00:05.0 -- \
+	map 00:04.0 0x100000 0x3000 rw -- map 00:04.0 0x200010 100 w -- map 00:05.0 0x7000 64 r
+then ok "a VM (pvhc holder) registered and mapped"
+else nok "a VM (pvhc holder) registered and mapped" "$(cat "$TMP/HPID.out")"; fi
 
 for form in "status -j" "status --json" "-j status" "status -v -j" "status -jv"; do
 	# shellcheck disable=SC2086
@@ -161,5 +180,100 @@ run "$CTL" run --mode audit /bin/echo -j x
 assert "run: -j after the program is the program's (got: $(cat "$TMP/out"))" grep -qx -- "-j x" "$TMP/out"
 run "$CTL" run --lib "$OUT/libpviommu-qemu.so" -j /bin/echo y
 assert "run --lib PATH -j PROG: -j is pviommuctl's (got: $(cat "$TMP/out"))" grep -qx "y" "$TMP/out"
+
+# ---- stats: text, JSON, Prometheus (node_exporter textfile) ---------------------------------
+fails "'stat' is ambiguous now" 1 "$CTL" stat
+assert "... naming both" grep -q "which command is 'stat'? status, stats" "$TMP/err"
+# a VM whose QEMU runs the in-process plane, reserved with a name QEMU takes as it is
+if [ -n "$QEMU" ]; then
+	"$CTL" run --mode audit -- "$QEMU" -name 'guest=we"b\1,debug-threads=on' -machine none \
+		-display none -nodefaults -monitor none -S </dev/null >"$TMP/qemu.out" 2>&1 &
+	QPID=$!
+	for _ in $(seq 100); do grep -q libpviommu-qemu.so "/proc/$QPID/maps" 2>/dev/null && break; sleep 0.1; done
+	sleep 0.5	# past its constructor: the domain is reserved
+fi
+run "$CTL" stats -j
+cp "$TMP/out" "$TMP/stats0.json"
+# a second VM: one device, one page mapped rw, a transfer allowed and one denied by the
+# check, two violations as the in-process plane reports them (denied, killed)
+if hold H2PID register -- dev-add 00:06.0 -- map 00:06.0 0x10000 0x1000 rw -- \
+	check 00:06.0 0x10000 64 r -- check 00:06.0 0x20000 64 w -- \
+	report 00:06.0 0x30000 8 w denied -- report 00:06.0 0x30000 8 w killed
+then ok "a second VM made its calls, checks and reports"
+else nok "a second VM made its calls, checks and reports" "$(cat "$TMP/H2PID.out")"; fi
+assert "... the check allowed the mapped read" grep -q "0x10000 64 r: allow" "$TMP/H2PID.out"
+assert "... and denied the unmapped write" grep -q "0x20000 64 w: deny" "$TMP/H2PID.out"
+"$PVHC" unmap 00:04.0 0x9000 64 >/dev/null 2>&1	# not registered: refused
+run "$CTL" stats -j
+cp "$TMP/out" "$TMP/stats1.json"
+assert "stats -j" [ "$rc" = 0 ]
+run "$CTL" stats
+assert "stats: a line per VM" grep -qE "^  $HPID +- +registered +deny +2 +3 +12452 " "$TMP/out"
+run "$CTL" stats --prometheus --output "$TMP/pviommu.prom"
+assert "stats --prometheus --output FILE" [ "$rc" = 0 -a -s "$TMP/pviommu.prom" -a ! -e "$TMP/pviommu.prom.tmp" ]
+run "$CTL" stats --prometheus
+assert "stats --prometheus on stdout: the same families" \
+	[ "$(grep -c '^# TYPE' "$TMP/out")" = "$(grep -c '^# TYPE' "$TMP/pviommu.prom")" ]
+for py in /usr/bin/python3 python3; do "$py" -c 'import prometheus_client' 2>/dev/null && break; done
+if ! "$py" -c 'import prometheus_client' 2>/dev/null; then
+	nok "prometheus_client (python3-prometheus-client, scripts/install-deps.sh)"
+else
+	# the parser of Prometheus' own Python client reads the file; every value checked
+	"$py" - "$TMP/pviommu.prom" "$TMP/stats0.json" "$TMP/stats1.json" "$HPID" "$H2PID" "${QPID:-0}" \
+		>"$TMP/prom.res" 2>&1 <<'PY'
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+path, s0, s1, hpid, h2pid, qpid = sys.argv[1:]
+fams = list(text_string_to_metric_families(open(path).read()))
+val, lab = {}, {}
+for f in fams:
+    for s in f.samples:
+        val[(s.name, s.labels.get("pid"), s.labels.get("resource"))] = s.value
+        lab[(s.name, s.labels.get("pid"))] = s.labels
+def check(name, got, want):
+    print(("ok   " if got == want else "FAIL ") + "%s (got %r, want %r)" % (name, got, want))
+def v(name, pid=None, res=None):
+    return val.get((name, pid, res))
+s0, s1 = json.load(open(s0))["stats"], json.load(open(s1))
+check("prometheus: every family has HELP and a TYPE",
+      [f.name for f in fams if not f.documentation or f.type == "unknown"], [])
+check("prometheus: every name is pviommu_*", [f.name for f in fams if not f.name.startswith("pviommu_")], [])
+names = [f.name for f in fams]
+check("prometheus: no family twice", len(names), len(set(names)))
+check("pviommu_up", v("pviommu_up"), 1.0)
+d = lambda k: v("pviommu_%s_total" % k) - s0[k]
+check("checks: +2", d("checks"), 2)
+check("allowed: +1", d("allowed"), 1)
+check("violations: +3 (one check, two reports)", d("violations"), 3)
+check("denied: +1", d("denied"), 1)
+check("killed: +1", d("killed"), 1)
+check("refused hypercalls: +1", d("hypercall_errors"), 1)
+check("maps: +1", d("maps"), 1)
+check("every global counter equals stats -j",
+      [k for k, x in s1["stats"].items() if v("pviommu_%s_total" % k) != x], [])
+for pid, dev, maps, nbytes in ((hpid, 2, 3, 0x3000 + 100 + 64), (h2pid, 1, 1, 0x1000)):
+    check("VM %s: devices" % pid, v("pviommu_vm_devices", pid), dev)
+    check("VM %s: mappings" % pid, v("pviommu_vm_mappings", pid), maps)
+    check("VM %s: mapped bytes" % pid, v("pviommu_vm_mapped_bytes", pid), nbytes)
+    check("VM %s: registered, deny" % pid,
+          (lab[("pviommu_vm_info", pid)]["state"], lab[("pviommu_vm_info", pid)]["mode"]),
+          ("registered", "deny"))
+    check("VM %s: not failed closed" % pid, v("pviommu_vm_failed_closed", pid), 0)
+    check("VM %s: its record quota" % pid, v("pviommu_vm_quota", pid, "records"), 2048)
+    check("VM %s: registered a moment ago" % pid,
+          abs(v("pviommu_vm_registered_timestamp_seconds", pid) - __import__("time").time()) < 120, True)
+if qpid != "0":
+    check("the QEMU VM: reserved, audit, its -name (quote and backslash escaped)",
+          {k: lab[("pviommu_vm_info", qpid)][k] for k in ("state", "mode", "name")},
+          {"state": "reserved", "mode": "audit", "name": 'we"b\\1'})
+check("pviommu_vms: one per domain", v("pviommu_vms"), len(s1["vms"]))
+check("every VM of stats -j, with its mappings",
+      sorted((str(x["pid"]), x["mappings"]) for x in s1["vms"]),
+      sorted((p, v("pviommu_vm_mappings", p)) for (n, p, r) in val if n == "pviommu_vm_mappings"))
+PY
+	while read -r word rest; do
+		case $word in ok) ok "$rest" ;; FAIL) nok "$rest" ;; *) nok "prometheus parser: $word $rest" ;; esac
+	done <"$TMP/prom.res"
+fi
 
 finish

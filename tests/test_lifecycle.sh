@@ -104,7 +104,7 @@ has "json error object" '{"error":' "$TMP/out"
 expect "bad index size" 1 "$CTL" load --index-slots 1000
 expect "help" 0 "$CTL" help
 expect "help per command" 0 "$CTL" help mappings
-expect "prefix match" 0 "$CTL" -j stat
+expect "prefix match" 0 "$CTL" -j statu
 expect "not root exits 2" 2 setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" status
 
 # attach to a QEMU binary (every process of it), survive a reload, detach. On a private copy

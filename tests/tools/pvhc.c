@@ -6,13 +6,20 @@
  *
  *   pvhc [--hold] OP [ARGS] [-- OP [ARGS]]...
  *     register | unregister | dev-add BDF | dev-del BDF |
- *     map BDF IOVA SIZE r|w|rw | unmap BDF IOVA SIZE
+ *     map BDF IOVA SIZE r|w|rw | unmap BDF IOVA SIZE |
+ *     check BDF ADDR LEN r|w                  a transfer of this domain's
+ *                                             device, through pviommu_test_check
+ *                                             (prints the verdict; a deny is no error)
+ *     report BDF ADDR LEN r|w allowed|denied|killed
+ *                                             a violation as the in-process plane
+ *                                             reports it (pviommu_inproc_event)
  *   --hold   after the calls, print "ready" and wait for stdin to close
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
 #include "pvlib.h"
 
 static int perm_of(const char *s, __u32 *p)
@@ -20,6 +27,64 @@ static int perm_of(const char *s, __u32 *p)
 	*p = !strcmp(s, "r") ? PVIOMMU_PERM_READ : !strcmp(s, "w") ?
 	     PVIOMMU_PERM_WRITE : !strcmp(s, "rw") ? PVIOMMU_PERM_RW : 0;
 	return *p ? 0 : -EINVAL;
+}
+
+static int action_of(const char *s, __u32 *a)
+{
+	*a = !strcmp(s, "allowed") ? PVIOMMU_ACT_ALLOWED : !strcmp(s, "denied") ?
+	     PVIOMMU_ACT_DENIED : !strcmp(s, "killed") ? PVIOMMU_ACT_KILLED : 0;
+	return *a ? 0 : -EINVAL;
+}
+
+/* check BDF ADDR LEN r|w, report ... ACTION: the two programs of the check side */
+static int check_op(int argc, char **argv, int *i, int report)
+{
+	__u32 bdf, need, action = 0;
+	__u64 addr, len, args[5];
+	const char *prog = report ? "progs/pviommu_inproc_event" : "progs/pviommu_test_check";
+	LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args, .ctx_size_in = sizeof(args));
+	int fd, err;
+
+	if (*i + 4 + report > argc || pv_parse_bdf(argv[*i], &bdf) ||
+	    pv_parse_u64(argv[*i + 1], &addr) || pv_parse_u64(argv[*i + 2], &len) ||
+	    perm_of(argv[*i + 3], &need) || need == PVIOMMU_PERM_RW ||
+	    (report && action_of(argv[*i + 4], &action))) {
+		fprintf(stderr, "pvhc: bad call '%s' (see the header of tests/tools/pvhc.c)\n",
+			report ? "report" : "check");
+		return -EINVAL;
+	}
+	*i += 4 + report;
+	fd = pv_obj_get(NULL, prog, 0);
+	if (fd < 0) {
+		fprintf(stderr, "pvhc: %s: %s\n", prog, strerror(-fd));
+		return fd;
+	}
+	if (report) {
+		/* bdf, addr, len, need, verdict << 8 | action (verdict 1: unmapped);
+		 * the domain is this tgid */
+		args[0] = bdf;
+		args[1] = addr;
+		args[2] = len;
+		args[3] = need;
+		args[4] = 1 << 8 | action;
+	} else {
+		/* domain, bdf, addr, len, need */
+		args[0] = (__u64)getpid();
+		args[1] = bdf;
+		args[2] = addr;
+		args[3] = len;
+		args[4] = need;
+	}
+	err = bpf_prog_test_run_opts(fd, &o) ? -errno : 0;
+	close(fd);
+	if (err) {
+		fprintf(stderr, "pvhc: %s: %s\n", prog, strerror(-err));
+		return err;
+	}
+	if (!report)
+		printf("check %s 0x%llx %llu %s: %s\n", argv[*i - 4], (unsigned long long)addr,
+		       (unsigned long long)len, argv[*i - 1], o.retval ? "deny" : "allow");
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -44,6 +109,11 @@ int main(int argc, char **argv)
 
 		if (!strcmp(op, "--"))
 			continue;
+		if (!strcmp(op, "check") || !strcmp(op, "report")) {
+			if (check_op(argc, argv, &i, op[0] == 'r'))
+				return 1;
+			continue;
+		}
 		code = !strcmp(op, "register") ? PVIOMMU_OP_REGISTER :
 		       !strcmp(op, "unregister") ? PVIOMMU_OP_UNREGISTER :
 		       !strcmp(op, "dev-add") ? PVIOMMU_OP_DEV_ADD :
