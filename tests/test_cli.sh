@@ -276,4 +276,65 @@ PY
 	done <"$TMP/prom.res"
 fi
 
+# ---- events --follow -j: JSON lines across unload and load ----------------------------------
+for p in $HPID $H2PID $QPID; do kill "$p" 2>/dev/null; done
+for p in $HPID $H2PID $QPID; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
+HPID= H2PID= QPID=
+sleep 0.3	# their domains are purged at exit
+run "$CTL" unload
+assert "unload once the VMs are gone" [ "$rc" = 0 ]
+fails "events before load: exit 1" 1 "$CTL" events --timeout 1
+"$CTL" events --follow -j >"$TMP/ev.json" 2>"$TMP/ev.err" &
+evpid=$!
+sleep 0.5
+"$CTL" load >/dev/null 2>&1
+# wait_notes N: until the follower said N times that it follows a ring (10 s at most)
+wait_notes() {
+	for _ in $(seq 100); do
+		[ "$(grep -cE 'following (its events|the new one)' "$TMP/ev.err")" -ge "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+assert "events --follow found the ring of a load it waited for" wait_notes 1
+"$PVHC" unmap 00:04.0 0x9000 64 >/dev/null 2>&1	# refused: an event
+"$PVHC" report 00:04.0 0x30000 8 w denied >/dev/null 2>&1	# a violation, as QEMU reports it
+sleep 0.5
+"$CTL" unload >/dev/null 2>&1
+"$CTL" load >/dev/null 2>&1	# a new ring
+assert "... and the new ring of the next load" wait_notes 2
+"$PVHC" unmap 00:04.0 0xa000 64 >/dev/null 2>&1
+sleep 0.5
+kill -TERM "$evpid"
+wait "$evpid"
+rc=$?
+assert "events --follow exits 0 on SIGTERM" [ "$rc" = 0 ]
+"$py" - "$TMP/ev.json" >"$TMP/ev.res" 2>&1 <<'PY'
+import json, sys, datetime, time
+lines = open(sys.argv[1]).read().splitlines()
+def check(name, got, want):
+    print(("ok   " if got == want else "FAIL ") + "%s (got %r, want %r)" % (name, got, want))
+ev = []
+for l in lines:
+    try:
+        ev.append(json.loads(l))
+    except ValueError:
+        ev.append({"unparsed": l})
+check("events --follow -j: every line one JSON object", [e for e in ev if "unparsed" in e], [])
+got = [(e.get("type"), e.get("op"), e.get("addr"), e.get("action")) for e in ev]
+check("... the refused UNMAP, the reported violation, and the UNMAP after unload and load",
+      got, [("hypercall-error", "unmap", 0x9000, "-"), ("violation", "-", 0x30000, "denied"),
+            ("hypercall-error", "unmap", 0xa000, "-")])
+def age(e):
+    t = datetime.datetime.strptime(e["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return time.time() - t.timestamp()
+check("... each with its wall-clock time (RFC 3339, UTC, within the last minute)",
+      [0 <= age(e) < 60 for e in ev if "time" in e], [True] * len(ev))
+PY
+while read -r word rest; do
+	case $word in ok) ok "$rest" ;; FAIL) nok "$rest" ;; *) nok "events: $word $rest" ;; esac
+done <"$TMP/ev.res"
+assert "... and said on stderr what it waited for" grep -q "waiting for 'pviommuctl load'" "$TMP/ev.err"
+assert "... nothing else on stderr" [ "$(grep -vc '^note: ' "$TMP/ev.err")" = 0 ]
+
 finish
