@@ -276,6 +276,61 @@ PY
 	done <"$TMP/prom.res"
 fi
 
+# ---- bash completion: sourced, asked as bash asks it ---------------------------------------
+COMPL=$SRC/scripts/pviommuctl.bash-completion
+# shellcheck source=scripts/pviommuctl.bash-completion
+. "$COMPL"
+assert "the completion registers itself for pviommuctl" grep -q -- '-F _pviommuctl' <<<"$(complete -p pviommuctl 2>&1)"
+# comp WORD...: what TAB offers for the last word, sorted, one line
+comp() {
+	COMP_WORDS=("$CTL" "$@")
+	COMP_CWORD=$#
+	COMP_LINE="${COMP_WORDS[*]}"
+	COMP_POINT=${#COMP_LINE}
+	COMPREPLY=()
+	_pviommuctl 2>/dev/null
+	printf '%s\n' "${COMPREPLY[@]}" | sort | tr '\n' ' ' | sed 's/ $//'
+}
+# compl_is NAME WANT WORD...: exactly WANT (sorted); compl_has NAME WANT WORD...: WANT among them
+compl_is() {
+	local n=$1 want=$2 got; shift 2
+	got=$(comp "$@")
+	if [ "$got" = "$want" ]; then ok "$n"; else nok "$n" "got '$got', want '$want'"; fi
+}
+compl_has() {
+	local n=$1 want=$2 got w; shift 2
+	got=" $(comp "$@") "
+	for w in $want; do [[ $got == *" $w "* ]] || { nok "$n" "no '$w' in '$got'"; return; }; done
+	ok "$n"
+}
+compl_is "completion: the commands of 'pviommuctl help'" "$(tr ' ' '\n' <<<"$CMDS" | sed '/^$/d' | sort | tr '\n' ' ' | sed 's/ $//')" ""
+compl_is "completion: a prefix (st)" "stats status" st
+compl_is "completion: after global options (-j ma)" "mappings" -j ma
+compl_has "completion: global options" "-j --json -v --verbose -V --version -h --help" -
+compl_is "completion: modes" "audit deny kill" mode ""
+compl_is "completion: kvm-cpl" "auto entry none svm" load --kvm-cpl ""
+compl_is "completion: run --mode" "audit deny kill" run --mode ""
+compl_is "completion: help CMD by prefix" "events" help ev
+compl_has "completion: every VM's pid for --pid (from -j status)" "$HPID $H2PID ${QPID:-}" mappings --pid ""
+compl_has "... also after a command prefix (map --pid)" "$HPID" map --pid ""
+compl_is "completion: the BDFs of the live mappings for --bdf" "0000:00:04.0 0000:00:05.0 0000:00:06.0" mappings --bdf ""
+compl_is "completion: vfio --pid P: that VM's BDFs, and '-'" "- 0000:00:04.0 0000:00:05.0" vfio --pid "$HPID" ""
+compl_is "completion: --quota keys, after a comma too" "records=4,devices= records=4,lanes= records=4,pages= records=4,records=" load --quota records=4,
+[ -n "$QEMU" ] && compl_has "completion: run -- QEMU" "qemu-system-x86_64" run --mode audit -- qemu-system-x86_6
+compl_is "completion: nothing after a value that wants a number" "" events --count ""
+# every option the help of a command names is offered for it
+for c in $CMDS; do
+	[ "$c" = help ] && continue
+	opts=$("$CTL" help "$c" | grep -o -- '--[a-z][a-z-]*' | sort -u | tr '\n' ' ')
+	compl_has "completion: the options of $c (${opts% })" "$opts" "$c" --
+done
+# not root: no pid from pviommuctl, the running QEMUs instead
+if [ -n "${QPID:-}" ]; then
+	got=$(setpriv --reuid=65534 --regid=65534 --clear-groups bash -c \
+		". '$COMPL'; COMP_WORDS=('$CTL' mappings --pid ''); COMP_CWORD=3; _pviommuctl; echo \"\${COMPREPLY[*]}\"")
+	assert "completion, not root: the pids of running QEMUs ($QPID in: $got)" grep -qw "$QPID" <<<"$got"
+fi
+
 # ---- events --follow -j: JSON lines across unload and load ----------------------------------
 for p in $HPID $H2PID $QPID; do kill "$p" 2>/dev/null; done
 for p in $HPID $H2PID $QPID; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
