@@ -116,6 +116,51 @@ assert "... names the candidates" grep -q "which command is 'm'? mappings, mode"
 fails "help of no command" 1 "$CTL" help frobnicate
 fails "help with two words" 1 "$CTL" help load unload
 
+# ---- man pages: rendered without a warning, naming every command, option, parameter -------
+# section TEXT NAME: the lines of section NAME of a rendered page
+section() { sed -n "/^$2\$/,/^[A-Z]/p" "$1"; }
+if ! command -v man >/dev/null || ! command -v groff >/dev/null; then
+	nok "man and groff (man-db, groff-base: scripts/install-deps.sh)"
+else
+	for page in "$SRC/man/pviommuctl.8" "$SRC/man/pviommu.4"; do
+		n=$(basename "$page")
+		w=$(MANWIDTH=80 MANPAGER=cat man --warnings -l "$page" 2>&1 >/dev/null)
+		assert "man --warnings -l $n: no warning${w:+ ($w)}" [ -z "$w" ]
+		w=$(MANWIDTH=80 MANPAGER=cat man --warnings=w -l "$page" 2>&1 >/dev/null)
+		assert "man --warnings=w (every groff warning) -l $n: none${w:+ ($w)}" [ -z "$w" ]
+		# the text the checks below read: not hyphenated (-rHY=0), so that words stay whole
+		MANROFFOPT=-rHY=0 MANWIDTH=80 MANPAGER=cat man -l "$page" >"$TMP/$n.txt" 2>/dev/null
+		assert "$n: rendered" [ "$(wc -l <"$TMP/$n.txt")" -gt 50 ]
+		assert "$n: the version of VERSION ($VER)" grep -q "^\.TH [A-Z]* [48] [0-9-]* \"pviommu $VER\"" "$page"
+	done
+	section "$TMP/pviommuctl.8.txt" COMMANDS >"$TMP/commands.txt"
+	for c in $CMDS; do
+		assert "pviommuctl(8) describes $c" grep -qE "^       $c( |\$)" "$TMP/commands.txt"
+		[ "$c" = help ] && continue
+		for o in $("$CTL" help "$c" 2>/dev/null | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+			assert "pviommuctl(8): $c $o" grep -q -- "$o" "$TMP/commands.txt"
+		done
+	done
+	for o in -j --json -v --verbose -V --version -h --help; do
+		assert "pviommuctl(8) option $o" grep -qE -- "^       $o(,| |\$)|, $o\$" <(section "$TMP/pviommuctl.8.txt" OPTIONS)
+	done
+	assert "pviommuctl(8): the exit status 2 of README" grep -qE "^       2 +This host cannot run pviommu" <(section "$TMP/pviommuctl.8.txt" "EXIT STATUS")
+	params=$(sed -n 's/^module_param(\([a-z_]*\),.*/\1/p' "$SRC/guest-module/pviommu.c")
+	assert "guest-module/pviommu.c has module parameters ($(echo $params))" [ "$(wc -w <<<"$params")" -ge 8 ]
+	section "$TMP/pviommu.4.txt" PARAMETERS >"$TMP/params.txt"
+	for p in $params; do
+		assert "pviommu(4) describes $p=" grep -qE "^       $p=" "$TMP/params.txt"
+	done
+	# the debugfs stats keys: every "key %" in the seq_printf()s of pviommu_stats_show()
+	keys=$(sed -n '/^static int pviommu_stats_show/,/^}/p' "$SRC/guest-module/pviommu.c" |
+		grep -o '"[^"]*"' | grep -oE '(^"|\\n| )[a-z_]+ %' | sed -E 's/^("|\\n| )//; s/ %$//' | sort -u)
+	assert "pviommu_stats_show() has keys ($(echo $keys))" [ "$(wc -w <<<"$keys")" -ge 20 ]
+	section "$TMP/pviommu.4.txt" DEBUGFS >"$TMP/debugfs.txt"
+	for k in $keys; do
+		assert "pviommu(4) describes the stats key $k" grep -qw -- "$k" "$TMP/debugfs.txt"
+	done
+fi
+
 # ---- errors: one line, exit 1; JSON with -j before or after the command --------------------
 fails "unknown command" 1 "$CTL" frobnicate
 fails_json "unknown command, -j" 1 "$CTL" -j frobnicate
