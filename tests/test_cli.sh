@@ -32,7 +32,8 @@ need_cmds python3 bpftool
 hold() {
 	local var=$1 fifo=$TMP/$1.fifo fd pid
 	shift
-	mkfifo "$fifo"
+	rm -f "$fifo"
+	mkfifo "$fifo" || return 1
 	"$PVHC" --hold "$@" <"$fifo" >"$TMP/$var.out" 2>&1 &
 	pid=$!
 	exec {fd}>"$fifo"	# its stdin stays open until this script ends
@@ -436,5 +437,57 @@ while read -r word rest; do
 done <"$TMP/ev.res"
 assert "... and said on stderr what it waited for" grep -q "waiting for 'pviommuctl load'" "$TMP/ev.err"
 assert "... nothing else on stderr" [ "$(grep -vc '^note: ' "$TMP/ev.err")" = 0 ]
+
+# ---- the systemd units: systemd-analyze verify, and what they run, run --------------------
+UNITS=$SRC/packaging/systemd
+if ! command -v systemd-analyze >/dev/null; then
+	skip "systemd units" "systemd-analyze not found (Debian: package systemd): units not verified"
+else
+	# the units as shipped, pointed at this build; their man: links at these man pages
+	mkdir -p "$TMP/units" "$TMP/man/man8" "$TMP/man/man4"
+	cp "$SRC/man/pviommuctl.8" "$TMP/man/man8/"
+	cp "$SRC/man/pviommu.4" "$TMP/man/man4/"
+	for u in pviommu.service pviommu-events.service; do
+		bad=$(grep '^Exec' "$UNITS/$u" | grep -v '^Exec[A-Za-z]*=/usr/sbin/pviommuctl ')
+		assert "$u runs /usr/sbin/pviommuctl${bad:+ (not: $bad)}" [ -z "$bad" ]
+		sed "s|/usr/sbin/pviommuctl|$CTL|g" "$UNITS/$u" >"$TMP/units/$u"
+	done
+	out=$(MANPATH=$TMP/man systemd-analyze verify "$TMP/units/pviommu.service" \
+		"$TMP/units/pviommu-events.service" 2>&1)
+	rc=$?
+	assert "systemd-analyze verify: clean (exit $rc${out:+: $out})" [ "$rc" = 0 -a -z "$out" ]
+	assert "pviommu.service: Type=oneshot" grep -qx 'Type=oneshot' "$UNITS/pviommu.service"
+	assert "pviommu.service: RemainAfterExit=yes" grep -qx 'RemainAfterExit=yes' "$UNITS/pviommu.service"
+	# its commands as systemd runs them (no /etc/default/pviommu: PVIOMMU_LOAD_OPTS empty)
+	unit() { # unit KEY: pviommu.service's KEY= command, run; exit status in $rc
+		local cmd
+		cmd=$(sed -n "s/^$1=//p" "$TMP/units/pviommu.service" | sed 's/\$PVIOMMU_LOAD_OPTS//')
+		# shellcheck disable=SC2086
+		run $cmd
+		return "$rc"
+	}
+	"$CTL" unload --force >/dev/null 2>&1
+	unit ExecStart
+	assert "ExecStart loads (exit $rc)" [ "$rc" = 0 ]
+	assert "... generation 1" grep -q "generation 1" "$TMP/out"
+	hold HPID register -- dev-add 00:04.0 -- map 00:04.0 0x100000 0x1000 rw ||
+		nok "a VM for the unit" "$(cat "$TMP/HPID.out")"
+	unit ExecReload
+	assert "ExecReload reloads (exit $rc)" [ "$rc" = 0 ]
+	assert "... generation 2" grep -q "generation 2" "$TMP/out"
+	run "$CTL" -j mappings --pid "$HPID"
+	jq_eq "... and the VM's mapping stays" "$TMP/out" 'len(j)' 1
+	fails "ExecStop while a protected VM runs: refused, exit 1" 1 unit ExecStop
+	assert "... naming its QEMU pid" grep -q "QEMU pids\\? [0-9 ]*$HPID" "$TMP/err"
+	run "$CTL" -j mappings --pid "$HPID"
+	jq_eq "... and the policy stays loaded and enforcing" "$TMP/out" 'len(j)' 1
+	kill "$HPID"
+	while kill -0 "$HPID" 2>/dev/null; do sleep 0.1; done
+	HPID=
+	sleep 0.3
+	unit ExecStop
+	assert "ExecStop once the VM is gone: unloaded (exit $rc)" [ "$rc" = 0 ]
+	assert "... no pin left" [ ! -e "$PVIOMMU_PIN_DIR" ]
+fi
 
 finish
