@@ -205,6 +205,10 @@ jq_eq "mappings --pid P -j: the VM's 3 mappings" "$TMP/out" 'len(j)' 3
 run "$CTL" mappings -j --bdf 00:05.0
 jq_eq "mappings -j --bdf B: 1 mapping" "$TMP/out" '[(m["bdf"], m["size"]) for m in j]' "[('0000:00:05.0', 64)]"
 fails_json "a bad value, -j after it" 1 "$CTL" mappings --bdf zz -j
+fails "attach to a process that is not QEMU: one Error line" 1 "$CTL" attach --pid "$HPID"
+fails "attach --enforce to a binary that is not QEMU: one Error line" 1 "$CTL" attach --qemu /bin/true --enforce
+fails "mode for a pid without a domain" 1 "$CTL" mode deny --pid 1
+fails "vfio with a bad BDF" 1 "$CTL" vfio --pid "$HPID" zz
 
 # run: refused QEMU arguments exit 1 (2 is 'this host cannot run pviommu'), one Error line;
 # the global options end where QEMU's arguments begin

@@ -90,9 +90,10 @@ int opt_err(int c, char **argv, const char *cmd)
 static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 			va_list args)
 {
+	/* without -v the one Error line says what failed (and to run with -v) */
 	if (level == LIBBPF_DEBUG && verbose < 2)
 		return 0;
-	if (level == LIBBPF_INFO && !verbose)
+	if (!verbose)
 		return 0;
 	return vfprintf(stderr, fmt, args);
 }
@@ -383,8 +384,9 @@ static int attach_tcg(struct pviommu_bpf *skel, const struct target *t)
 			  name);
 }
 
+/* the uprobe plane on t; on failure *failed names the function (the caller says it) */
 static int attach_enforce(struct pviommu_bpf *skel, const struct target *t,
-			  int *nlinks)
+			  int *nlinks, const char **failed)
 {
 	char name[240], funcs[256], *f, *save;
 	int n = 0, err;
@@ -400,7 +402,10 @@ static int attach_enforce(struct pviommu_bpf *skel, const struct target *t,
 			snprintf(name, sizeof(name), "enf-%s-%d", t->tag, n);
 			err = attach_one(p, t, f, name);
 			if (err) {
-				p_err("uprobe on %s in %s: %s", f, t->tag, strerror(-err));
+				static char fn[64];
+
+				snprintf(fn, sizeof(fn), "%s", f);
+				*failed = fn;
 				return err;
 			}
 			n++;
@@ -752,6 +757,7 @@ static int cmd_load(int argc, char **argv)
 		static char tcg[MAX_TAGS][208], enf[MAX_TAGS][208];
 		int nt = link_tags("tcg-", tcg, MAX_TAGS);
 		int ne = link_tags("enf-", enf, MAX_TAGS), nl;
+		const char *why = NULL;
 		struct target t;
 
 		for (int i = 0; i < nt; i++)
@@ -760,9 +766,11 @@ static int cmd_load(int argc, char **argv)
 				p_note("%s is gone: dropped its uprobes", tcg[i]);
 			}
 		for (int i = 0; i < ne; i++)
-			if (target_of_tag(&t, enf[i]) || attach_enforce(skel, &t, &nl)) {
+			if (target_of_tag(&t, enf[i]) || attach_enforce(skel, &t, &nl, &why)) {
 				drop_links_of(enf[i]);
-				p_note("%s is gone: dropped its uprobes", enf[i]);
+				p_note("%s is gone%s%s%s: dropped its uprobes", enf[i],
+				       why ? " (no uprobe on " : "", why ? why : "", why ? ")" : "");
+				why = NULL;
 			}
 	}
 
@@ -1974,7 +1982,7 @@ static int cmd_attach(int argc, char **argv)
 	struct pv_features f;
 	__u64 pid = 0;
 	int c, err, ctl_fd, enforce = 0, nl = 0;
-	const char *qemu = NULL;
+	const char *qemu = NULL, *failed = NULL;
 	char users[256];
 	struct target t;
 
@@ -2088,7 +2096,7 @@ static int cmd_attach(int argc, char **argv)
 	}
 	err = attach_tcg(skel, &t);
 	if (!err && enforce)
-		err = attach_enforce(skel, &t, &nl);
+		err = attach_enforce(skel, &t, &nl, &failed);
 	if (!err && qemu && inproc_users(qemu, users, sizeof(users))) {
 		drop_links_of(t.tag);
 		p_err("QEMU pids %s of %s started the in-process plane while the uprobes were being attached: uprobes removed again; check those VMs",
@@ -2101,8 +2109,9 @@ static int cmd_attach(int argc, char **argv)
 		if (err == -ESRCH)
 			p_err("no process %llu", (unsigned long long)pid);
 		else
-			p_err("cannot attach to %s: %s (is it qemu-system-x86_64 7.x?)",
-			      qemu ? qemu : t.tag, strerror(-err));
+			p_err("cannot attach to %s%s%s: %s (is it qemu-system-x86_64 7.x?)",
+			      qemu ? qemu : t.tag, failed ? ": uprobe on " : "",
+			      failed ? failed : "", strerror(-err));
 		goto out;
 	}
 	if (enforce) {
@@ -2320,7 +2329,7 @@ static int cmd_help(int argc, char **argv)
 		printf("  %-9s %s\n", cmds[i].name, cmds[i].what);
 	printf("\nOptions (before or after the command, not after '--'):\n"
 	       "  -j, --json     JSON output (errors too: {\"error\":\"...\"} on stdout)\n"
-	       "  -v, --verbose  libbpf messages (-vv: debug, with verifier logs)\n"
+	       "  -v, --verbose  libbpf's messages, verifier logs included (-vv: debug too)\n"
 	       "  -V, --version  version and hypercall ABI\n"
 	       "  -h, --help     this text\n\n"
 	       "Examples:\n"
