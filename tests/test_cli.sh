@@ -13,10 +13,11 @@ PVHC=$OUT/tests/pvhc
 . "$SRC/tests/testlib.sh"
 export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-cli-$$
 TMP=$(mktemp -d)
-HPID= H2PID= QPID=
+HPID='' H2PID='' QPID=''
 cleanup() {
 	local p
 	for p in $HPID $H2PID $QPID; do kill "$p" 2>/dev/null; done
+	HPID='' H2PID='' QPID=''
 	"$CTL" unload --force >/dev/null 2>&1
 	rm -rf "$TMP"
 }
@@ -36,7 +37,8 @@ hold() {
 	mkfifo "$fifo" || return 1
 	"$PVHC" --hold "$@" <"$fifo" >"$TMP/$var.out" 2>&1 &
 	pid=$!
-	exec {fd}>"$fifo"	# its stdin stays open until this script ends
+	# shellcheck disable=SC2034 # fd: its stdin stays open until this script ends
+	exec {fd}>"$fifo"
 	printf -v "$var" %s "$pid"
 	for _ in $(seq 100); do
 		grep -q '^ready' "$TMP/$var.out" && return 0
@@ -147,7 +149,7 @@ else
 	done
 	assert "pviommuctl(8): the exit status 2 of README" grep -qE "^       2 +This host cannot run pviommu" <(section "$TMP/pviommuctl.8.txt" "EXIT STATUS")
 	params=$(sed -n 's/^module_param(\([a-z_]*\),.*/\1/p' "$SRC/guest-module/pviommu.c")
-	assert "guest-module/pviommu.c has module parameters ($(echo $params))" [ "$(wc -w <<<"$params")" -ge 8 ]
+	assert "guest-module/pviommu.c has module parameters (${params//$'\n'/ })" [ "$(wc -w <<<"$params")" -ge 8 ]
 	section "$TMP/pviommu.4.txt" PARAMETERS >"$TMP/params.txt"
 	for p in $params; do
 		assert "pviommu(4) describes $p=" grep -qE "^       $p=" "$TMP/params.txt"
@@ -155,7 +157,7 @@ else
 	# the debugfs stats keys: every "key %" in the seq_printf()s of pviommu_stats_show()
 	keys=$(sed -n '/^static int pviommu_stats_show/,/^}/p' "$SRC/guest-module/pviommu.c" |
 		grep -o '"[^"]*"' | grep -oE '(^"|\\n| )[a-z_]+ %' | sed -E 's/^("|\\n| )//; s/ %$//' | sort -u)
-	assert "pviommu_stats_show() has keys ($(echo $keys))" [ "$(wc -w <<<"$keys")" -ge 20 ]
+	assert "pviommu_stats_show() has keys (${keys//$'\n'/ })" [ "$(wc -w <<<"$keys")" -ge 20 ]
 	section "$TMP/pviommu.4.txt" DEBUGFS >"$TMP/debugfs.txt"
 	for k in $keys; do
 		assert "pviommu(4) describes the stats key $k" grep -qw -- "$k" "$TMP/debugfs.txt"
@@ -384,7 +386,7 @@ fi
 # ---- events --follow -j: JSON lines across unload and load ----------------------------------
 for p in $HPID $H2PID $QPID; do kill "$p" 2>/dev/null; done
 for p in $HPID $H2PID $QPID; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
-HPID= H2PID= QPID=
+HPID='' H2PID='' QPID=''
 sleep 0.3	# their domains are purged at exit
 run "$CTL" unload
 assert "unload once the VMs are gone" [ "$rc" = 0 ]
