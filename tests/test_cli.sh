@@ -186,6 +186,10 @@ fails "not root: exit 2" 2 setpriv --reuid=65534 --regid=65534 --clear-groups "$
 fails "run before load" 1 "$CTL" run -- /bin/true
 fails "stats --prometheus before load: exit 1" 1 "$CTL" stats --prometheus --output "$TMP/down.prom"
 assert "... still writes pviommu_up 0 (a stale file would not say so)" grep -qx "pviommu_up 0" "$TMP/down.prom"
+fails "stats --prometheus -j before load: Prometheus text, the error on stderr" 1 "$CTL" stats --prometheus -j
+assert "... pviommu_up 0 on stdout" grep -qx "pviommu_up 0" "$TMP/out"
+fails_json "stats -j before load: one object" 1 "$CTL" stats -j
+jq_eq "... saying not loaded" "$TMP/out" 'j["loaded"]' False
 
 # ---- loaded: -j and -v anywhere before '--' ------------------------------------------------
 run "$CTL" load -j

@@ -1406,6 +1406,7 @@ static int cmd_stats(int argc, char **argv)
 		switch (c) {
 		case 'P':
 			prom = 1;
+			json = 0;	/* the format is Prometheus', errors a line on stderr */
 			break;
 		case 'o':
 			output = optarg;
@@ -1416,7 +1417,8 @@ static int cmd_stats(int argc, char **argv)
 			       "  violations, denied, killed, ...) and each VM's (QEMU pid, name, state,\n"
 			       "  mode, devices, mappings, bytes, index pages, lanes, quota refusals).\n"
 			       "  --prometheus   the Prometheus text format, for node_exporter's\n"
-			       "                 textfile collector (pviommu_up 0 when not loaded)\n"
+			       "                 textfile collector (pviommu_up 0 when not loaded);\n"
+			       "                 -j does not apply\n"
 			       "  --output FILE  write FILE.tmp, then rename it to FILE (what the\n"
 			       "                 collector wants: it never reads half a file)\n");
 			return 0;
@@ -1428,6 +1430,9 @@ static int cmd_stats(int argc, char **argv)
 		p_err("what is '%s'? (see 'pviommuctl stats --help')", argv[optind]);
 		return 1;
 	}
+	if ((err = need_root()))
+		return err;
+	err = 1;
 	if (output) {
 		int fd;
 
@@ -1443,20 +1448,18 @@ static int cmd_stats(int argc, char **argv)
 			return 1;
 		}
 	}
-	if ((err = need_root()))
-		goto out;
-	err = 1;
 	if (!loaded()) {
 		if (prom) {
 			prom_head(o, "up", "gauge", "1 when pviommu is loaded.");
 			fprintf(o, "pviommu_up 0\n");
 		} else if (json) {
-			fprintf(o, "{\"loaded\":false}\n");
+			fprintf(o, "{\"loaded\":false,\"error\":\"pviommu is not loaded (run 'pviommuctl load')\"}\n");
 		}
 		/* the file says so: a stale one would not */
 		if (output && !fflush(o) && !fsync(fileno(o)) && !rename(tmp, output))
 			tmp[0] = 0;
-		not_loaded();
+		if (!json || output)
+			not_loaded();
 		goto out;
 	}
 	ctl = ctl_map(&ctl_fd);
