@@ -53,11 +53,14 @@
  *              shared ring buffer, with bdf = the first listed device
  *              (0xffffffff if none), addr/len = iova/size, perm = requested,
  *              err = -verdict; counters CHECK, ALLOWED, VIOLATION, DENIED.
+ *   iommufd    IOMMU_IOAS_MAP and IOMMU_IOAS_COPY of a protected domain are
+ *              refused (-EPERM, a violation event with reason host-iommu;
+ *              audit mode allows and reports): nothing mirrors an IOAS.
  *   not covered  the argument is read before the kernel reads it again: a
  *              second thread of the same process can change it in between
  *              (double fetch; the gate bounds a cooperating QEMU, not a
- *              hostile one with its own threads); iommufd's IOMMU_IOAS_MAP
- *              on /dev/iommu; VFIO_IOMMU_DIRTY_PAGES and other type1 ioctls
+ *              hostile one with its own threads);
+ *              VFIO_IOMMU_DIRTY_PAGES and other type1 ioctls
  *              (none grants new access). The gate is independent of the
  *              load generation (ctl->active_gen): it only reads the policy.
  */
@@ -106,6 +109,9 @@ PV_SLOT_READ_GLOBAL()
 #define PV_VFIO_UNMAP_DMA	0x3b72u	/* _IO(';', VFIO_BASE + 14) */
 #define PV_VFIO_FLAG_VADDR	(1u << 2)
 #define PV_VFIO_DEV		((10u << 20) | 196u)	/* MKDEV(MISC, VFIO_MINOR) */
+/* iommufd (/dev/iommu, Linux 6.2+): _IO(IOMMUFD_TYPE ';', 0x80 + n), no size bits */
+#define PV_IOMMUFD_IOAS_COPY	0x3b83u
+#define PV_IOMMUFD_IOAS_MAP	0x3b85u
 
 struct pv_vfio_dma_map {	/* struct vfio_iommu_type1_dma_map */
 	__u32	argsz;
@@ -187,6 +193,23 @@ int BPF_PROG(pviommu_vfio_ioctl, struct file *file, unsigned int cmd,
 
 	if (ret)
 		return ret;
+	/*
+	 * iommufd has no mirror (QEMU 7.2 never opens /dev/iommu): a protected
+	 * domain's IOAS map or copy would reach any guest page, so it is refused
+	 */
+	if (cmd == PV_IOMMUFD_IOAS_MAP || cmd == PV_IOMMUFD_IOAS_COPY) {
+		dom = bpf_get_current_pid_tgid() >> 32;
+		d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+		if (!d || !(d->flags & (PVIOMMU_DOM_REGISTERED | PVIOMMU_DOM_RESERVED)))
+			return 0;
+		mode = d->mode;
+		stat_inc(PVIOMMU_ST_VIOLATION);
+		stat_inc(mode == PVIOMMU_MODE_AUDIT ? PVIOMMU_ST_ALLOWED : PVIOMMU_ST_DENIED);
+		emit(PVIOMMU_EV_VIOLATION, dom, 0xffffffffu, 0, 0, PVIOMMU_PERM_RW, 0,
+		     -PV_DENY_IOMMU, mode == PVIOMMU_MODE_AUDIT ? PVIOMMU_ACT_ALLOWED :
+		     PVIOMMU_ACT_DENIED, PVIOMMU_PLANE_LSM);
+		return mode == PVIOMMU_MODE_AUDIT ? 0 : -PV_EPERM;
+	}
 	if (cmd != PV_VFIO_MAP_DMA && cmd != PV_VFIO_UNMAP_DMA)
 		return 0;
 	rdev = BPF_CORE_READ(file, f_inode, i_rdev);
