@@ -12,7 +12,8 @@ run() {	# run NAME CMD...: a suite prints "NAME: N passed, M failed[, K skipped]
 	local log="$OUT/tests/$name.log" t0=$SECONDS rc
 	mkdir -p "$OUT/tests"
 	echo "=== $name"
-	"$@" 2>&1 | tee "$log" | grep -E '^(not ok|skip|  FAIL|[a-z0-9_-]+: [0-9]+ passed)' 
+	# the failure lines of both result formats (testlib.h: "  FAIL", testlib.sh: "FAIL")
+	"$@" 2>&1 | tee "$log" | grep -E '^(not ok|skip|  FAIL|FAIL |[a-z0-9_-]+: [0-9]+ passed)' 
 	rc=${PIPESTATUS[0]}
 	local line p f s
 	line=$(grep -E '^[a-z0-9_-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)

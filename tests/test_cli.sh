@@ -23,7 +23,6 @@ cleanup() {
 }
 FINISH_HOOK=cleanup
 trap cleanup EXIT
-skip() { echo "skip $1${2:+: $2}"; skipped=$((skipped + 1)); }
 
 need_files "$CTL" "$PVHC"
 need_cmds python3 bpftool

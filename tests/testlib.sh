@@ -2,7 +2,7 @@
 # tests/testlib.sh - the results of a host-side test script (bash; set NAME, then source it).
 # The shell twin of tests/testlib.h.
 #
-#   ok NAME | nok NAME [WHY] | assert NAME CMD...    one result each
+#   ok NAME | nok NAME [WHY] | skip NAME [WHY] | assert NAME CMD...    one result each
 #   finish        print "$NAME: N passed, M failed[, K skipped]" (run-all.sh sums these) and
 #                 exit 0 only when nothing failed; calls $FINISH_HOOK first when it is set
 #   need_files FILE...  /  need_cmds CMD...   prerequisites: a missing one is a failed test,
@@ -10,6 +10,7 @@
 passed=0 failed=0 skipped=0
 ok() { echo "ok   $1"; passed=$((passed + 1)); }
 nok() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
+skip() { echo "skip $1${2:+: $2}"; skipped=$((skipped + 1)); }
 assert() { local n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
 finish() {
 	[ -z "${FINISH_HOOK:-}" ] || "$FINISH_HOOK"

@@ -68,6 +68,6 @@ l1_collect_checks() {
 	done < <(vm__grep '^PVIOMMU-VM: CHECK (PASS|FAIL) ' | sed 's/^PVIOMMU-VM: CHECK //')
 	reason=$(l1_skip_reason)
 	if [ -n "$reason" ]; then
-		echo "skip $NAME: $reason"; skipped=$((skipped + 1))
+		skip "$NAME" "$reason"
 	fi
 }
