@@ -471,7 +471,10 @@ static __noinline int hc_register(struct pviommu_ctl *c, __u32 dom, __u32 abi)
 
 /*
  * One hypercall of domain 'dom' (always the caller's own tgid: a guest can
- * only change its own domain). Returns 0 or a negative errno.
+ * only change its own domain). Returns 0 or a negative errno. plane
+ * PVIOMMU_PLANE_PAGE (the batches of pviommu_hc_batch) takes MAP and UNMAP
+ * only: the other operations' code (REGISTER, the purges) is left out of
+ * that program, which keeps its call chain inside 6.1's 512-byte stack.
  */
 static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 				     __u64 a3, __u16 plane)
@@ -496,12 +499,13 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		err = -PV_EPROTO;
 		goto out;
 	}
-	if (!op || op >= PVIOMMU_OP_MAX) {
+	if (!op || op >= PVIOMMU_OP_MAX ||
+	    (plane == PVIOMMU_PLANE_PAGE && op != PVIOMMU_OP_MAP && op != PVIOMMU_OP_UNMAP)) {
 		err = -PV_EOPNOTSUPP;
 		goto out;
 	}
 
-	if (op == PVIOMMU_OP_REGISTER) {
+	if (plane != PVIOMMU_PLANE_PAGE && op == PVIOMMU_OP_REGISTER) {
 		err = hc_register(c, dom, PVIOMMU_HC_ABI(a0));
 		if (!err)
 			emit_hc(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0,
@@ -523,7 +527,7 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		err = -PV_EBUSY;
 		goto out_domain;
 	}
-	switch (op) {
+	switch (plane == PVIOMMU_PLANE_PAGE ? op | 0x100 : op) {
 	case PVIOMMU_OP_UNREGISTER:
 		/* one purge; the DOMAIN slot goes too unless QEMU reserved it */
 		if (purge(c, &e, d, dom, 0, 1, !(d->flags & PVIOMMU_DOM_RESERVED))) {
@@ -550,6 +554,7 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		}
 		break;
 	case PVIOMMU_OP_MAP:
+	case PVIOMMU_OP_MAP | 0x100:
 		err = pv_op_map(&e, d, dom, bdf, a1, a2, perm, a3);
 		if (!err)
 			stat_inc(PVIOMMU_ST_MAP);
@@ -561,6 +566,7 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 			d->flags |= PVIOMMU_DOM_QUOTA;
 		break;
 	case PVIOMMU_OP_UNMAP:
+	case PVIOMMU_OP_UNMAP | 0x100:
 		err = pv_op_unmap(&e, d, dom, bdf, a1, a2, perm);
 		if (!err)
 			stat_inc(PVIOMMU_ST_UNMAP);
@@ -662,6 +668,48 @@ int pviommu_kvm_hypercall(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	return handle_hc(dom, ctx->args[1], ctx->args[2], ctx->args[3],
 			 ctx->args[4], PVIOMMU_PLANE_HC_KVM);
+}
+
+/*
+ * The shared page's operations, many per BPF_PROG_TEST_RUN (pviommu.h,
+ * pviommu_hc_batch): the in-process plane drains a guest's posted entries
+ * with one syscall instead of one each. The operations are read from the
+ * caller's memory (bpf_probe_read_user: test_run runs in the caller's
+ * context) one at a time, each validated exactly like a hypercall of the
+ * caller's own domain. Not attached anywhere: a guest cannot reach it.
+ */
+/*
+ * One operation of a batch: a global function, verified once on its own
+ * (a body inlined into the loop is explored again for every iteration,
+ * past the verifier's limit).
+ */
+__noinline int pv_batch_one(__u32 dom, __u64 uptr)
+{
+	__u64 w[4];
+
+	if (bpf_probe_read_user(w, sizeof(w), (void *)uptr))
+		return -PV_EFAULT;
+	return handle_hc(dom, w[0], w[1], w[2], w[3], PVIOMMU_PLANE_PAGE);
+}
+
+SEC("raw_tp")
+int pviommu_hc_batch(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 uptr = ctx->args[0];
+	__u32 n = (__u32)ctx->args[1], dom = bpf_get_current_pid_tgid() >> 32, i;
+	int err = 0;
+
+	if (!n || n > PVIOMMU_BATCH_MAX)
+		return -PV_EINVAL;
+	/* a plain loop: a bpf_loop callback would add a frame to the chain */
+	for (i = 0; i < PVIOMMU_BATCH_MAX; i++) {
+		if (i >= n)
+			break;
+		err = pv_batch_one(dom, uptr + (__u64)i * 32);
+		if (err)
+			break;
+	}
+	return PVIOMMU_BATCH_RET(i, err);
 }
 
 /*

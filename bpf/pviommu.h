@@ -129,6 +129,30 @@ enum pviommu_op {
 
 /* host_flags: what the host does with the page */
 #define PVIOMMU_CHAN_F_STATUS	(1u << 0)	/* statuses are written */
+#define PVIOMMU_CHAN_F_DRAIN	(1u << 1)	/* entries are carried out before any check */
+
+/*
+ * Posting (host_flags PVIOMMU_CHAN_F_DRAIN): the host that checks every
+ * transfer of this VM's emulated devices (the in-process plane) carries out
+ * the published entries before it checks any transfer, on whatever thread
+ * checks it. So the guest may publish a MAP or UNMAP and not kick: no exit,
+ * and a strict unmap is still in force before any later transfer of any
+ * emulated device of the VM (the guest publishes it before it hands the
+ * memory to anyone else; a check that loads prod afterwards drains it).
+ * What the guest must still kick for:
+ *   - a full ring (no free entry: the kick drains it);
+ *   - operations that need their answer at once: REGISTER, DEV_ADD,
+ *     DEV_DEL, UNREGISTER;
+ *   - every MAP and UNMAP of a device whose DEV_ADD was answered
+ *     PVIOMMU_CHAN_ST_KICK: an assigned (VFIO) device DMAs through the host
+ *     IOMMU, which no check drains, so its entries are done only in a kick
+ *     (the IOMMU follows before the guest reads the status: completion).
+ * A posted MAP's status is read when its entry is reused: a refused posted
+ * MAP (quota, full table) leaves its range denied (fail closed) and is
+ * counted by the guest; it cannot become DMA_MAPPING_ERROR (post=0 gives
+ * that up for an exit per operation).
+ */
+#define PVIOMMU_CHAN_ST_KICK	1	/* DEV_ADD's answer: kick for each operation */
 
 struct pviommu_chan_ent {
 	__u64 a[4];		/* guest: the hypercall words a0..a3 */
@@ -144,9 +168,11 @@ struct pviommu_chan {
 	__u32 cons;		/* host: entries done (free-running) */
 	__u32 host_ack;		/* host: PVIOMMU_CHAN_ACK once attached */
 	__u32 host_flags;	/* host: PVIOMMU_CHAN_F_* */
-	__u32 kicks;		/* host: kicks served (informational) */
+	__u32 kicks;		/* host: kicks and drains served (informational) */
 	__u32 errors;		/* host: kicks refused (-EPROTO) */
-	__u8 reserved[PVIOMMU_CHAN_HDR - 32];
+	__u32 ops;		/* host: entries carried out (informational) */
+	__u32 runs;		/* host: BPF runs (syscalls) that did them (informational) */
+	__u8 reserved[PVIOMMU_CHAN_HDR - 40];
 	struct pviommu_chan_ent ent[];
 };
 
@@ -482,7 +508,25 @@ enum pviommu_plane {
 	PVIOMMU_PLANE_LSM	= 5,
 	PVIOMMU_PLANE_TEST	= 6,
 	PVIOMMU_PLANE_EXIT	= 7,
+	PVIOMMU_PLANE_PAGE	= 8,	/* the shared page, in batches */
 };
+
+/*
+ * pviommu_hc_batch (BPF_PROG_TEST_RUN only): args[0] = a pointer in the
+ * caller's memory to n operations of four words each (a0..a3, a copy the
+ * caller made of the shared page's entries), args[1] = n <=
+ * PVIOMMU_BATCH_MAX. Each is carried out like a hypercall of the caller's
+ * own domain, in order, up to the first refusal. The return value says
+ * how far it got: PVIOMMU_BATCH_DONE(r) operations succeeded, and when
+ * that is < n, the next one was refused with -PVIOMMU_BATCH_ERR(r) (it
+ * was carried out: nothing changed, its event was sent); the caller goes
+ * on after it. A negative r (as a test_run return) is an error before
+ * any operation.
+ */
+#define PVIOMMU_BATCH_MAX	64u
+#define PVIOMMU_BATCH_RET(done, err)	((__u32)(done) | ((__u32)(-(err)) & 0xfff) << 16)
+#define PVIOMMU_BATCH_DONE(r)	((__u32)(r) & 0xffff)
+#define PVIOMMU_BATCH_ERR(r)	((int)(((__u32)(r) >> 16) & 0xfff))
 
 struct pviommu_event {
 	__u64	ts_ns;

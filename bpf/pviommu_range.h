@@ -42,6 +42,7 @@
 #define PV_EPERM	1
 #define PV_ENOENT	2
 #define PV_E2BIG	7
+#define PV_EFAULT	14
 #define PV_EBUSY	16
 #define PV_EEXIST	17
 #define PV_ENODEV	19

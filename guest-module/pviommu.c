@@ -69,6 +69,11 @@ module_param(channel, charp, 0444);
 MODULE_PARM_DESC(channel,
 		 "auto: every operation goes through the shared page when the host answers it (status on every transport), else the hypercall transport; page: the shared page or nothing; off: the hypercall transport");
 
+static int post = -1;
+module_param(post, int, 0444);
+MODULE_PARM_DESC(post,
+		 "1: MAP and UNMAP of emulated devices are posted in the shared page without an exit, and the host carries them out before it checks any transfer of this VM (strict stays strict; a refused MAP then shows as a denied transfer and the failures counter, not as a mapping error); 0: a kick (exit) per operation; default: 1 when the host offers it");
+
 static int verify = -1;
 module_param(verify, int, 0444);
 MODULE_PARM_DESC(verify,
@@ -114,6 +119,7 @@ struct pviommu_dev {
 	atomic64_t			live_bytes;
 	atomic64_t			failures;
 	atomic64_t			revoked;	/* left over by a driver */
+	bool				kick;		/* assigned: each operation kicks */
 };
 
 struct pviommu_lazy_ent {
@@ -132,6 +138,10 @@ static struct {
 	atomic64_t			lazy_flushes;
 	atomic64_t			lazy_reused;
 	atomic64_t			lazy_conflicts;
+	atomic64_t			exits;		/* kicks and hypercalls: exits */
+	atomic64_t			posted;		/* entries published, no kick */
+	atomic64_t			posted_refused;	/* ... later answered non-zero */
+	atomic64_t			ring_full;	/* kicks because no entry was free */
 } pviommu_stats;
 
 static struct {
@@ -201,13 +211,18 @@ static int pviommu_cpuid(u64 a0, u64 a1, u64 a2, u64 a3)
 
 /*
  * The shared page (pviommu.h): attached at load when the host answers it,
- * then every operation is an entry of its ring, carried out by the host
- * during the kick (a port read: an exit to QEMU under TCG and KVM alike)
- * and answered in the entry. One entry per kick for now, under a lock.
+ * then every operation is an entry of its ring. An entry is either kicked
+ * (a port read: an exit to QEMU under TCG and KVM alike; the host carries
+ * out everything published and answers in the entries) or, with posting
+ * (pviommu.h, "Posting"), only published: the host carries it out before
+ * it checks any transfer. Entries are published in order under one lock.
  */
 static struct pviommu_chan *pviommu_chan;
 static bool pviommu_chan_ports;
+static bool pviommu_post;
 static DEFINE_SPINLOCK(pviommu_chan_lock);
+/* per entry: 1 while its status is owed to nobody (a posted operation) */
+static DECLARE_BITMAP(pviommu_chan_posted, PVIOMMU_CHAN_NENTS);
 
 static void pviommu_chan_detach(void)
 {
@@ -219,6 +234,7 @@ static void pviommu_chan_detach(void)
 	if (pviommu_chan_ports)
 		release_region(PVIOMMU_PORT_SETUP, PVIOMMU_PORT_COUNT);
 	pviommu_chan_ports = false;
+	pviommu_post = false;
 }
 
 /* 0: attached; else no page (nobody answered, or no memory, or ports taken) */
@@ -257,31 +273,99 @@ static int pviommu_chan_attach(void)
 		return -ENODEV;
 	}
 	pviommu_chan = c;
+	pviommu_post = post && (READ_ONCE(c->host_flags) & PVIOMMU_CHAN_F_DRAIN);
+	bitmap_zero(pviommu_chan_posted, PVIOMMU_CHAN_NENTS);
 	return 0;
 }
 
-static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3)
+/* a posted entry's answer, read when its entry is reused or after a kick */
+static void pviommu_chan_reap(struct pviommu_chan_ent *e, unsigned int i)
+{
+	int r;
+
+	if (!test_and_clear_bit(i, pviommu_chan_posted))
+		return;
+	r = READ_ONCE(e->status);
+	if (!r)
+		return;
+	atomic64_inc(&pviommu_stats.posted_refused);
+	atomic64_inc(&pviommu_stats.failures);
+	pr_err_ratelimited("the host refused a posted %s (bdf %#x iova %#llx size %#llx): %d%s\n",
+			   PVIOMMU_HC_OP(e->a[0]) == PVIOMMU_OP_MAP ? "MAP" : "UNMAP",
+			   PVIOMMU_HC_BDF(e->a[0]), e->a[1], e->a[2], r,
+			   r == PVIOMMU_CHAN_PENDING ? " (no answer)" : "");
+}
+
+/* a port read: the host carries out every published entry (an exit) */
+static void pviommu_chan_kick(struct pviommu_chan *c)
+{
+	atomic64_inc(&pviommu_stats.exits);
+	inl(PVIOMMU_PORT_KICK);
+}
+
+/*
+ * Publish one entry; kick unless it may be posted. Returns its answer
+ * (kicked), 0 (posted) or PVIOMMU_NOACK (the host went away).
+ */
+static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
 {
 	struct pviommu_chan *c = pviommu_chan;
 	struct pviommu_chan_ent *e;
 	unsigned long flags;
+	unsigned int i;
 	u32 prod;
-	int r;
+	int r = 0;
 
 	spin_lock_irqsave(&pviommu_chan_lock, flags);
 	prod = c->prod;
-	e = &c->ent[prod % PVIOMMU_CHAN_NENTS];
+	if (prod - smp_load_acquire(&c->cons) >= PVIOMMU_CHAN_NENTS) {
+		/* no free entry: carried out now */
+		atomic64_inc(&pviommu_stats.ring_full);
+		pviommu_chan_kick(c);
+		if (prod - smp_load_acquire(&c->cons) >= PVIOMMU_CHAN_NENTS) {
+			spin_unlock_irqrestore(&pviommu_chan_lock, flags);
+			return PVIOMMU_NOACK;	/* the host stopped serving the page */
+		}
+	}
+	i = prod % PVIOMMU_CHAN_NENTS;
+	e = &c->ent[i];
+	pviommu_chan_reap(e, i);
 	e->a[0] = a0;
 	e->a[1] = a1;
 	e->a[2] = a2;
 	e->a[3] = a3;
 	e->status = PVIOMMU_CHAN_PENDING;
+	if (may_post && pviommu_post)
+		__set_bit(i, pviommu_chan_posted);
 	smp_store_release(&c->prod, prod + 1);
-	inl(PVIOMMU_PORT_KICK);		/* the host serves the entry, then returns */
-	r = smp_load_acquire(&e->status);
+	if (may_post && pviommu_post) {
+		atomic64_inc(&pviommu_stats.posted);
+	} else {
+		pviommu_chan_kick(c);	/* the host serves the entries, then returns */
+		r = smp_load_acquire(&e->status);
+		/* still pending: the host went away (QEMU without the page any more) */
+		if (r == PVIOMMU_CHAN_PENDING)
+			r = PVIOMMU_NOACK;
+	}
 	spin_unlock_irqrestore(&pviommu_chan_lock, flags);
-	/* still pending: the host went away (QEMU without the page any more) */
-	return r == PVIOMMU_CHAN_PENDING ? PVIOMMU_NOACK : r;
+	return r;
+}
+
+/* everything posted is carried out and its answers read (DEV_DEL, exit) */
+static void pviommu_chan_flush(void)
+{
+	struct pviommu_chan *c = pviommu_chan;
+	unsigned long flags;
+	unsigned int i;
+
+	if (!c || !pviommu_post)
+		return;
+	spin_lock_irqsave(&pviommu_chan_lock, flags);
+	if (c->prod != smp_load_acquire(&c->cons))
+		pviommu_chan_kick(c);
+	for_each_set_bit(i, pviommu_chan_posted, PVIOMMU_CHAN_NENTS)
+		pviommu_chan_reap(&c->ent[i], i);
+	spin_unlock_irqrestore(&pviommu_chan_lock, flags);
 }
 
 /*
@@ -290,18 +374,44 @@ static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3)
  * (KVM: the BPF handler cannot set RAX; the uprobe TCG transport cannot
  * write registers).
  */
-static int pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size)
+static int __pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size,
+				bool may_post)
 {
 	u64 a0 = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf);
 	u64 cookie = atomic64_inc_return(&pviommu_stats.hc);
 
 	if (pviommu_chan)
-		return pviommu_chan_call(a0, iova, size, cookie);
+		return pviommu_chan_call(a0, iova, size, cookie, may_post);
+	atomic64_inc(&pviommu_stats.exits);
 	if (pviommu_use_kvm) {
 		kvm_hypercall4(PVIOMMU_KVM_HC_NR, a0, iova, size, cookie);
 		return PVIOMMU_NOACK;
 	}
 	return pviommu_cpuid(a0, iova, size, cookie);
+}
+
+/* an operation that needs its answer now: kicked */
+static int pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size)
+{
+	return __pviommu_hypercall(op, perm, bdf, iova, size, false);
+}
+
+/* DEV_ADD; an assigned device's answer says its operations are kicked */
+static int pviommu_dev_add(struct pviommu_dev *pd)
+{
+	int r = pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0);
+
+	if (r == PVIOMMU_CHAN_ST_KICK && pviommu_chan) {
+		pd->kick = true;
+		return 0;
+	}
+	return r;
+}
+
+/* MAP or UNMAP of pd: posted where the host drains (pviommu.h, "Posting") */
+static int pviommu_dev_call(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u64 size)
+{
+	return __pviommu_hypercall(op, perm, pd->bdf, iova, size, !pd->kick);
 }
 
 /* with verify: anything but an acknowledged success is a refusal */
@@ -407,7 +517,7 @@ static void pviommu_live_drop(struct pviommu_dev *pd)
 static void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size,
 			      u32 perm)
 {
-	pviommu_hypercall(PVIOMMU_OP_UNMAP, perm, pd->bdf, iova, size);
+	pviommu_dev_call(pd, PVIOMMU_OP_UNMAP, perm, iova, size);
 	pviommu_live_del(pd, iova, size, perm);
 	atomic64_dec(&pd->live);
 	atomic64_sub(size, &pd->live_bytes);
@@ -514,7 +624,7 @@ static int pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 	atomic64_inc(&pd->maps);
 	if (pviommu_lazy_mode && pviommu_lazy_reuse(pd, iova, size, perm))
 		return 0;
-	r = pviommu_hypercall(PVIOMMU_OP_MAP, perm, pd->bdf, iova, size);
+	r = pviommu_dev_call(pd, PVIOMMU_OP_MAP, perm, iova, size);
 	if (pviommu_refused(r)) {
 		atomic64_inc(&pviommu_stats.failures);
 		atomic64_inc(&pd->failures);
@@ -963,7 +1073,7 @@ static void __pviommu_install(struct pviommu_dev *pd)
 				   pci_name(pd->pdev));
 		return;
 	}
-	if (pviommu_refused(pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0))) {
+	if (pviommu_refused(pviommu_dev_add(pd))) {
 		pr_err_ratelimited("%s: the host did not acknowledge DEV_ADD: not protected\n",
 				   pci_name(pd->pdev));
 		return;
@@ -1009,7 +1119,7 @@ static void __pviommu_driver_gone(struct pviommu_dev *pd)
 	pr_warn_ratelimited("%s: driver left %lld mappings: revoked\n", pci_name(pd->pdev), left);
 	pviommu_hypercall(PVIOMMU_OP_DEV_DEL, 0, pd->bdf, 0, 0);
 	pviommu_live_drop(pd);
-	pviommu_hypercall(PVIOMMU_OP_DEV_ADD, 0, pd->bdf, 0, 0);
+	pviommu_dev_add(pd);
 	atomic64_add(left, &pd->revoked);
 	atomic64_set(&pd->live, 0);
 	atomic64_set(&pd->live_bytes, 0);
@@ -1140,9 +1250,16 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "abi %u\n", PVIOMMU_ABI_VERSION);
 	seq_printf(m, "transport %s\n", pviommu_use_kvm ? "kvm" : "tcg");
 	seq_printf(m, "channel %s\n", pviommu_chan ? "page" : "hypercall");
+	pviommu_chan_flush();	/* the posted entries' answers are counted below */
 	if (pviommu_chan)
-		seq_printf(m, "page_kicks %u page_errors %u\n",
-			   READ_ONCE(pviommu_chan->kicks), READ_ONCE(pviommu_chan->errors));
+		seq_printf(m, "page_kicks %u page_errors %u\npage_ops %u\npage_runs %u\n",
+			   READ_ONCE(pviommu_chan->kicks), READ_ONCE(pviommu_chan->errors),
+			   READ_ONCE(pviommu_chan->ops), READ_ONCE(pviommu_chan->runs));
+	seq_printf(m, "post %d\n", pviommu_post);
+	seq_printf(m, "exits %lld\n", atomic64_read(&pviommu_stats.exits));
+	seq_printf(m, "posted %lld\n", atomic64_read(&pviommu_stats.posted));
+	seq_printf(m, "posted_refused %lld\n", atomic64_read(&pviommu_stats.posted_refused));
+	seq_printf(m, "ring_full %lld\n", atomic64_read(&pviommu_stats.ring_full));
 	seq_printf(m, "mode %s\n", pviommu_lazy_mode ? "lazy" : "strict");
 	seq_printf(m, "hypercalls %lld\n", atomic64_read(&pviommu_stats.hc));
 	seq_printf(m, "maps %lld\n", atomic64_read(&pviommu_stats.maps));
@@ -1230,6 +1347,10 @@ static int pviommu_parse_params(void)
 	}
 	if (verify < -1 || verify > 1) {
 		pr_err("verify=%d: 0 or 1\n", verify);
+		return -EINVAL;
+	}
+	if (post < -1 || post > 1) {
+		pr_err("post=%d: 0 or 1\n", post);
 		return -EINVAL;
 	}
 	if (strcmp(channel, "auto") && strcmp(channel, "page") && strcmp(channel, "off")) {
@@ -1422,6 +1543,7 @@ static int __init pviommu_init(void)
 				    &pviommu_mappings_fops);
 	pr_info("protecting %u device(s)%s, transport %s, mode %s, %s\n", n,
 		hotplug || all ? " (more when they appear)" : "",
+		pviommu_post ? "shared page (posted)" :
 		pviommu_chan ? "shared page" : pviommu_use_kvm ? "kvm" : "tcg",
 		pviommu_lazy_mode ? "lazy" : "strict",
 		verify ? "acknowledged by the host" :
@@ -1462,9 +1584,10 @@ static void __exit pviommu_exit(void)
 	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
 	pviommu_chan_detach();
 	pviommu_live_drop(NULL);
-	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls\n",
+	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls, %lld exits, %lld posted\n",
 		atomic64_read(&pviommu_stats.maps), atomic64_read(&pviommu_stats.unmaps),
-		atomic64_read(&pviommu_stats.hc));
+		atomic64_read(&pviommu_stats.hc), atomic64_read(&pviommu_stats.exits),
+		atomic64_read(&pviommu_stats.posted));
 }
 
 module_init(pviommu_init);

@@ -20,7 +20,7 @@ _Static_assert(PVIOMMU_CHAN_HDR + PVIOMMU_CHAN_NENTS * sizeof(struct pviommu_cha
 #define LOAD(p)		__atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)	__atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 
-int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa)
+int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa, uint32_t flags)
 {
 	struct pviommu_chan *h = page;
 	uint32_t magic = LOAD(h->magic);
@@ -29,14 +29,16 @@ int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa)
 	if (magic != PVIOMMU_CHAN_MAGIC || version != PVIOMMU_CHAN_VERSION ||
 	    !nents || nents > PVIOMMU_CHAN_NENTS || (nents & (nents - 1)))
 		return -EPROTO;
-	c->page = h;
 	c->gpa = gpa;
 	c->nents = nents;
-	c->cons = LOAD(h->prod);	/* what was there before is not ours */
+	STORE(c->cons, LOAD(h->prod));	/* what was there before is not ours */
 	STORE(h->cons, c->cons);
 	STORE(h->kicks, 0);
 	STORE(h->errors, 0);
-	STORE(h->host_flags, PVIOMMU_CHAN_F_STATUS);
+	STORE(h->ops, 0);
+	STORE(h->runs, 0);
+	STORE(h->host_flags, PVIOMMU_CHAN_F_STATUS | flags);
+	STORE(c->page, h);		/* the lockless pending check may look now */
 	STORE(h->host_ack, PVIOMMU_CHAN_ACK);
 	return 0;
 }
@@ -45,15 +47,17 @@ void *pv_chan_detach(struct pv_chan *c)
 {
 	void *p = c->page;
 
-	c->page = NULL;
+	STORE(c->page, NULL);
 	c->gpa = 0;
 	c->nents = 0;
 	return p;
 }
 
-int pv_chan_kick(struct pv_chan *c, pv_chan_op_fn op, void *ctx)
+int pv_chan_kick_batch(struct pv_chan *c, pv_chan_batch_fn fn, void *ctx)
 {
 	struct pviommu_chan *h = c->page;
+	uint64_t a[PVIOMMU_CHAN_NENTS][4];
+	int status[PVIOMMU_CHAN_NENTS];
 	uint32_t prod, n;
 
 	if (!h)
@@ -65,18 +69,43 @@ int pv_chan_kick(struct pv_chan *c, pv_chan_op_fn op, void *ctx)
 		STORE(h->errors, LOAD(h->errors) + 1);
 		return -EPROTO;
 	}
-	for (uint32_t i = 0; i < n; i++) {
+	if (!n)
+		return 0;
+	for (uint32_t i = 0; i < n; i++) {	/* every word once, before any is used */
 		struct pviommu_chan_ent *e = &h->ent[(c->cons + i) % c->nents];
-		uint64_t a[4];
 
 		for (int k = 0; k < 4; k++)
-			a[k] = LOAD(e->a[k]);
-		STORE(e->status, op(a, ctx));
+			a[i][k] = LOAD(e->a[k]);
+		status[i] = PVIOMMU_CHAN_PENDING;
 	}
-	c->cons = prod;
+	fn((const uint64_t (*)[4])a, status, n, ctx);
+	for (uint32_t i = 0; i < n; i++)
+		STORE(h->ent[(c->cons + i) % c->nents].status, status[i]);
+	STORE(c->cons, prod);
 	c->ops += n;
 	c->kicks++;
 	STORE(h->cons, prod);
 	STORE(h->kicks, LOAD(h->kicks) + 1);
+	STORE(h->ops, LOAD(h->ops) + n);
 	return (int)n;
+}
+
+struct one_by_one {
+	pv_chan_op_fn op;
+	void *ctx;
+};
+
+static void one_by_one(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx)
+{
+	struct one_by_one *o = ctx;
+
+	for (uint32_t i = 0; i < n; i++)
+		status[i] = o->op(a[i], o->ctx);
+}
+
+int pv_chan_kick(struct pv_chan *c, pv_chan_op_fn op, void *ctx)
+{
+	struct one_by_one o = { op, ctx };
+
+	return pv_chan_kick_batch(c, one_by_one, &o);
 }

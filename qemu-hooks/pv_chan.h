@@ -25,11 +25,17 @@ struct pv_chan {
 typedef int (*pv_chan_op_fn)(const uint64_t a[4], void *ctx);
 
 /*
- * Validate a freshly mapped page and answer in it (host_ack last). 0, or
- * -EPROTO (bad magic, version or nents): then nothing was written and the
- * caller unmaps it.
+ * carries out n entries' words (copies, in ring order) and fills status[i]
+ * for each: what a caller that can do several operations at once provides
  */
-int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa);
+typedef void (*pv_chan_batch_fn)(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx);
+
+/*
+ * Validate a freshly mapped page and answer in it (host_ack last):
+ * host_flags = PVIOMMU_CHAN_F_STATUS | flags. 0, or -EPROTO (bad magic,
+ * version or nents): then nothing was written and the caller unmaps it.
+ */
+int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa, uint32_t flags);
 
 /* forget the page; returns it (for the caller to unmap), or NULL */
 void *pv_chan_detach(struct pv_chan *c);
@@ -37,8 +43,24 @@ void *pv_chan_detach(struct pv_chan *c);
 /*
  * Carry out the published entries in order, each status written once it
  * is done, then cons. Returns how many, -ENODEV without a page, -EPROTO
- * when prod is out of range (nothing done).
+ * when prod is out of range (nothing done). The entries' words are all
+ * copied before the first is carried out.
  */
 int pv_chan_kick(struct pv_chan *c, pv_chan_op_fn op, void *ctx);
+int pv_chan_kick_batch(struct pv_chan *c, pv_chan_batch_fn fn, void *ctx);
+
+/*
+ * 1 when the guest published entries the host has not carried out: a
+ * lockless hint for the checking paths (PVIOMMU_CHAN_F_DRAIN), which then
+ * take the caller's lock and kick. Safe against a concurrent attach or
+ * detach: the page is guest RAM, which stays mapped while QEMU runs.
+ */
+static inline int pv_chan_pending(const struct pv_chan *c)
+{
+	const struct pviommu_chan *h = __atomic_load_n(&c->page, __ATOMIC_ACQUIRE);
+
+	return h && __atomic_load_n(&h->prod, __ATOMIC_ACQUIRE) !=
+		    __atomic_load_n(&c->cons, __ATOMIC_RELAXED);
+}
 
 #endif

@@ -105,6 +105,7 @@ static struct pv_env g_env;
 static struct pv_index_view g_view;
 static __u32 g_dom;
 static int g_dom_fd = -1, g_hc_fd = -1, g_ev_fd = -1, g_rsv_fd = -1;
+static int g_batch_fd = -1;	/* -1: pins of an older load, one test_run per operation */
 static int g_mode = -1;	/* PVIOMMU_MODE, -1: the global default */
 static struct pviommu_quota g_quota;	/* PVIOMMU_QUOTA, 0: the defaults */
 static int g_debug;
@@ -377,9 +378,15 @@ violation(struct as_ent *e, __u32 bdf, __u64 addr, __u64 len, __u32 need,
 	return action == PVIOMMU_ACT_ALLOWED;
 }
 
+/* the shared page (below): entries the guest posted are carried out first */
+static int chan_pending(void);
+static void chan_drain(void);
+
 /*
  * The per-transfer gate: 1 = let the transfer run, 0 = fail it. The
- * allowed path is loads from the mmapped index only.
+ * allowed path is loads from the mmapped index only. Operations the guest
+ * posted in the shared page (pviommu.h, "Posting") are carried out before
+ * the check: a strict unmap is in force before any later transfer.
  */
 static inline __attribute__((always_inline)) int
 gate(const void *as, __u64 addr, __u64 len, __u32 need)
@@ -390,6 +397,8 @@ gate(const void *as, __u64 addr, __u64 len, __u32 need)
 
 	if (bdf == AS_NOT_DEV)
 		return 1;
+	if (unlikely(chan_pending()))
+		chan_drain();
 	if (need == PVIOMMU_PERM_WRITE && qemu_is_msi(addr, len, 1))
 		return 1;
 	v = pv_check(&g_env, __atomic_load_n(&g_dom, __ATOMIC_RELAXED), bdf,
@@ -853,12 +862,14 @@ static unsigned long g_reopens;
 
 static void reopen_progs(int stale_fd)
 {
-	int hc, ev;
+	int hc, ev, batch;
 
 	pthread_mutex_lock(&g_reopen_lock);
-	if (__atomic_load_n(&g_hc_fd, __ATOMIC_ACQUIRE) == stale_fd) {
+	if (__atomic_load_n(&g_hc_fd, __ATOMIC_ACQUIRE) == stale_fd ||
+	    __atomic_load_n(&g_batch_fd, __ATOMIC_ACQUIRE) == stale_fd) {
 		hc = pv_obj_get(NULL, "progs/pviommu_kvm_hypercall", 0);
 		ev = pv_obj_get(NULL, "progs/pviommu_inproc_event", 0);
+		batch = pv_obj_get(NULL, "progs/pviommu_hc_batch", 0);
 		if (hc >= 0) {
 			/* the old fds stay open: another vCPU may be in test_run */
 			__atomic_store_n(&g_hc_fd, hc, __ATOMIC_RELEASE);
@@ -866,6 +877,8 @@ static void reopen_progs(int stale_fd)
 		}
 		if (ev >= 0)
 			__atomic_store_n(&g_ev_fd, ev, __ATOMIC_RELEASE);
+		/* a load without it (older pins): one test_run per operation */
+		__atomic_store_n(&g_batch_fd, batch, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&g_reopen_lock);
 }
@@ -1208,6 +1221,14 @@ static void vfio_init(void)
 	__atomic_store_n(&g_vfio_ready, 1, __ATOMIC_RELEASE);
 }
 
+static void debug_op(const char *how, const uint64_t a[4], int r)
+{
+	if (g_debug)
+		fprintf(stderr, PVQ "%s %s bdf 0x%x iova 0x%llx size 0x%llx -> %d\n",
+			how, pv_op_str(PVIOMMU_HC_OP(a[0])), PVIOMMU_HC_BDF(a[0]),
+			(unsigned long long)a[1], (unsigned long long)a[2], r);
+}
+
 /* one operation from the guest kernel (a hypercall, or an entry of the shared page) */
 static unsigned long g_hc_seen, g_hc_user;
 static int serve_op(const uint64_t a[4], void *ctx)
@@ -1224,19 +1245,108 @@ static int serve_op(const uint64_t a[4], void *ctx)
 	__atomic_fetch_add(&g_hc_seen, 1, __ATOMIC_RELAXED);
 	if (assigned && (op == PVIOMMU_OP_MAP || op == PVIOMMU_OP_UNMAP))
 		r = vfio_follow(a, r, &rec);
-	else if (!r && assigned && op == PVIOMMU_OP_DEV_ADD)
+	else if (!r && assigned && op == PVIOMMU_OP_DEV_ADD) {
 		vfio_gate_add(bdf);
+		/* an entry of the page: its guest kicks for this device's operations */
+		if (ctx)
+			r = PVIOMMU_CHAN_ST_KICK;
+	}
 	else if (!r && g_vfio_nas && (op == PVIOMMU_OP_DEV_DEL || op == PVIOMMU_OP_REGISTER ||
 				      op == PVIOMMU_OP_UNREGISTER))
 		vfio_resync();
 	if (!r && op == PVIOMMU_OP_UNMAP)
 		inf_check_unmap(bdf, a[1], a[2]);
-	if (g_debug)
-		fprintf(stderr, PVQ "%s %s bdf 0x%x iova 0x%llx size 0x%llx -> %d\n",
-			ctx ? "page" : "hypercall", pv_op_str(PVIOMMU_HC_OP(a[0])),
-			PVIOMMU_HC_BDF(a[0]), (unsigned long long)a[1],
-			(unsigned long long)a[2], r);
+	debug_op(ctx ? "page" : "hypercall", a, r);
 	return r;
+}
+
+/*
+ * The shared page's entries, carried out in a kick or a drain. Runs of
+ * MAP and UNMAP that need nothing of the library after the records (not
+ * of an assigned device) go to pviommu_hc_batch, one test_run for the
+ * run (pviommu.h); the rest one by one through serve_op.
+ */
+static unsigned long g_batches, g_batch_ops;
+
+static int op_plain(const uint64_t a[4])
+{
+	uint32_t op = PVIOMMU_HC_OP(a[0]);
+
+	if (op != PVIOMMU_OP_MAP && op != PVIOMMU_OP_UNMAP)
+		return 0;
+	return !(g_vfio_nas && vfio_assigned(PVIOMMU_HC_BDF(a[0])));
+}
+
+/* n plain operations; returns how many got a status (the rest: one by one) */
+static uint32_t batch_run(const uint64_t (*a)[4], int *status, uint32_t n)
+{
+	uint32_t i = 0, done;
+	int stale = 0;
+
+	while (i < n) {
+		int fd = __atomic_load_n(&g_batch_fd, __ATOMIC_ACQUIRE), err;
+		__u64 args[2] = { (uintptr_t)a[i], n - i };
+		LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args, .ctx_size_in = sizeof(args));
+
+		if (fd < 0 || bpf_prog_test_run_opts(fd, &o) || (int)o.retval < 0)
+			return i;
+		g_batches++;
+		done = PVIOMMU_BATCH_DONE(o.retval);
+		if (done > n - i)
+			return i;	/* cannot be: trust nothing of it */
+		for (uint32_t k = i; k < i + done; k++) {
+			status[k] = 0;
+			if (PVIOMMU_HC_OP(a[k][0]) == PVIOMMU_OP_UNMAP)
+				inf_check_unmap(PVIOMMU_HC_BDF(a[k][0]), a[k][1], a[k][2]);
+		}
+		g_batch_ops += done;
+		__atomic_fetch_add(&g_hc_seen, done, __ATOMIC_RELAXED);
+		i += done;
+		if (i == n)
+			break;
+		err = PVIOMMU_BATCH_ERR(o.retval);
+		if (err == ESTALE) {	/* a reload: the new program carries it out */
+			if (++stale > 100)
+				return i;
+			reopen_progs(fd);
+			if (stale > 1)
+				usleep(1000);
+			continue;
+		}
+		status[i++] = -err;	/* refused (its event was sent): go on after it */
+		__atomic_fetch_add(&g_hc_seen, 1, __ATOMIC_RELAXED);
+	}
+	if (g_debug)
+		for (i = 0; i < n; i++)
+			debug_op("page (batch)", a[i], status[i]);
+	return n;
+}
+
+static void chan_ops(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx)
+{
+	struct pv_chan *c = ctx;	/* the page's (serve_op: ctx = an entry of it) */
+	unsigned long runs = g_batches;
+	uint32_t i = 0, j;
+
+	while (i < n) {
+		for (j = i; j < n && op_plain(a[j]); j++)
+			;
+		if (j == i) {
+			status[i] = serve_op(a[i], ctx);
+			runs--;
+			i++;
+			continue;
+		}
+		i += batch_run(a + i, status + i, j - i);
+		for (; i < j; i++) {	/* what the batch could not do */
+			status[i] = serve_op(a[i], ctx);
+			runs--;
+		}
+	}
+	/* the page's informational count of BPF runs: one per batch, one per other entry */
+	runs = g_batches - runs;
+	if (c->page)
+		__atomic_store_n(&c->page->runs, c->page->runs + (uint32_t)runs, __ATOMIC_RELEASE);
 }
 
 /* TCG hypercall transport */
@@ -1303,7 +1413,8 @@ static void chan_setup(uint32_t pfn)
 	chan_unmap_locked();
 	if (pfn) {
 		p = o_map(g_as_mem, gpa, &len, true, 0);
-		r = p && len == PVIOMMU_CHAN_PAGE ? pv_chan_attach(&g_chan, p, gpa) : -EFAULT;
+		r = p && len == PVIOMMU_CHAN_PAGE ?
+		    pv_chan_attach(&g_chan, p, gpa, PVIOMMU_CHAN_F_DRAIN) : -EFAULT;
 		if (r && p)
 			o_address_space_unmap(g_as_mem, p, len, false, 0);
 		if (r)
@@ -1325,9 +1436,29 @@ static uint32_t chan_kick(void)
 	int r;
 
 	pthread_mutex_lock(&g_chan_lock);
-	r = pv_chan_kick(&g_chan, serve_op, &g_chan);
+	r = pv_chan_kick_batch(&g_chan, chan_ops, &g_chan);
 	pthread_mutex_unlock(&g_chan_lock);
 	return (uint32_t)r;
+}
+
+/*
+ * gate()'s side of posting: one load when nothing is pending. A check
+ * that finds entries takes the lock and carries them out; one that finds
+ * the lock taken waits for the holder, who carries out at least what was
+ * published when the check looked (prod is read under the lock).
+ */
+static unsigned long g_chan_drains;
+static int chan_pending(void)
+{
+	return pv_chan_pending(&g_chan);
+}
+
+static __attribute__((noinline, cold)) void chan_drain(void)
+{
+	pthread_mutex_lock(&g_chan_lock);
+	if (pv_chan_kick_batch(&g_chan, chan_ops, &g_chan) > 0)
+		g_chan_drains++;
+	pthread_mutex_unlock(&g_chan_lock);
 }
 
 /* 1 when port is one of ours (the access is then served here, not by QEMU) */
@@ -1524,6 +1655,7 @@ __attribute__((constructor)) static void pvq_init(void)
 	g_dom_fd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
 	g_hc_fd = pv_obj_get(NULL, "progs/pviommu_kvm_hypercall", 0);
 	g_ev_fd = pv_obj_get(NULL, "progs/pviommu_inproc_event", 0);
+	g_batch_fd = pv_obj_get(NULL, "progs/pviommu_hc_batch", 0);
 	g_rsv_fd = pv_obj_get(NULL, "progs/pviommu_reserve", 0);
 	if (g_dom_fd < 0 || g_hc_fd < 0 || g_ev_fd < 0 || g_rsv_fd < 0) {
 		snprintf(msg, sizeof(msg),

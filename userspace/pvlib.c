@@ -132,6 +132,7 @@ const char *pv_plane_str(__u32 p)
 	case PVIOMMU_PLANE_LSM: return "lsm";
 	case PVIOMMU_PLANE_TEST: return "test";
 	case PVIOMMU_PLANE_EXIT: return "exit";
+	case PVIOMMU_PLANE_PAGE: return "page";
 	default: return "?";
 	}
 }

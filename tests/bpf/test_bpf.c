@@ -1278,6 +1278,130 @@ static int ev_dom_cb(void *ctx, void *data, size_t len)
 	return 0;
 }
 
+/* pviommu_hc_batch: many operations per test_run, exactly as one by one */
+static __u32 batch(__u64 (*ops)[4], __u32 n, int *ret)
+{
+	__u64 args[2] = { (__u64)(uintptr_t)ops, n };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args, .ctx_size_in = sizeof(args));
+
+	*ret = bpf_prog_test_run_opts(bpf_program__fd(I.skel->progs.pviommu_hc_batch), &o);
+	return o.retval;
+}
+
+static void op4(__u64 *w, __u32 op, __u32 perm, __u32 bdf, __u64 iova, __u64 size)
+{
+	w[0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf);
+	w[1] = iova;
+	w[2] = size;
+	w[3] = 0x77;
+}
+
+/* every status of n operations through the batch program, going on after a refusal */
+static void batch_all(__u64 (*ops)[4], __u32 n, int *status, int *syscalls)
+{
+	__u32 i = 0, r;
+	int ret;
+
+	*syscalls = 0;
+	while (i < n) {
+		r = batch(ops + i, n - i, &ret);
+		(*syscalls)++;
+		if (ret || (int)r < 0 || PVIOMMU_BATCH_DONE(r) > n - i) {
+			status[i++] = 12345;	/* the comparison fails */
+			continue;
+		}
+		for (__u32 k = 0; k < PVIOMMU_BATCH_DONE(r); k++)
+			status[i + k] = 0;
+		i += PVIOMMU_BATCH_DONE(r);
+		if (i < n)
+			status[i++] = -PVIOMMU_BATCH_ERR(r);
+	}
+}
+
+#define NB 64
+static void t_batch(void)
+{
+	__u64 ops[NB][4];
+	int st[NB], st1[NB], ret, calls, same = 1, allow_same = 1, refused = 0;
+	__u32 r;
+
+	op4(ops[0], PVIOMMU_OP_MAP, R, DEV_A, 0x40000, 64);
+	op4(ops[1], PVIOMMU_OP_MAP, W, DEV_A, 0x40100, 64);
+	op4(ops[2], PVIOMMU_OP_MAP, R, DEV_A, 0x40200, 0);	/* size 0: refused */
+	op4(ops[3], PVIOMMU_OP_UNMAP, R, DEV_A, 0x40000, 64);
+	drain_events(&I);
+	r = batch(ops, 4, &ret);
+	ASSERT_OK(ret, "test_run");
+	ASSERT_EQ(PVIOMMU_BATCH_DONE(r), 2, "two done before the refusal");
+	ASSERT_EQ(PVIOMMU_BATCH_ERR(r), EINVAL, "the third refused: EINVAL");
+	ASSERT_EQ(drain_events(&I), 1, "its event sent");
+	ASSERT_EQ(last_ev.plane, PVIOMMU_PLANE_PAGE, "from the page plane");
+	ASSERT_EQ(chk(DEV_A, 0x40000, 64, R), PV_ALLOW, "first map in force");
+	ASSERT_EQ(chk(DEV_A, 0x40100, 64, W), PV_ALLOW, "second map in force");
+	r = batch(ops + 3, 1, &ret);
+	ASSERT_EQ(r, PVIOMMU_BATCH_RET(1, 0), "the rest after the refusal");
+	ASSERT_EQ(chk(DEV_A, 0x40000, 1, R), PV_DENY_UNMAPPED, "unmap in force");
+	op4(ops[0], PVIOMMU_OP_UNMAP, W, DEV_A, 0x40100, 64);
+	ASSERT_EQ(batch(ops, 1, &ret), PVIOMMU_BATCH_RET(1, 0), "clean up");
+	ASSERT_EQ((int)batch(ops, 0, &ret), -EINVAL, "n = 0 refused");
+	ASSERT_EQ((int)batch(ops, PVIOMMU_BATCH_MAX + 1, &ret), -EINVAL, "n > max refused");
+	{
+		__u64 args[2] = { 8, 1 };	/* not a readable address */
+		LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args, .ctx_size_in = sizeof(args));
+
+		bpf_prog_test_run_opts(bpf_program__fd(I.skel->progs.pviommu_hc_batch), &o);
+		ASSERT_EQ(o.retval, PVIOMMU_BATCH_RET(0, -EFAULT), "unreadable operations: EFAULT");
+	}
+
+	/*
+	 * The same random sequence (maps, repeats, conflicts, unmaps, bad
+	 * sizes, another device) in batches and one by one: the same statuses
+	 * and the same verdicts on a grid of checks.
+	 */
+	srand(7);
+	for (int i = 0; i < NB; i++) {
+		__u32 op = rand() % 3 ? PVIOMMU_OP_MAP : PVIOMMU_OP_UNMAP;
+		__u32 bdf = rand() % 4 ? DEV_A : DEV_B;
+		__u32 slot = rand() % 16;
+		__u64 iova = 0x80000 + slot * 0x100;
+		/* mostly one size per iova (repeats refcount); sometimes 0 or another */
+		__u64 size = rand() % 8 ? 0x80ull * (1 + slot % 4) : (__u64)(rand() % 2) * 0xc0;
+
+		op4(ops[i], op, 1 + rand() % 3, bdf, iova, size);
+	}
+	batch_all(ops, NB, st, &calls);
+	int verdict[2][40];
+
+	for (int g = 0; g < 40; g++)
+		verdict[0][g] = chk(g % 2 ? DEV_B : DEV_A, 0x80000 + g * 0x40, 0x40, 1 + g % 2);
+	for (int i = 0; i < NB; i++)	/* back to empty, one by one */
+		if (!st[i] && PVIOMMU_HC_OP(ops[i][0]) == PVIOMMU_OP_MAP)
+			hc(&I, PVIOMMU_OP_UNMAP, 0, PVIOMMU_HC_BDF(ops[i][0]), ops[i][1], ops[i][2]);
+	for (int g = 0; g < 40; g++)
+		if (chk(g % 2 ? DEV_B : DEV_A, 0x80000 + g * 0x40, 0x40, 1 + g % 2) != PV_DENY_UNMAPPED)
+			allow_same = 0;
+	ASSERT_TRUE(allow_same, "emptied between the two runs");
+	for (int i = 0; i < NB; i++) {
+		st1[i] = hc(&I, PVIOMMU_HC_OP(ops[i][0]), PVIOMMU_HC_PERM(ops[i][0]),
+			    PVIOMMU_HC_BDF(ops[i][0]), ops[i][1], ops[i][2]);
+		same &= st1[i] == st[i];
+		refused += st1[i] != 0;
+	}
+	ASSERT_TRUE(same, "batch statuses = one-by-one statuses");
+	printf("  batch: %d operations, %d refused, %d test_runs\n", NB, refused, calls);
+	ASSERT_TRUE(refused > 3 && NB - refused > 16, "the sequence has refusals and successes");
+	ASSERT_EQ(calls, 1 + refused - (st[NB - 1] != 0), "one test_run plus one per refusal");
+	allow_same = 1;
+	for (int g = 0; g < 40; g++) {
+		verdict[1][g] = chk(g % 2 ? DEV_B : DEV_A, 0x80000 + g * 0x40, 0x40, 1 + g % 2);
+		allow_same &= verdict[0][g] == verdict[1][g];
+	}
+	ASSERT_TRUE(allow_same, "the same verdicts after both");
+	for (int i = 0; i < NB; i++)
+		if (!st1[i] && PVIOMMU_HC_OP(ops[i][0]) == PVIOMMU_OP_MAP)
+			hc(&I, PVIOMMU_OP_UNMAP, 0, PVIOMMU_HC_BDF(ops[i][0]), ops[i][1], ops[i][2]);
+}
+
 static void t_event_budget(void)
 {
 	struct ring_buffer *rb;
@@ -1347,6 +1471,7 @@ int main(int argc, char **argv)
 	SUBTEST("fuzz", t_fuzz(3000));
 	SUBTEST("quota", t_quota());
 	SUBTEST("event_budget", t_event_budget());
+	SUBTEST("batch", t_batch());
 	SUBTEST("unregister", ({
 		ASSERT_OK(hc(&I, PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0), "unregister");
 		ASSERT_EQ(pv_device_protected(&I.env, self, DEV_B), 0, "devices gone");

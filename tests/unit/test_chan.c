@@ -89,23 +89,23 @@ static void t_attach(void)
 
 	page_init(4, 0);
 	pg->magic = 0x12345678;
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "bad magic refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "bad magic refused");
 	ASSERT_EQ(pg->host_ack, 0, "... and not answered");
 	page_init(4, 0);
 	pg->version = 2;
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "unknown version refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "unknown version refused");
 	page_init(0, 0);
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "nents 0 refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "nents 0 refused");
 	page_init(PVIOMMU_CHAN_NENTS * 2, 0);
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "nents beyond the page refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "nents beyond the page refused");
 	page_init(3, 0);
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000), -EPROTO, "nents not a power of two refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "nents not a power of two refused");
 	ASSERT_EQ(pg->host_ack, 0, "no answer to a refused page");
 	ASSERT_TRUE(c.page == NULL, "no page held");
 	ASSERT_EQ(pv_chan_kick(&c, op_rec, NULL), -ENODEV, "kick without a page");
 
 	page_init(PVIOMMU_CHAN_NENTS, 7);
-	ASSERT_OK(pv_chan_attach(&c, mem, 0x1000), "a good page");
+	ASSERT_OK(pv_chan_attach(&c, mem, 0x1000, 0), "a good page");
 	ASSERT_EQ(pg->host_ack, PVIOMMU_CHAN_ACK, "answered");
 	ASSERT_EQ(pg->host_flags & PVIOMMU_CHAN_F_STATUS, PVIOMMU_CHAN_F_STATUS, "statuses promised");
 	ASSERT_EQ(pg->cons, 7, "what was published before the attach is not served");
@@ -120,7 +120,7 @@ static void t_kick_in_order(void)
 	struct rec r = { 0 };
 
 	page_init(4, 0xfffffffe);	/* prod and cons wrap during the test */
-	ASSERT_OK(pv_chan_attach(&c, mem, 0x2000), "attach");
+	ASSERT_OK(pv_chan_attach(&c, mem, 0x2000, 0), "attach");
 	for (int round = 0; round < 4; round++) {
 		int n = round < 3 ? round + 2 : 4;	/* 2, 3, 4, 4 */
 		r.n = 0;
@@ -148,7 +148,7 @@ static void t_hostile(void)
 	struct rec r = { 0 };
 
 	page_init(4, 0);
-	ASSERT_OK(pv_chan_attach(&c, mem, 0x3000), "attach");
+	ASSERT_OK(pv_chan_attach(&c, mem, 0x3000, 0), "attach");
 	/* more published than the ring holds */
 	pg->prod = 5;
 	ASSERT_EQ(pv_chan_kick(&c, op_rec, &r), -EPROTO, "prod - cons > nents refused");
@@ -167,7 +167,8 @@ static void t_hostile(void)
 	ASSERT_EQ(r.n, 4, "four ops");
 	ASSERT_EQ(r.stable, 4, "each op works on a copy the guest cannot change under it");
 	ASSERT_EQ((uint32_t)r.a0[0], 0, "the first entry as published");
-	ASSERT_TRUE(r.a0[1] == ~0ull, "a rewrite before the copy is what the host sees");
+	ASSERT_EQ((uint32_t)r.a0[1], 1,
+		  "every entry copied before the first op: a rewrite during an op changes nothing");
 	ASSERT_EQ(c.cons, 4, "cons = the prod read once, at the kick's start");
 	ASSERT_EQ(pg->cons, 4, "... and its copy in the page");
 	ASSERT_TRUE(guard_intact(), "nothing written past the page (nents 0xffff ignored)");
@@ -178,10 +179,63 @@ static void t_hostile(void)
 	ASSERT_TRUE(guard_intact(), "guard intact at the end");
 }
 
+struct batch_rec {
+	int calls;
+	uint32_t n[8];
+};
+
+static void batch_rec(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx)
+{
+	struct batch_rec *b = ctx;
+
+	if (b->calls < 8)
+		b->n[b->calls] = n;
+	b->calls++;
+	for (uint32_t i = 0; i < n; i++)
+		status[i] = (int)(a[i][0] & 0xffff) == (int)i ? -100 - (int)i : 1;
+}
+
+/* posting: the pending hint and one batch per kick */
+static void t_post(void)
+{
+	struct pv_chan c = { 0 };
+	struct batch_rec b = { 0 };
+
+	ASSERT_EQ(pv_chan_pending(&c), 0, "no page: nothing pending");
+	page_init(8, 40);
+	ASSERT_OK(pv_chan_attach(&c, mem, 0x4000, PVIOMMU_CHAN_F_DRAIN), "attach offering drains");
+	ASSERT_EQ(pg->host_flags, PVIOMMU_CHAN_F_STATUS | PVIOMMU_CHAN_F_DRAIN,
+		  "host_flags: statuses and drains");
+	ASSERT_EQ(pv_chan_pending(&c), 0, "attach: nothing pending");
+	pg->prod = 0;			/* entries at ring positions 0.. (publish_at) */
+	c.cons = 0;
+	for (int i = 0; i < 5; i++)
+		publish_at(i);
+	ASSERT_EQ(pv_chan_pending(&c), 1, "published: pending");
+	ASSERT_EQ(pv_chan_kick_batch(&c, batch_rec, &b), 5, "five carried out");
+	ASSERT_EQ(b.calls, 1, "in one batch");
+	ASSERT_EQ(b.n[0], 5, "of five");
+	for (int i = 0; i < 5; i++)
+		ASSERT_EQ(pg->ent[i].status, -100 - i, "each status from the batch, in order");
+	ASSERT_EQ(pv_chan_pending(&c), 0, "drained: nothing pending");
+	ASSERT_EQ(pv_chan_kick_batch(&c, batch_rec, &b), 0, "an empty kick");
+	ASSERT_EQ(b.calls, 1, "... calls nothing");
+	pg->prod = c.cons + 9;		/* beyond the ring: pending, and refused */
+	ASSERT_EQ(pv_chan_pending(&c), 1, "a hostile prod reads as pending");
+	ASSERT_EQ(pv_chan_kick_batch(&c, batch_rec, &b), -EPROTO, "... and is refused");
+	ASSERT_EQ(b.calls, 1, "... with nothing done");
+	pg->prod = c.cons;
+	ASSERT_TRUE(pv_chan_detach(&c) == (void *)mem, "detach");
+	pg->prod++;
+	ASSERT_EQ(pv_chan_pending(&c), 0, "detached: nothing pending whatever the page says");
+	ASSERT_TRUE(guard_intact(), "nothing written past the page");
+}
+
 int main(void)
 {
 	SUBTEST("attach", t_attach());
 	SUBTEST("kick_in_order", t_kick_in_order());
 	SUBTEST("hostile", t_hostile());
+	SUBTEST("post", t_post());
 	return tl_done("chan");
 }
