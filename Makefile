@@ -1,5 +1,8 @@
 # pviommu - top-level build. Everything lands in $(O) (default ./build).
-#   make            build BPF objects, skeletons, pviommuctl, libraries
+#   make            the host parts: BPF objects, skeletons, pviommuctl, libraries, test programs
+#                   (no guest kernel headers needed)
+#   make guest      the guest parts: pviommu.ko, the test modules, the test guest's kernel and
+#                   initramfs (needs linux-headers of the guest kernel: make deps installs them)
 #   make check      install missing packages, build, run every test
 #   make demo       end-to-end run on the embedded default guest
 #   make bench      benchmarks, ratios measured side by side in one run

@@ -11,7 +11,7 @@ ATTACK_MODULE_SRCS	:= $(SRC)/tests/vm/guest-modules/pvattack.c \
 
 .PHONY: guest-attack
 
-all: $(ATTACK_MODULE) $(HOSTILE_MODULE)
+guest: $(ATTACK_MODULE) $(HOSTILE_MODULE)
 guest-attack: $(ATTACK_MODULE) $(HOSTILE_MODULE)
 
 $(ATTACK_MODULE) $(HOSTILE_MODULE) &: $(ATTACK_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(SRC)/mk/attack.mk $(SRC)/mk/guest.mk

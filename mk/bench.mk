@@ -12,7 +12,7 @@ $(OUT)/tests/%: $(SRC)/tests/bench/%.c $(BPF_SKELS) $(BPF_HDRS) $(PVLIB_OBJS)
 bench: deps
 	$(Q)$(MAKE) --no-print-directory bench-run
 
-bench-run: all host-setup
+bench-run: all guest host-setup
 	$(Q)$(MAKE) --no-print-directory bench-inproc
 	$(Q)$(BENCH_CORE)
 	$(Q)for b in $(SRC)/tests/bench/*.sh; do [ -x "$$b" ] && OUT=$(OUT) "$$b" || true; done

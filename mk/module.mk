@@ -13,7 +13,8 @@ CHECKPATCH		?= $(firstword $(wildcard $(GUEST_KHDR)/scripts/checkpatch.pl \
 
 .PHONY: guest-module checkpatch
 
-all: $(GUEST_MODULE)
+# a guest part: 'make guest' builds it, 'make' (the host parts) does not need guest headers
+guest: $(GUEST_MODULE)
 guest-module: $(GUEST_MODULE)
 
 $(GUEST_MODULE): $(GUEST_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(SRC)/mk/module.mk $(SRC)/mk/guest.mk

@@ -1,6 +1,6 @@
 # VM test harness: guest kernel (pinned in mk/guest.mk) + base initramfs; see tests/vm/lib.sh
 #   make $(GUEST_INITRD_BASE)   fetch/unpack the guest kernel, build the base initramfs
-#   make guest                  same
+#   make guest                  same, and the guest modules (mk/module.mk, mk/attack.mk)
 #   make vm-smoke               boot smoke test (tests/vm/test_boot.sh)
 # Test scripts get GUEST_VMLINUZ, GUEST_INITRD_BASE, VM_LIB and VM_OUT from the environment.
 GUEST_DIR		:= $(OUT)/guest

@@ -24,6 +24,23 @@ want check-unit tests/test_range tests/test_chan tests/test_vfio
 want check-bpf tests/test_bpf
 want fuzz tests/test_bpf tests/fuzz_policy
 want vm-module guest-module/pviommu.ko pviommuctl guest/vmlinuz guest/base.cpio.gz
+want guest guest-module/pviommu.ko guest-attack/pvattack.ko guest/vmlinuz guest/base.cpio.gz
+# the host parts build without the guest's kernel headers (a KVM host has none): nothing of the
+# guest is a prerequisite of 'all', and 'make all' with no such headers plans no guest build
+alld=" $(deps all) "
+case $alld in
+*/guest-module/*|*/guest-attack/*|*/guest/*) nok "all is the host parts only" "has:$alld" ;;
+*) case $alld in *"/pviommuctl "*"/libpviommu-qemu.so "*|*"/libpviommu-qemu.so "*"/pviommuctl "*)
+	ok "all is the host parts only" ;; *) nok "all is the host parts only" "has:$alld" ;; esac ;;
+esac
+tmpo=$(mktemp -d)
+trap 'rm -f "$db"; rm -rf "$tmpo"' EXIT
+if plan=$(make -C "$SRC" -n all GUEST_KHDR=/nonexistent/headers O="$tmpo" 2>&1); then
+	case $plan in *linux-headers*|*pviommu.ko*) nok "make all plans no guest build" "$(echo "$plan" | grep -m1 -E 'linux-headers|pviommu.ko')" ;;
+	*) ok "make all plans no guest build (no guest headers)" ;; esac
+else
+	nok "make all plans no guest build" "make -n all failed: $(echo "$plan" | tail -n 2)"
+fi
 # the pattern rule of the benchmarks (bench_core, bench_inproc's BPF side) wants the skeletons
 bench=$(grep -E '^/[^:]*/tests/%: /[^ ]*/tests/bench/%\.c' "$db" | head -n1)
 case " $bench " in *"/pviommu.skel.h "*) ok "the benchmarks' pattern rule depends on the skeletons" ;;
