@@ -17,6 +17,10 @@
 #           test_run each) before the library's next check (bpf/pviommu.h, "Posting").
 #   KICK    the same with pviommu.ko post=0: an exit and a BPF run per operation (the reference
 #           for posting).
+#   LAZY    INPROC with pviommu.ko mode=lazy (unmaps batched: lazy_ms / lazy_batch window).
+#   VIOMMU  the peer: no pviommu at all, QEMU's emulated intel-iommu (-device intel-iommu,
+#           intremap=off) and the guest's own IOMMU driver, intel_iommu=on iommu.strict=1;
+#           VIOMMU-LAZY the same with iommu.strict=0 (flush queue).
 # Workloads (timed in the guest with the monotonic clock in ns, /proc/timer_list "now at"):
 #   net  TCP download of NET_MB MiB from a host listener (python3) through the e1000 (busybox nc)
 #   blk  O_DIRECT sequential read of BLK_MB MiB from /dev/vda (dd iflag=direct bs=64k)
@@ -28,7 +32,7 @@
 # runs every workload REPS times; the table shows the median, the spread (min-max) and the ratio
 # of medians against OFF (and BARE).
 # Environment: OUT/VM_OUT build dir, ROUNDS (2), REPS (2), NET_MB (32), BLK_MB (128),
-# BENCH_CONFIGS ("bare off uprobe inproc kick"; also: inproc0 = the in-process library with no guest
+# BENCH_CONFIGS ("bare off uprobe inproc kick lazy viommu viommu-lazy"; also: inproc0 = the in-process library with no guest
 # module, a diagnostic: what the library costs when no transfer is protected). Needs root and `make all guest`; skips (exit 0)
 # without them. Exit 0 = every configuration measured (the <= 5% target is reported, not
 # enforced: this machine is 2 noisy cores).
@@ -40,7 +44,7 @@ export VM_OUT=${VM_OUT:-${OUT:-$SRC/build}}
 CTL=$VM_OUT/pviommuctl
 KO=$VM_OUT/guest-module/pviommu.ko
 ROUNDS=${ROUNDS:-2} REPS=${REPS:-2} NET_MB=${NET_MB:-32} BLK_MB=${BLK_MB:-128}
-CONFIGS=${BENCH_CONFIGS:-bare off uprobe inproc kick}
+CONFIGS=${BENCH_CONFIGS:-bare off uprobe inproc kick lazy viommu viommu-lazy}
 NAME=bench_workload
 
 say() { printf '%s\n' "$*"; }
@@ -82,8 +86,14 @@ BLKN=$(( $(karg blkmb) * 16 ))
 mark ready
 [ "$(wait_host)" = go ] || fail "expected go"
 if [ "$(karg nomod)" != 1 ]; then
-	check insmod-pviommu insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg verify=$(karg verify || echo 1) post=$(karg post || echo -1) ||
+	check insmod-pviommu insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg verify=$(karg verify || echo 1) post=$(karg post || echo -1) mode=$(karg mode || echo strict) ||
 		fail "insmod pviommu.ko: $(dmesg | tail -n 3)"
+fi
+if [ "$(karg viommu)" = 1 ]; then	# the peer: the guest's own IOMMU driver translates both devices
+	check viommu-dmar [ -e /sys/class/iommu/dmar0 ] || fail "no DMAR unit: intel-iommu not active"
+	check viommu-e1000-translated grep -qxE 'DMA|DMA-FQ' /sys/bus/pci/devices/$BDF_E1000/iommu_group/type ||
+		fail "e1000 not behind a translating IOMMU domain"
+	value viommu-domain "$(cat /sys/bus/pci/devices/$BDF_E1000/iommu_group/type)"
 fi
 check ifup-e1000 ifup || fail "e1000 not back after insmod"
 wait_for /sys/block/vda 20 || fail "no /dev/vda after insmod"
@@ -137,7 +147,7 @@ BOOTS=0 FAILS=0
 # run_cfg CFG ROUND: one boot, every workload REPS times
 run_cfg() {
 	local cfg=$1 r=$2 pid k w s0 s1 v t0 t1 bytes mode app=""
-	local -a wrap=()
+	local -a wrap=() viommu=()
 	case $cfg in
 	bare) "$CTL" mode deny >/dev/null; app=" pviommu.nomod=1" ;;
 	off) "$CTL" mode deny >/dev/null; app=" pviommu.verify=0" ;;	# attach: no answer
@@ -145,9 +155,13 @@ run_cfg() {
 	inproc) "$CTL" mode deny >/dev/null; wrap=("$CTL" run --mode deny --) ;;
 	inproc0) "$CTL" mode deny >/dev/null; wrap=("$CTL" run --mode deny --); app=" pviommu.nomod=1" ;;
 	kick) "$CTL" mode deny >/dev/null; wrap=("$CTL" run --mode deny --); app=" pviommu.post=0" ;;
+	lazy) "$CTL" mode deny >/dev/null; wrap=("$CTL" run --mode deny --); app=" pviommu.mode=lazy" ;;
+	viommu|viommu-lazy)
+		viommu=(--viommu "intel-iommu,intremap=off")
+		app=" pviommu.nomod=1 pviommu.viommu=1 intel_iommu=on iommu.strict=$([ "$cfg" = viommu ] && echo 1 || echo 0)" ;;
 	esac
 	VM_QEMU_WRAPPER="${wrap[*]}" vm_boot --name "bw-$cfg-$r" --script "$work/guest.sh" --file "$KO" \
-		--net e1000 --disk virtio-blk "$((BLK_MB + 8))M" \
+		--net e1000 --disk virtio-blk "$((BLK_MB + 8))M" "${viommu[@]+"${viommu[@]}"}" \
 		--virtio-opts "iommu_platform=on,disable-legacy=on" --timeout 240 \
 		--append "pviommu.port=$port pviommu.netmb=$NET_MB pviommu.blkmb=$BLK_MB$app" || return 1
 	BOOTS=$((BOOTS + 1))
@@ -204,7 +218,9 @@ import sys, glob, os, statistics as st
 res, net_mb, blk_mb, modes, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = [l.split() for l in open(res) if l.strip()]
 names = {"bare": "BARE (no pviommu)", "off": "OFF (transport only)", "uprobe": "UPROBE audit",
-         "inproc": "INPROC deny", "kick": "INPROC, kick per op", "inproc0": "INPROC, no guest mod"}
+         "inproc": "INPROC deny", "kick": "INPROC, kick per op", "lazy": "INPROC lazy",
+         "viommu": "intel-iommu strict", "viommu-lazy": "intel-iommu lazy",
+         "inproc0": "INPROC, no guest mod"}
 want = {"net": net_mb << 20, "blk": blk_mb << 20}
 cfgs = [c for c in names if any(r[0] == c for r in rows)]
 data, bad = {}, []
@@ -308,6 +324,12 @@ for w in ("net", "blk"):
     extra = f"; vs BARE {(1 - rb) * 100:+.1f}%" if rb == rb else ""
     print(f"  target in-process deny loss <= 5% vs OFF ({w}): {loss:+.1f}% -> "
           f"{'met' if loss <= 5 else 'NOT met'}{extra}")
+for a, b in (("inproc", "viommu"), ("lazy", "viommu-lazy")):
+    for w in ("net", "blk"):
+        r = ratio(a, w, b)
+        if r == r:
+            print(f"  peer ({w}): {names[a]} / {names[b]} = {r:.3f}x throughput"
+                  f" (vs no IOMMU: {ratio(a, w, 'bare'):.3f}x and {ratio(b, w, 'bare'):.3f}x)")
 for w in ("net", "blk"):
     r = ratio("inproc", w, "kick")
     if r == r:

@@ -18,6 +18,8 @@
 #   --edu                  the edu DMA test device
 #   --share HOSTPATH:TAG[:ro]  9p over virtio (virtio-9p-pci), mounted by the guest at /mnt/TAG
 #   --device ARGS          any extra "-device ARGS" [repeat]
+#   --viommu ARGS          an emulated IOMMU, "-device ARGS" before every PCI device it must
+#                          translate (e.g. "intel-iommu,intremap=off"; QEMU's vIOMMU peer)
 #   --qemu-arg ARG         any extra QEMU argument (one word) [repeat]
 #   --virtio-opts OPTS     appended to every virtio device the harness creates, e.g.
 #                          "iommu_platform=on,disable-legacy=on" (default $VM_VIRTIO_OPTS)
@@ -111,7 +113,7 @@ vm_prepare() {
 
 vm_boot() {
 	local name=vm script="" machine=${VM_MACHINE:-q35} cpu="" mem=512 smp=2
-	local timeout=${VM_TIMEOUT:-180} append="" vopts=${VM_VIRTIO_OPTS:-} allow_oops=0 edu=0
+	local timeout=${VM_TIMEOUT:-180} append="" vopts=${VM_VIRTIO_OPTS:-} allow_oops=0 edu=0 viommu=""
 	local -a files=() modules=() nets=() disks=() devices=() qargs=() shares=() extra=()
 	while [ $# -gt 0 ]; do
 		case $1 in
@@ -125,6 +127,7 @@ vm_boot() {
 		--edu) edu=1; shift ;;
 		--share) shares+=("$2"); shift 2 ;;
 		--device) devices+=("$2"); shift 2 ;;
+		--viommu) viommu=$2; shift 2 ;;
 		--qemu-arg) qargs+=("$2"); shift 2 ;;
 		--virtio-opts) vopts=$2; shift 2 ;;
 		--machine) machine=$2; shift 2 ;;
@@ -167,6 +170,7 @@ vm_boot() {
 		-chardev "file,id=ser0,path=$(vm__q "$d/serial.log")" -serial chardev:ser0
 		-chardev "pipe,id=ctl,path=$(vm__q "$d/ctl")" -serial chardev:ctl)
 	[ -n "$cpu" ] && q+=(-cpu "$cpu")
+	[ -n "$viommu" ] && q+=(-device "$viommu")
 	mkfifo "$d/ctl.in" "$d/ctl.out"
 
 	local vo="" n=0 spec type opts slot mac
