@@ -313,7 +313,7 @@ static void t_domains_and_exit(void)
 
 	I.exit_link = bpf_program__attach(I.skel->progs.pviommu_proc_exit);
 	ASSERT_TRUE(I.exit_link, "attach sched_process_exit");
-	if (pipe(pfd) || pipe(qfd))
+	if (!ASSERT_OK(pipe(pfd) || pipe(qfd), "pipes"))
 		return;
 	pid = fork();
 	if (pid == 0) {
@@ -340,7 +340,7 @@ static void t_domains_and_exit(void)
 		  "child's device may use its map");
 	ASSERT_EQ(chk(DEV_A, 0x40000, 1, W), PV_DENY_UNMAPPED,
 		  "parent domain does not get it");
-	if (write(qfd[1], "x", 1) != 1)
+	if (!ASSERT_EQ(write(qfd[1], "x", 1), 1, "tell the child"))
 		return;
 	close(qfd[1]);
 	close(qfd[0]);
@@ -937,7 +937,7 @@ static void t_pidns_identity(void)
 	pid_t pid;
 	int got = 0, inner = 0;
 
-	if (pipe(pfd))
+	if (!ASSERT_OK(pipe(pfd), "pipe"))
 		return;
 	pid = fork();
 	if (pid == 0) {
@@ -1197,7 +1197,7 @@ static void t_quota(void)
 	__u64 busy0 = I.ctl->lock_busy;
 	pid_t storm;
 
-	if (pipe(a) || pipe(b))
+	if (!ASSERT_OK(pipe(a) || pipe(b), "pipes"))
 		return;
 	h.pid = fork();
 	if (h.pid == 0) {
