@@ -439,6 +439,20 @@ struct pviommu_vfio_devs {
 };
 
 /*
+ * pviommu_vfio_hw: key __u32 host requester id of an assigned device
+ * (bus << 8 | devfn, PCI segment 0), value the VM behind it: its domain
+ * (QEMU tgid) and the device's guest BDF. Written by the in-process library
+ * when it finds QEMU's vfio-pci devices; read by pviommu_iommu_fault to
+ * name the VM of a host IOMMU fault.
+ */
+#define PVIOMMU_MAP_VFIO_HW	"pviommu_vfio_hw"
+#define PVIOMMU_VFIO_HW_MAX	256
+struct pviommu_vfio_hw {
+	__u32	domain;
+	__u32	bdf;		/* guest BDF */
+};
+
+/*
  * pviommu_as_cache (uprobe plane): key { domain, QEMU AddressSpace * }, the
  * device behind that address space (qemu-hooks/qemu_layout.h). Behind a
  * bridge the bus number is not cached: secbus is the address, in QEMU, of
@@ -509,6 +523,7 @@ enum pviommu_plane {
 	PVIOMMU_PLANE_TEST	= 6,
 	PVIOMMU_PLANE_EXIT	= 7,
 	PVIOMMU_PLANE_PAGE	= 8,	/* the shared page, in batches */
+	PVIOMMU_PLANE_IOMMU	= 9,	/* the host IOMMU refused an assigned device */
 };
 
 /*

@@ -51,6 +51,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pviommu_fast SEC(".maps");
 
+/* host requester id -> the VM of an assigned device (IOMMU fault events) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PVIOMMU_VFIO_HW_MAX);
+	__type(key, __u32);
+	__type(value, struct pviommu_vfio_hw);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pviommu_vfio_hw SEC(".maps");
+
 /* the devices a domain's VFIO containers serve (the LSM gate) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

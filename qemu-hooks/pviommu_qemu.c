@@ -932,8 +932,9 @@ static struct pv_vfio g_vfio;
 static int g_vfio_ready;	/* 1: containers are mirrored */
 static pthread_mutex_t g_vfio_lock = PTHREAD_MUTEX_INITIALIZER;
 static const void *g_vfio_as[VFIO_ASSIGNED_MAX];	/* bus-master AddressSpace * */
+static void *g_vfio_obj[VFIO_ASSIGNED_MAX];		/* the vfio-pci QOM objects */
 static int g_vfio_nas;
-static int g_vfio_devs_fd = -1, g_rec_fd = -1;
+static int g_vfio_devs_fd = -1, g_rec_fd = -1, g_vfio_hw_fd = -1;
 static unsigned long g_vfio_refused, g_vfio_unmap_errors;
 
 static long sys_ioctl(int fd, unsigned long req, void *arg)
@@ -1062,14 +1063,46 @@ __attribute__((visibility("default"))) int ioctl(int fd, unsigned long req, ...)
 static void *(*q_object_get_root)(void);
 static void *(*q_object_dynamic_cast)(void *, const char *);
 static int (*q_object_child_foreach_recursive)(void *, int (*)(void *, void *), void *);
+static char *(*q_object_property_get_str)(void *, const char *, void **);
 
 static int vfio_find_cb(void *obj, void *opaque)
 {
 	(void)opaque;
-	if (q_object_dynamic_cast(obj, "vfio-pci") && g_vfio_nas < VFIO_ASSIGNED_MAX)
+	if (q_object_dynamic_cast(obj, "vfio-pci") && g_vfio_nas < VFIO_ASSIGNED_MAX) {
+		g_vfio_obj[g_vfio_nas] = obj;
 		g_vfio_as[g_vfio_nas++] = (const char *)obj + QEMU_PCIDEV_NAME_OFF +
 					  QEMU_PCIDEV_NAME_BEFORE_AS;
+	}
 	return 0;
+}
+
+/*
+ * The host's name of an assigned device ("host" = DDDD:BB:DD.F, or the
+ * basename of "sysfsdev"), as a requester id in pviommu_vfio_hw: the host
+ * IOMMU's faults of that requester are this VM's (pviommu_iommu_fault).
+ * Returns the requester id, or -1.
+ */
+static int vfio_hw_name(void *obj, uint32_t guest_bdf)
+{
+	const char *props[] = { "host", "sysfsdev" };
+	struct pviommu_vfio_hw v = { .domain = __atomic_load_n(&g_dom, __ATOMIC_RELAXED),
+				     .bdf = guest_bdf };
+	unsigned int seg, bus, dev, fn;
+	int rid = -1;
+
+	for (int i = 0; i < 2 && rid < 0 && q_object_property_get_str; i++) {
+		char *str = q_object_property_get_str(obj, props[i], NULL);
+		const char *b = str ? strrchr(str, '/') : NULL;
+
+		b = b ? b + 1 : str;
+		if (b && sscanf(b, "%x:%x:%x.%u", &seg, &bus, &dev, &fn) == 4 && !seg &&
+		    bus < 256 && dev < 32 && fn < 8 && (bus || dev || fn))
+			rid = (int)(bus << 8 | dev << 3 | fn);
+		free(str);	/* g_free: glib allocates with malloc */
+	}
+	if (rid >= 0 && g_vfio_hw_fd >= 0 && bpf_map_update_elem(g_vfio_hw_fd, &rid, &v, BPF_ANY))
+		rid = -1;
+	return rid;
 }
 
 /* under the BQL (machine reset): which devices are assigned */
@@ -1085,11 +1118,16 @@ static void vfio_discover(void)
 	q_object_child_foreach_recursive(q_object_get_root(), vfio_find_cb, NULL);
 	for (int i = 0; i < g_vfio_nas; i++) {
 		uint32_t bdf = as_bdf(g_vfio_as[i], &e);
+		int rid = bdf == AS_NOT_DEV ? -1 : vfio_hw_name(g_vfio_obj[i], bdf);
 
 		if (g_debug || bdf == AS_NOT_DEV)
-			fprintf(stderr, PVQ "assigned device (vfio-pci) %d: %s\n", i,
+			fprintf(stderr, PVQ "assigned device (vfio-pci) %d: %s%s\n", i,
 				bdf == AS_NOT_DEV ? "its PCI identity does not validate: its DMA reaches nothing" :
-				"its IOMMU follows the guest's mappings");
+				"its IOMMU follows the guest's mappings",
+				bdf != AS_NOT_DEV && rid < 0 ? " (its host IOMMU faults are not named: "
+				"no host address or no pviommu_vfio_hw)" : "");
+		if (g_debug && rid >= 0)
+			fprintf(stderr, PVQ "assigned device 0x%x is host requester 0x%x\n", bdf, rid);
 	}
 	pthread_mutex_unlock(&g_vfio_lock);
 }
@@ -1212,12 +1250,14 @@ static void vfio_init(void)
 	q_object_get_root = dlsym(RTLD_DEFAULT, "object_get_root");
 	q_object_dynamic_cast = dlsym(RTLD_DEFAULT, "object_dynamic_cast");
 	q_object_child_foreach_recursive = dlsym(RTLD_DEFAULT, "object_child_foreach_recursive");
+	q_object_property_get_str = dlsym(RTLD_DEFAULT, "object_property_get_str");
 	if (pv_vfio_init(&g_vfio, &ops, VFIO_MIRROR_PAGES)) {
 		fprintf(stderr, PVQ "no memory for the VFIO mirror\n");
 		exit(1);
 	}
 	g_rec_fd = pv_obj_get(NULL, PVIOMMU_MAP_MAPPINGS, 1);
 	g_vfio_devs_fd = pv_obj_get(NULL, PVIOMMU_MAP_VFIO_DEVS, 0);
+	g_vfio_hw_fd = pv_obj_get(NULL, PVIOMMU_MAP_VFIO_HW, 0);
 	__atomic_store_n(&g_vfio_ready, 1, __ATOMIC_RELEASE);
 }
 

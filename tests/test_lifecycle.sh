@@ -87,6 +87,29 @@ sleep 1
 wait "$evpid"
 has "json event" '"type":"hypercall-error".*"op":"unmap"' "$TMP/ev"
 
+# the host IOMMU's faults of assigned devices (pviommu_iommu_fault at printk:console): the kernel's
+# DMAR line names the requester; pviommu_vfio_hw (the library writes it) names the VM behind it
+links_have() { ls "$PVIOMMU_PIN_DIR/links" | grep -qx "$1"; }
+links_have iommu_fault && ok "iommu_fault link pinned" || bad "iommu_fault link pinned" "$(ls "$PVIOMMU_PIN_DIR/links")"
+# requester 00:03.0 (0x18) -> domain 4242 (0x1092), guest device 00:06.0 (0x30)
+bpftool map update pinned "$PVIOMMU_PIN_DIR/pviommu_vfio_hw" key 0x18 0 0 0 value 0x92 0x10 0 0 0x30 0 0 0 &&
+	ok "vfio_hw entry written" || bad "vfio_hw entry written"
+"$CTL" -j events --timeout 4 >"$TMP/ev" 2>&1 &
+evpid=$!
+sleep 1
+{
+	echo "DMAR: [DMA Read NO_PASID] Request device [00:03.0] fault addr 0x7f000 [fault reason 0x06] PTE Read access is not set"
+	echo "DMAR: [DMA Write NO_PASID] Request device [00:04.0] fault addr 0x5000 [fault reason 0x05] PTE Write access is not set"
+	echo "DMAR: [DMA Write NO_PASID] Request device [0z:03.0] fault addr 0x6000 [fault reason 0x05] PTE Write access is not set"
+	echo "DMAR: [DMA Write PASID 0x1] Request device [00:03.0] fault addr 0xabc000 [fault reason 0x05] PTE Write access is not set"
+} | while read -r l; do echo "$l" >/dev/kmsg; done
+wait "$evpid"
+has "IOMMU fault event: the VM, its guest BDF, the address, read" '"type":"violation","pid":4242,[^}]*"bdf":"0000:00:06.0","addr":520192,"len":1,"access":"r",[^}]*"reason":"host-iommu","action":"denied","plane":"iommu"' "$TMP/ev"
+has "IOMMU fault event with a PASID, write" '"pid":4242,[^}]*"addr":11255808,"len":1,"access":"w",[^}]*"plane":"iommu"' "$TMP/ev"
+n=$(grep -c '"plane":"iommu"' "$TMP/ev")
+[ "$n" = 2 ] && ok "no event for an unassigned requester or a malformed line" || bad "no event for an unassigned requester or a malformed line" "$n events: $(cat "$TMP/ev")"
+bpftool map delete pinned "$PVIOMMU_PIN_DIR/pviommu_vfio_hw" key 0x18 0 0 0
+
 # mode
 expect "mode audit --pid" 0 "$CTL" mode audit --pid "$hpid"
 expect "status shows audit" 0 "$CTL" -j status

@@ -653,6 +653,10 @@ static int cmd_load(int argc, char **argv)
 		bpf_object__for_each_program(p, skel->obj)
 			if (!strncmp(bpf_program__name(p), "pviommu_up_", 11))
 				bpf_program__set_autoload(p, reattach);
+		/* the uprobe TCG transport likewise: 'attach' loads its own (a
+		 * handler's verification is seconds of the load's time) */
+		bpf_program__set_autoload(skel->progs.pviommu_tcg_cpuid,
+					  link_tags("tcg-", enf, MAX_TAGS) > 0);
 	}
 
 	err = pviommu_bpf__load(skel);
@@ -683,6 +687,17 @@ static int cmd_load(int argc, char **argv)
 	bpf_link__destroy(link);
 	if (err)
 		goto pin_fail;
+	/* the host IOMMU's faults of assigned devices, as events (printk:console) */
+	link = bpf_program__attach(skel->progs.pviommu_iommu_fault);
+	if (link) {
+		err = pin_replace(bpf_link__fd(link), LINK_DIR, "iommu_fault", 1);
+		bpf_link__destroy(link);
+		if (err)
+			goto pin_fail;
+	} else {
+		p_note("printk:console cannot be attached (%s): no events for the host IOMMU's faults of assigned devices",
+		       strerror(errno));
+	}
 
 	/* kvm_entry before kvm_hypercall: no call is held with nobody to commit it */
 	link = bpf_program__autoload(skel->progs.pviommu_kvm_entry) ?

@@ -133,6 +133,7 @@ const char *pv_plane_str(__u32 p)
 	case PVIOMMU_PLANE_TEST: return "test";
 	case PVIOMMU_PLANE_EXIT: return "exit";
 	case PVIOMMU_PLANE_PAGE: return "page";
+	case PVIOMMU_PLANE_IOMMU: return "iommu";
 	default: return "?";
 	}
 }

@@ -245,6 +245,17 @@ faults=$(( $(dmesg | grep -ciE 'DMAR: *\[DMA (Read|Write)|DMAR:.*fault') - fault
 value pr_dmar_faults "$faults"
 check pr-attacks-fault-in-l1-iommu [ "$faults" -gt 0 ]
 dmesg | grep -iE 'DMAR: *\[DMA|DMAR:.*fault' | tail -n 3 | sed 's/^/  /'
+# pviommu reports those faults (pviommu_iommu_fault): this VM, edu's guest BDF, the page and the
+# direction of each attack (a: read of the secret page, b: write of the victim page)
+"$CTL" -j events --timeout 2 >/tmp/ev.json 2>/dev/null
+jq -c --argjson p "$pid" --arg b "$L2_EDU" 'select(.plane == "iommu" and .pid == $p and .bdf == $b)' \
+	/tmp/ev.json >/tmp/ev.iommu 2>/dev/null
+value pr_iommu_fault_events "$(grep -c . /tmp/ev.iommu)"
+head -n 2 /tmp/ev.iommu | sed 's/^/  /'
+check pr-iommu-fault-events [ -s /tmp/ev.iommu ]
+spg=$(( $(field "$info" secret) / 4096 )); vpg=$(( $(field "$info" victim) / 4096 ))
+check pr-iommu-event-secret-page-read [ "$(jq -c --argjson g "$spg" 'select((.addr / 4096 | floor) == $g and .access == "r")' /tmp/ev.iommu | grep -c .)" -gt 0 ]
+check pr-iommu-event-victim-page-write [ "$(jq -c --argjson g "$vpg" 'select((.addr / 4096 | floor) == $g and .access == "w")' /tmp/ev.iommu | grep -c .)" -gt 0 ]
 # the IOMMU is a mirror of the records: the same pages, the secret and victim pages not among them
 rec_pages "$pid" >/tmp/rec.pages
 iommu_pages >/tmp/iommu.pages
