@@ -6,6 +6,7 @@
 #   make check      install missing packages, build, run every test
 #   make demo       end-to-end run on the embedded default guest
 #   make bench      benchmarks, ratios measured side by side in one run
+#   make bench-peers  pviommu beside QEMU's intel-iommu and no IOMMU (build/bench/peers.*)
 #   make fuzz       the hypercall fuzzer against its byte-level model, long (FUZZ_STEPS)
 #   make clean      remove $(O)
 #   V=1             show the commands

@@ -1,6 +1,6 @@
 # make bench: benchmarks printing ratios measured side by side in one run
 BENCH_CORE	:= $(OUT)/tests/bench_core
-.PHONY: bench bench-run
+.PHONY: bench bench-run bench-peers bench-peers-run
 
 all: $(BENCH_CORE)
 
@@ -16,3 +16,14 @@ bench-run: all guest host-setup
 	$(Q)$(MAKE) --no-print-directory bench-inproc
 	$(Q)$(BENCH_CORE)
 	$(Q)for b in $(SRC)/tests/bench/*.sh; do [ -x "$$b" ] && OUT=$(OUT) "$$b" || true; done
+
+# make bench-peers: pviommu strict (posted and kicked) and lazy beside QEMU's intel-iommu strict and
+# lazy and no IOMMU, in interleaved rounds (ROUNDS, default 8): $(OUT)/bench/peers.md, .json, .png
+bench-peers:
+	$(Q)$(SRC)/scripts/install-deps.sh --bench
+	$(Q)$(MAKE) --no-print-directory bench-peers-run
+
+bench-peers-run: all guest host-setup
+	$(Q)PEERS_OUT=$(OUT)/bench OUT=$(OUT) ROUNDS=$${ROUNDS:-8} \
+		BENCH_CONFIGS="$${BENCH_CONFIGS:-bare inproc kick lazy viommu viommu-lazy}" \
+		$(SRC)/tests/bench/bench_workload.sh

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * libpviommu-qemu.so - the in-process enforcement plane (DESIGN.md,
- * "Enforcement planes"), preloaded into qemu-system-x86_64 (Debian 7.2).
+ * libpviommu-qemu.so - the in-process enforcement plane (README.md, "Two
+ * enforcement planes on the QEMU side"), preloaded into qemu-system-x86_64 (Debian 7.2).
  *
  * The constructor (one thread exists then) acts only in a process that
  * exports address_space_rw: LD_PRELOAD is inherited by QEMU's children

@@ -1,6 +1,7 @@
 #!/bin/sh
 # install the Debian packages pviommu needs; idempotent, quiet when nothing is missing
 set -eu
+# --bench: also what the benchmarks' plots need
 
 GUEST_KABI=$(sed -n "s/^GUEST_KABI *:= *//p" "$(dirname "$0")/../mk/guest.mk")
 
@@ -8,6 +9,7 @@ PKGS="clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg
       qemu-system-x86 busybox-static kmod libcapstone-dev jq python3 binutils
       python3-prometheus-client man-db groff-base
       linux-headers-${GUEST_KABI}-amd64"
+[ "${1:-}" = --bench ] && PKGS="$PKGS gnuplot-nox"
 
 missing=""
 for p in $PKGS; do

@@ -650,7 +650,7 @@ int main(int argc, char **argv)
 {
 	int do_test = 1, do_bench = 1;
 	long n = 5000000;
-	double bare = 0, bare_impl;
+	double bare = 0;
 	void *h;
 
 	if (argc < 2) {
@@ -675,8 +675,6 @@ int main(int argc, char **argv)
 	fake_dev_init_on(&bdev, "edu", 0x20, &bus1);
 	if (do_bench) {
 		bare = bench(address_space_rw, dev.as, 0x100000, 64, n);
-		bare_impl = bench(address_space_rw_impl, dev.as, 0x100000, 64, n);
-		(void)bare_impl;
 	}
 
 	h = dlopen(argv[1], RTLD_NOW);

@@ -56,6 +56,9 @@ command -v python3 >/dev/null || { say "$NAME: skipped (python3 missing: the hos
 
 vm_host_init bench
 T0=$(date +%s)
+# the run's host context: other QEMUs and the load, at the start (and at the end, below)
+host_ctx() { printf '"%s_other_qemus": %s, "%s_loadavg": "%s"' "$1" "$(pgrep -c qemu-system || true)" "$1" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
+CTX0=$(host_ctx start)
 
 "$CTL" load >"$work/load.out" 2>&1 || { say "$NAME: pviommuctl load failed: $(cat "$work/load.out")"; exit 1; }
 
@@ -213,6 +216,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
+echo "{$CTX0, $(host_ctx end), \"cpus\": $(nproc), \"rounds\": $ROUNDS, \"reps\": $REPS}" >"$work/host.json"
 python3 - "$RES" "$NET_MB" "$BLK_MB" "$work/modes" "$work" <<'PY'
 import sys, glob, os, statistics as st
 res, net_mb, blk_mb, modes, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -223,13 +227,22 @@ names = {"bare": "BARE (no pviommu)", "off": "OFF (transport only)", "uprobe": "
          "inproc0": "INPROC, no guest mod"}
 want = {"net": net_mb << 20, "blk": blk_mb << 20}
 cfgs = [c for c in names if any(r[0] == c for r in rows)]
-data, bad = {}, []
+data, bad, byround = {}, [], {}
 for c, rnd, k, w, sec, nbytes, chk, hc, viol in rows:
     sec, nbytes = float(sec), int(nbytes)
     if nbytes != want[w] or sec <= 0:
         bad.append(f"{c} round {rnd} rep {k} {w}: {nbytes} bytes in {sec:.3f} s (expected {want[w]})")
         continue
     data.setdefault((c, w), []).append((nbytes / sec / 1e6, sec, int(chk), int(hc), int(viol)))
+    byround.setdefault((c, w, rnd), []).append(nbytes / sec / 1e6)
+def paired(c, w, base="bare"):
+    """per round: this config's mean MB/s over the base's in the same round"""
+    rs = []
+    for (c2, w2, r), v in byround.items():
+        b = byround.get((base, w, r))
+        if c2 == c and w2 == w and b:
+            rs.append(st.mean(v) / st.mean(b))
+    return rs
 try:
     mode_lines = [l.split() for l in open(modes)]
 except OSError:
@@ -285,6 +298,7 @@ for w in ("net", "blk"):
 print()
 # deterministic counts from the guest module (debugfs stats at the end of each boot): per GB moved
 # in that boot's timed runs (warm-up included in the counts: a few hundred KiB)
+counts = {}
 print(f"{'config':<20} {'boots':>5} {'ops/GB':>9} {'exits/GB':>9} {'exits/MB':>8} {'BPF runs/GB':>11}"
       f" {'posted':>7}   (guest: map/unmap operations, its exits, the host's BPF runs for them)")
 for c in cfgs:
@@ -306,6 +320,9 @@ for c in cfgs:
     if not boots or not nbytes:
         continue
     gb = nbytes / 1e9
+    counts[c] = {"ops_per_gb": tot["hypercalls"] / gb, "exits_per_gb": tot["exits"] / gb,
+                 "bpf_runs_per_gb": tot["page_runs"] / gb if have_runs else None,
+                 "posted": tot["posted"], "boots": boots}
     runs = f"{tot['page_runs'] / gb:>11.0f}" if have_runs else f"{'-':>11}"
     print(f"{names[c]:<20} {boots:>5} {tot['hypercalls'] / gb:>9.0f} {tot['exits'] / gb:>9.0f}"
           f" {tot['exits'] / gb / 1000:>8.2f} {runs} {tot['posted']:>7d}")
@@ -347,6 +364,82 @@ for w in ("net", "blk"):
 print("  note: INPROC carries the hypercall transport in the library (a detour, no uprobe trap), OFF"
       " and UPROBE through a")
 print("  uprobe: INPROC's hypercalls are cheaper than OFF's, so INPROC can be faster than OFF.")
+# paired per-round ratios to no IOMMU (BARE), and the files of 'make bench-peers'
+if "bare" in cfgs:
+    print()
+    print("paired per-round throughput ratios to no IOMMU (BARE): median [min-max] over rounds")
+    for w in ("net", "blk"):
+        line = []
+        for c in cfgs:
+            if c == "bare":
+                continue
+            rs = paired(c, w)
+            if rs:
+                line.append(f"{names[c]} {st.median(rs):.3f} [{min(rs):.3f}-{max(rs):.3f}]")
+        print(f"  {w}: " + "; ".join(line))
+outdir = os.environ.get("PEERS_OUT")
+if outdir:
+    import json, subprocess, shutil
+    os.makedirs(outdir, exist_ok=True)
+    res = []
+    for c in cfgs:
+        for w in ("net", "blk"):
+            v = col(c, w, 0)
+            if not v:
+                continue
+            rs = paired(c, w) if c != "bare" else [1.0]
+            res.append({"config": c, "name": names[c], "workload": w, "runs": len(v),
+                        "mb_s_median": med(v), "mb_s_min": min(v), "mb_s_max": max(v),
+                        "ratio_to_bare_median": st.median(rs) if rs else None,
+                        "ratio_to_bare_min": min(rs) if rs else None,
+                        "ratio_to_bare_max": max(rs) if rs else None,
+                        **counts.get(c, {})})
+    host = {}
+    try:
+        host = json.load(open(os.path.join(work, "host.json")))
+    except OSError:
+        pass
+    json.dump({"workloads": {"net": f"{net_mb} MiB TCP download, e1000", "blk": f"{blk_mb} MiB O_DIRECT read 64k, virtio-blk"},
+               "host": host, "results": res}, open(os.path.join(outdir, "peers.json"), "w"), indent=1)
+    with open(os.path.join(outdir, "peers.md"), "w") as f:
+        f.write("| workload | configuration | runs | MB/s median [min-max] | ratio to no IOMMU, paired per round: median [min-max] | exits/MB | BPF runs/GB |\n")
+        f.write("|---|---|---|---|---|---|---|\n")
+        for r in res:
+            ex, br = r.get("exits_per_gb"), r.get("bpf_runs_per_gb")
+            ratio = "-" if r["ratio_to_bare_median"] is None else \
+                f"{r['ratio_to_bare_median']:.3f} [{r['ratio_to_bare_min']:.3f}-{r['ratio_to_bare_max']:.3f}]"
+            f.write(f"| {r['workload']} | {r['name']} | {r['runs']} | {r['mb_s_median']:.2f}"
+                    f" [{r['mb_s_min']:.2f}-{r['mb_s_max']:.2f}] | {ratio} | "
+                    f"{'-' if ex is None else f'{ex / 1000:.2f}'} | {'-' if br is None else f'{br:.0f}'} |\n")
+        f.write(f"\nhost: {json.dumps(host)}\n")
+    with open(os.path.join(outdir, "peers.dat"), "w") as f:
+        cs = [c for c in cfgs if c != "bare"]
+        f.write("workload " + " ".join(f'"{names[c]}"' for c in cs) + "\n")
+        for w in ("net", "blk"):
+            vals = []
+            for c in cs:
+                rs = paired(c, w)
+                vals.append(f"{st.median(rs):.4f}" if rs else "NaN")
+            f.write(w + " " + " ".join(vals) + "\n")
+    if shutil.which("gnuplot"):
+        gp = f"""set terminal pngcairo size 900,480 noenhanced
+set output '{outdir}/peers.png'
+set title 'throughput relative to no IOMMU (paired per round, median)'
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.8 border -1
+set yrange [0:*]
+set ytics 0.1
+set grid ytics
+set key outside right
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
+plot for [i=2:{1 + len(cs)}] '{outdir}/peers.dat' using i:xtic(1) title columnheader(i)
+"""
+        r = subprocess.run(["gnuplot"], input=gp, text=True, capture_output=True)
+        print(f"  plot: {outdir}/peers.png" if r.returncode == 0 else f"  plot failed: {r.stderr.strip()[:200]}")
+    else:
+        print("  plot: gnuplot not installed (apt-get install gnuplot-nox): data in peers.dat")
+    print(f"  written: {outdir}/peers.md, peers.json")
 if not ok:
     print("  bounds: differences within the noise lines above are not significant (boot-to-boot"
           " variation dominates): 2 shared host cores run both TCG vCPUs,")

@@ -60,27 +60,15 @@ atk_cleanup() {
 	return 0
 }
 
-# the in-process plane: a `run` command that starts QEMU with the library preloaded;
-# the uprobe plane: an enforcing variant of attach (--enforce) or an `enforce` command
+# both planes are part of pviommuctl and the library is built with it: a missing one fails the
+# modes that need it (decided by what was built, never by reading help text)
 atk_planes() {
-	local help
-	help=$("$CTL" help 2>/dev/null)
-	ATK_INPROC=0 ATK_WRAP="" ATK_UPROBE=0 ATK_UPROBE_CMD=""
-	ATK_INPROC_WHY="'pviommuctl help' lists no 'run' command"
-	if grep -qE '^  run ' <<<"$help"; then
-		ATK_INPROC=1 ATK_WRAP="$CTL run --" ATK_INPROC_WHY=""
-	fi
-	ATK_UPROBE_WHY="neither 'pviommuctl attach --help' mentions --enforce nor is there an 'enforce' command"
-	if "$CTL" attach --help 2>/dev/null | grep -q -- '--enforce'; then
-		ATK_UPROBE=1 ATK_UPROBE_CMD="attach --pid P --enforce" ATK_UPROBE_WHY=""
-	elif grep -qE '^  enforce ' <<<"$help"; then
-		ATK_UPROBE=1 ATK_UPROBE_CMD="enforce --pid P" ATK_UPROBE_WHY=""
-	fi
-	# does the in-process library serve the TCG hypercall transport itself? (ATK_INPROC_HC=1/0
-	# overrides; default: yes if 'run --help' says so)
-	if [ -z "${ATK_INPROC_HC:-}" ]; then
-		ATK_INPROC_HC=0
-		"$CTL" run --help 2>/dev/null | grep -qiE 'hypercall|transport' && ATK_INPROC_HC=1
+	ATK_INPROC=1 ATK_WRAP="$CTL run --" ATK_INPROC_WHY=""
+	ATK_UPROBE=1 ATK_UPROBE_CMD="attach --pid P --enforce" ATK_UPROBE_WHY=""
+	# the in-process library serves the TCG hypercall transport itself (cpu_x86_cpuid detour)
+	ATK_INPROC_HC=${ATK_INPROC_HC:-1}
+	if [ ! -f "$(dirname "$CTL")/libpviommu-qemu.so" ]; then
+		ATK_INPROC=0 ATK_INPROC_WHY="$(dirname "$CTL")/libpviommu-qemu.so was not built"
 	fi
 }
 
