@@ -15,7 +15,10 @@ bench: deps
 bench-run: all guest host-setup
 	$(Q)$(MAKE) --no-print-directory bench-inproc
 	$(Q)$(BENCH_CORE)
-	$(Q)for b in $(SRC)/tests/bench/*.sh; do [ -x "$$b" ] && OUT=$(OUT) "$$b" || true; done
+	$(Q)rc=0; for b in $(SRC)/tests/bench/*.sh; do \
+		[ -x "$$b" ] || continue; \
+		OUT=$(OUT) "$$b" || { echo "bench: $$(basename $$b) failed" >&2; rc=1; }; \
+	done; exit $$rc
 
 # make bench-peers: pviommu strict (posted and kicked) and lazy beside QEMU's intel-iommu strict and
 # lazy and no IOMMU, in interleaved rounds (ROUNDS, default 8): $(OUT)/bench/peers.md, .json, .png
