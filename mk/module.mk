@@ -43,3 +43,14 @@ checkpatch:
 vm-module: $(GUEST_MODULE) $(PVIOMMUCTL) $(GUEST_VMLINUZ) $(GUEST_INITRD_BASE)
 	$(call msg,VMTEST,guest-module)
 	$(Q)PVIOMMU_KO=$(GUEST_MODULE) $(SRC)/tests/vm/test_guest_module.sh
+
+# DKMS source tree (the pviommu-dkms package's /usr/src/pviommu-VERSION): make dkms-src
+PVIOMMU_VERSION	:= $(shell cat $(SRC)/VERSION)
+DKMS_SRC	:= $(OUT)/dkms/pviommu-$(PVIOMMU_VERSION)
+.PHONY: dkms-src
+dkms-src: $(DKMS_SRC)/dkms.conf
+$(DKMS_SRC)/dkms.conf: $(SRC)/guest-module/dkms.conf $(GUEST_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(SRC)/VERSION
+	$(call msg,DKMS,$(DKMS_SRC))
+	$(Q)mkdir -p $(DKMS_SRC)
+	$(Q)cp $(GUEST_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(DKMS_SRC)/
+	$(Q)sed 's/#MODULE_VERSION#/$(PVIOMMU_VERSION)/' $< >$@

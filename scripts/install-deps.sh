@@ -7,7 +7,7 @@ GUEST_KABI=$(sed -n "s/^GUEST_KABI *:= *//p" "$(dirname "$0")/../mk/guest.mk")
 
 PKGS="clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc
       qemu-system-x86 busybox-static kmod libcapstone-dev jq python3 binutils
-      python3-prometheus-client man-db groff-base
+      python3-prometheus-client man-db groff-base dkms
       linux-headers-${GUEST_KABI}-amd64"
 [ "${1:-}" = --bench ] && PKGS="$PKGS gnuplot-nox"
 

@@ -34,6 +34,7 @@ run bpf "$OUT/tests/test_bpf"
 run fuzz "$SRC/tests/fuzz/run-fuzz.sh" "$OUT" 15
 run lifecycle "$SRC/tests/test_lifecycle.sh"
 run cli "$SRC/tests/test_cli.sh"
+run dkms "$SRC/tests/test_dkms.sh"
 for t in "$SRC"/tests/vm/test_*.sh; do
 	[ -x "$t" ] || continue
 	run "vm-$(basename "$t" .sh | sed 's/^test_//')" "$t"

@@ -40,7 +40,7 @@ T0=$SECONDS
 # ---- 7. the module built without warnings (W=1) -------------------------------------------------
 # diagnostics only: gcc "file:line:col: warning:", modpost "WARNING: ...", kbuild "warning: ...";
 # a V=1 build log also echoes kbuild's own command text, which contains the word "warning"
-blog=$VM_OUT/guest-module/build.log
+blog=${PVIOMMU_KO_BUILD_LOG:-$VM_OUT/guest-module/build.log}	# the log of the module under test
 if [ ! -f "$blog" ]; then
 	nok "build-log-exists"
 elif grep -nE '(^|: )(warning|WARNING):' "$blog" >"$work/warnings"; then
