@@ -199,6 +199,29 @@ if hold HPID register -- dev-add 00:04.0 -- dev-add 00:05.0 -- \
 then ok "a VM (pvhc holder) registered and mapped"
 else nok "a VM (pvhc holder) registered and mapped" "$(cat "$TMP/HPID.out")"; fi
 
+# ---- make install: where a package puts the files; the installed pviommuctl finds its library
+inst=$TMP/inst
+if make -C "$SRC" --no-print-directory O="$OUT" DESTDIR="$inst" install >"$TMP/inst.out" 2>&1
+then ok "make install DESTDIR=..."; else nok "make install DESTDIR=..." "$(tail -n 3 "$TMP/inst.out")"; fi
+for f in usr/sbin/pviommuctl usr/lib/pviommu/libpviommu-qemu.so usr/share/man/man8/pviommuctl.8 \
+	usr/share/man/man4/pviommu.4 usr/share/bash-completion/completions/pviommuctl \
+	lib/systemd/system/pviommu.service lib/systemd/system/pviommu-events.service; do
+	assert "installed /$f" [ -f "$inst/$f" ]
+done
+assert "installed units run the installed pviommuctl" grep -q '^ExecStart=/usr/sbin/pviommuctl load' \
+	"$inst/lib/systemd/system/pviommu.service"
+run "$inst/usr/sbin/pviommuctl" --version
+assert "installed pviommuctl --version" [ "$rc" = 0 ]
+# run, from the installed binary, preloads the installed library (PREFIX/lib/pviommu)
+# shellcheck disable=SC2016
+run "$inst/usr/sbin/pviommuctl" run -- sh -c 'echo "$LD_PRELOAD"'
+assert "installed run preloads $inst/usr/lib/pviommu/libpviommu-qemu.so" \
+	[ "$rc:$(cat "$TMP/out")" = "0:$(realpath "$inst/usr/lib/pviommu/libpviommu-qemu.so")" ]
+rm -f "$inst/usr/lib/pviommu/libpviommu-qemu.so"
+fails "installed run without its library: one Error line naming where it looked" 1 \
+	"$inst/usr/sbin/pviommuctl" run -- /bin/true
+assert "... naming where it looked" grep -q 'lib/pviommu' "$TMP/err"
+
 for form in "status -j" "status --json" "-j status" "status -v -j" "status -jv"; do
 	# shellcheck disable=SC2086
 	run "$CTL" $form

@@ -233,8 +233,15 @@ static int check_shortcut(const char *opt, const char *arg)
 	return 0;
 }
 
+/*
+ * The library, found from where pviommuctl is: next to it (the build tree),
+ * else PREFIX/lib/pviommu for PREFIX/sbin/pviommuctl ('make install', the
+ * Debian package: /usr/sbin and /usr/lib/pviommu). Relative to the binary,
+ * so an install under DESTDIR or another prefix works the same.
+ */
 static int lib_path(char *buf, size_t len)
 {
+	static const char *const rel[] = { "", "/../lib/pviommu" };
 	char exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	char *slash;
@@ -246,9 +253,17 @@ static int lib_path(char *buf, size_t len)
 	if (!slash)
 		return -ENOENT;
 	*slash = 0;
-	if ((size_t)snprintf(buf, len, "%s/%s", exe, QEMU_LIB_NAME) >= len)
-		return -ENAMETOOLONG;
-	return 0;
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		char p[PATH_MAX];
+
+		if ((size_t)snprintf(p, sizeof(p), "%s%s/%s", exe, rel[i], QEMU_LIB_NAME) >= sizeof(p))
+			return -ENAMETOOLONG;
+		if (!access(p, R_OK) && realpath(p, buf) && strlen(buf) < len)
+			return 0;
+	}
+	if ((size_t)snprintf(buf, len, "%.1024s/ and %.1024s/../lib/pviommu/", exe, exe) >= len)
+		buf[0] = 0;
+	return -ENOENT;
 }
 
 int cmd_run(int argc, char **argv)
@@ -304,7 +319,8 @@ int cmd_run(int argc, char **argv)
 		return 1;
 	}
 	if (!lib[0] && (err = lib_path(lib, sizeof(lib)))) {
-		p_err("cannot find %s: %s", QEMU_LIB_NAME, strerror(-err));
+		p_err("cannot find %s (looked in %s): %s (give it with --lib)", QEMU_LIB_NAME,
+		      lib, strerror(-err));
 		return 1;
 	}
 	if (access(lib, R_OK)) {
