@@ -8,6 +8,7 @@
 #   make bench      benchmarks, ratios measured side by side in one run
 #   make bench-peers  pviommu beside QEMU's intel-iommu and no IOMMU (build/bench/peers.*)
 #   make fuzz       the hypercall fuzzer against its byte-level model, long (FUZZ_STEPS)
+#   make install    the host parts under DESTDIR/PREFIX;  make deb: Debian packages
 #   make clean      remove $(O)
 #   V=1             show the commands
 O		?= build

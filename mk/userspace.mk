@@ -32,3 +32,18 @@ install: all
 		sed 's|/usr/sbin/pviommuctl|$(PREFIX)/sbin/pviommuctl|g' $$u >$(OUT)/$$(basename $$u) && \
 		install -D -m 0644 $(OUT)/$$(basename $$u) $(DESTDIR)$(SYSTEMD_UNITDIR)/$$(basename $$u) || exit 1; \
 	done
+
+# make deb: pviommu (host) and pviommu-dkms (guest module source) with Debian's own tooling
+# (debhelper, dh-dkms: scripts/install-deps.sh --deb), from a copy of the tree in $(OUT)/deb
+DEB_DIR	:= $(OUT)/deb/pviommu-$(shell cat $(SRC)/VERSION)
+.PHONY: deb
+deb:
+	$(Q)$(SRC)/scripts/install-deps.sh --deb
+	$(call msg,DEB,$(DEB_DIR))
+	$(Q)rm -rf $(OUT)/deb && mkdir -p $(DEB_DIR)
+	$(Q)tar -C $(SRC) --exclude=./build --exclude=./.git --exclude='./$(notdir $(OUT))' -cf - . | \
+		tar -C $(DEB_DIR) -xf -
+	$(Q)cp -r $(SRC)/packaging/debian $(DEB_DIR)/debian
+	$(Q)cd $(DEB_DIR) && dpkg-buildpackage -b -us -uc >$(OUT)/deb/build.log 2>&1 || \
+		{ tail -n 30 $(OUT)/deb/build.log >&2; exit 1; }
+	$(Q)ls $(OUT)/deb/*.deb

@@ -1,7 +1,7 @@
 #!/bin/sh
 # install the Debian packages pviommu needs; idempotent, quiet when nothing is missing
 set -eu
-# --bench: also what the benchmarks' plots need
+# --bench: also what the benchmarks' plots need; --deb: what 'make deb' needs
 
 GUEST_KABI=$(sed -n "s/^GUEST_KABI *:= *//p" "$(dirname "$0")/../mk/guest.mk")
 
@@ -10,6 +10,7 @@ PKGS="clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg
       python3-prometheus-client man-db groff-base dkms
       linux-headers-${GUEST_KABI}-amd64"
 [ "${1:-}" = --bench ] && PKGS="$PKGS gnuplot-nox"
+[ "${1:-}" = --deb ] && PKGS="$PKGS debhelper dh-dkms dpkg-dev"
 
 missing=""
 for p in $PKGS; do

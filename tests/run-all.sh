@@ -35,6 +35,7 @@ run fuzz "$SRC/tests/fuzz/run-fuzz.sh" "$OUT" 15
 run lifecycle "$SRC/tests/test_lifecycle.sh"
 run cli "$SRC/tests/test_cli.sh"
 run dkms "$SRC/tests/test_dkms.sh"
+run deb "$SRC/tests/test_deb.sh"
 for t in "$SRC"/tests/vm/test_*.sh; do
 	[ -x "$t" ] || continue
 	run "vm-$(basename "$t" .sh | sed 's/^test_//')" "$t"
