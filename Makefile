@@ -14,7 +14,6 @@
 O		?= build
 OUT		:= $(abspath $(O))
 CLANG		?= clang
-LLC		?= llc
 BPFTOOL		?= bpftool
 CC		?= gcc
 ARCH		:= $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')

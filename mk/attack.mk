@@ -14,17 +14,5 @@ ATTACK_MODULE_SRCS	:= $(SRC)/tests/vm/guest-modules/pvattack.c \
 guest: $(ATTACK_MODULE) $(HOSTILE_MODULE)
 guest-attack: $(ATTACK_MODULE) $(HOSTILE_MODULE)
 
-$(ATTACK_MODULE) $(HOSTILE_MODULE) &: $(ATTACK_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(SRC)/mk/attack.mk $(SRC)/mk/guest.mk
-	$(call msg,KMOD,$@)
-	$(Q)test -d $(GUEST_KHDR) || \
-		{ echo "error: $(GUEST_KHDR) missing: apt-get install linux-headers-$(GUEST_KREL)" >&2; exit 2; }
-	$(Q)mkdir -p $(ATTACK_MODULE_DIR)
-	$(Q)cp $(ATTACK_MODULE_SRCS) $(ATTACK_MODULE_DIR)/
-	$(Q)$(MAKE) --no-print-directory -C $(GUEST_KHDR) M=$(ATTACK_MODULE_DIR) \
-		PVIOMMU_INC=$(SRC)/bpf W=1 modules \
-		>$(ATTACK_MODULE_DIR)/build.log 2>&1 || \
-		{ cat $(ATTACK_MODULE_DIR)/build.log >&2; rm -f $(ATTACK_MODULE) $(HOSTILE_MODULE); exit 1; }
-	$(Q)if grep -iE 'warning|error' $(ATTACK_MODULE_DIR)/build.log >&2; then \
-		echo "error: guest test modules: the build printed warnings (full log: $(ATTACK_MODULE_DIR)/build.log)" >&2; \
-		rm -f $(ATTACK_MODULE) $(HOSTILE_MODULE); exit 1; fi
-	$(Q)test -f $(ATTACK_MODULE) && test -f $(HOSTILE_MODULE)
+$(ATTACK_MODULE) $(HOSTILE_MODULE) &: $(ATTACK_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(SRC)/mk/attack.mk $(SRC)/mk/module.mk $(SRC)/mk/guest.mk
+	$(call kbuild,$(ATTACK_MODULE_DIR),$(ATTACK_MODULE_SRCS),$(ATTACK_MODULE) $(HOSTILE_MODULE),guest test modules)

@@ -17,19 +17,25 @@ CHECKPATCH		?= $(firstword $(wildcard $(GUEST_KHDR)/scripts/checkpatch.pl \
 guest: $(GUEST_MODULE)
 guest-module: $(GUEST_MODULE)
 
-$(GUEST_MODULE): $(GUEST_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(SRC)/mk/module.mk $(SRC)/mk/guest.mk
-	$(call msg,KMOD,$@)
+# kbuild DIR, SOURCES, MODULES (.ko paths), NAME: one out-of-tree build against the guest
+# headers, for pviommu.ko and the test modules alike (mk/attack.mk)
+define kbuild
+	$(call msg,KMOD,$(3))
 	$(Q)test -d $(GUEST_KHDR) || \
 		{ echo "error: $(GUEST_KHDR) missing: apt-get install linux-headers-$(GUEST_KREL)" >&2; exit 2; }
-	$(Q)mkdir -p $(GUEST_MODULE_DIR)
-	$(Q)cp $(GUEST_MODULE_SRCS) $(GUEST_MODULE_DIR)/
-	$(Q)$(MAKE) --no-print-directory -C $(GUEST_KHDR) M=$(GUEST_MODULE_DIR) \
-		PVIOMMU_INC=$(SRC)/bpf W=1 O= modules >$(GUEST_MODULE_DIR)/build.log 2>&1 || \
-		{ cat $(GUEST_MODULE_DIR)/build.log >&2; rm -f $@; exit 1; }
-	$(Q)if grep -E '(^|: )(warning|error|WARNING|ERROR):' $(GUEST_MODULE_DIR)/build.log >&2; then \
-		echo "error: pviommu.ko: the build printed warnings (full log: $(GUEST_MODULE_DIR)/build.log)" >&2; \
-		rm -f $@; exit 1; fi
-	$(Q)test -f $@
+	$(Q)mkdir -p $(1)
+	$(Q)cp $(2) $(1)/
+	$(Q)+$(MAKE) --no-print-directory -C $(GUEST_KHDR) M=$(1) \
+		PVIOMMU_INC=$(SRC)/bpf W=1 O= modules >$(1)/build.log 2>&1 || \
+		{ cat $(1)/build.log >&2; rm -f $(3); exit 1; }
+	$(Q)if grep -E '(^|: )(warning|error|WARNING|ERROR):' $(1)/build.log >&2; then \
+		echo "error: $(4): the build printed warnings (full log: $(1)/build.log)" >&2; \
+		rm -f $(3); exit 1; fi
+	$(Q)for k in $(3); do test -f $$k || exit 1; done
+endef
+
+$(GUEST_MODULE): $(GUEST_MODULE_SRCS) $(SRC)/bpf/pviommu.h $(SRC)/mk/module.mk $(SRC)/mk/guest.mk
+	$(call kbuild,$(GUEST_MODULE_DIR),$(GUEST_MODULE_SRCS),$@,pviommu.ko)
 
 checkpatch:
 	$(call msg,CHECK,guest-module/pviommu.c)
