@@ -351,7 +351,7 @@ static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
 	return r;
 }
 
-/* everything posted is carried out and its answers read (DEV_DEL, exit) */
+/* everything posted is carried out and its answers read (a read of the stats file) */
 static void pviommu_chan_flush(void)
 {
 	struct pviommu_chan *c = pviommu_chan;
