@@ -24,6 +24,11 @@ run() {	# run NAME CMD...: a suite prints "NAME: N passed, M failed[, K skipped]
 	tp=$((tp + p)) tf=$((tf + f)) ts=$((ts + s))
 	[ "$rc" = 0 ] || failed_suites="$failed_suites $name"
 	echo "    ($((SECONDS - t0)) s, log: $log)"
+	# a failed suite's own words reach whoever reads only this output (a CI console)
+	if [ "$rc" != 0 ]; then
+		echo "    --- last ${TAIL_LINES:-60} lines of $log:"
+		tail -n "${TAIL_LINES:-60}" "$log" | tr -d '\r' | sed 's/^/    | /'
+	fi
 }
 
 run build "$SRC/tests/test_build.sh"
