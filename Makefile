@@ -43,7 +43,7 @@ deps:
 	$(Q)$(SRC)/scripts/install-deps.sh
 
 # names every fragment may use, whatever the include order
-PVLIB_OBJS	:= $(OUT)/pvlib.o $(OUT)/probe.o
+PVLIB_OBJS	:= $(OUT)/pvlib.o $(OUT)/probe.o $(OUT)/json_writer.o
 PVIOMMUCTL_EXTRA_OBJS := $(OUT)/qemu_elf.o
 PVIOMMUCTL	:= $(OUT)/pviommuctl
 

@@ -6,7 +6,11 @@ $(OUT)/%.o: $(SRC)/userspace/%.c $(BPF_SKELS) $(BPF_HDRS) $(wildcard $(SRC)/user
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(USER_CFLAGS) -c $< -o $@
 
-$(PVIOMMUCTL): $(OUT)/pviommuctl.o $(PVLIB_OBJS) $(PVIOMMUCTL_EXTRA_OBJS)
+# pviommuctl: one file per subject (userspace/pviommuctl.h lists them)
+PVIOMMUCTL_OBJS	:= $(addprefix $(OUT)/,pviommuctl.o common.o pins.o load.o uprobe.o show.o \
+			stats.o events.o domain.o)
+
+$(PVIOMMUCTL): $(PVIOMMUCTL_OBJS) $(PVLIB_OBJS) $(PVIOMMUCTL_EXTRA_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(USER_CFLAGS) $^ $(LIBBPF_LIBS) -lelf -o $@
 

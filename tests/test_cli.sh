@@ -167,6 +167,9 @@ fi
 fails "unknown command" 1 "$CTL" frobnicate
 fails_json "unknown command, -j" 1 "$CTL" -j frobnicate
 fails "unknown global option" 1 "$CTL" --frobnicate status
+# one JSON writer: what an error quotes keeps its quote, backslash and tab (escaped, not replaced)
+fails_json "an error quoting \" \\ and a tab, -j" 1 "$CTL" -j mode "$(printf 'de"n\\y\tx')"
+jq_eq "... kept exactly in the JSON string" "$TMP/out" "'de'+chr(34)+'n'+chr(92)+'y'+chr(9)+'x' in j['error']" True
 for c in $CMDS; do
 	[ "$c" = help ] && continue
 	fails "$c --frobnicate" 1 "$CTL" "$c" --frobnicate
@@ -235,6 +238,19 @@ jq_eq "mappings -j --bdf B: 1 mapping" "$TMP/out" '[(m["bdf"], m["size"]) for m 
 fails_json "a bad value, -j after it" 1 "$CTL" mappings --bdf zz -j
 fails "attach to a process that is not QEMU: one Error line" 1 "$CTL" attach --pid "$HPID"
 fails "attach --enforce to a binary that is not QEMU: one Error line" 1 "$CTL" attach --qemu /bin/true --enforce
+# the TCG transport on every process of a binary whose path has a quote: status -j and
+# detach -j name it in valid JSON (the path is escaped, never pasted)
+qdir="$TMP/q\"emu"
+mkdir -p "$qdir" && cp "$(command -v qemu-system-x86_64)" "$qdir/qemu"
+run "$CTL" attach --qemu "$qdir/qemu" -j
+jq_eq "attach --qemu PATH-with-a-quote -j" "$TMP/out" 'j["attached"]' "$qdir/qemu"
+run "$CTL" status -j
+jq_eq "status -j lists the binary's TCG transport" "$TMP/out" "'$qdir/qemu' in j['programs']['tcg_cpuid']" True
+run "$CTL" detach --qemu "$qdir/qemu" -j
+jq_eq "detach --qemu PATH-with-a-quote -j" "$TMP/out" 'j["detached"]' "$qdir/qemu"
+run "$CTL" status -j
+jq_eq "... and status -j no longer lists it" "$TMP/out" "'$qdir/qemu' in j['programs']['tcg_cpuid']" False
+rm -rf "$qdir"
 fails "mode for a pid without a domain" 1 "$CTL" mode deny --pid 1
 fails "vfio with a bad BDF" 1 "$CTL" vfio --pid "$HPID" zz
 

@@ -9,6 +9,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "probe.h"
+#include "json_writer.h"
 
 static const struct bpf_insn ret0[] = {
 	{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
@@ -102,11 +103,14 @@ void pv_features_print(const struct pv_features *f, FILE *out)
 		" (uprobe plane: audit/kill only; deny needs the in-process plane)");
 }
 
-void pv_features_json(const struct pv_features *f, FILE *out)
+void pv_features_json(const struct pv_features *f, struct jw *w, const char *key)
 {
-	fprintf(out, "{\"ringbuf\":%s,\"bpf_loop\":%s,\"mmapable\":%s,\"fentry\":%s,"
-		"\"lsm\":%s,\"uprobe_regs\":%s}",
-		f->ringbuf.ok ? "true" : "false", f->bpf_loop.ok ? "true" : "false",
-		f->mmapable.ok ? "true" : "false", f->fentry.ok ? "true" : "false",
-		f->lsm.ok ? "true" : "false", f->uprobe_regs.ok ? "true" : "false");
+	jw_obj(w, key);
+	jw_bool(w, "ringbuf", f->ringbuf.ok);
+	jw_bool(w, "bpf_loop", f->bpf_loop.ok);
+	jw_bool(w, "mmapable", f->mmapable.ok);
+	jw_bool(w, "fentry", f->fentry.ok);
+	jw_bool(w, "lsm", f->lsm.ok);
+	jw_bool(w, "uprobe_regs", f->uprobe_regs.ok);
+	jw_end(w);
 }

@@ -22,5 +22,7 @@ struct pv_features {
 
 void pv_probe_features(struct pv_features *f);
 void pv_features_print(const struct pv_features *f, FILE *out);
-void pv_features_json(const struct pv_features *f, FILE *out);
+struct jw;
+/* the features as the value of key (an object) */
+void pv_features_json(const struct pv_features *f, struct jw *w, const char *key);
 #endif

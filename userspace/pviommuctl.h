@@ -1,17 +1,106 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* pviommuctl.h - what the files of pviommuctl share */
+/*
+ * pviommuctl.h - what the files of pviommuctl share. One file per subject,
+ * as bpftool has them:
+ *   pviommuctl.c  the command table, help, global options, main
+ *   common.c      errors, what the environment must offer, pinned objects
+ *   pins.c        staged pins (a reload's atomic hand-over), links by tag
+ *   load.c        load, unload
+ *   uprobe.c      uprobe targets; attach, detach
+ *   show.c        status, mappings
+ *   stats.c       stats (text, JSON, Prometheus)
+ *   events.c      events
+ *   domain.c      mode, vfio
+ *   run.c         run (the in-process plane)
+ *   json_writer.c every JSON document
+ */
 #ifndef __PVIOMMUCTL_H
 #define __PVIOMMUCTL_H
 
-extern int json;		/* -j, --json */
+#include <stdarg.h>
+#include <stddef.h>
+#include <linux/types.h>
+#include <bpf/libbpf.h>
+#include "pviommu.h"
+#include "pvlib.h"
+#include "json_writer.h"
 
+#define LINK_DIR	pv_pin_path("links")
+#define PROG_DIR	pv_pin_path("progs")
+#define PIN_DIR		pv_pin_dir()
+
+extern int json;		/* -j, --json */
+extern int verbose;		/* -v, --verbose (twice: libbpf's debug too) */
+
+/* ---- common.c ---- */
 /* one "Error: ..." line on stderr, or {"error":"..."} on stdout with -j */
 void p_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "note: ..." on stderr; nothing with -j */
 void p_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* getopt_long's '?' or ':' (optstring starting with ':', opterr = 0) as one error; returns 1 */
 int opt_err(int c, char **argv, const char *cmd);
+int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args);
+/* 0, or exit status 2 with the error said: the system cannot run pviommu */
+int need_root(void);
+int need_btf(void);
+int ensure_bpffs(void);
+int loaded(void);
+int not_loaded(void);			/* says so; returns 1 */
+/* after option parsing: no stray argument, root, loaded; 0 or exit code */
+int ready(int argc, char **argv, const char *cmd);
+int open_pinned(const char *name, int rdonly);	/* fd, or -1 with the error said */
+int parse_pid(const char *s, __u64 *pid);	/* --pid P: 0, or -1 with the error said */
+struct pviommu_ctl *ctl_map(int *fdp);	/* the pinned control page, mmapped */
+void ctl_unmap(struct pviommu_ctl *c, int fd);
+__u32 pinned_max_entries(const char *name);	/* 0 when not pinned */
 
-int cmd_run(int argc, char **argv);	/* run.c: the in-process plane */
+/* ---- pins.c ---- */
+/* pin fd as dir/name: at once, or staged until pins_commit() */
+int pin_replace(int fd, const char *dir, const char *name);
+void pins_stage(void);		/* from here pin_replace stages */
+int pins_commit(void);		/* the staged pins replace the old ones */
+void pins_drop(void);		/* the staged pins go; the old ones stay */
+int rm_dir_pins(const char *dir);
+
+#define PV_TAG_LEN	208	/* "<pid>" or "x<path>" (uprobe.c) */
+struct tag_list {
+	int	n;
+	char	(*tag)[PV_TAG_LEN];
+};
+/* the targets with links of a kind ("tcg-" or "enf-"); free with tags_free */
+int link_tags(const char *prefix, struct tag_list *l);
+void tags_free(struct tag_list *l);
+int drop_links_of(const char *tag);	/* how many links of target tag went */
+/* links whose name starts with prefix; the pids of "tcg-<pid>" ones into pids */
+int count_links(const char *prefix, char *pids, size_t len);
+
+/* ---- uprobe.c ---- */
+struct pviommu_bpf;
+/* one QEMU process (tag "<pid>") or every process of one QEMU binary (tag "x<path>") */
+struct target {
+	int	pid;		/* or -1 with path */
+	char	path[200];
+	char	tag[PV_TAG_LEN];
+};
+int target_pid(struct target *t, int pid);
+int target_path(struct target *t, const char *path);
+int target_of_tag(struct target *t, const char *tag);
+int attach_tcg(struct pviommu_bpf *skel, const struct target *t);
+/* the uprobe plane on t; on failure *failed names the function (the caller says it) */
+int attach_enforce(struct pviommu_bpf *skel, const struct target *t, int *nlinks,
+		   const char **failed);
+
+/* ---- the commands ---- */
+int cmd_load(int argc, char **argv);
+int cmd_unload(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_mappings(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_mode(int argc, char **argv);
+int cmd_vfio(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_detach(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* show.c - status (programs, kernel features, index, domains, counters), mappings */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include "probe.h"
+#include "pviommuctl.h"
+
+/* the uprobe targets of a kind as a JSON array: pids as numbers, binaries as paths */
+static void json_targets(struct jw *w, const char *key, const char *prefix)
+{
+	struct tag_list l;
+	struct target t;
+
+	jw_arr(w, key);
+	if (link_tags(prefix, &l) > 0)
+		for (int i = 0; i < l.n; i++)
+			if (!target_of_tag(&t, l.tag[i])) {
+				if (t.pid > 0)
+					jw_int(w, NULL, t.pid);
+				else
+					jw_str(w, NULL, t.path);
+			}
+	tags_free(&l);
+	jw_end(w);
+}
+
+int cmd_status(int argc, char **argv)
+{
+	struct pv_index_view iv;
+	int lanes;
+	struct pviommu_stats st;
+	struct pv_features f;
+	__u32 key, next, *prev = NULL;
+	struct pviommu_domain dv;
+	char fl[64];
+	int dfd, sfd, err, first = 1, ctl_fd;
+	struct jw w;
+	struct pviommu_ctl *ctl;
+	__u64 used = 0, tomb = 0;
+	char pids[256];
+	__u32 rec_max;
+
+	if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+			 !strcmp(argv[1], "-h"))) {
+		printf("Usage: pviommuctl [-j] status\n"
+		       "  Programs and where they are attached, what this kernel allows\n"
+		       "  (probed), index use, domains (QEMU processes) and counters.\n");
+		return 0;
+	}
+	if (argc > 1) {
+		p_err("what is '%s'? (see 'pviommuctl status help')", argv[1]);
+		return 1;
+	}
+	if ((err = need_root()))
+		return err;
+	pv_probe_features(&f);
+	if (!loaded()) {
+		/* what this kernel allows, then the error: one JSON object with -j */
+		if (json) {
+			jw_begin(&w, stdout);
+			jw_bool(&w, "loaded", 0);
+			jw_str(&w, "error", "pviommu is not loaded (run 'pviommuctl load')");
+			pv_features_json(&f, &w, "features");
+			jw_end(&w);
+			return 1;
+		}
+		printf("pviommu: not loaded\nkernel features:\n");
+		pv_features_print(&f, stdout);
+		fflush(stdout);
+		return not_loaded();
+	}
+	ctl = ctl_map(&ctl_fd);
+	dfd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
+	sfd = pv_obj_get(NULL, PVIOMMU_MAP_STATS, 1);
+	if (!ctl || dfd < 0 || sfd < 0 || pv_index_map(NULL, &iv, 1)) {
+		p_err("pinned maps under %s are incomplete: run 'pviommuctl unload; pviommuctl load'",
+		      PIN_DIR);
+		return 1;
+	}
+	for (__u32 i = 0; i < iv.slots; i++) {
+		__u16 k = iv.base[i].kind;
+
+		used += k == PVIOMMU_SLOT_PAGE || k == PVIOMMU_SLOT_DEVICE;
+		tomb += k == PVIOMMU_SLOT_TOMB;
+	}
+	pv_stats_read(sfd, &st);
+	rec_max = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
+	count_links("tcg-", pids, sizeof(pids));
+	lanes = iv.fast ? __builtin_popcountll(iv.fast[PVIOMMU_FAST_USED]) : -1;
+
+	if (json) {
+		jw_begin(&w, stdout);
+		jw_bool(&w, "loaded", 1);
+		jw_u64(&w, "generation", ctl->active_gen);
+		jw_obj(&w, "programs");
+		jw_bool(&w, "kvm_hypercall", count_links("kvm_hypercall", NULL, 0));
+		jw_bool(&w, "proc_exit", count_links("proc_exit", NULL, 0));
+		jw_bool(&w, "vfio_lsm", count_links("vfio_lsm", NULL, 0));
+		jw_bool(&w, "iommu_fault", count_links("iommu_fault", NULL, 0));
+		/* the TCG transport and the uprobe plane: QEMU pids, or binaries (attach --qemu) */
+		json_targets(&w, "tcg_cpuid", "tcg-");
+		json_targets(&w, "uprobe_plane", "enf-");
+		jw_end(&w);
+		pv_features_json(&f, &w, "features");
+		jw_obj(&w, "index");
+		jw_u64(&w, "slots", iv.slots);
+		jw_u64(&w, "used", used);
+		jw_u64(&w, "tombstones", tomb);
+		jw_u64(&w, "bytes", iv.len);
+		jw_end(&w);
+		jw_obj(&w, "fast_lanes");
+		jw_int(&w, "used", lanes);
+		jw_int(&w, "max", PVIOMMU_FAST_LANES);
+		jw_end(&w);
+		jw_u64(&w, "max_records", rec_max);
+		jw_str(&w, "default_mode", pv_mode_str(ctl->default_mode));
+		jw_u64(&w, "lock_busy", ctl->lock_busy);
+		jw_arr(&w, "domains");
+	} else {
+		printf("pviommu: loaded (generation %llu), pins under %s\n",
+		       (unsigned long long)ctl->active_gen, PIN_DIR);
+		printf("programs:\n");
+		printf("  kvm_hypercall  %s\n", !count_links("kvm_hypercall", NULL, 0) ?
+		       "not attached (kvm not loaded; reload after 'modprobe kvm')" :
+		       !access(pv_pin_path("progs/pviommu_kvm_hypercall_svm"), F_OK) ?
+		       "attached (raw_tp kvm:kvm_hypercall, guest CPL checked: SVM)" :
+		       !access(pv_pin_path("progs/pviommu_kvm_hypercall_held"), F_OK) ?
+		       "attached (raw_tp kvm:kvm_hypercall, held until KVM's answer at kvm:kvm_entry: guest CPL checked)" :
+		       "attached (raw_tp kvm:kvm_hypercall; guest CPL not checked on this host)");
+		printf("  vfio_lsm       %s\n", count_links("vfio_lsm", NULL, 0) ?
+		       "attached (lsm.s/file_ioctl: VFIO_IOMMU_MAP_DMA gate)" :
+		       "not attached (BPF LSM unavailable)");
+		printf("  proc_exit      %s\n", count_links("proc_exit", NULL, 0) ?
+		       "attached (raw_tp sched_process_exit)" : "not attached");
+		printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :
+		       "not attached (pviommuctl attach --pid P)", pids);
+		{
+			struct tag_list enf;
+			struct target t;
+
+			printf("  uprobe plane   ");
+			link_tags("enf-", &enf);
+			for (int i = 0; i < enf.n; i++) {
+				target_of_tag(&t, enf.tag[i]);
+				printf("%s%s", i ? "," : "enforcing in QEMU ",
+				       t.pid > 0 ? enf.tag[i] : t.path);
+			}
+			printf("%s\n", enf.n > 0 ? "" : "not attached (pviommuctl attach --pid P --enforce)");
+			tags_free(&enf);
+		}
+		printf("kernel features:\n");
+		pv_features_print(&f, stdout);
+		printf("index: %u slots x %zu B (%zu KiB), %llu used (%.1f%%), %llu tombstones\n",
+		       iv.slots, sizeof(struct pviommu_slot), iv.len >> 10,
+		       (unsigned long long)used, 100.0 * used / iv.slots,
+		       (unsigned long long)tomb);
+		if (lanes < 0)
+			printf("page bits: pviommu_fast not pinned (every check asks the index)\n");
+		else
+			printf("page bits: %d of %d device lanes in use%s\n", lanes,
+			       PVIOMMU_FAST_LANES, lanes == PVIOMMU_FAST_LANES ?
+			       " (full: devices protected from now on are checked by the index alone)" : "");
+		printf("records: max %u; default mode %s\n", rec_max,
+		       pv_mode_str(ctl->default_mode));
+		printf("domains:\n  %-8s %-7s %-8s %-12s %-6s %s\n", "PID", "DEVICES",
+		       "RECORDS", "BYTES", "MODE", "FLAGS");
+	}
+	while (!bpf_map_get_next_key(dfd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(dfd, &key, &dv))
+			continue;
+		snprintf(fl, sizeof(fl), "%s%s%s%s",
+			 dv.flags & PVIOMMU_DOM_REGISTERED ? "registered" :
+			 dv.flags & PVIOMMU_DOM_RESERVED ? "reserved" : "-",
+			 dv.flags & PVIOMMU_DOM_FAILED ? ",FAILED-CLOSED" : "",
+			 dv.flags & PVIOMMU_DOM_TABLE_FULL ? ",table-full" : "",
+			 dv.flags & PVIOMMU_DOM_QUOTA ? ",quota-hit" : "");
+		if (json) {
+			jw_obj(&w, NULL);
+			jw_u64(&w, "pid", key);
+			jw_u64(&w, "abi", dv.abi);
+			jw_u64(&w, "devices", dv.nr_devices);
+			jw_u64(&w, "records", dv.nr_records);
+			jw_u64(&w, "mapped_bytes", dv.mapped_bytes);
+			jw_u64(&w, "generation", dv.generation);
+			jw_str(&w, "mode", pv_mode_str(dv.mode));
+			jw_str(&w, "state", dv.flags & PVIOMMU_DOM_REGISTERED ? "registered" :
+					   dv.flags & PVIOMMU_DOM_RESERVED ? "reserved" : "none");
+			jw_bool(&w, "failed_closed", dv.flags & PVIOMMU_DOM_FAILED);
+			jw_u64(&w, "pages", dv.nr_pages);
+			jw_u64(&w, "lanes", dv.nr_lanes);
+			jw_u64(&w, "quota_refused", dv.refused);
+			jw_obj(&w, "quota");
+			jw_u64(&w, "records", dv.quota.records);
+			jw_u64(&w, "pages", dv.quota.pages);
+			jw_u64(&w, "devices", dv.quota.devices);
+			jw_u64(&w, "lanes", dv.quota.lanes);
+			jw_end(&w);
+			jw_bool(&w, "table_full", dv.flags & PVIOMMU_DOM_TABLE_FULL);
+			jw_end(&w);
+		} else {
+			printf("  %-8u %-7u %-8llu %-12llu %-6s %s\n", key,
+			       dv.nr_devices, (unsigned long long)dv.nr_records,
+			       (unsigned long long)dv.mapped_bytes,
+			       pv_mode_str(dv.mode), fl);
+		}
+		first = 0;
+	}
+	if (json) {
+		jw_end(&w);
+		jw_obj(&w, "stats");
+		for (int i = 0; i < PVIOMMU_ST_MAX; i++)
+			jw_u64(&w, pv_stat_name(i), st.v[i]);
+		jw_end(&w);
+		jw_end(&w);
+	} else {
+		if (first)
+			printf("  (none)\n");
+		printf("stats:\n");
+		for (int i = 0; i < PVIOMMU_ST_MAX; i++)
+			printf("  %-18s %llu\n", pv_stat_name(i),
+			       (unsigned long long)st.v[i]);
+	}
+	pv_index_unmap(&iv);
+	ctl_unmap(ctl, ctl_fd);
+	close(dfd);
+	close(sfd);
+	return 0;
+}
+
+/* ---- mappings --------------------------------------------------------------------- */
+int cmd_mappings(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "pid", required_argument, 0, 'p' },
+		{ "bdf", required_argument, 0, 'b' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	struct pviommu_map_key k, nk, *prev = NULL;
+	struct pviommu_mapping v;
+	__u64 pid = 0, n = 0, bytes = 0;
+	__u32 bdf = 0;
+	int c, fd, has_bdf = 0, err;
+	char b[16];
+	struct jw w;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":p:b:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_pid(optarg, &pid))
+				return 1;
+			break;
+		case 'b':
+			if (pv_parse_bdf(optarg, &bdf)) {
+				p_err("what is '%s'? --bdf wants a PCI address like 0000:00:04.0", optarg);
+				return 1;
+			}
+			has_bdf = 1;
+			break;
+		case 'h':
+			printf("Usage: pviommuctl [-j] mappings [--pid P] [--bdf B]\n"
+			       "  Live DMA mappings the guests authorized: domain (QEMU pid), device,\n"
+			       "  iova, size, permission (r: device reads memory, w: device writes it).\n");
+			return 0;
+		default:
+			return opt_err(c, argv, "mappings");
+		}
+	}
+	if ((err = ready(argc, argv, "mappings")))
+		return err;
+	fd = open_pinned(PVIOMMU_MAP_MAPPINGS, 1);
+	if (fd < 0)
+		return 1;
+	if (json) {
+		jw_init(&w, stdout);
+		jw_arr(&w, NULL);
+	} else {
+		printf("%-8s %-13s %-18s %-10s %-4s %-4s %s\n", "PID", "BDF", "IOVA",
+		       "SIZE", "PERM", "REFS", "GEN");
+	}
+	while (!bpf_map_get_next_key(fd, prev, &nk)) {
+		k = nk;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &v))
+			continue;
+		if ((pid && k.domain != pid) || (has_bdf && k.bdf != bdf))
+			continue;
+		if (json) {
+			jw_obj(&w, NULL);
+			jw_u64(&w, "pid", k.domain);
+			jw_str(&w, "bdf", pv_fmt_bdf(k.bdf, b));
+			jw_u64(&w, "iova", v.iova);
+			jw_u64(&w, "size", v.size);
+			jw_str(&w, "perm", pv_perm_str(v.perm));
+			jw_u64(&w, "refs", v.refs);
+			jw_u64(&w, "generation", v.generation);
+			jw_u64(&w, "cookie", v.cookie);
+			jw_end(&w);
+		} else {
+			printf("%-8u %-13s 0x%016llx %-10llu %-4s %-4u %llu\n", k.domain,
+			       pv_fmt_bdf(k.bdf, b), (unsigned long long)v.iova,
+			       (unsigned long long)v.size, pv_perm_str(v.perm), v.refs,
+			       (unsigned long long)v.generation);
+		}
+		n++;
+		bytes += v.size;
+	}
+	if (json)
+		jw_end(&w);
+	else
+		printf("%llu mappings, %llu bytes\n", (unsigned long long)n,
+		       (unsigned long long)bytes);
+	close(fd);
+	return 0;
+}
+
