@@ -1127,13 +1127,24 @@ int pviommu_iommu_fault(struct bpf_raw_tracepoint_args *ctx)
  * this through BPF_PROG_TEST_RUN only when a transfer is refused, so that
  * its events and counters land where every other plane's do.
  * args = bdf, addr, len, need, verdict << 8 | action. The domain is the
- * caller's own tgid (a QEMU process reports only for itself).
+ * caller's own tgid (a QEMU process reports only for itself). With
+ * PVIOMMU_INPROC_PAGE_REFUSED in args[4]: the guest's shared page was
+ * refused (a hostile producer index), reported like a refused hypercall.
  */
 SEC("raw_tp")
 int pviommu_inproc_event(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u32 dom = bpf_get_current_pid_tgid() >> 32;
 	__u32 action = ctx->args[4] & 0xff, verdict = (ctx->args[4] >> 8) & 0xff;
+
+	/* an event only: a kick is not a hypercall (the page counts its errors).
+	 * Not held back by the domain's budget, which its refused calls may have
+	 * spent: the library sends at most one a second. */
+	if (ctx->args[4] & PVIOMMU_INPROC_PAGE_REFUSED) {
+		emit(PVIOMMU_EV_HC_ERROR, dom, 0, ctx->args[1], ctx->args[2], 0, 0,
+			-PV_EPROTO, PVIOMMU_ACT_NONE, PVIOMMU_PLANE_PAGE);
+		return 0;
+	}
 
 	stat_inc(PVIOMMU_ST_VIOLATION);
 	stat_inc(action == PVIOMMU_ACT_KILLED ? PVIOMMU_ST_KILLED :

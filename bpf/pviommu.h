@@ -110,7 +110,10 @@ enum pviommu_op {
  *     once, and only ever written by the host inside a KICK or a SETUP;
  *   - nents (a power of two, so that the free-running counters index the
  *     ring across their wrap) is read at SETUP only; the host keeps its own cons and reads
- *     prod once per KICK: prod - cons > nents is -EPROTO, nothing done;
+ *     prod once per KICK: prod - cons > nents is -EPROTO, nothing done,
+ *     counted in the page's errors and sent as a PVIOMMU_EV_HC_ERROR event
+ *     (plane page, addr = prod, len = the host's cons; at most one a
+ *     second, from the library);
  *   - each entry's words are copied once before they are validated;
  *   - a machine reset detaches the page (the new guest knows nothing).
  * The guest fills an entry (status = PVIOMMU_CHAN_PENDING), publishes it
@@ -525,6 +528,10 @@ enum pviommu_plane {
 	PVIOMMU_PLANE_PAGE	= 8,	/* the shared page, in batches */
 	PVIOMMU_PLANE_IOMMU	= 9,	/* the host IOMMU refused an assigned device */
 };
+
+/* pviommu_inproc_event's args[4] bit: the shared page's KICK was refused
+ * (args[1] = prod, args[2] = cons), not a transfer */
+#define PVIOMMU_INPROC_PAGE_REFUSED	(1u << 16)
 
 /*
  * pviommu_hc_batch (BPF_PROG_TEST_RUN only): args[0] = a pointer in the

@@ -1471,12 +1471,45 @@ static void chan_setup(uint32_t pfn)
 			r == -EFAULT ? " (not RAM)" : "");
 }
 
+/*
+ * A refused kick or drain (a hostile producer index, pviommu.h): nothing of
+ * it was carried out; the host says so with an event, at most one a second
+ * (a guest that keeps prod out of range makes every check find work).
+ */
+static void chan_refused_locked(void)
+{
+	static uint64_t last;	/* the second of the last report, + 1 */
+	struct timespec ts;
+	uint64_t prod = g_chan.page ? __atomic_load_n(&g_chan.page->prod, __ATOMIC_RELAXED) : 0;
+	__u64 args[5] = { 0, prod, g_chan.cons, 0, PVIOMMU_INPROC_PAGE_REFUSED };
+	LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args, .ctx_size_in = sizeof(args));
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	if ((uint64_t)ts.tv_sec + 1 == last)
+		return;
+	last = (uint64_t)ts.tv_sec + 1;
+	if (g_ev_fd >= 0)
+		bpf_prog_test_run_opts(g_ev_fd, &o);
+	fprintf(stderr, PVQ "shared page: kick refused (producer index %llu, %u entries past the "
+		"host's %u: more than the ring holds); nothing of it carried out\n",
+		(unsigned long long)prod, (unsigned)(prod - g_chan.cons), g_chan.cons);
+}
+
+static int chan_kick_locked(void)
+{
+	int r = pv_chan_kick_batch(&g_chan, chan_ops, &g_chan);
+
+	if (r == -EPROTO)
+		chan_refused_locked();
+	return r;
+}
+
 static uint32_t chan_kick(void)
 {
 	int r;
 
 	pthread_mutex_lock(&g_chan_lock);
-	r = pv_chan_kick_batch(&g_chan, chan_ops, &g_chan);
+	r = chan_kick_locked();
 	pthread_mutex_unlock(&g_chan_lock);
 	return (uint32_t)r;
 }
@@ -1496,7 +1529,7 @@ static int chan_pending(void)
 static __attribute__((noinline, cold)) void chan_drain(void)
 {
 	pthread_mutex_lock(&g_chan_lock);
-	if (pv_chan_kick_batch(&g_chan, chan_ops, &g_chan) > 0)
+	if (chan_kick_locked() > 0)
 		g_chan_drains++;
 	pthread_mutex_unlock(&g_chan_lock);
 }

@@ -311,6 +311,19 @@ read -r lim2 _ <<<"$(held "$P2")"
 [ "$v1err" -gt 0 ] && [ "$lim1" -gt 0 ]
 okif $? "host-events-of-vm1-limited ($v1err refused-call and $v1fail failed-closed events sent, $held1 held back in $lim1 events-limited)"
 assert "vm2-events-never-limited ($lim2)" [ "$lim2" = 0 ]
+# the shared page with hostile headers and producer indexes (pvhostile.c, phase page): bad
+# headers unacknowledged, the good one acknowledged, both out-of-range indexes refused and
+# counted in the page, and the host says so (a hypercall-error event of plane page, at most
+# one a second); the rounds' numbers come from the guest
+pgl=$(VM_CUR=hostile vm_value stat-page)
+pg_setups=$(field setups "$pgl") pg_acked=$(field setups_acked "$pgl")
+pg_kicks=$(field kicks "$pgl") pg_refused=$(field kicks_refused "$pgl") pg_wrong=$(field wrong "$pgl")
+[ "${pg_setups:-0}" -gt 0 ] && [ "$((pg_setups))" = "$((6 * pg_acked))" ] &&
+	[ "${pg_kicks:-0}" = "$((3 * pg_acked))" ] && [ "${pg_refused:-0}" = "$((2 * pg_acked))" ] &&
+	[ "${pg_wrong:-1}" = 0 ]
+okif $? "vm1-page-hostile-headers-and-indexes-refused ($pgl)"
+pgev=$(grep '"type":"hypercall-error"' "$ATK_EV" | grep "\"pid\":$P1," | grep -c '"plane":"page"')
+assert "host-event-for-a-refused-page-kick ($pgev events of plane page)" [ "$pgev" -ge 1 ]
 # the hostile calls never leave the index disagreeing with a record (a wrong ABI version is
 # named as such)
 incons=$(grep '"type":"failed-closed"' "$ATK_EV" | grep -c '"reason":"index-inconsistent"')
@@ -327,7 +340,7 @@ print(len(j["domains"]), j["index"]["used"], j["lock_busy"])' "$work/status-end.
 okif $? "status-after-both-exits (rc $src, $ndom domains, $used index slots used)"
 
 echo "info: VM1 per phase:"
-for p in setup cross badabi bigmap smallmap unmap fill hold devadd regloop garbage final; do
+for p in setup cross badabi bigmap smallmap unmap fill hold devadd regloop garbage page final; do
 	l=$(VM_CUR=hostile vm_value "stat-$p")
 	echo "  ${l#PVHOSTILE }"
 done
@@ -339,7 +352,7 @@ for l in open(sys.argv[1]):
     if e.get("pid") != int(sys.argv[2]): continue
     c[e["type"] + ("" if e["type"] in ("domain", "violation") else " " + e["reason"])] += 1
 print(", ".join("%s %d" % kv for kv in sorted(c.items(), key=lambda kv: -kv[1])))' "$ATK_EV" "$P1")"
-nospc=$(for p in setup cross badabi bigmap smallmap unmap fill hold devadd regloop garbage final; do
+nospc=$(for p in setup cross badabi bigmap smallmap unmap fill hold devadd regloop garbage page final; do
 	VM_CUR=hostile vm_value "stat-$p"; done | grep -o 'ENOSPC:[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }')
 echo "figures: VM1 made $calls hypercalls in $rounds rounds: $refused refused ($nospc of them -ENOSPC: its quotas), $((acked - refused)) accepted, $wrong wrong, $noack unanswered; VM1's domain at the end: $st1, failed_closed=$fc1 (a round ends with a wrong-ABI UNMAP), $rec1 records"
 echo "figures: VM2 attacks blocked $blocked of 4 (a b d e), legit $legit_ok of 2, downloads intact $benign_ok of 2; VM2 made ${hc2:-?} hypercalls, ${fail2:-?} refused"

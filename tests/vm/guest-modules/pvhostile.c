@@ -39,6 +39,13 @@
  *             many with the right ABI version and random op, perm, device
  *             and range (late in the round: a random UNREGISTER or DEV_DEL
  *             would turn the phases after it into refusals)
+ *   page      the shared page (pviommu.h) with hostile headers and indexes:
+ *             SETUPs with a bad magic, a wrong version, nents 0, not a power
+ *             of two, above PVIOMMU_CHAN_NENTS (each must stay unacknowledged),
+ *             then a good one (acknowledged); KICKs with prod past the ring
+ *             and behind the host's cons (each refused with -EPROTO and
+ *             counted in the page's errors); prod put right (a KICK does
+ *             nothing, 0); detach. Not hypercalls: counted apart (page line)
  *   final     REGISTER, then UNMAP and DEV_DEL with a wrong ABI version
  *             (refused; the host fails this domain closed)
  * A call that only a refusal may answer (EXP_REFUSE) and that the host
@@ -55,6 +62,7 @@
  */
 #include <linux/module.h>
 #include <linux/debugfs.h>
+#include <linux/io.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
@@ -101,12 +109,12 @@ MODULE_PARM_DESC(garbage, "calls with random registers per round, of each kind (
 
 enum phase {
 	PH_SETUP, PH_CROSS, PH_BADABI, PH_BIGMAP, PH_SMALLMAP, PH_UNMAP,
-	PH_FILL, PH_HOLD, PH_DEVADD, PH_REGLOOP, PH_GARBAGE, PH_FINAL, PH_MAX,
+	PH_FILL, PH_HOLD, PH_DEVADD, PH_REGLOOP, PH_GARBAGE, PH_PAGE, PH_FINAL, PH_MAX,
 };
 
 static const char * const phase_name[PH_MAX] = {
 	"setup", "cross", "badabi", "bigmap", "smallmap", "unmap", "fill", "hold",
-	"devadd", "regloop", "garbage", "final",
+	"devadd", "regloop", "garbage", "page", "final",
 };
 
 /* what the host may answer */
@@ -399,6 +407,68 @@ static void ph_garbage(void)
 		   get_random_u64(), get_random_u64(), get_random_u64());
 }
 
+/* the page phase's own counters (its SETUPs and KICKs are not hypercalls) */
+static struct {
+	u64	setups, setups_acked, kicks, kicks_refused, page_errors;
+} pg;
+
+/* SETUP with this header; 1 when the host acknowledged it. want: what is right */
+static int page_setup(struct pviommu_chan *c, u32 magic, u16 version, u16 nents, int want)
+{
+	int acked;
+
+	memset(c, 0, PAGE_SIZE);
+	c->magic = magic;
+	c->version = version;
+	c->nents = nents;
+	outl((u32)(virt_to_phys(c) >> PAGE_SHIFT), PVIOMMU_PORT_SETUP);	/* serializing */
+	acked = READ_ONCE(c->host_ack) == PVIOMMU_CHAN_ACK;
+	pg.setups++;
+	pg.setups_acked += acked;
+	if (acked != want)
+		st[PH_PAGE].wrong++;
+	return acked;
+}
+
+/* KICK with prod as it is; want: the answer that is right (0 or -EPROTO) */
+static void page_kick(struct pviommu_chan *c, int want)
+{
+	u32 errors = READ_ONCE(c->errors);
+	int r = (s32)inl(PVIOMMU_PORT_KICK);
+
+	pg.kicks++;
+	pg.kicks_refused += r < 0;
+	pg.page_errors += READ_ONCE(c->errors) - errors;
+	/* a refused kick is counted in the page's errors (a drain may have counted one more) */
+	if (r != want || (want < 0 && READ_ONCE(c->errors) == errors))
+		st[PH_PAGE].wrong++;
+}
+
+static void ph_page(void)
+{
+	struct pviommu_chan *c = (void *)get_zeroed_page(GFP_KERNEL);
+
+	if (!c) {
+		st[PH_PAGE].wrong++;
+		return;
+	}
+	page_setup(c, PVIOMMU_CHAN_MAGIC ^ 1, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS, 0);
+	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION + 1, PVIOMMU_CHAN_NENTS, 0);
+	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, 0, 0);
+	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS - 16, 0);
+	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, 2 * PVIOMMU_CHAN_NENTS, 0);
+	if (page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS, 1)) {
+		WRITE_ONCE(c->prod, READ_ONCE(c->cons) + PVIOMMU_CHAN_NENTS + 5);
+		page_kick(c, -EPROTO);
+		WRITE_ONCE(c->prod, READ_ONCE(c->cons) - 1);
+		page_kick(c, -EPROTO);
+		WRITE_ONCE(c->prod, READ_ONCE(c->cons));
+		page_kick(c, 0);
+	}
+	outl(0, PVIOMMU_PORT_SETUP);	/* the host lets go of the page */
+	free_page((unsigned long)c);
+}
+
 static void ph_final(void)
 {
 	op(PH_FINAL, EXP_ANY, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
@@ -413,7 +483,7 @@ static void ph_final(void)
 
 static void (* const phase_fn[PH_MAX])(void) = {
 	ph_setup, ph_cross, ph_badabi, ph_bigmap, ph_smallmap, ph_unmap, ph_fill,
-	ph_hold, ph_devadd, ph_regloop, ph_garbage, ph_final,
+	ph_hold, ph_devadd, ph_regloop, ph_garbage, ph_page, ph_final,
 };
 
 static void round_run(void)
@@ -533,6 +603,11 @@ static ssize_t stats_read(struct file *f, char __user *ubuf, size_t len, loff_t 
 				n += scnprintf(b + n, size - n, "%se%u:%llu", sep, e, st[i].err[e]);
 			sep = ",";
 		}
+		if (i == PH_PAGE)
+			n += scnprintf(b + n, size - n,
+				       " setups=%llu setups_acked=%llu kicks=%llu kicks_refused=%llu page_errors=%llu",
+				       pg.setups, pg.setups_acked, pg.kicks, pg.kicks_refused,
+				       pg.page_errors);
 		n += scnprintf(b + n, size - n, "\n");
 	}
 	mutex_unlock(&lock);
@@ -545,6 +620,7 @@ static ssize_t reset_write(struct file *f, const char __user *ubuf, size_t len, 
 {
 	mutex_lock(&lock);
 	memset(st, 0, sizeof(st));
+	memset(&pg, 0, sizeof(pg));
 	rounds = 0;
 	mutex_unlock(&lock);
 	return len;
