@@ -23,6 +23,7 @@ $(OUT)/pviommuctl.o: $(SRC)/VERSION
 # pviommuctl finds the library in PREFIX/lib/pviommu relative to itself (userspace/run.c).
 PREFIX		?= /usr
 SYSTEMD_UNITDIR	?= /lib/systemd/system
+SYSCONFDIR	?= /etc
 .PHONY: install
 install: all
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
@@ -32,6 +33,13 @@ install: all
 	$(Q)install -D -m 0644 $(SRC)/man/pviommu.4 $(DESTDIR)$(PREFIX)/share/man/man4/pviommu.4
 	$(Q)install -D -m 0644 $(SRC)/scripts/pviommuctl.bash-completion \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/pviommuctl
+	$(Q)sed 's|/usr/sbin/pviommuctl|$(PREFIX)/sbin/pviommuctl|g' $(SRC)/packaging/libvirt/pviommu-hook \
+		>$(OUT)/pviommu-hook
+	$(Q)install -D -m 0755 $(OUT)/pviommu-hook $(DESTDIR)$(SYSCONFDIR)/libvirt/hooks/qemu.d/pviommu
+	$(Q)sed 's|/usr/lib/pviommu/|$(PREFIX)/lib/pviommu/|g' $(SRC)/packaging/libvirt/domain-snippet.xml \
+		>$(OUT)/libvirt-domain-snippet.xml
+	$(Q)install -D -m 0644 $(OUT)/libvirt-domain-snippet.xml \
+		$(DESTDIR)$(PREFIX)/share/pviommu/libvirt-domain-snippet.xml
 	$(Q)for u in $(SRC)/packaging/systemd/*.service; do \
 		sed 's|/usr/sbin/pviommuctl|$(PREFIX)/sbin/pviommuctl|g' $$u >$(OUT)/$$(basename $$u) && \
 		install -D -m 0644 $(OUT)/$$(basename $$u) $(DESTDIR)$(SYSTEMD_UNITDIR)/$$(basename $$u) || exit 1; \

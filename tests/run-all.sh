@@ -41,6 +41,7 @@ run lifecycle "$SRC/tests/test_lifecycle.sh"
 run cli "$SRC/tests/test_cli.sh"
 run dkms "$SRC/tests/test_dkms.sh"
 run deb "$SRC/tests/test_deb.sh"
+run libvirt "$SRC/tests/test_libvirt.sh"
 for t in "$SRC"/tests/vm/test_*.sh; do
 	[ -x "$t" ] || continue
 	run "vm-$(basename "$t" .sh | sed 's/^test_//')" "$t"

@@ -208,7 +208,8 @@ if make -C "$SRC" --no-print-directory O="$OUT" DESTDIR="$inst" install >"$TMP/i
 then ok "make install DESTDIR=..."; else nok "make install DESTDIR=..." "$(tail -n 3 "$TMP/inst.out")"; fi
 for f in usr/sbin/pviommuctl usr/lib/pviommu/libpviommu-qemu.so usr/share/man/man8/pviommuctl.8 \
 	usr/share/man/man4/pviommu.4 usr/share/bash-completion/completions/pviommuctl \
-	lib/systemd/system/pviommu.service lib/systemd/system/pviommu-events.service; do
+	lib/systemd/system/pviommu.service lib/systemd/system/pviommu-events.service \
+	etc/libvirt/hooks/qemu.d/pviommu usr/share/pviommu/libvirt-domain-snippet.xml; do
 	assert "installed /$f" [ -f "$inst/$f" ]
 done
 assert "installed units run the installed pviommuctl" grep -q '^ExecStart=/usr/sbin/pviommuctl load' \

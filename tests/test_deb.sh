@@ -27,7 +27,8 @@ assert "pviommu_${VER}_amd64.deb built" [ -f "$host" ]
 assert "pviommu-dkms_${VER}_all.deb built" [ -f "$dkms" ]
 for f in usr/sbin/pviommuctl usr/lib/pviommu/libpviommu-qemu.so usr/share/man/man8/pviommuctl.8.gz \
 	usr/share/man/man4/pviommu.4.gz usr/share/bash-completion/completions/pviommuctl \
-	lib/systemd/system/pviommu.service lib/systemd/system/pviommu-events.service; do
+	lib/systemd/system/pviommu.service lib/systemd/system/pviommu-events.service \
+	etc/libvirt/hooks/qemu.d/pviommu usr/share/pviommu/libvirt-domain-snippet.xml; do
 	assert "pviommu ships /$f" sh -c "dpkg-deb -c '$host' | grep ' ./$f\$' >/dev/null"
 done
 for f in dkms.conf Kbuild pviommu.c pviommu.h; do
