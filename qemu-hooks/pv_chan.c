@@ -89,23 +89,3 @@ int pv_chan_kick_batch(struct pv_chan *c, pv_chan_batch_fn fn, void *ctx)
 	STORE(h->ops, LOAD(h->ops) + n);
 	return (int)n;
 }
-
-struct one_by_one {
-	pv_chan_op_fn op;
-	void *ctx;
-};
-
-static void one_by_one(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx)
-{
-	struct one_by_one *o = ctx;
-
-	for (uint32_t i = 0; i < n; i++)
-		status[i] = o->op(a[i], o->ctx);
-}
-
-int pv_chan_kick(struct pv_chan *c, pv_chan_op_fn op, void *ctx)
-{
-	struct one_by_one o = { op, ctx };
-
-	return pv_chan_kick_batch(c, one_by_one, &o);
-}

@@ -21,9 +21,6 @@ struct pv_chan {
 	unsigned long kicks, ops, refused;
 };
 
-/* carries out one entry's words (a copy); returns its status (0 or -errno) */
-typedef int (*pv_chan_op_fn)(const uint64_t a[4], void *ctx);
-
 /*
  * carries out n entries' words (copies, in ring order) and fills status[i]
  * for each: what a caller that can do several operations at once provides
@@ -46,7 +43,6 @@ void *pv_chan_detach(struct pv_chan *c);
  * when prod is out of range (nothing done). The entries' words are all
  * copied before the first is carried out.
  */
-int pv_chan_kick(struct pv_chan *c, pv_chan_op_fn op, void *ctx);
 int pv_chan_kick_batch(struct pv_chan *c, pv_chan_batch_fn fn, void *ctx);
 
 /*

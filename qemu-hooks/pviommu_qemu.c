@@ -1317,8 +1317,9 @@ static int op_plain(const uint64_t a[4])
 	return !(g_vfio_nas && vfio_assigned(PVIOMMU_HC_BDF(a[0])));
 }
 
-/* n plain operations; returns how many got a status (the rest: one by one) */
-static uint32_t batch_run(const uint64_t (*a)[4], int *status, uint32_t n)
+/* n plain operations; returns how many got a status (the rest: one by one); *runs
+ * counts the BPF runs (test_run syscalls) that did them */
+static uint32_t batch_run(const uint64_t (*a)[4], int *status, uint32_t n, uint32_t *runs)
 {
 	uint32_t i = 0, done;
 	int stale = 0;
@@ -1331,6 +1332,7 @@ static uint32_t batch_run(const uint64_t (*a)[4], int *status, uint32_t n)
 		if (fd < 0 || bpf_prog_test_run_opts(fd, &o) || (int)o.retval < 0)
 			return i;
 		g_batches++;
+		(*runs)++;
 		done = PVIOMMU_BATCH_DONE(o.retval);
 		if (done > n - i)
 			return i;	/* cannot be: trust nothing of it */
@@ -1365,28 +1367,26 @@ static uint32_t batch_run(const uint64_t (*a)[4], int *status, uint32_t n)
 static void chan_ops(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx)
 {
 	struct pv_chan *c = ctx;	/* the page's (serve_op: ctx = an entry of it) */
-	unsigned long runs = g_batches;
-	uint32_t i = 0, j;
+	uint32_t i = 0, j, runs = 0;	/* BPF runs: one per batch, one per other entry */
 
 	while (i < n) {
 		for (j = i; j < n && op_plain(a[j]); j++)
 			;
 		if (j == i) {
 			status[i] = serve_op(a[i], ctx);
-			runs--;
+			runs++;
 			i++;
 			continue;
 		}
-		i += batch_run(a + i, status + i, j - i);
+		i += batch_run(a + i, status + i, j - i, &runs);
 		for (; i < j; i++) {	/* what the batch could not do */
 			status[i] = serve_op(a[i], ctx);
-			runs--;
+			runs++;
 		}
 	}
-	/* the page's informational count of BPF runs: one per batch, one per other entry */
-	runs = g_batches - runs;
+	/* the page's informational count */
 	if (c->page)
-		__atomic_store_n(&c->page->runs, c->page->runs + (uint32_t)runs, __ATOMIC_RELEASE);
+		__atomic_store_n(&c->page->runs, c->page->runs + runs, __ATOMIC_RELEASE);
 }
 
 /* TCG hypercall transport */

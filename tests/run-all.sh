@@ -57,9 +57,12 @@ done
 RETRIED=$OUT/tests/retried.list	# l1_retry runs in run's pipeline (a subshell): a file
 mkdir -p "$OUT/tests"
 : >"$RETRIED"
+l1_serial() {	# l1_serial LOG: the L1 serial log a suite's log names (its last), or nothing
+	sed -n 's/^ *last lines of \(.*serial\.log\):$/\1/p' "$1" | tail -n 1
+}
 l1_flake() {	# l1_flake LOG: the first signature in it or in L1's serial log it names, or nothing
 	local serial
-	serial=$(sed -n 's/^ *last lines of \(.*serial\.log\):$/\1/p' "$1" | tail -n 1)
+	serial=$(l1_serial "$1")
 	cat "$1" ${serial:+"$serial"} 2>/dev/null | tr -d '\r' | awk '
 	     /--- L2 serial log$/ { s = NR; next }
 	     s && NR == s + 1 { if ($0 ~ /--- L2 qemu.out \(QEMU rc 0\)$/) { print "L2 reset before printing a line"; exit } s = 0 }
@@ -79,7 +82,7 @@ l1_retry() {	# l1_retry NAME SCRIPT: up to L1_TRIES (3) runs while each failure 
 		echo "$name: try $try failed ($why: nested KVM under TCG, outside pviommu); trying again:"
 		grep -E '^(not ok|FAIL)' "$log" | head -5
 		echo "$name($why)" >>"$RETRIED"
-		serial=$(sed -n 's/^ *last lines of \(.*serial\.log\):$/\1/p' "$log" | tail -n 1)
+		serial=$(l1_serial "$log")
 		[ -n "$serial" ] && cp "$serial" "$OUT/tests/$name.try$try.serial.log" 2>/dev/null
 		try=$((try + 1))
 	done

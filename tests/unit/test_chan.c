@@ -11,6 +11,28 @@
 #include "testlib.h"
 #include "../../qemu-hooks/pv_chan.c"
 
+/* the tests' view of a kick: one operation at a time (the library batches) */
+typedef int (*op_fn)(const uint64_t a[4], void *ctx);
+struct one_by_one {
+	op_fn	op;
+	void	*ctx;
+};
+
+static void one_by_one(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx)
+{
+	struct one_by_one *o = ctx;
+
+	for (uint32_t i = 0; i < n; i++)
+		status[i] = o->op(a[i], o->ctx);
+}
+
+static int pv_chan_kick(struct pv_chan *c, op_fn op, void *ctx)
+{
+	struct one_by_one o = { op, ctx };
+
+	return pv_chan_kick_batch(c, one_by_one, &o);
+}
+
 #define CANARY 0xa5
 
 static uint8_t mem[2 * PVIOMMU_CHAN_PAGE] __attribute__((aligned(4096)));
