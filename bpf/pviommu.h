@@ -94,7 +94,10 @@ enum pviommu_op {
  * under KVM (a KVM_EXIT_IO to QEMU) alike:
  *   out PVIOMMU_PORT_SETUP, pfn   attach the page at guest-physical pfn << 12
  *                                 (0 detaches). The host maps it, checks
- *                                 magic, version and nents, and answers in
+ *                                 magic, version and nents, maps the whole
+ *                                 ring (PVIOMMU_CHAN_BYTES(nents) from pfn,
+ *                                 guest-physically contiguous: more than one
+ *                                 page above 64 entries), and answers in
  *                                 the page: host_ack = PVIOMMU_CHAN_ACK and
  *                                 host_flags. No answer (host_ack stays 0)
  *                                 means nobody listens (no in-process plane:
@@ -166,7 +169,7 @@ struct pviommu_chan_ent {
 struct pviommu_chan {
 	__u32 magic;		/* guest: PVIOMMU_CHAN_MAGIC */
 	__u16 version;		/* guest: PVIOMMU_CHAN_VERSION */
-	__u16 nents;		/* guest: entries in ent[]: 2^k <= PVIOMMU_CHAN_NENTS */
+	__u16 nents;		/* guest: entries in ent[]: 2^k <= PVIOMMU_CHAN_NENTS_MAX */
 	__u32 prod;		/* guest: entries published (free-running) */
 	__u32 cons;		/* host: entries done (free-running) */
 	__u32 host_ack;		/* host: PVIOMMU_CHAN_ACK once attached */
@@ -179,8 +182,18 @@ struct pviommu_chan {
 	struct pviommu_chan_ent ent[];
 };
 
-/* entries: a power of two (free-running u32 counters index the ring) */
-#define PVIOMMU_CHAN_NENTS	64u	/* 64 * 40 + 64 <= 4096 */
+/*
+ * entries: a power of two (free-running u32 counters index the ring). The
+ * ring is PVIOMMU_CHAN_BYTES(nents) of guest-physically contiguous memory
+ * from the page SETUP names; 64 entries fill one page. More entries mean
+ * fewer exits for a full ring (the guest kicks only when no entry is free:
+ * the checks drain it otherwise). Hosts before 512 took at most 64: a guest
+ * whose larger ring goes unacknowledged tries PVIOMMU_CHAN_NENTS_PAGE.
+ */
+#define PVIOMMU_CHAN_ENT_SIZE	40u
+#define PVIOMMU_CHAN_BYTES(n)	(PVIOMMU_CHAN_HDR + (n) * PVIOMMU_CHAN_ENT_SIZE)
+#define PVIOMMU_CHAN_NENTS_PAGE	64u	/* 64 * 40 + 64 <= 4096 */
+#define PVIOMMU_CHAN_NENTS_MAX	512u	/* 20544 bytes: 6 pages */
 
 /* ---------------------------------------------------------------------
  * Semantics of MAP / UNMAP (each is tested in tests/)

@@ -74,6 +74,11 @@ module_param(post, int, 0444);
 MODULE_PARM_DESC(post,
 		 "1: MAP and UNMAP of emulated devices are posted in the shared page without an exit, and the host carries them out before it checks any transfer of this VM (strict stays strict; a refused MAP then shows as a denied transfer and the failures counter, not as a mapping error); 0: a kick (exit) per operation; default: 1 when the host offers it");
 
+static unsigned int ring = PVIOMMU_CHAN_NENTS_MAX;
+module_param(ring, uint, 0444);
+MODULE_PARM_DESC(ring,
+		 "entries of the shared page's ring, a power of two up to 512 (default 512: six pages; 64: one page, what older hosts take, tried when a larger ring goes unanswered). The guest kicks (exits) only when the ring is full");
+
 static int verify = -1;
 module_param(verify, int, 0444);
 MODULE_PARM_DESC(verify,
@@ -218,17 +223,19 @@ static int pviommu_cpuid(u64 a0, u64 a1, u64 a2, u64 a3)
  * it checks any transfer. Entries are published in order under one lock.
  */
 static struct pviommu_chan *pviommu_chan;
+static unsigned int pviommu_chan_nents;	/* the ring's entries (pviommu_chan->nents, ours) */
+static unsigned int pviommu_chan_order;	/* its pages: 2^order */
 static bool pviommu_chan_ports;
 static bool pviommu_post;
 static DEFINE_SPINLOCK(pviommu_chan_lock);
 /* per entry: 1 while its status is owed to nobody (a posted operation) */
-static DECLARE_BITMAP(pviommu_chan_posted, PVIOMMU_CHAN_NENTS);
+static DECLARE_BITMAP(pviommu_chan_posted, PVIOMMU_CHAN_NENTS_MAX);
 
 static void pviommu_chan_detach(void)
 {
 	if (pviommu_chan) {
 		outl(0, PVIOMMU_PORT_SETUP);	/* the host lets go of the page */
-		free_page((unsigned long)pviommu_chan);
+		free_pages((unsigned long)pviommu_chan, pviommu_chan_order);
 		pviommu_chan = NULL;
 	}
 	if (pviommu_chan_ports)
@@ -241,6 +248,7 @@ static void pviommu_chan_detach(void)
 static int pviommu_chan_attach(void)
 {
 	struct pviommu_chan *c;
+	unsigned int nents;
 	phys_addr_t pa;
 
 	if (!request_region(PVIOMMU_PORT_SETUP, PVIOMMU_PORT_COUNT, KBUILD_MODNAME)) {
@@ -251,30 +259,41 @@ static int pviommu_chan_attach(void)
 	pviommu_chan_ports = true;
 	BUILD_BUG_ON(PVIOMMU_CHAN_PAGE != PAGE_SIZE);
 	BUILD_BUG_ON(offsetof(struct pviommu_chan, ent) != PVIOMMU_CHAN_HDR);
-	c = (struct pviommu_chan *)get_zeroed_page(GFP_KERNEL);
-	if (!c) {
-		pviommu_chan_detach();
-		return -ENOMEM;
-	}
-	pa = virt_to_phys(c);
-	if (pa >> PAGE_SHIFT > U32_MAX) {
-		free_page((unsigned long)c);
-		pviommu_chan_detach();
-		return -ERANGE;
-	}
-	c->magic = PVIOMMU_CHAN_MAGIC;
-	c->version = PVIOMMU_CHAN_VERSION;
-	c->nents = PVIOMMU_CHAN_NENTS;
-	outl((u32)(pa >> PAGE_SHIFT), PVIOMMU_PORT_SETUP);	/* serializing */
-	if (READ_ONCE(c->host_ack) != PVIOMMU_CHAN_ACK ||
-	    !(READ_ONCE(c->host_flags) & PVIOMMU_CHAN_F_STATUS)) {
-		free_page((unsigned long)c);
-		pviommu_chan_detach();
-		return -ENODEV;
+	BUILD_BUG_ON(sizeof(struct pviommu_chan_ent) != PVIOMMU_CHAN_ENT_SIZE);
+	/* the ring asked for, then one page (a host before 512-entry rings) */
+	for (nents = ring;; nents = PVIOMMU_CHAN_NENTS_PAGE) {
+		unsigned int order = get_order(PVIOMMU_CHAN_BYTES(nents));
+
+		c = (struct pviommu_chan *)__get_free_pages(GFP_KERNEL | __GFP_ZERO, order);
+		if (!c) {
+			pviommu_chan_detach();
+			return -ENOMEM;
+		}
+		pa = virt_to_phys(c);	/* the buddy allocator's pages are contiguous */
+		if (pa >> PAGE_SHIFT > U32_MAX) {
+			free_pages((unsigned long)c, order);
+			pviommu_chan_detach();
+			return -ERANGE;
+		}
+		c->magic = PVIOMMU_CHAN_MAGIC;
+		c->version = PVIOMMU_CHAN_VERSION;
+		c->nents = nents;
+		outl((u32)(pa >> PAGE_SHIFT), PVIOMMU_PORT_SETUP);	/* serializing */
+		if (READ_ONCE(c->host_ack) == PVIOMMU_CHAN_ACK &&
+		    (READ_ONCE(c->host_flags) & PVIOMMU_CHAN_F_STATUS)) {
+			pviommu_chan_order = order;
+			break;
+		}
+		free_pages((unsigned long)c, order);
+		if (nents == PVIOMMU_CHAN_NENTS_PAGE) {
+			pviommu_chan_detach();
+			return -ENODEV;
+		}
 	}
 	pviommu_chan = c;
+	pviommu_chan_nents = nents;
 	pviommu_post = post && (READ_ONCE(c->host_flags) & PVIOMMU_CHAN_F_DRAIN);
-	bitmap_zero(pviommu_chan_posted, PVIOMMU_CHAN_NENTS);
+	bitmap_zero(pviommu_chan_posted, PVIOMMU_CHAN_NENTS_MAX);
 	return 0;
 }
 
@@ -318,16 +337,16 @@ static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
 
 	spin_lock_irqsave(&pviommu_chan_lock, flags);
 	prod = c->prod;
-	if (prod - smp_load_acquire(&c->cons) >= PVIOMMU_CHAN_NENTS) {
+	if (prod - smp_load_acquire(&c->cons) >= pviommu_chan_nents) {
 		/* no free entry: carried out now */
 		atomic64_inc(&pviommu_stats.ring_full);
 		pviommu_chan_kick(c);
-		if (prod - smp_load_acquire(&c->cons) >= PVIOMMU_CHAN_NENTS) {
+		if (prod - smp_load_acquire(&c->cons) >= pviommu_chan_nents) {
 			spin_unlock_irqrestore(&pviommu_chan_lock, flags);
 			return PVIOMMU_NOACK;	/* the host stopped serving the page */
 		}
 	}
-	i = prod % PVIOMMU_CHAN_NENTS;
+	i = prod % pviommu_chan_nents;
 	e = &c->ent[i];
 	pviommu_chan_reap(e, i);
 	e->a[0] = a0;
@@ -363,7 +382,7 @@ static void pviommu_chan_flush(void)
 	spin_lock_irqsave(&pviommu_chan_lock, flags);
 	if (c->prod != smp_load_acquire(&c->cons))
 		pviommu_chan_kick(c);
-	for_each_set_bit(i, pviommu_chan_posted, PVIOMMU_CHAN_NENTS)
+	for_each_set_bit(i, pviommu_chan_posted, pviommu_chan_nents)
 		pviommu_chan_reap(&c->ent[i], i);
 	spin_unlock_irqrestore(&pviommu_chan_lock, flags);
 }
@@ -1255,6 +1274,7 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "page_kicks %u page_errors %u\npage_ops %u\npage_runs %u\n",
 			   READ_ONCE(pviommu_chan->kicks), READ_ONCE(pviommu_chan->errors),
 			   READ_ONCE(pviommu_chan->ops), READ_ONCE(pviommu_chan->runs));
+	seq_printf(m, "ring %u\n", pviommu_chan ? pviommu_chan_nents : 0);
 	seq_printf(m, "post %d\n", pviommu_post);
 	seq_printf(m, "exits %lld\n", atomic64_read(&pviommu_stats.exits));
 	seq_printf(m, "posted %lld\n", atomic64_read(&pviommu_stats.posted));
@@ -1355,6 +1375,10 @@ static int pviommu_parse_params(void)
 	}
 	if (strcmp(channel, "auto") && strcmp(channel, "page") && strcmp(channel, "off")) {
 		pr_err("unknown channel '%s' (auto, page or off)\n", channel);
+		return -EINVAL;
+	}
+	if (!ring || ring > PVIOMMU_CHAN_NENTS_MAX || (ring & (ring - 1))) {
+		pr_err("ring=%u: a power of two up to %u\n", ring, PVIOMMU_CHAN_NENTS_MAX);
 		return -EINVAL;
 	}
 	if (!strcmp(mode, "lazy")) {

@@ -28,5 +28,5 @@ bench-peers:
 
 bench-peers-run: all guest host-setup
 	$(Q)PEERS_OUT=$(OUT)/bench OUT=$(OUT) ROUNDS=$${ROUNDS:-8} \
-		BENCH_CONFIGS="$${BENCH_CONFIGS:-bare inproc kick lazy viommu viommu-lazy}" \
+		BENCH_CONFIGS="$${BENCH_CONFIGS:-bare inproc ring64 kick lazy viommu viommu-lazy}" \
 		$(SRC)/tests/bench/bench_workload.sh

@@ -13,23 +13,42 @@
 #include "pv_chan.h"
 
 _Static_assert(sizeof(struct pviommu_chan) == PVIOMMU_CHAN_HDR, "channel header size");
-_Static_assert(sizeof(struct pviommu_chan_ent) == 40, "channel entry size");
-_Static_assert(PVIOMMU_CHAN_HDR + PVIOMMU_CHAN_NENTS * sizeof(struct pviommu_chan_ent) <=
-	       PVIOMMU_CHAN_PAGE, "channel fits its page");
+_Static_assert(sizeof(struct pviommu_chan_ent) == PVIOMMU_CHAN_ENT_SIZE, "channel entry size");
+_Static_assert(PVIOMMU_CHAN_BYTES(PVIOMMU_CHAN_NENTS_PAGE) <= PVIOMMU_CHAN_PAGE,
+	       "64 entries fit one page");
 
 #define LOAD(p)		__atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)	__atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 
-int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa, uint32_t flags)
+/* the ring's entries from one load of its header; 0 when it is not one we serve */
+static uint32_t header_nents(const struct pviommu_chan *h)
 {
-	struct pviommu_chan *h = page;
 	uint32_t magic = LOAD(h->magic);
 	uint16_t version = LOAD(h->version), nents = LOAD(h->nents);
 
 	if (magic != PVIOMMU_CHAN_MAGIC || version != PVIOMMU_CHAN_VERSION ||
-	    !nents || nents > PVIOMMU_CHAN_NENTS || (nents & (nents - 1)))
+	    !nents || nents > PVIOMMU_CHAN_NENTS_MAX || (nents & (nents - 1)))
+		return 0;
+	return nents;
+}
+
+uint64_t pv_chan_bytes(const void *page)
+{
+	uint32_t nents = header_nents(page);
+
+	return nents ? PVIOMMU_CHAN_BYTES((uint64_t)nents) : 0;
+}
+
+int pv_chan_attach(struct pv_chan *c, void *page, uint64_t len, uint64_t gpa, uint32_t flags)
+{
+	struct pviommu_chan *h = page;
+	uint32_t nents = header_nents(h);
+
+	/* nents is read here once more: the ring must fit what the caller mapped */
+	if (!nents || PVIOMMU_CHAN_BYTES((uint64_t)nents) > len)
 		return -EPROTO;
 	c->gpa = gpa;
+	c->len = len;
 	c->nents = nents;
 	STORE(c->cons, LOAD(h->prod));	/* what was there before is not ours */
 	STORE(h->cons, c->cons);
@@ -49,6 +68,7 @@ void *pv_chan_detach(struct pv_chan *c)
 
 	STORE(c->page, NULL);
 	c->gpa = 0;
+	c->len = 0;
 	c->nents = 0;
 	return p;
 }
@@ -56,8 +76,8 @@ void *pv_chan_detach(struct pv_chan *c)
 int pv_chan_kick_batch(struct pv_chan *c, pv_chan_batch_fn fn, void *ctx)
 {
 	struct pviommu_chan *h = c->page;
-	uint64_t a[PVIOMMU_CHAN_NENTS][4];
-	int status[PVIOMMU_CHAN_NENTS];
+	uint64_t a[PVIOMMU_CHAN_NENTS_MAX][4];	/* 16 KiB: on any QEMU stack, coroutines too */
+	int status[PVIOMMU_CHAN_NENTS_MAX];
 	uint32_t prod, n;
 
 	if (!h)

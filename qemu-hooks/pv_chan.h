@@ -14,8 +14,9 @@
 #include "pviommu.h"
 
 struct pv_chan {
-	struct pviommu_chan *page;	/* host mapping of the guest page, NULL: none */
+	struct pviommu_chan *page;	/* host mapping of the guest ring, NULL: none */
 	uint64_t gpa;
+	uint64_t len;			/* bytes mapped at page */
 	uint32_t nents;			/* read once, at attach */
 	uint32_t cons;			/* the host's own: the page's is only a copy */
 	unsigned long kicks, ops, refused;
@@ -28,11 +29,19 @@ struct pv_chan {
 typedef void (*pv_chan_batch_fn)(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx);
 
 /*
- * Validate a freshly mapped page and answer in it (host_ack last):
- * host_flags = PVIOMMU_CHAN_F_STATUS | flags. 0, or -EPROTO (bad magic,
- * version or nents): then nothing was written and the caller unmaps it.
+ * The bytes a ring needs, from one look at its header (the caller maps that
+ * many next); 0 when the header is not one this host serves. The guest may
+ * change the header in between: pv_chan_attach reads it again.
  */
-int pv_chan_attach(struct pv_chan *c, void *page, uint64_t gpa, uint32_t flags);
+uint64_t pv_chan_bytes(const void *page);
+
+/*
+ * Validate a freshly mapped ring of len bytes and answer in it (host_ack
+ * last): host_flags = PVIOMMU_CHAN_F_STATUS | flags. 0, or -EPROTO (bad
+ * magic, version or nents, or a ring longer than len): then nothing was
+ * written and the caller unmaps it.
+ */
+int pv_chan_attach(struct pv_chan *c, void *page, uint64_t len, uint64_t gpa, uint32_t flags);
 
 /* forget the page; returns it (for the caller to unmap), or NULL */
 void *pv_chan_detach(struct pv_chan *c);

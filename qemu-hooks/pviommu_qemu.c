@@ -1326,7 +1326,9 @@ static uint32_t batch_run(const uint64_t (*a)[4], int *status, uint32_t n, uint3
 
 	while (i < n) {
 		int fd = __atomic_load_n(&g_batch_fd, __ATOMIC_ACQUIRE), err;
-		__u64 args[2] = { (uintptr_t)a[i], n - i };
+		/* at most PVIOMMU_BATCH_MAX a run: a ring holds more */
+		uint32_t chunk = n - i < PVIOMMU_BATCH_MAX ? n - i : PVIOMMU_BATCH_MAX;
+		__u64 args[2] = { (uintptr_t)a[i], chunk };
 		LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args, .ctx_size_in = sizeof(args));
 
 		if (fd < 0 || bpf_prog_test_run_opts(fd, &o) || (int)o.retval < 0)
@@ -1334,7 +1336,7 @@ static uint32_t batch_run(const uint64_t (*a)[4], int *status, uint32_t n, uint3
 		g_batches++;
 		(*runs)++;
 		done = PVIOMMU_BATCH_DONE(o.retval);
-		if (done > n - i)
+		if (done > chunk)
 			return i;	/* cannot be: trust nothing of it */
 		for (uint32_t k = i; k < i + done; k++) {
 			status[k] = 0;
@@ -1344,9 +1346,11 @@ static uint32_t batch_run(const uint64_t (*a)[4], int *status, uint32_t n, uint3
 		g_batch_ops += done;
 		__atomic_fetch_add(&g_hc_seen, done, __ATOMIC_RELAXED);
 		i += done;
-		if (i == n)
-			break;
+		if (done == chunk)	/* all of it (the loop ends at n) */
+			continue;
 		err = PVIOMMU_BATCH_ERR(o.retval);
+		if (!err)
+			return i;	/* cannot be: the rest one by one */
 		if (err == ESTALE) {	/* a reload: the new program carries it out */
 			if (++stale > 100)
 				return i;
@@ -1437,24 +1441,34 @@ static unsigned long g_chan_attached, g_chan_rejected;
 
 static void chan_unmap_locked(void)
 {
+	uint64_t len = g_chan.len;
 	void *p = pv_chan_detach(&g_chan);
 
 	if (p)
-		o_address_space_unmap(g_as_mem, p, PVIOMMU_CHAN_PAGE, true, PVIOMMU_CHAN_PAGE);
+		o_address_space_unmap(g_as_mem, p, len, true, len);
 }
 
 static void chan_setup(uint32_t pfn)
 {
-	uint64_t gpa = (uint64_t)pfn << 12, len = PVIOMMU_CHAN_PAGE;
-	void *p;
+	uint64_t gpa = (uint64_t)pfn << 12, len = PVIOMMU_CHAN_PAGE, need = 0;
+	void *p = NULL;
 	int r = -EINVAL;
 
 	pthread_mutex_lock(&g_chan_lock);
 	chan_unmap_locked();
 	if (pfn) {
 		p = o_map(g_as_mem, gpa, &len, true, 0);
-		r = p && len == PVIOMMU_CHAN_PAGE ?
-		    pv_chan_attach(&g_chan, p, gpa, PVIOMMU_CHAN_F_DRAIN) : -EFAULT;
+		r = p && len == PVIOMMU_CHAN_PAGE ? 0 : -EFAULT;
+		if (!r && !(need = pv_chan_bytes(p)))
+			r = -EPROTO;
+		if (!r && need > len) {	/* a ring of several pages: all of it, contiguous */
+			o_address_space_unmap(g_as_mem, p, len, false, 0);
+			len = need;
+			p = o_map(g_as_mem, gpa, &len, true, 0);
+			r = p && len == need ? 0 : -EFAULT;
+		}
+		if (!r)	/* reads the header again: the ring must fit what is mapped */
+			r = pv_chan_attach(&g_chan, p, len, gpa, PVIOMMU_CHAN_F_DRAIN);
 		if (r && p)
 			o_address_space_unmap(g_as_mem, p, len, false, 0);
 		if (r)
@@ -1464,9 +1478,9 @@ static void chan_setup(uint32_t pfn)
 	}
 	pthread_mutex_unlock(&g_chan_lock);
 	if (g_debug || (pfn && r))
-		fprintf(stderr, PVQ "shared page %s at 0x%llx%s\n",
+		fprintf(stderr, PVQ "shared page %s at 0x%llx (%u entries)%s\n",
 			!pfn ? "detached" : r ? "refused" : "attached",
-			(unsigned long long)gpa,
+			(unsigned long long)gpa, r ? 0 : g_chan.nents,
 			r == -EPROTO ? " (bad magic, version or size)" :
 			r == -EFAULT ? " (not RAM)" : "");
 }

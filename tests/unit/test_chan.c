@@ -34,14 +34,16 @@ static int pv_chan_kick(struct pv_chan *c, op_fn op, void *ctx)
 }
 
 #define CANARY 0xa5
+#define RING_MAX_BYTES	(6 * PVIOMMU_CHAN_PAGE)	/* PVIOMMU_CHAN_BYTES(512), in pages */
 
-static uint8_t mem[2 * PVIOMMU_CHAN_PAGE] __attribute__((aligned(4096)));
+static uint8_t mem[RING_MAX_BYTES + PVIOMMU_CHAN_PAGE] __attribute__((aligned(4096)));
 static struct pviommu_chan *pg = (struct pviommu_chan *)mem;
+static uint64_t maplen = PVIOMMU_CHAN_PAGE;	/* what the "host" mapped; a guard after it */
 
 static void page_init(uint16_t nents, uint32_t prod)
 {
-	memset(mem, 0, PVIOMMU_CHAN_PAGE);
-	memset(mem + PVIOMMU_CHAN_PAGE, CANARY, PVIOMMU_CHAN_PAGE);
+	memset(mem, 0, maplen);
+	memset(mem + maplen, CANARY, sizeof(mem) - maplen);
 	pg->magic = PVIOMMU_CHAN_MAGIC;
 	pg->version = PVIOMMU_CHAN_VERSION;
 	pg->nents = nents;
@@ -50,8 +52,8 @@ static void page_init(uint16_t nents, uint32_t prod)
 
 static int guard_intact(void)
 {
-	for (unsigned int i = 0; i < PVIOMMU_CHAN_PAGE; i++)
-		if (mem[PVIOMMU_CHAN_PAGE + i] != CANARY)
+	for (uint64_t i = maplen; i < sizeof(mem); i++)
+		if (mem[i] != CANARY)
 			return 0;
 	return 1;
 }
@@ -65,6 +67,12 @@ static void publish(uint64_t tag)
 		e->a[k] = tag + k;
 	e->status = PVIOMMU_CHAN_PENDING;
 	pg->prod++;
+}
+
+/* the entries inside what the "host" mapped */
+static unsigned int pg_nents_mapped(void)
+{
+	return (unsigned int)((maplen - PVIOMMU_CHAN_HDR) / PVIOMMU_CHAN_ENT_SIZE);
 }
 
 struct rec {
@@ -90,7 +98,7 @@ static int op_rec(const uint64_t a[4], void *ctx)
 		pg->nents = 0xffff;
 		pg->prod += 1000;
 		pg->cons = 0xdeadbeef;
-		for (unsigned int i = 0; i < PVIOMMU_CHAN_NENTS; i++)
+		for (unsigned int i = 0; i < pg_nents_mapped(); i++)
 			pg->ent[i].a[0] = ~0ull;
 		if (a[0] == r->a0[r->n - 1])
 			r->stable++;
@@ -111,23 +119,29 @@ static void t_attach(void)
 
 	page_init(4, 0);
 	pg->magic = 0x12345678;
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "bad magic refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, maplen, 0x1000, 0), -EPROTO, "bad magic refused");
 	ASSERT_EQ(pg->host_ack, 0, "... and not answered");
 	page_init(4, 0);
 	pg->version = 2;
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "unknown version refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, maplen, 0x1000, 0), -EPROTO, "unknown version refused");
 	page_init(0, 0);
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "nents 0 refused");
-	page_init(PVIOMMU_CHAN_NENTS * 2, 0);
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "nents beyond the page refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, maplen, 0x1000, 0), -EPROTO, "nents 0 refused");
+	page_init(PVIOMMU_CHAN_NENTS_PAGE * 2, 0);
+	ASSERT_EQ(pv_chan_bytes(mem), PVIOMMU_CHAN_BYTES(128), "128 entries: the bytes to map");
+	ASSERT_EQ(pv_chan_attach(&c, mem, maplen, 0x1000, 0), -EPROTO,
+		  "a ring longer than what was mapped refused (the guest grew nents after the look)");
+	page_init(PVIOMMU_CHAN_NENTS_MAX * 2, 0);
+	ASSERT_EQ(pv_chan_bytes(mem), 0, "nents beyond 512: nothing to map");
+	ASSERT_EQ(pv_chan_attach(&c, mem, sizeof(mem), 0x1000, 0), -EPROTO, "nents beyond 512 refused");
 	page_init(3, 0);
-	ASSERT_EQ(pv_chan_attach(&c, mem, 0x1000, 0), -EPROTO, "nents not a power of two refused");
+	ASSERT_EQ(pv_chan_attach(&c, mem, maplen, 0x1000, 0), -EPROTO, "nents not a power of two refused");
 	ASSERT_EQ(pg->host_ack, 0, "no answer to a refused page");
 	ASSERT_TRUE(c.page == NULL, "no page held");
 	ASSERT_EQ(pv_chan_kick(&c, op_rec, NULL), -ENODEV, "kick without a page");
 
-	page_init(PVIOMMU_CHAN_NENTS, 7);
-	ASSERT_OK(pv_chan_attach(&c, mem, 0x1000, 0), "a good page");
+	page_init(PVIOMMU_CHAN_NENTS_PAGE, 7);
+	ASSERT_EQ(pv_chan_bytes(mem), PVIOMMU_CHAN_BYTES(64), "64 entries: one page");
+	ASSERT_OK(pv_chan_attach(&c, mem, maplen, 0x1000, 0), "a good page");
 	ASSERT_EQ(pg->host_ack, PVIOMMU_CHAN_ACK, "answered");
 	ASSERT_EQ(pg->host_flags & PVIOMMU_CHAN_F_STATUS, PVIOMMU_CHAN_F_STATUS, "statuses promised");
 	ASSERT_EQ(pg->cons, 7, "what was published before the attach is not served");
@@ -142,7 +156,7 @@ static void t_kick_in_order(void)
 	struct rec r = { 0 };
 
 	page_init(4, 0xfffffffe);	/* prod and cons wrap during the test */
-	ASSERT_OK(pv_chan_attach(&c, mem, 0x2000, 0), "attach");
+	ASSERT_OK(pv_chan_attach(&c, mem, maplen, 0x2000, 0), "attach");
 	for (int round = 0; round < 4; round++) {
 		int n = round < 3 ? round + 2 : 4;	/* 2, 3, 4, 4 */
 		r.n = 0;
@@ -170,7 +184,7 @@ static void t_hostile(void)
 	struct rec r = { 0 };
 
 	page_init(4, 0);
-	ASSERT_OK(pv_chan_attach(&c, mem, 0x3000, 0), "attach");
+	ASSERT_OK(pv_chan_attach(&c, mem, maplen, 0x3000, 0), "attach");
 	/* more published than the ring holds */
 	pg->prod = 5;
 	ASSERT_EQ(pv_chan_kick(&c, op_rec, &r), -EPROTO, "prod - cons > nents refused");
@@ -225,7 +239,7 @@ static void t_post(void)
 
 	ASSERT_EQ(pv_chan_pending(&c), 0, "no page: nothing pending");
 	page_init(8, 40);
-	ASSERT_OK(pv_chan_attach(&c, mem, 0x4000, PVIOMMU_CHAN_F_DRAIN), "attach offering drains");
+	ASSERT_OK(pv_chan_attach(&c, mem, maplen, 0x4000, PVIOMMU_CHAN_F_DRAIN), "attach offering drains");
 	ASSERT_EQ(pg->host_flags, PVIOMMU_CHAN_F_STATUS | PVIOMMU_CHAN_F_DRAIN,
 		  "host_flags: statuses and drains");
 	ASSERT_EQ(pv_chan_pending(&c), 0, "attach: nothing pending");
@@ -253,11 +267,36 @@ static void t_post(void)
 	ASSERT_TRUE(guard_intact(), "nothing written past the page");
 }
 
+/* a ring of 512 entries over six pages: every entry served in order, nothing past the ring */
+static void t_big(void)
+{
+	struct pv_chan c = { 0 };
+	struct batch_rec b = { 0 };
+
+	maplen = PVIOMMU_CHAN_BYTES(PVIOMMU_CHAN_NENTS_MAX);
+	page_init(PVIOMMU_CHAN_NENTS_MAX, 0);
+	ASSERT_EQ(pv_chan_bytes(mem), maplen, "512 entries: 20544 bytes to map");
+	ASSERT_OK(pv_chan_attach(&c, mem, maplen, 0x5000, 0), "a ring of 512 entries");
+	ASSERT_EQ(c.nents, PVIOMMU_CHAN_NENTS_MAX, "... of 512");
+	for (unsigned int i = 0; i < PVIOMMU_CHAN_NENTS_MAX; i++)
+		publish(i & 0xffff);
+	ASSERT_EQ(pv_chan_kick_batch(&c, batch_rec, &b), PVIOMMU_CHAN_NENTS_MAX, "a full ring served");
+	ASSERT_EQ(b.calls, 1, "in one batch");
+	ASSERT_EQ(pg->ent[PVIOMMU_CHAN_NENTS_MAX - 1].status, -100 - 511, "the last entry (page six) got its own status");
+	ASSERT_EQ(pg->ent[0].status, -100, "the first too");
+	pg->prod = c.cons + PVIOMMU_CHAN_NENTS_MAX + 1;
+	ASSERT_EQ(pv_chan_kick_batch(&c, batch_rec, &b), -EPROTO, "one more than the ring: refused");
+	ASSERT_TRUE(guard_intact(), "nothing written past the ring's 20544 bytes");
+	pv_chan_detach(&c);
+	maplen = PVIOMMU_CHAN_PAGE;
+}
+
 int main(void)
 {
 	SUBTEST("attach", t_attach());
 	SUBTEST("kick_in_order", t_kick_in_order());
 	SUBTEST("hostile", t_hostile());
 	SUBTEST("post", t_post());
+	SUBTEST("big", t_big());
 	return tl_done("chan");
 }

@@ -148,9 +148,12 @@ workload plain
 if [ "$(karg protect)" = 1 ]; then
 	mount -t debugfs none /sys/kernel/debug 2>/dev/null
 	S=/sys/kernel/debug/pviommu/stats
+	check ring-100-refused sh -c "! insmod /test/pviommu.ko devices=$BDF_E1000 transport=tcg ring=100 2>/dev/null"
+	check ring-1024-refused sh -c "! insmod /test/pviommu.ko devices=$BDF_E1000 transport=tcg ring=1024 2>/dev/null"
 	check insmod insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_NET,$BDF_VIRTIO_BLK transport=tcg
 	# the library answers the shared page: every operation goes through it (pviommu.h)
 	check channel-page grep -qx 'channel page' $S
+	check ring-of-512-entries grep -qx 'ring 512' $S
 	check insmod-says-shared-page sh -c "dmesg | grep -q 'transport shared page.*acknowledged by the host'"
 	check ifup-e1000 ifup e1000
 	check ifup-virtio ifup virtio
@@ -162,6 +165,7 @@ if [ "$(karg protect)" = 1 ]; then
 	value guest_hypercalls "$hc"
 	value guest_exits "$exits"
 	value guest_posted "$posted"
+	value guest_ring_full "$(st ring_full)"
 	# posting (pviommu.h): MAP/UNMAP go into the page without an exit, the library drains
 	# them before its checks; the guest exits for REGISTER/DEV_ADD, a full ring, stats reads
 	check post-offered-and-used grep -qx 'post 1' $S
@@ -177,8 +181,9 @@ if [ "$(karg protect)" = 1 ]; then
 	wait_host >/dev/null
 	check rmmod rmmod pviommu
 	# post=0: the same page, a kick (an exit) per operation, the reference
-	check insmod-post-0 insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg post=0
+	check insmod-post-0 insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg post=0 ring=64
 	check post-0-not-posting grep -qx 'post 0' $S
+	check ring-of-one-page grep -qx 'ring 64' $S
 	check post-0-ifup ifup e1000
 	check post-0-e1000-tcp get e1000
 	check post-0-virtio-blk-io disk

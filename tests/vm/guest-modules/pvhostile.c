@@ -41,7 +41,7 @@
  *             would turn the phases after it into refusals)
  *   page      the shared page (pviommu.h) with hostile headers and indexes:
  *             SETUPs with a bad magic, a wrong version, nents 0, not a power
- *             of two, above PVIOMMU_CHAN_NENTS (each must stay unacknowledged),
+ *             of two, above PVIOMMU_CHAN_NENTS_MAX (each must stay unacknowledged),
  *             then a good one (acknowledged); KICKs with prod past the ring
  *             and behind the host's cons (each refused with -EPROTO and
  *             counted in the page's errors); prod put right (a KICK does
@@ -452,13 +452,13 @@ static void ph_page(void)
 		st[PH_PAGE].wrong++;
 		return;
 	}
-	page_setup(c, PVIOMMU_CHAN_MAGIC ^ 1, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS, 0);
-	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION + 1, PVIOMMU_CHAN_NENTS, 0);
+	page_setup(c, PVIOMMU_CHAN_MAGIC ^ 1, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS_PAGE, 0);
+	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION + 1, PVIOMMU_CHAN_NENTS_PAGE, 0);
 	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, 0, 0);
-	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS - 16, 0);
-	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, 2 * PVIOMMU_CHAN_NENTS, 0);
-	if (page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS, 1)) {
-		WRITE_ONCE(c->prod, READ_ONCE(c->cons) + PVIOMMU_CHAN_NENTS + 5);
+	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS_PAGE - 16, 0);
+	page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, 2 * PVIOMMU_CHAN_NENTS_MAX, 0);
+	if (page_setup(c, PVIOMMU_CHAN_MAGIC, PVIOMMU_CHAN_VERSION, PVIOMMU_CHAN_NENTS_PAGE, 1)) {
+		WRITE_ONCE(c->prod, READ_ONCE(c->cons) + PVIOMMU_CHAN_NENTS_PAGE + 5);
 		page_kick(c, -EPROTO);
 		WRITE_ONCE(c->prod, READ_ONCE(c->cons) - 1);
 		page_kick(c, -EPROTO);
