@@ -1,7 +1,7 @@
 #!/bin/sh
 # install the Debian packages pviommu needs; idempotent, quiet when nothing is missing
 set -eu
-# --bench: also what the benchmarks' plots need; --deb: what 'make deb' needs;
+# --bench: also what the benchmarks' plots need; --deb: what 'make deb' and its lintian check need;
 # --libvirt: Debian's libvirt daemon and virsh (tests/test_libvirt.sh)
 
 GUEST_KABI=$(sed -n "s/^GUEST_KABI *:= *//p" "$(dirname "$0")/../mk/guest.mk")
@@ -13,7 +13,7 @@ PKGS="clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg
 for a in "$@"; do
 	case $a in
 	--bench) PKGS="$PKGS gnuplot-nox" ;;
-	--deb) PKGS="$PKGS debhelper dh-dkms dpkg-dev" ;;
+	--deb) PKGS="$PKGS debhelper dh-dkms dpkg-dev lintian" ;;
 	--libvirt) PKGS="$PKGS libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients" ;;
 	*) echo "install-deps: what is '$a'? (--bench, --deb, --libvirt)" >&2; exit 2 ;;
 	esac
