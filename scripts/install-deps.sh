@@ -5,11 +5,12 @@ set -eu
 # --libvirt: Debian's libvirt daemon and virsh (tests/test_libvirt.sh)
 
 GUEST_KABI=$(sed -n "s/^GUEST_KABI *:= *//p" "$(dirname "$0")/../mk/guest.mk")
+GUEST_KABI_ALT=$(sed -n "s/^GUEST_KABI_ALT *:= *//p" "$(dirname "$0")/../mk/guest.mk")
 
 PKGS="clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc
       qemu-system-x86 busybox-static kmod libcapstone-dev jq python3 binutils
       python3-prometheus-client man-db groff-base dkms
-      linux-headers-${GUEST_KABI}-amd64"
+      linux-headers-${GUEST_KABI}-amd64 linux-headers-${GUEST_KABI_ALT}-amd64"
 for a in "$@"; do
 	case $a in
 	--bench) PKGS="$PKGS gnuplot-nox" ;;

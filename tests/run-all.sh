@@ -52,8 +52,11 @@ done
 # a single line (its QEMU exits 0 with an empty serial log, ~1 run in 10, seen in l1-kvm and in
 # l1-assign before pviommu.ko is even loaded), L1's KVM soft-locks (seen once), or L1's vCPU
 # thread dies in KVM_RUN of recursive page faults on a %gs access until its stack guard page
-# (seen once; no BPF frame); two of them in a row were seen once. Up to two more tries, only on
-# those signatures; each failed try is said and counted in the closing line ("retried").
+# (seen once; no BPF frame), or L1 itself resets while its L2 boots (L1's QEMU exits 0, no
+# verdict, its serial log ends without a panic, an oops or a BUG: a triple fault of the emulated
+# nested SVM; a crash of L1's kernel would print one; seen once); two of them in a row were seen
+# once. Up to two more tries, only on those signatures; each failed try is said and counted in
+# the closing line ("retried").
 RETRIED=$OUT/tests/retried.list	# l1_retry runs in run's pipeline (a subshell): a file
 mkdir -p "$OUT/tests"
 : >"$RETRIED"
@@ -64,10 +67,14 @@ l1_flake() {	# l1_flake LOG: the first signature in it or in L1's serial log it 
 	local serial
 	serial=$(l1_serial "$1")
 	cat "$1" ${serial:+"$serial"} 2>/dev/null | tr -d '\r' | awk '
+	     function flake(w) { print w; done = 1; exit }
 	     /--- L2 serial log$/ { s = NR; next }
-	     s && NR == s + 1 { if ($0 ~ /--- L2 qemu.out \(QEMU rc 0\)$/) { print "L2 reset before printing a line"; exit } s = 0 }
-	     /watchdog: BUG: soft lockup/ { print "soft lockup in L1"; exit }
-	     /BUG: TASK stack guard page was hit/ { print "L1 stack guard page"; exit }'
+	     s && NR == s + 1 { if ($0 ~ /--- L2 qemu.out \(QEMU rc 0\)$/) flake("L2 reset before printing a line"); s = 0 }
+	     /watchdog: BUG: soft lockup/ { flake("soft lockup in L1") }
+	     /BUG: TASK stack guard page was hit/ { flake("L1 stack guard page") }
+	     /VM .l1_[a-z_]*. exited \(QEMU rc 0\) without a verdict/ { rc0 = 1 }
+	     /Kernel panic|Oops|BUG:|Call Trace|general protection fault/ { crash = 1 }
+	     END { if (!done && rc0 && !crash) print "L1 reset without a panic or oops" }'
 }
 l1_retry() {	# l1_retry NAME SCRIPT: up to L1_TRIES (3) runs while each failure is such a flake
 	local name=$1 script=$2 try=1 log why serial

@@ -3,7 +3,8 @@
 # dkms-src' gives the source tree (/usr/src/pviommu-VERSION), Debian's dkms adds, builds and
 # installs it for the pinned guest kernel from its headers (no running guest needed; private dkms
 # and install trees, nothing of the host's changes), then the VM harness runs the module's tests
-# (tests/vm/test_guest_module.sh) with the DKMS-built module.
+# (tests/vm/test_guest_module.sh) with the DKMS-built module. A second guest kernel ABI
+# (GUEST_KABI_ALT) is built and installed the same way (not booted: its image is not fetched).
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$SRC/build}
@@ -58,6 +59,18 @@ else
 fi
 dkms status "${D[@]}" -m pviommu 2>/dev/null | grep -q "pviommu/$VER, $KREL, x86_64: installed" &&
 	ok "dkms status: installed" || nok "dkms status: installed" "$(dkms status "${D[@]}" -m pviommu 2>&1)"
+
+# another guest kernel ABI (mk/guest.mk GUEST_KABI_ALT): dkms builds and installs for it as well
+ALT=$(sed -n 's/^GUEST_KABI_ALT *:= *//p' "$SRC/mk/guest.mk")-amd64
+mkdir -p "$tmp/inst/$ALT/kernel"
+if dkms build "${D[@]}" -m pviommu -v "$VER" -k "$ALT" >"$tmp/build-alt.out" 2>&1 &&
+	dkms install "${D[@]}" --installtree "$tmp/inst" -m pviommu -v "$VER" -k "$ALT" >>"$tmp/build-alt.out" 2>&1
+then ok "dkms build and install for a second guest kernel ($ALT)"
+else nok "dkms build and install for $ALT" "$(tail -n 5 "$tmp/build-alt.out")"; fi
+ko2=$(find "$tmp/inst/$ALT/updates/dkms" -name 'pviommu.ko*' 2>/dev/null | head -n 1)
+case $ko2 in *.xz) xz -dc "$ko2" >"$tmp/alt.ko" ;; *.zst) zstd -qdc "$ko2" >"$tmp/alt.ko" ;; ?*) cp "$ko2" "$tmp/alt.ko" ;; esac
+vm=$(modinfo -F vermagic "$tmp/alt.ko" 2>/dev/null)
+case $vm in "$ALT "*) ok "... its vermagic is that kernel's ($ALT)" ;; *) nok "... its vermagic is that kernel's" "${vm:-no module}" ;; esac
 
 # the module's own tests, with the DKMS-built module in the guest
 if PVIOMMU_KO="$tmp/pviommu.ko" PVIOMMU_KO_BUILD_LOG="$blog" \
