@@ -176,6 +176,15 @@ for c in $CMDS; do
 	fails_json "$c --frobnicate -j" 1 "$CTL" "$c" --frobnicate -j
 	fails_json "-j $c --frobnicate" 1 "$CTL" -j "$c" --frobnicate
 done
+# one option loop for every command (cmd_getopt): 'CMD help', 'CMD -h' and 'CMD --help' alike
+for c in $CMDS; do
+	[ "$c" = help ] && continue
+	for h in help -h --help; do
+		run "$CTL" "$c" "$h"
+		assert "$c $h: its usage, exit 0 (exit $rc)" sh -c "[ $rc = 0 ] && grep -q '^Usage: pviommuctl' '$TMP/out'"
+	done
+done
+fails "detach with both --pid and --qemu" 1 "$CTL" detach --pid 1 --qemu /usr/bin/qemu-system-x86_64
 fails "an option without its value" 1 "$CTL" mappings --pid
 assert "... says which" grep -q -- "--pid wants an argument" "$TMP/err"
 fails "detach without a target" 1 "$CTL" detach

@@ -65,6 +65,41 @@ int opt_err(int c, char **argv, const char *cmd)
 	return 1;
 }
 
+int cmd_getopt(struct cmd_opts *o, int argc, char **argv)
+{
+	const char *s = o->spec;
+	char spec[64];
+	int c;
+
+	if (!o->started) {
+		optind = 1;
+		o->started = 1;
+		/* 'pviommuctl CMD help', as bpftool takes it */
+		if (argc == 2 && !strcmp(argv[1], "help")) {
+			o->usage();
+			o->rc = 0;
+			return -1;
+		}
+	}
+	/* '+' stays first; ':' next (a missing value comes back as ':'); -h always */
+	snprintf(spec, sizeof(spec), "%s:%sh", *s == '+' ? "+" : "", s + (*s == '+'));
+	c = getopt_long(argc, argv, spec, o->lo, NULL);
+	switch (c) {
+	case -1:
+		return 0;
+	case 'h':
+		o->usage();
+		o->rc = 0;
+		return -1;
+	case '?':
+	case ':':
+		o->rc = opt_err(c, argv, o->cmd);
+		return -1;
+	default:
+		return c;
+	}
+}
+
 int libbpf_print(enum libbpf_print_level level, const char *fmt,
 			va_list args)
 {

@@ -9,6 +9,15 @@
 #include "pviommuctl.h"
 
 /* ---- mode --------------------------------------------------------------------------- */
+static void mode_usage(void)
+{
+	printf("Usage: pviommuctl mode audit|deny|kill [--pid P]\n"
+	       "  What a violation does: audit (event + counter, transfer allowed),\n"
+	       "  deny (the transfer fails like an IOMMU fault), kill (QEMU gets\n"
+	       "  SIGKILL before the transfer runs). Without --pid: the default for\n"
+	       "  new domains and every current one.\n");
+}
+
 int cmd_mode(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -20,25 +29,18 @@ int cmd_mode(int argc, char **argv)
 	__u32 mode;
 	__u64 pid = 0;
 	int c, fd, ctl_fd, err, n = 0;
+	struct cmd_opts o = { .cmd = "mode", .spec = "p:", .lo = lo, .usage = mode_usage };
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":p:h", lo, NULL)) != -1) {
+	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
 				return 1;
 			break;
-		case 'h':
-			printf("Usage: pviommuctl mode audit|deny|kill [--pid P]\n"
-			       "  What a violation does: audit (event + counter, transfer allowed),\n"
-			       "  deny (the transfer fails like an IOMMU fault), kill (QEMU gets\n"
-			       "  SIGKILL before the transfer runs). Without --pid: the default for\n"
-			       "  new domains and every current one.\n");
-			return 0;
-		default:
-			return opt_err(c, argv, "mode");
 		}
 	}
+	if (c < 0)
+		return o.rc;
 	if (optind != argc - 1) {
 		p_err("mode wants one of audit, deny, kill (see 'pviommuctl mode --help')");
 		return 1;
@@ -93,6 +95,14 @@ int cmd_mode(int argc, char **argv)
 }
 
 /* ---- vfio: the devices a domain's VFIO containers serve --------------------------- */
+static void vfio_usage(void)
+{
+	printf("Usage: pviommuctl vfio --pid P [BDF...]\n"
+	       "  The guest BDFs whose devices QEMU process P assigned with VFIO: the\n"
+	       "  BPF LSM gate lets P's VFIO_IOMMU_MAP_DMA through only for ranges its\n"
+	       "  guest mapped for one of them. No BDF: show them. '-' : clear.\n");
+}
+
 int cmd_vfio(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -105,24 +115,18 @@ int cmd_vfio(int argc, char **argv)
 	__u32 key;
 	int c, fd, err;
 	char b[16];
+	struct cmd_opts o = { .cmd = "vfio", .spec = "+p:", .lo = lo, .usage = vfio_usage };
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+:p:h", lo, NULL)) != -1) {
+	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
 				return 1;
 			break;
-		case 'h':
-			printf("Usage: pviommuctl vfio --pid P [BDF...]\n"
-			       "  The guest BDFs whose devices QEMU process P assigned with VFIO: the\n"
-			       "  BPF LSM gate lets P's VFIO_IOMMU_MAP_DMA through only for ranges its\n"
-			       "  guest mapped for one of them. No BDF: show them. '-' : clear.\n");
-			return 0;
-		default:
-			return opt_err(c, argv, "vfio");
 		}
 	}
+	if (c < 0)
+		return o.rc;
 	if (!pid) {
 		p_err("vfio wants --pid P (see 'pviommuctl vfio --help')");
 		return 1;

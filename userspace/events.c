@@ -122,6 +122,19 @@ static void follow_note(const char *what)
 	fprintf(stderr, "note: %s\n", what);
 }
 
+static void events_usage(void)
+{
+	printf("Usage: pviommuctl [-j] events [--follow] [--count N] [--timeout SEC]\n"
+	       "  Follow the event ring buffer, one line per event: violations\n"
+	       "  (pid, device, address, length, direction, reason, action),\n"
+	       "  refused hypercalls, full tables, domains coming and going.\n"
+	       "  With -j, one JSON object per line (JSON lines), with \"time\" (RFC 3339).\n"
+	       "  Stops after N events, after SEC seconds, or on SIGINT/SIGTERM (exit 0).\n"
+	       "  --follow  for log shippers and services: start before pviommu is loaded\n"
+	       "            and wait for it, and keep following across unload and load\n"
+	       "            (the new event ring is picked up within a second).\n");
+}
+
 int cmd_events(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -136,9 +149,9 @@ int cmd_events(int argc, char **argv)
 	struct timespec t0, t, rt;
 	int c, fd = -1, err = 0, follow = 0, waiting = 0;
 	__u32 id = 0;
+	struct cmd_opts o = { .cmd = "events", .spec = "c:t:f", .lo = lo, .usage = events_usage };
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":c:t:fh", lo, NULL)) != -1) {
+	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
 		switch (c) {
 		case 'c':
 			if (pv_parse_u64(optarg, &ev_max) || !ev_max) {
@@ -155,21 +168,10 @@ int cmd_events(int argc, char **argv)
 		case 'f':
 			follow = 1;
 			break;
-		case 'h':
-			printf("Usage: pviommuctl [-j] events [--follow] [--count N] [--timeout SEC]\n"
-			       "  Follow the event ring buffer, one line per event: violations\n"
-			       "  (pid, device, address, length, direction, reason, action),\n"
-			       "  refused hypercalls, full tables, domains coming and going.\n"
-			       "  With -j, one JSON object per line (JSON lines), with \"time\" (RFC 3339).\n"
-			       "  Stops after N events, after SEC seconds, or on SIGINT/SIGTERM (exit 0).\n"
-			       "  --follow  for log shippers and services: start before pviommu is loaded\n"
-			       "            and wait for it, and keep following across unload and load\n"
-			       "            (the new event ring is picked up within a second).\n");
-			return 0;
-		default:
-			return opt_err(c, argv, "events");
 		}
 	}
+	if (c < 0)
+		return o.rc;
 	if (optind < argc) {
 		p_err("what is '%s'? (see 'pviommuctl events --help')", argv[optind]);
 		return 1;

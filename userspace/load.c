@@ -87,13 +87,13 @@ static int load_parse(int argc, char **argv, struct load_opts *o)
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
+	struct cmd_opts op = { .cmd = "load", .spec = "s:r:q:c:", .lo = lo, .usage = load_usage };
 	int c;
 
 	o->slots = PVIOMMU_DEF_INDEX_SLOTS;
 	o->recs = PVIOMMU_DEF_MAX_RECORDS;
 	o->cpl = CPL_AUTO;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":s:r:q:c:h", lo, NULL)) != -1) {
+	while ((c = cmd_getopt(&op, argc, argv)) > 0) {
 		switch (c) {
 		case 'c':
 			for (o->cpl = CPL_NONE; o->cpl >= 0 && strcmp(optarg, kvm_cpl_names[o->cpl]);
@@ -124,13 +124,10 @@ static int load_parse(int argc, char **argv, struct load_opts *o)
 				return 1;
 			}
 			break;
-		case 'h':
-			load_usage();
-			return -1;
-		default:
-			return opt_err(c, argv, "load");
 		}
 	}
+	if (c < 0)
+		return op.rc ? op.rc : -1;
 	if (optind < argc) {
 		p_err("what is '%s'? (see 'pviommuctl load --help')", argv[optind]);
 		return 1;
@@ -514,28 +511,33 @@ static int live_domains(char *buf, size_t len)
 	return n;
 }
 
+static void unload_usage(void)
+{
+	printf("Usage: pviommuctl unload [--force]\n"
+	       "  Detach every program and remove every pin under %s\n"
+	       "  (all policy state is dropped). Refused while a VM that pviommu\n"
+	       "  protects still runs (their QEMU pids are named); --force unloads\n"
+	       "  anyway: those VMs' DMA is then no longer checked against their\n"
+	       "  guests' mappings.\n", PIN_DIR);
+}
+
 int cmd_unload(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "force", no_argument, 0, 'f' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	struct cmd_opts o = { .cmd = "unload", .spec = "f", .lo = lo, .usage = unload_usage };
 	char pids[512];
-	int err, n, force = 0, live;
+	int c, err, n, force = 0, live;
 
-	if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
-			 !strcmp(argv[1], "-h"))) {
-		printf("Usage: pviommuctl unload [--force]\n"
-		       "  Detach every program and remove every pin under %s\n"
-		       "  (all policy state is dropped). Refused while a VM that pviommu\n"
-		       "  protects still runs (their QEMU pids are named); --force unloads\n"
-		       "  anyway: those VMs' DMA is then no longer checked against their\n"
-		       "  guests' mappings.\n", PIN_DIR);
-		return 0;
-	}
-	if (argc > 1 && !strcmp(argv[1], "--force")) {
-		force = 1;
-		argc--;
-		argv++;
-	}
-	if (argc > 1) {
-		p_err("what is '%s'? (see 'pviommuctl unload help')", argv[1]);
+	while ((c = cmd_getopt(&o, argc, argv)) > 0)
+		force |= c == 'f';
+	if (c < 0)
+		return o.rc;
+	if (optind < argc) {
+		p_err("what is '%s'? (see 'pviommuctl unload --help')", argv[optind]);
 		return 1;
 	}
 	if ((err = need_root()))

@@ -39,6 +39,32 @@ void p_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void p_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* getopt_long's '?' or ':' (optstring starting with ':', opterr = 0) as one error; returns 1 */
 int opt_err(int c, char **argv, const char *cmd);
+
+/*
+ * The option loop every command shares:
+ *	struct cmd_opts o = { "mode", "p:", lo, mode_usage };
+ *	while ((c = cmd_getopt(&o, argc, argv)) > 0)
+ *		switch (c) { case 'p': ... }
+ *	if (c < 0)
+ *		return o.rc;
+ * spec is getopt's, without the leading ':' and the 'h' (both added; a
+ * leading '+' stops at the first word that is not an option); lo has
+ * { "help", no_argument, 0, 'h' }. Returns the next option, 0 when they
+ * are done (optind: the first word after them), or -1 with o.rc the exit
+ * status: -h printed usage (0), an unknown option or a missing value was
+ * said in one error line (1). 'pviommuctl CMD help' (the one word) prints
+ * usage too, as bpftool takes it.
+ */
+struct option;
+struct cmd_opts {
+	const char		*cmd;
+	const char		*spec;
+	const struct option	*lo;
+	void			(*usage)(void);
+	int			rc;
+	int			started;
+};
+int cmd_getopt(struct cmd_opts *o, int argc, char **argv);
 int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args);
 /* 0, or exit status 2 with the error said: the system cannot run pviommu */
 int need_root(void);

@@ -30,9 +30,9 @@
 
 #define QEMU_LIB_NAME	"libpviommu-qemu.so"
 
-static void run_usage(FILE *f)
+static void run_usage(void)
 {
-	fprintf(f,
+	fprintf(stdout,
 		"Usage: pviommuctl run [--mode audit|deny|kill] [--quota Q] [--lib PATH] -- qemu-system-x86_64 ARGS...\n"
 		"  Run QEMU with the in-process enforcement plane (%s preloaded):\n"
 		"  every DMA of a protected device is checked in QEMU against the ranges\n"
@@ -280,10 +280,9 @@ int cmd_run(int argc, char **argv)
 	__u32 mode = 0;
 	const char *quota = NULL;
 	int c, i, have_mode = 0, fd, err, qargc;
+	struct cmd_opts o = { .cmd = "run", .spec = "+m:q:l:", .lo = lo, .usage = run_usage };
 
-	optind = 1;
-	/* '+': stop at the first non-option (QEMU's own arguments) */
-	while ((c = getopt_long(argc, argv, "+:m:q:l:h", lo, NULL)) != -1) {
+	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
 		switch (c) {
 		case 'q': {
 			struct pviommu_quota q = {};
@@ -306,13 +305,10 @@ int cmd_run(int argc, char **argv)
 		case 'l':
 			snprintf(lib, sizeof(lib), "%s", optarg);
 			break;
-		case 'h':
-			run_usage(stdout);
-			return 0;
-		default:
-			return opt_err(c, argv, "run");
 		}
 	}
+	if (c < 0)
+		return o.rc;
 	qargc = argc - optind;
 	if (qargc < 1) {
 		p_err("which QEMU? (pviommuctl run -- qemu-system-x86_64 ARGS...)");

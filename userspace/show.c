@@ -28,8 +28,21 @@ static void json_targets(struct jw *w, const char *key, const char *prefix)
 	jw_end(w);
 }
 
+static void status_usage(void)
+{
+	printf("Usage: pviommuctl [-j] status\n"
+	       "  Programs and where they are attached, what this kernel allows\n"
+	       "  (probed), index use, domains (QEMU processes) and counters.\n");
+}
+
 int cmd_status(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	struct cmd_opts o = { .cmd = "status", .spec = "", .lo = lo, .usage = status_usage };
+	int c;
 	struct pv_index_view iv;
 	int lanes;
 	struct pviommu_stats st;
@@ -44,15 +57,12 @@ int cmd_status(int argc, char **argv)
 	char pids[256];
 	__u32 rec_max;
 
-	if (argc > 1 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
-			 !strcmp(argv[1], "-h"))) {
-		printf("Usage: pviommuctl [-j] status\n"
-		       "  Programs and where they are attached, what this kernel allows\n"
-		       "  (probed), index use, domains (QEMU processes) and counters.\n");
-		return 0;
-	}
-	if (argc > 1) {
-		p_err("what is '%s'? (see 'pviommuctl status help')", argv[1]);
+	while ((c = cmd_getopt(&o, argc, argv)) > 0)
+		;
+	if (c < 0)
+		return o.rc;
+	if (optind < argc) {
+		p_err("what is '%s'? (see 'pviommuctl status --help')", argv[optind]);
 		return 1;
 	}
 	if ((err = need_root()))
@@ -234,6 +244,13 @@ int cmd_status(int argc, char **argv)
 }
 
 /* ---- mappings --------------------------------------------------------------------- */
+static void mappings_usage(void)
+{
+	printf("Usage: pviommuctl [-j] mappings [--pid P] [--bdf B]\n"
+	       "  Live DMA mappings the guests authorized: domain (QEMU pid), device,\n"
+	       "  iova, size, permission (r: device reads memory, w: device writes it).\n");
+}
+
 int cmd_mappings(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -249,9 +266,9 @@ int cmd_mappings(int argc, char **argv)
 	int c, fd, has_bdf = 0, err;
 	char b[16];
 	struct jw w;
+	struct cmd_opts o = { .cmd = "mappings", .spec = "p:b:", .lo = lo, .usage = mappings_usage };
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":p:b:h", lo, NULL)) != -1) {
+	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
@@ -264,15 +281,10 @@ int cmd_mappings(int argc, char **argv)
 			}
 			has_bdf = 1;
 			break;
-		case 'h':
-			printf("Usage: pviommuctl [-j] mappings [--pid P] [--bdf B]\n"
-			       "  Live DMA mappings the guests authorized: domain (QEMU pid), device,\n"
-			       "  iova, size, permission (r: device reads memory, w: device writes it).\n");
-			return 0;
-		default:
-			return opt_err(c, argv, "mappings");
 		}
 	}
+	if (c < 0)
+		return o.rc;
 	if ((err = ready(argc, argv, "mappings")))
 		return err;
 	fd = open_pinned(PVIOMMU_MAP_MAPPINGS, 1);

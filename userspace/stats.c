@@ -253,6 +253,19 @@ static void stats_text(FILE *o, const struct pviommu_stats *st, const struct vm_
 
 #define MAX_VM_STATS	PVIOMMU_MAX_DOMAINS
 
+static void stats_usage(void)
+{
+	printf("Usage: pviommuctl [-j] stats [--prometheus] [--output FILE]\n"
+	       "  Counters: every VM's (hypercalls, refused hypercalls, maps, checks,\n"
+	       "  violations, denied, killed, ...) and each VM's (QEMU pid, name, state,\n"
+	       "  mode, devices, mappings, bytes, index pages, lanes, quota refusals).\n"
+	       "  --prometheus   the Prometheus text format, for node_exporter's\n"
+	       "                 textfile collector (pviommu_up 0 when not loaded);\n"
+	       "                 -j does not apply\n"
+	       "  --output FILE  write FILE.tmp, then rename it to FILE (what the\n"
+	       "                 collector wants: it never reads half a file)\n");
+}
+
 int cmd_stats(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -272,9 +285,9 @@ int cmd_stats(int argc, char **argv)
 	int c, err = 1, prom = 0, nvm = 0, more = 0, lanes, dfd = -1, sfd = -1, ctl_fd = -1;
 	int have_iv = 0;
 	FILE *o = stdout;
+	struct cmd_opts op = { .cmd = "stats", .spec = "Po:", .lo = lo, .usage = stats_usage };
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":Po:h", lo, NULL)) != -1) {
+	while ((c = cmd_getopt(&op, argc, argv)) > 0) {
 		switch (c) {
 		case 'P':
 			prom = 1;
@@ -283,21 +296,10 @@ int cmd_stats(int argc, char **argv)
 		case 'o':
 			output = optarg;
 			break;
-		case 'h':
-			printf("Usage: pviommuctl [-j] stats [--prometheus] [--output FILE]\n"
-			       "  Counters: every VM's (hypercalls, refused hypercalls, maps, checks,\n"
-			       "  violations, denied, killed, ...) and each VM's (QEMU pid, name, state,\n"
-			       "  mode, devices, mappings, bytes, index pages, lanes, quota refusals).\n"
-			       "  --prometheus   the Prometheus text format, for node_exporter's\n"
-			       "                 textfile collector (pviommu_up 0 when not loaded);\n"
-			       "                 -j does not apply\n"
-			       "  --output FILE  write FILE.tmp, then rename it to FILE (what the\n"
-			       "                 collector wants: it never reads half a file)\n");
-			return 0;
-		default:
-			return opt_err(c, argv, "stats");
 		}
 	}
+	if (c < 0)
+		return op.rc;
 	if (optind < argc) {
 		p_err("what is '%s'? (see 'pviommuctl stats --help')", argv[optind]);
 		return 1;

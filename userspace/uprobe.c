@@ -196,6 +196,24 @@ static int inproc_users(const char *path, char *buf, size_t len)
 	return n;
 }
 
+static void attach_usage(void)
+{
+	printf("Usage: pviommuctl attach --pid P | --qemu PATH [--enforce]\n"
+	       "  Attach to a running QEMU without restarting it:\n"
+	       "  - always: the TCG hypercall transport (a uprobe on cpu_x86_cpuid),\n"
+	       "    so the guest module's map/unmap calls reach the policy maps;\n"
+	       "  - --enforce: the uprobe enforcement plane, a check on every call of\n"
+	       "    QEMU's address-space functions (rw, read_full, write, map,\n"
+	       "    cache_init, ld*/st*). Violations follow the domain's mode: audit\n"
+	       "    (event), kill (SIGKILL before the transfer runs). Where uprobes\n"
+	       "    cannot change registers, deny is a fail-stop too; 'pviommuctl run'\n"
+	       "    (the in-process plane) denies precisely and costs no trap.\n"
+	       "  --qemu PATH attaches to every process of that QEMU binary, running\n"
+	       "  or started later.\n"
+	       "  A uprobe hit traps into the kernel on every transfer: --enforce\n"
+	       "  is the attach-without-restart and audit tool, not the fast path.\n");
+}
+
 int cmd_attach(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -214,9 +232,9 @@ int cmd_attach(int argc, char **argv)
 	const char *qemu = NULL, *failed = NULL;
 	char users[256];
 	struct target t;
+	struct cmd_opts o = { .cmd = "attach", .spec = "p:eq:", .lo = lo, .usage = attach_usage };
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, ":p:eq:h", lo, NULL)) != -1) {
+	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid))
@@ -228,26 +246,10 @@ int cmd_attach(int argc, char **argv)
 		case 'q':
 			qemu = optarg;
 			break;
-		case 'h':
-			printf("Usage: pviommuctl attach --pid P | --qemu PATH [--enforce]\n"
-			       "  Attach to a running QEMU without restarting it:\n"
-			       "  - always: the TCG hypercall transport (a uprobe on cpu_x86_cpuid),\n"
-			       "    so the guest module's map/unmap calls reach the policy maps;\n"
-			       "  - --enforce: the uprobe enforcement plane, a check on every call of\n"
-			       "    QEMU's address-space functions (rw, read_full, write, map,\n"
-			       "    cache_init, ld*/st*). Violations follow the domain's mode: audit\n"
-			       "    (event), kill (SIGKILL before the transfer runs). Where uprobes\n"
-			       "    cannot change registers, deny is a fail-stop too; 'pviommuctl run'\n"
-			       "    (the in-process plane) denies precisely and costs no trap.\n"
-			       "  --qemu PATH attaches to every process of that QEMU binary, running\n"
-			       "  or started later.\n"
-			       "  A uprobe hit traps into the kernel on every transfer: --enforce\n"
-			       "  is the attach-without-restart and audit tool, not the fast path.\n");
-			return 0;
-		default:
-			return opt_err(c, argv, "attach");
 		}
 	}
+	if (c < 0)
+		return o.rc;
 	if (!!pid == !!qemu || optind < argc) {
 		p_err("attach wants --pid P or --qemu PATH (see 'pviommuctl attach --help')");
 		return 1;
@@ -367,38 +369,58 @@ out:
 	return err ? 1 : 0;
 }
 
+static void detach_usage(void)
+{
+	printf("Usage: pviommuctl detach --pid P | --qemu PATH\n"
+	       "  Remove every uprobe pviommu attached to QEMU process P (or binary PATH).\n");
+}
+
 int cmd_detach(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "pid", required_argument, 0, 'p' },
+		{ "qemu", required_argument, 0, 'q' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0 }
+	};
+	struct cmd_opts o = { .cmd = "detach", .spec = "p:q:", .lo = lo, .usage = detach_usage };
+	const char *what = NULL;
 	struct target t;
 	__u64 pid = 0;
+	int c, n = 0;
 
-	if (argc == 3 && !strcmp(argv[1], "--pid") && !pv_parse_u64(argv[2], &pid) && pid)
-		target_pid(&t, (int)pid);
-	else if (argc == 3 && !strcmp(argv[1], "--qemu") && !target_path(&t, argv[2]))
-		;
-	else if (argc == 2 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
-			       !strcmp(argv[1], "-h"))) {
-		printf("Usage: pviommuctl detach --pid P | --qemu PATH\n"
-		       "  Remove every uprobe pviommu attached to QEMU process P (or binary PATH).\n");
-		return 0;
-	} else {
+	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
+		n++;
+		what = optarg;
+		if (c == 'p' && parse_pid(optarg, &pid))
+			return 1;
+		if (c == 'q' && target_path(&t, optarg)) {
+			p_err("what is '%s'? --qemu wants the absolute path of a QEMU binary", optarg);
+			return 1;
+		}
+	}
+	if (c < 0)
+		return o.rc;
+	if (n != 1 || optind < argc) {
 		p_err("detach wants --pid P or --qemu PATH (see 'pviommuctl detach --help')");
 		return 1;
 	}
+	if (pid)
+		target_pid(&t, (int)pid);
 	if ((pid = need_root()))
 		return (int)pid;
 	if (!drop_links_of(t.tag)) {
-		p_err("%s is not attached", argv[2]);
+		p_err("%s is not attached", what);
 		return 1;
 	}
 	if (json) {
 		struct jw w;
 
 		jw_begin(&w, stdout);
-		jw_str(&w, "detached", argv[2]);
+		jw_str(&w, "detached", what);
 		jw_end(&w);
 	} else {
-		printf("detached from %s\n", argv[2]);
+		printf("detached from %s\n", what);
 	}
 	return 0;
 }
