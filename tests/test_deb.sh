@@ -35,6 +35,9 @@ for f in dkms.conf Kbuild pviommu.c pviommu.h; do
 	assert "pviommu-dkms ships /usr/src/pviommu-$VER/$f" sh -c "dpkg-deb -c '$dkms' | grep ' ./usr/src/pviommu-$VER/$f\$' >/dev/null"
 done
 assert "pviommu depends on libbpf (computed by dh_shlibdeps)" sh -c "dpkg-deb -f '$host' Depends | grep -q libbpf"
+# README's install command: apt resolves the host package's dependencies from this system's archive
+assert "apt-get install --simulate ./pviommu_${VER}_amd64.deb resolves" \
+	sh -c "apt-get install --simulate '$host' >/dev/null 2>&1"
 assert "pviommu-dkms registers with dkms at install (dh_dkms postinst)" sh -c "dpkg-deb -I '$dkms' postinst | grep -q dkms"
 # Debian's own checker: no error, no warning (the overrides in packaging/debian/*.lintian-overrides
 # say why each remaining tag is right)
