@@ -10,8 +10,9 @@
 #     shared page and drains it before its checks (the page's kicks exceed the guest's exits);
 #     a download through the protected NIC is intact; after 'virsh destroy' the domain is gone;
 #   - the hook refuses to start (libvirt starts no QEMU) a domain that asks for pviommu
-#     without the snippet, one with a virtio NIC without <driver iommu="on"/>, and any when
-#     pviommu is not loaded; a domain without the metadata starts untouched.
+#     without the snippet, one with a virtio NIC without <driver iommu="on"/>, one whose
+#     PVIOMMU_MODE disagrees with its <mode>, and any when pviommu is not loaded; a domain
+#     without the metadata starts untouched.
 # Files of this host it touches are put back as they were: /etc/libvirt/qemu.conf,
 # /etc/libvirt/hooks/qemu.d/pviommu, /etc/default/pviommu (each only if absent before, else
 # kept aside and restored). A libvirtd already running here is not touched: the test fails.
@@ -52,7 +53,7 @@ put_back() {
 }
 cleanup() {
 	local d
-	for d in pvlv pvlv-nosnip pvlv-virtio pvlv-plain; do
+	for d in pvlv pvlv-nosnip pvlv-virtio pvlv-modes pvlv-plain; do
 		$V destroy "$d" >/dev/null 2>&1; $V undefine "$d" >/dev/null 2>&1
 	done
 	if [ -s /run/libvirtd.pid ] && [ -n "${LVPID:-}" ]; then
@@ -131,9 +132,10 @@ GUEST
 assert "guest initrd built" [ -s "$work/initrd.cpio.gz" ]
 
 LIB=$OUT/libpviommu-qemu.so
-# dom NAME [meta] [snippet] [virtio]: a domain's XML
+# dom NAME [meta] [snippet] [virtio] [envmode]: a domain's XML (the snippet's PVIOMMU_MODE:
+# envmode, else the metadata's mode)
 dom() {
-	local name=$1 meta=${2:-} snip=${3:-} virtio=${4:-}
+	local name=$1 meta=${2:-} snip=${3:-} virtio=${4:-} envmode=${5:-${2:-deny}}
 	cat <<EOF
 <domain type="qemu" xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0">
   <name>$name</name>
@@ -172,6 +174,7 @@ EOF
 		# (and this test's pin dir: the installed pviommu uses the default one)
 		sed -n '/^<qemu:commandline>/,/^<\/qemu:commandline>/p' "$SRC/packaging/libvirt/domain-snippet.xml" |
 			sed -e "s|/usr/lib/pviommu/libpviommu-qemu.so|$LIB|" \
+			    -e "s|name=\"PVIOMMU_MODE\" value=\"deny\"|name=\"PVIOMMU_MODE\" value=\"$envmode\"|" \
 			    -e "s|^</qemu:commandline>|  <qemu:env name=\"PVIOMMU_PIN_DIR\" value=\"$PVIOMMU_PIN_DIR\"/>\n&|"
 	fi
 	echo "</domain>"
@@ -201,7 +204,7 @@ assert "QEMU has the in-process plane (libpviommu-qemu.so mapped)" grep -q libpv
 assert "the hook left its state (/run/pviommu/libvirt/pvlv.json: pid $P, plane inproc)" \
 	python3 -c 'import json,sys; s=json.load(open("/run/pviommu/libvirt/pvlv.json")); assert s["pid"] == int(sys.argv[1]) and s["plane"] == "inproc"' "${P:-0}"
 read -r mode _ _ <<<"$(domstat "${P:-0}")"
-assert "the hook applied the metadata's mode to the VM's domain (mode $mode; load's default: deny)" [ "$mode" = audit ]
+assert "the VM's domain is in the metadata's mode (mode $mode; load's default: deny)" [ "$mode" = audit ]
 for _ in $(seq 1 1800); do
 	grep -q "PVIOMMU-VM: MARK protected" "$work/pvlv.serial.log" 2>/dev/null && break
 	alive "$P" || break
@@ -242,6 +245,11 @@ $V define "$work/virtio.xml" >/dev/null
 if start pvlv-virtio; then nok "a virtio NIC without <driver iommu=\"on\"/>: start refused"
 else ok "a virtio NIC without <driver iommu=\"on\"/>: start refused"; fi
 assert "... the error names it" grep -q 'virtio interface.*iommu="on"' "$work/pvlv-virtio.start"
+dom pvlv-modes audit snip "" deny >"$work/modes.xml"
+$V define "$work/modes.xml" >/dev/null
+if start pvlv-modes; then nok "PVIOMMU_MODE deny beside <mode>audit</mode>: start refused"
+else ok "PVIOMMU_MODE deny beside <mode>audit</mode>: start refused"; fi
+assert "... the error names both" grep -q 'PVIOMMU_MODE (deny) and <mode> (audit) disagree' "$work/pvlv-modes.start"
 dom pvlv-plain >"$work/plain.xml"
 $V define "$work/plain.xml" >/dev/null
 if start pvlv-plain; then ok "a domain without the metadata starts untouched"
