@@ -89,6 +89,13 @@ static __always_inline int pv_rec_delete(struct pv_env *e,
 	return bpf_map_delete_elem(&pviommu_mappings, k);
 }
 
+/* loop steps are global functions, checked once (pviommu_range.h) */
+#define PV_STEP			__attribute__((noinline))
+#define PV_CTX_ENV
+#define PV_CTX_SET_ENV(e)
+#define PV_CTX_PUT_ENV(c, e)	((void)(e))
+#define PV_STEP_ENV(c)		struct pv_env __env = PV_ENV, *env = &__env
+
 /* the purge lets the writer lock go between chunks (pviommu_range.h) */
 static __always_inline int pv_purge_yield(void);
 #define PV_PURGE_YIELD()	pv_purge_yield()

@@ -70,6 +70,27 @@
 #define pv_barrier()	__asm__ __volatile__("" ::: "memory")
 #endif
 
+/*
+ * Loop bodies. A pv_loop callback only hands its step to a PV_STEP
+ * function. The hypercall programs (pviommu.bpf.c) make those global BPF
+ * functions: the verifier checks each one once, with unknown arguments,
+ * instead of walking the body again at every call site until the loop's
+ * state converges (Linux 6.7+ does that for bpf_loop callbacks; the
+ * hypercall program took 487k instructions and 2 s to verify). A global
+ * function's pointer argument must point to plain data, so the loop
+ * contexts hold no pointer there: PV_CTX_ENV is the field that carries the
+ * tables (none in BPF, where PV_STEP_ENV builds them from the program's
+ * globals) and the steps find slots by index. The default (userspace, the
+ * LSM gate, which has no frame to spare) keeps every step inline.
+ */
+#ifndef PV_STEP
+#define PV_STEP			static PV_INLINE
+#define PV_CTX_ENV		struct pv_env *env;
+#define PV_CTX_SET_ENV(e)	.env = (e),
+#define PV_CTX_PUT_ENV(c, e)	((c)->env = (e))
+#define PV_STEP_ENV(c)		struct pv_env *env = (c)->env
+#endif
+
 /* verdicts of a check */
 enum pv_verdict {
 	PV_ALLOW		= 0,
@@ -275,9 +296,9 @@ pv_chain_at(struct pv_env *e, struct pviommu_slot *s, __u32 dom, __u32 bdf,
 }
 
 struct pv_find_ctx {
-	struct pv_env	*env;
-	struct pviommu_slot *page;
+	PV_CTX_ENV
 	__u64		pfn;
+	__u32		pidx;	/* the page slot's index */
 	__u32		dom;
 	__u32		bdf;
 	__u32		want;
@@ -288,35 +309,39 @@ struct pv_find_ctx {
 
 /*
  * One piece per step. The extension slot is found inline, not through the
- * includer's pv_slot_find: a BPF global call from here would be a fourth
- * frame under the hypercall program (6.1 allows 512 bytes for all).
+ * includer's pv_slot_find: one more BPF frame does not fit under the
+ * hypercall program (6.1 allows 512 bytes for all).
  */
-static long pv_find_cb(__u32 j, void *data)
+PV_STEP long pv_find_step(__u32 j, struct pv_find_ctx *c)
 {
-	struct pv_find_ctx *c = data;
+	PV_STEP_ENV(c);
 	struct pviommu_slot *x;
-	__u32 k = j / PVIOMMU_SUB_SLOTS;
+	__u32 k;
 	long idx;
 
-	if (!k) {
-		x = c->page;
-	} else {
-		if (k != c->k) {
-			idx = pv_slot_find_inl(c->env, PVIOMMU_SLOT_SUBX, c->dom,
-					       c->bdf, pv_subx_pfn(c->pfn, k));
-			if (idx < 0)
-				return 1;
-			c->k = k;
-			c->xidx = (__u32)idx;
-		}
-		x = pv_slot_at(c->env, c->xidx);
+	if (!c)
+		return 1;
+	k = j / PVIOMMU_SUB_SLOTS;
+	if (k && k != c->k) {
+		idx = pv_slot_find_inl(env, PVIOMMU_SLOT_SUBX, c->dom, c->bdf,
+				       pv_subx_pfn(c->pfn, k));
+		if (idx < 0)
+			return 1;
+		c->k = k;
+		c->xidx = (__u32)idx;
 	}
+	x = pv_slot_at(env, k ? c->xidx : c->pidx);
 	if (!x)
 		return 1;
 	if (x->sub[pv_sub_idx(j)] != c->want)
 		return 0;
 	c->found = j + 1;
 	return 1;
+}
+
+static long pv_find_cb(__u32 j, void *data)
+{
+	return pv_find_step(j, (struct pv_find_ctx *)data) ? 1 : 0;
 }
 
 /* add one piece [first, last] with perm to page slot s (page pfn) */
@@ -349,14 +374,14 @@ static PV_INLINE int pv_piece_add(struct pv_env *e, struct pviommu_slot *s,
 	return 0;
 }
 
-/* remove one piece previously added with the same arguments */
+/* remove one piece previously added with the same arguments (s: slot sidx) */
 static PV_INLINE int pv_piece_del(struct pv_env *e, struct pviommu_slot *s,
-				  __u32 dom, __u32 bdf, __u64 pfn,
+				  __u32 sidx, __u32 dom, __u32 bdf, __u64 pfn,
 				  __u32 first, __u32 last, __u32 perm)
 {
 	struct pv_find_ctx f = {
-		.env = e, .page = s, .pfn = pfn, .dom = dom, .bdf = bdf,
-		.want = PVIOMMU_SUB(first, last, perm),
+		PV_CTX_SET_ENV(e) .pfn = pfn, .pidx = sidx, .dom = dom,
+		.bdf = bdf, .want = PVIOMMU_SUB(first, last, perm),
 	};
 	struct pviommu_slot *xj, *xl;
 	__u32 n = s->nsub, j, l;
@@ -512,7 +537,7 @@ static PV_INLINE void pv_fast_release(struct pv_env *e, __u64 lanes)
 
 /* one pass over some pages of a range: add or delete its pieces */
 struct pv_pieces_ctx {
-	struct pv_env	*env;
+	PV_CTX_ENV
 	__u64		iova;
 	__u64		size;
 	__u32		dom;
@@ -530,36 +555,45 @@ struct pv_pieces_ctx {
 	__u32		lane;
 };
 
-static long pv_pieces_cb(__u32 i, void *data)
+PV_STEP long pv_pieces_step(__u32 i, struct pv_pieces_ctx *c)
 {
-	struct pv_pieces_ctx *c = data;
-	struct pviommu_slot *s;
+	PV_STEP_ENV(c);
+	struct pviommu_slot *s = 0;
 	__u32 first, last;
 	__u64 pfn;
+	long idx;
 	int err;
 
+	if (!c)
+		return 1;
 	pv_piece_of(c->iova, c->size, c->from + i, &pfn, &first, &last);
-	s = pv_slot_lookup(c->env, PVIOMMU_SLOT_PAGE, c->dom, c->bdf, pfn,
-			   !c->del);
+	idx = pv_slot_claim(env, PVIOMMU_SLOT_PAGE, c->dom, c->bdf, pfn,
+			    !c->del);
+	if (idx >= 0)
+		s = pv_slot_at(env, (__u32)idx);
 	if (!s) {
 		/* a delete goes on with the other pages; an add stops */
 		c->err = c->del ? -PV_EUCLEAN : -PV_ENOSPC;
 		return !c->del;
 	}
-	err = c->del ? pv_piece_del(c->env, s, c->dom, c->bdf, pfn, first,
-				    last, c->perm) :
-		       pv_piece_add(c->env, s, c->dom, c->bdf, pfn, first,
-				    last, c->perm);
-	pv_fast_sync(c->env, c->lane, pfn, s);
+	err = c->del ? pv_piece_del(env, s, (__u32)idx, c->dom, c->bdf, pfn,
+				    first, last, c->perm) :
+		       pv_piece_add(env, s, c->dom, c->bdf, pfn, first, last,
+				    c->perm);
+	pv_fast_sync(env, c->lane, pfn, s);
 	if (pv_slot_unused(s))
-		pv_slot_free(c->env, s, pv_slot_index(c->env, s,
-				PVIOMMU_SLOT_PAGE, c->dom, c->bdf, pfn));
+		pv_slot_free(env, s, (__u32)idx);
 	if (err) {
 		c->err = err;
 		return !c->del;
 	}
 	c->done++;
 	return 0;
+}
+
+static long pv_pieces_cb(__u32 i, void *data)
+{
+	return pv_pieces_step(i, (struct pv_pieces_ctx *)data) ? 1 : 0;
 }
 
 /* -1: bdf is not protected in dom; else its fast lane (1-based), 0: none */
@@ -579,7 +613,7 @@ static PV_INLINE int pv_pieces(struct pv_env *e, __u32 dom, __u32 bdf,
 			       __u32 from, __u32 n, __u32 del)
 {
 	struct pv_pieces_ctx c = {
-		.env = e, .iova = iova, .size = size, .dom = dom, .bdf = bdf,
+		PV_CTX_SET_ENV(e) .iova = iova, .size = size, .dom = dom, .bdf = bdf,
 		.lane = lane, .perm = perm, .from = from, .del = del,
 	};
 
@@ -1001,8 +1035,8 @@ static PV_INLINE int pv_slot_read_inl(struct pv_env *e, __u32 kind,
  * was missing (a writer was changing the chain).
  */
 struct pv_cov_ctx {
-	struct pv_env			*env;
-	const struct pviommu_slot	*s;
+	PV_CTX_ENV
+	__u32				sub0[PVIOMMU_SUB_SLOTS];	/* s->sub */
 	__u64				pfn;
 	__u32				dom;
 	__u32				bdf;
@@ -1030,18 +1064,22 @@ struct pv_cov_ctx {
 /* steps of one coverage walk at most (n pieces need up to n passes) */
 #define PV_COV_MAX_STEPS	(1u << 22)
 
-static long pv_cov_cb(__u32 i, void *data)
+PV_STEP long pv_cov_step(__u32 i, struct pv_cov_ctx *c)
 {
-	struct pv_cov_ctx *c = data;
-	__u32 j = c->n ? i % c->n : 0, k = j / PVIOMMU_SUB_SLOTS, sub;
+	PV_STEP_ENV(c);
+	__u32 j, k, sub;
 	struct pviommu_slot *x;
 	long idx;
 
+	if (!c)
+		return 1;
+	j = c->n ? i % c->n : 0;
+	k = j / PVIOMMU_SUB_SLOTS;
 	if (!k) {
-		sub = c->s->sub[pv_sub_idx(j)];
+		sub = c->sub0[pv_sub_idx(j)];
 	} else {
 		if (k != c->k) {
-			idx = PV_COV_FIND(c->env, PVIOMMU_SLOT_SUBX, c->dom,
+			idx = PV_COV_FIND(env, PVIOMMU_SLOT_SUBX, c->dom,
 					  c->bdf, pv_subx_pfn(c->pfn, k));
 			if (idx < 0) {
 				c->broken = 1;
@@ -1050,7 +1088,7 @@ static long pv_cov_cb(__u32 i, void *data)
 			c->k = k;
 			c->xidx = (__u32)idx;
 		}
-		x = pv_slot_at(c->env, c->xidx);
+		x = pv_slot_at(env, c->xidx);
 		if (!x) {
 			c->broken = 1;
 			return 1;
@@ -1078,14 +1116,37 @@ static long pv_cov_cb(__u32 i, void *data)
 	return 0;
 }
 
+static long pv_cov_cb(__u32 i, void *data)
+{
+	return pv_cov_step(i, (struct pv_cov_ctx *)data) ? 1 : 0;
+}
+
+/* c's view of page slot copy s */
+static PV_INLINE void pv_cov_init(struct pv_cov_ctx *c, struct pv_env *e,
+				  const struct pviommu_slot *s, __u64 pfn,
+				  __u32 last)
+{
+	__u32 i;
+
+	PV_CTX_PUT_ENV(c, e);
+	for (i = 0; i < PVIOMMU_SUB_SLOTS; i++)
+		c->sub0[i] = s->sub[i];
+	c->pfn = pfn;
+	c->dom = s->domain;
+	c->bdf = s->bdf;
+	c->n = s->nsub;
+	c->last = last;
+}
+
 /*
  * 1 covered, 0 not, -1 the chain changed under the walk. c holds the page
- * (env, s, pfn, dom, bdf, n, first in cur0, last); one ctx serves every
- * call of a check (one frame: the BPF stack is small)
+ * (pv_cov_init from the slot copy s); one ctx serves every call of a check
+ * (one frame: the BPF stack is small)
  */
-static PV_INLINE int pv_covered(struct pv_cov_ctx *c, __u32 first, __u32 p)
+static PV_INLINE int pv_covered(struct pv_cov_ctx *c,
+				const struct pviommu_slot *s, __u32 first,
+				__u32 p)
 {
-	const struct pviommu_slot *s = c->s;
 	__u64 steps;
 
 	if (((p & PVIOMMU_PERM_READ) && s->cnt_r) ||
@@ -1112,21 +1173,20 @@ static PV_INLINE int pv_page_verdict(struct pv_env *e,
 				     const struct pviommu_slot *s, __u64 pfn,
 				     __u32 first, __u32 last, __u32 need)
 {
-	struct pv_cov_ctx c = {
-		.env = e, .s = s, .pfn = pfn, .dom = s->domain, .bdf = s->bdf,
-		.n = s->nsub, .last = last,
-	};
+	struct pv_cov_ctx c = {};
 	int r;
 
+	pv_cov_init(&c, e, s, pfn, last);
+
 	if (need & PVIOMMU_PERM_READ) {
-		r = pv_covered(&c, first, PVIOMMU_PERM_READ);
+		r = pv_covered(&c, s, first, PVIOMMU_PERM_READ);
 		if (r < 0)
 			return PV_DENY_BUSY;
 		if (!r)
 			goto deny;
 	}
 	if (need & PVIOMMU_PERM_WRITE) {
-		r = pv_covered(&c, first, PVIOMMU_PERM_WRITE);
+		r = pv_covered(&c, s, first, PVIOMMU_PERM_WRITE);
 		if (r < 0)
 			return PV_DENY_BUSY;
 		if (!r)
@@ -1135,7 +1195,7 @@ static PV_INLINE int pv_page_verdict(struct pv_env *e,
 	return PV_ALLOW;
 deny:
 	/* tell "not for this direction" from "not mapped" */
-	r = pv_covered(&c, first, PVIOMMU_PERM_RW);
+	r = pv_covered(&c, s, first, PVIOMMU_PERM_RW);
 	if (r < 0)
 		return PV_DENY_BUSY;
 	return r ? PV_DENY_PERM : PV_DENY_UNMAPPED;
@@ -1194,21 +1254,15 @@ static PV_INLINE int pv_page_touched(struct pv_env *e, __u32 dom, __u32 bdf,
 	r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, &s, &idx);
 	if (r <= 0)
 		return r < 0 ? -1 : 0;
-	c.env = e;
-	c.s = &s;
-	c.pfn = pfn;
-	c.dom = dom;
-	c.bdf = bdf;
-	c.n = s.nsub;
-	c.last = PV_PAGE_MASK;
+	pv_cov_init(&c, e, &s, pfn, PV_PAGE_MASK);
 	c.any = 1;
 	if (need & PVIOMMU_PERM_READ) {
-		r = pv_covered(&c, 0, PVIOMMU_PERM_READ);
+		r = pv_covered(&c, &s, 0, PVIOMMU_PERM_READ);
 		if (r <= 0)
 			return r;
 	}
 	if (need & PVIOMMU_PERM_WRITE)
-		return pv_covered(&c, 0, PVIOMMU_PERM_WRITE);
+		return pv_covered(&c, &s, 0, PVIOMMU_PERM_WRITE);
 	return 1;
 }
 

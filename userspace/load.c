@@ -394,6 +394,37 @@ static void load_drop_unpicked(struct pviommu_bpf *skel)
 		unlink(pv_pin_path("links/kvm_entry"));
 }
 
+/* the verifier's work for the loaded programs: how many, instructions processed */
+struct verify_cost {
+	unsigned int	progs;
+	unsigned long long insns;
+	double		secs;	/* wall time of the load (the verifier, mostly) */
+};
+
+static void verify_cost(struct bpf_object *obj, struct verify_cost *vc)
+{
+	struct bpf_program *p;
+
+	bpf_object__for_each_program(p, obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(p);
+
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len))
+			continue;
+		vc->progs++;
+		vc->insns += info.verified_insns;
+	}
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
 int cmd_load(int argc, char **argv)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = PIN_DIR);
@@ -402,7 +433,9 @@ int cmd_load(int argc, char **argv)
 	struct bpf_program *hc_prog;
 	struct load_opts o = {};
 	int err, ctl_fd = -1, kvm_ok = 0;
+	struct verify_cost vc = {};
 	__u64 gen, key;
+	double t0;
 
 	err = load_parse(argc, argv, &o);
 	if (err)
@@ -427,13 +460,16 @@ int cmd_load(int argc, char **argv)
 	hc_prog = load_pick(skel, &o);
 	if (!hc_prog)
 		goto out;
+	t0 = now_s();
 	err = pviommu_bpf__load(skel);
+	vc.secs = now_s() - t0;
 	if (err) {
 		p_err("loading the BPF programs failed: %s (run with -v for the verifier log)",
 		      strerror(-err));
 		err = 1;
 		goto out;
 	}
+	verify_cost(skel->obj, &vc);
 	err = 1;
 	if (!ctl && !(ctl = ctl_map(&ctl_fd))) {
 		p_err("cannot map %s", PVIOMMU_MAP_CTL);
@@ -473,11 +509,18 @@ int cmd_load(int argc, char **argv)
 		jw_u64(&w, "index_slots", o.slots);
 		jw_u64(&w, "max_records", o.recs);
 		jw_bool(&w, "kvm_hypercall", kvm_ok);
+		jw_obj(&w, "verifier");
+		jw_u64(&w, "programs", vc.progs);
+		jw_u64(&w, "insns_processed", vc.insns);
+		jw_u64(&w, "load_ms", (__u64)(vc.secs * 1000 + 0.5));
+		jw_end(&w);
 		jw_end(&w);
 	} else {
 		printf("pviommu loaded (generation %llu): %llu index slots, %llu records, pins in %s\n",
 		       (unsigned long long)gen, (unsigned long long)o.slots,
 		       (unsigned long long)o.recs, PIN_DIR);
+		printf("verifier: %u programs, %llu instructions processed, loaded in %.2f s\n",
+		       vc.progs, vc.insns, vc.secs);
 	}
 	err = 0;
 out:
