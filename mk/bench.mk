@@ -1,8 +1,9 @@
 # make bench: benchmarks printing ratios measured side by side in one run
 BENCH_CORE	:= $(OUT)/tests/bench_core
+BENCH_SCALE	:= $(OUT)/tests/bench_scale
 .PHONY: bench bench-run bench-peers bench-peers-run
 
-all: $(BENCH_CORE)
+all: $(BENCH_CORE) $(BENCH_SCALE)
 
 $(OUT)/tests/%: $(SRC)/tests/bench/%.c $(BPF_SKELS) $(BPF_HDRS) $(PVLIB_OBJS)
 	$(call msg,CC,$@)
@@ -10,14 +11,16 @@ $(OUT)/tests/%: $(SRC)/tests/bench/%.c $(BPF_SKELS) $(BPF_HDRS) $(PVLIB_OBJS)
 	$(Q)$(CC) $(TEST_CFLAGS) $< $(PVLIB_OBJS) $(LIBBPF_LIBS) -o $@
 
 bench: deps
+	$(Q)$(SRC)/scripts/install-deps.sh --bench
 	$(Q)$(MAKE) --no-print-directory bench-run
 
 bench-run: all guest host-setup
 	$(Q)$(MAKE) --no-print-directory bench-inproc
 	$(Q)$(BENCH_CORE)
+	$(Q)SCALE_GP=$(SRC)/tests/bench/scale.gp $(BENCH_SCALE) $(OUT)/bench
 	$(Q)rc=0; for b in $(SRC)/tests/bench/*.sh; do \
 		[ -x "$$b" ] || continue; \
-		OUT=$(OUT) "$$b" || { echo "bench: $$(basename $$b) failed" >&2; rc=1; }; \
+		BENCH_SHORT=1 OUT=$(OUT) "$$b" || { echo "bench: $$(basename $$b) failed" >&2; rc=1; }; \
 	done; exit $$rc
 
 # make bench-peers: pviommu strict (posted and kicked) and lazy beside QEMU's intel-iommu strict and
