@@ -130,11 +130,13 @@ static __always_inline int active(struct pviommu_ctl *c)
  * the call fails with -EBUSY, and the guest, which gets no status, later
  * sees its device's DMA denied). The holder can be preempted (test_run from
  * QEMU's vCPU threads, raw_tp in a preemptible kernel), so the bound is
- * generous: up to 2^20 tries through bpf_loop (tens of ms at worst; 4096
- * tried inline lost about one MAP per 10^6 guest DMA transfers on this
- * 2-core host).
+ * generous: up to 2^23 tries through bpf_loop (about 75 ms on this 2-core
+ * host). 4096 tried inline lost about one MAP per 10^6 guest DMA transfers
+ * here; 2^20 (about 10 ms) still let a writer give up, now and then, while
+ * a purging holder was preempted between two chunks (test_bpf purge_chunks,
+ * 1 run in 7).
  */
-#define LOCK_TRIES	(1u << 20)
+#define LOCK_TRIES	(1u << 23)
 
 /*
  * The domain locks: a domain's calls, its purges (REGISTER, UNREGISTER,
@@ -148,8 +150,8 @@ static __always_inline int active(struct pviommu_ctl *c)
  * domain's own calls, or another domain's on the same stripe) has to
  * outlast a whole purge, not one chunk: it tries DLOCK_MARGIN times the
  * purge's walk of the tables this load made (every record bucket, every
- * index slot twice; about a try a slot), in rounds of LOCK_TRIES: 3 rounds
- * at the default sizes, 33 at 2^22 slots.
+ * index slot twice; about a try a slot), in rounds of LOCK_TRIES: 1 round
+ * at the default sizes, 5 at 2^22 slots.
  */
 #define PV_DLOCKS	1024u
 

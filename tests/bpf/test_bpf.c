@@ -588,12 +588,16 @@ static void t_uprobe_plane(void)
  * stays unmapped) after a long bounded wait, counted in lock_busy; once
  * the lock is free the same call works.
  */
+static __u64 now_ns(void);
+
 static void t_writer_lock(void)
 {
-	__u64 busy0 = I.ctl->lock_busy;
+	__u64 busy0 = I.ctl->lock_busy, t0;
 
 	I.ctl->lock = 1;	/* a holder that never lets go */
+	t0 = now_ns();
 	ASSERT_EQ(map(DEV_A, 0x60000, 64, R), -EBUSY, "held lock: map gives up with -EBUSY");
+	printf("  a writer gave up on a held lock after %.1f ms\n", (now_ns() - t0) / 1e6);
 	ASSERT_EQ(I.ctl->lock_busy - busy0, 1, "counted in lock_busy");
 	ASSERT_EQ(chk(DEV_A, 0x60000, 1, R), PV_DENY_UNMAPPED, "and nothing was mapped");
 	I.ctl->lock = 0;
