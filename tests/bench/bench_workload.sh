@@ -2,8 +2,9 @@
 # tests/bench/bench_workload.sh - guest workload throughput with pviommu enforcement off, on the
 # uprobe plane (audit) and on the in-process plane (deny), side by side in one run (make bench).
 #
-# Guest (QEMU TCG, q35, 2 vCPUs): e1000 at 00:04.0 and virtio-blk at 00:07.0
-# (iommu_platform=on,disable-legacy=on); pviommu.ko protects both (transport=tcg).
+# Guest (QEMU TCG, q35, 2 vCPUs): e1000 00:04.0, virtio-net 00:05.0, virtio-blk 00:07.0 (virtio
+# with iommu_platform=on,disable-legacy=on) and nvme 00:08.0; pviommu.ko protects all four
+# (transport=tcg).
 # Configurations (one boot each, all workloads run in that boot):
 #   BARE    reference: plain QEMU, no guest module, nothing on the host side.
 #   OFF     "enforcement off": plain QEMU, no enforcement plane; pviommu.ko is loaded and its
@@ -21,9 +22,15 @@
 #   VIOMMU  the peer: no pviommu at all, QEMU's emulated intel-iommu (-device intel-iommu,
 #           intremap=off) and the guest's own IOMMU driver, intel_iommu=on iommu.strict=1;
 #           VIOMMU-LAZY the same with iommu.strict=0 (flush queue).
-# Workloads (timed in the guest with the monotonic clock in ns, /proc/timer_list "now at"):
-#   net  TCP download of NET_MB MiB from a host listener (python3) through the e1000 (busybox nc)
-#   blk  O_DIRECT sequential read of BLK_MB MiB from /dev/vda (dd iflag=direct bs=64k)
+# Workloads (timed in the guest with the monotonic clock in ns, /proc/timer_list "now at"),
+# WORKLOADS selects (default: all):
+#   e1000-rx, vnet-rx   TCP download of NET_MB MiB from a host listener (python3) through the
+#                       e1000 / the virtio-net NIC (busybox nc)
+#   e1000-tx, vnet-tx   TCP upload of NET_MB MiB to it (the listener counts and hashes the bytes)
+#   blk-r64k, blk-w64k  O_DIRECT sequential read / write of BLK_MB MiB on /dev/vda, bs=64k
+#   blk-r4k, blk-w4k    the same with bs=4k, BLK4K_MB MiB (one request in flight: the time per
+#                       request is the 4k latency the table prints)
+#   nvme-r64k, nvme-w64k  the 64k read / write on the nvme disk (/dev/nvme0n1)
 # Transfers per workload = the delta of the global `checks` counter (pviommuctl -j status) over
 # the workload on the UPROBE plane, which counts every checked transfer; the in-process library
 # keeps no counter and OFF/BARE check nothing: their transfers/s use the same per-workload count
@@ -31,7 +38,7 @@
 # Configurations are interleaved (BARE, OFF, UPROBE, INPROC, BARE, ...) ROUNDS times; each boot
 # runs every workload REPS times; the table shows the median, the spread (min-max) and the ratio
 # of medians against OFF (and BARE).
-# Environment: OUT/VM_OUT build dir, ROUNDS (2), REPS (2), NET_MB (32), BLK_MB (128),
+# Environment: OUT/VM_OUT build dir, ROUNDS (2), REPS (2), NET_MB (32), BLK_MB (128), BLK4K_MB (8),
 # BENCH_CONFIGS ("bare off uprobe inproc kick lazy viommu viommu-lazy"; also: inproc0 = the in-process library with no guest
 # module, a diagnostic: what the library costs when no transfer is protected; ring64 = INPROC with
 # the one-page ring of 64 entries, the reference for the default 512). Needs root and `make all guest`; skips (exit 0)
@@ -44,7 +51,19 @@ export VM_OUT=${VM_OUT:-${OUT:-$SRC/build}}
 . "$SRC/tests/vm/lib.sh"
 CTL=$VM_OUT/pviommuctl
 KO=$VM_OUT/guest-module/pviommu.ko
-ROUNDS=${ROUNDS:-2} REPS=${REPS:-2} NET_MB=${NET_MB:-32} BLK_MB=${BLK_MB:-128}
+# BENCH_SHORT=1 (make bench): three workloads, no IOMMU / pviommu / intel-iommu, one rep each;
+# make bench-peers runs the whole set
+if [ "${BENCH_SHORT:-0}" = 1 ]; then
+	: "${WORKLOADS:=e1000-rx blk-r64k blk-r4k}" "${BENCH_CONFIGS:=bare inproc viommu}" "${REPS:=1}"
+fi
+ROUNDS=${ROUNDS:-2} REPS=${REPS:-2} NET_MB=${NET_MB:-32} BLK_MB=${BLK_MB:-128} BLK4K_MB=${BLK4K_MB:-8}
+WORKLOADS=${WORKLOADS:-e1000-rx e1000-tx vnet-rx vnet-tx blk-r64k blk-w64k blk-r4k blk-w4k nvme-r64k nvme-w64k}
+for w in $WORKLOADS; do
+	case $w in e1000-rx|e1000-tx|vnet-rx|vnet-tx|blk-r64k|blk-w64k|blk-r4k|blk-w4k|nvme-r64k|nvme-w64k) ;;
+	*) echo "$NAME: unknown workload '$w'" >&2; exit 2 ;; esac
+done
+# QEMU's hard limit: the boot, then each workload's runs at 300 s at most
+BOOT_TIMEOUT=$((180 + REPS * $(echo $WORKLOADS | wc -w) * 300))
 CONFIGS=${BENCH_CONFIGS:-bare off uprobe inproc kick lazy viommu viommu-lazy}
 NAME=bench_workload
 
@@ -76,21 +95,22 @@ now() {	# monotonic ns (hrtimer clock) from /proc/timer_list; /proc/uptime (10 m
 	[ -n "$_t" ] || _t=$(awk '{ printf "%d", $1 * 1e9 }' /proc/uptime)
 	echo "$_t"
 }
-ifup() {
+ifup() {	# ifup e1000|virtio: the NIC up on its own subnet (the host listener at .2)
 	i=
-	for _t in 1 2 3 4 5 6 7 8 9 10; do i=$(nic e1000) && break; sleep 0.5; done
+	for _t in 1 2 3 4 5 6 7 8 9 10; do i=$(nic "$1") && break; sleep 0.5; done
 	[ -n "$i" ] || return 1
 	ip link set "$i" up
 	ip addr add "$(guest_ip "$i")/24" dev "$i" 2>/dev/null
-	ip route add default via "$(host_ip "$i")" dev "$i" 2>/dev/null
+	[ "$1" != e1000 ] || ip route add default via "$(host_ip "$i")" dev "$i" 2>/dev/null
 	return 0
 }
 NETB=$(( $(karg netmb) * 1048576 ))
 BLKN=$(( $(karg blkmb) * 16 ))
+BLK4N=$(( $(karg blk4kmb) * 256 ))
 mark ready
 [ "$(wait_host)" = go ] || fail "expected go"
 if [ "$(karg nomod)" != 1 ]; then
-	check insmod-pviommu insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg verify=$(karg verify || echo 1) post=$(karg post || echo -1) mode=$(karg mode || echo strict) ring=$(karg ring || echo 512) ||
+	check insmod-pviommu insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_NET,$BDF_VIRTIO_BLK,$BDF_NVME transport=tcg verify=$(karg verify || echo 1) post=$(karg post || echo -1) mode=$(karg mode || echo strict) ring=$(karg ring || echo 512) ||
 		fail "insmod pviommu.ko: $(dmesg | tail -n 3)"
 fi
 if [ "$(karg viommu)" = 1 ]; then	# the peer: the guest's own IOMMU driver translates both devices
@@ -99,35 +119,59 @@ if [ "$(karg viommu)" = 1 ]; then	# the peer: the guest's own IOMMU driver trans
 		fail "e1000 not behind a translating IOMMU domain"
 	value viommu-domain "$(cat /sys/bus/pci/devices/$BDF_E1000/iommu_group/type)"
 fi
-check ifup-e1000 ifup || fail "e1000 not back after insmod"
+check ifup-e1000 ifup e1000 || fail "e1000 not back after insmod"
+check ifup-virtio-net ifup virtio || fail "virtio-net not back after insmod"
 wait_for /sys/block/vda 20 || fail "no /dev/vda after insmod"
-# warm-up: ARP, TCP, the block device's first requests
+wait_for /sys/block/nvme0n1 20 || fail "no /dev/nvme0n1 after insmod"
+# net NIC rx|tx: "t0 t1 bytes" of one transfer of NETB bytes with the host listener
+net() {
+	_h=$(host_ip "$(nic "$1")")
+	_t0=$(now)
+	if [ "$2" = rx ]; then
+		_n=$(echo "GET $NETB" | nc -w 20 "$_h" "$(karg port)" | wc -c)
+	else	# the listener answers "OK n md5" once it has all n bytes
+		_n=$({ echo "PUT $NETB"; head -c "$NETB" /dev/zero; } | nc -w 20 "$_h" "$(karg port)" |
+			sed -n 's/^OK \([0-9]*\) .*/\1/p')
+	fi
+	echo "$_t0 $(now) ${_n:-0}"
+}
+# blk DEV r|w BS COUNT: "t0 t1 bytes" of COUNT O_DIRECT requests of BS bytes
+blk() {
+	_t0=$(now)
+	if [ "$2" = r ]; then dd if="$1" of=/dev/null bs="$3" count="$4" iflag=direct 2>/tmp/dd.err
+	else dd if=/dev/zero of="$1" bs="$3" count="$4" oflag=direct 2>/tmp/dd.err; fi
+	_t1=$(now)
+	# busybox dd prints no byte count: full + partial records
+	_n=$(sed -n 's/^\([0-9]*\)+\([0-9]*\) records out.*/\1/p' /tmp/dd.err)
+	_p=$(sed -n 's/^\([0-9]*\)+\([0-9]*\) records out.*/\2/p' /tmp/dd.err)
+	[ "${_p:-0}" = 0 ] || _n=0	# a short transfer: not counted
+	case $3 in 64k) _b=65536 ;; 4k) _b=4096 ;; esac
+	echo "$_t0 $_t1 $(( ${_n:-0} * _b ))"
+}
+# warm-up: ARP, TCP, the block devices' first requests
 echo "GET 65536" | nc -w 10 "$(host_ip "$(nic e1000)")" "$(karg port)" >/dev/null
+echo "GET 65536" | nc -w 10 "$(host_ip "$(nic virtio)")" "$(karg port)" >/dev/null
 dd if=/dev/vda of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null
+dd if=/dev/nvme0n1 of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null
 mark armed
 while cmd=$(wait_host); do
 	set -- $cmd
 	case $1 in
-	net)
-		h=$(host_ip "$(nic e1000)")
-		t0=$(now)
-		echo "GET $NETB" | nc -w 20 "$h" "$(karg port)" >/tmp/got
-		t1=$(now)
-		value "net-$2" "$t0 $t1 $(wc -c </tmp/got)"
-		rm -f /tmp/got
-		mark "done-net-$2" ;;
-	blk)
-		t0=$(now)
-		dd if=/dev/vda of=/dev/null bs=64k count=$BLKN iflag=direct 2>/tmp/dd.err
-		t1=$(now)
-		# busybox dd prints no byte count: full + partial records of 64 KiB
-		n=$(sed -n 's/^\([0-9]*\)+\([0-9]*\) records out.*/\1/p' /tmp/dd.err)
-		p=$(sed -n 's/^\([0-9]*\)+\([0-9]*\) records out.*/\2/p' /tmp/dd.err)
-		[ "${p:-0}" = 0 ] || n=0	# a short read: not counted
-		value "blk-$2" "$t0 $t1 $(( ${n:-0} * 65536 ))"
-		mark "done-blk-$2" ;;
+	e1000-rx) r=$(net e1000 rx) ;;
+	e1000-tx) r=$(net e1000 tx) ;;
+	vnet-rx) r=$(net virtio rx) ;;
+	vnet-tx) r=$(net virtio tx) ;;
+	blk-r64k) r=$(blk /dev/vda r 64k "$BLKN") ;;
+	blk-w64k) r=$(blk /dev/vda w 64k "$BLKN") ;;
+	blk-r4k) r=$(blk /dev/vda r 4k "$BLK4N") ;;
+	blk-w4k) r=$(blk /dev/vda w 4k "$BLK4N") ;;
+	nvme-r64k) r=$(blk /dev/nvme0n1 r 64k "$BLKN") ;;
+	nvme-w64k) r=$(blk /dev/nvme0n1 w 64k "$BLKN") ;;
 	end) break ;;
+	*) r="0 0 0" ;;
 	esac
+	value "$1-$2" "$r"
+	mark "done-$1-$2"
 done
 [ -r /sys/kernel/debug/pviommu/stats ] && value gstats "$(tr '\n' ' ' </sys/kernel/debug/pviommu/stats)"
 exit 0
@@ -145,7 +189,9 @@ d=[x for x in json.load(sys.stdin)["domains"] if x["pid"]==int(sys.argv[1])]
 print(d[0]["mode"] if d else "none")' "$1" 2>/dev/null
 }
 
-RES=$work/results	# cfg round rep workload seconds bytes checks hypercalls violations
+RES=$work/results	# cfg round rep workload seconds bytes checks hypercalls violations qemu_cpu_s
+# qemu_cpu PID: QEMU's user + system CPU seconds so far (all its threads)
+qemu_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 : >"$RES"
 BOOTS=0 FAILS=0
 # run_cfg CFG ROUND: one boot, every workload REPS times
@@ -166,13 +212,14 @@ run_cfg() {
 		app=" pviommu.nomod=1 pviommu.viommu=1 intel_iommu=on iommu.strict=$([ "$cfg" = viommu ] && echo 1 || echo 0)" ;;
 	esac
 	VM_QEMU_WRAPPER="${wrap[*]}" vm_boot --name "bw-$cfg-$r" --script "$work/guest.sh" --file "$KO" \
-		--net e1000 --disk virtio-blk "$((BLK_MB + 8))M" "${viommu[@]+"${viommu[@]}"}" \
-		--virtio-opts "iommu_platform=on,disable-legacy=on" --timeout 240 \
-		--append "pviommu.port=$port pviommu.netmb=$NET_MB pviommu.blkmb=$BLK_MB$app" || return 1
+		--net e1000 --net virtio --disk virtio-blk "$((BLK_MB + 8))M" --disk nvme "$((BLK_MB + 8))M" \
+		"${viommu[@]+"${viommu[@]}"}" \
+		--virtio-opts "iommu_platform=on,disable-legacy=on" --timeout "$BOOT_TIMEOUT" \
+		--append "pviommu.port=$port pviommu.netmb=$NET_MB pviommu.blkmb=$BLK_MB pviommu.blk4kmb=$BLK4K_MB$app" || return 1
 	BOOTS=$((BOOTS + 1))
 	# the image is sparse: read it once on the host so the first guest read does not pay for
 	# the host page cache filling with zero pages (seen: rep 1 at half the speed of rep 2)
-	cat "$(vm_dir)/disk0.img" >/dev/null
+	cat "$(vm_dir)"/disk*.img >/dev/null
 	vm_wait_marker ready 120 || return 1
 	pid=$(vm_pid) || return 1
 	case $cfg in
@@ -186,16 +233,16 @@ run_cfg() {
 	mode=$(dom_mode "$pid")
 	echo "$cfg $r $mode" >>"$work/modes"
 	for k in $(seq 1 "$REPS"); do
-		for w in net blk; do
-			s0=$(stats)
+		for w in $WORKLOADS; do
+			s0=$(stats) c0=$(qemu_cpu "$pid")
 			vm_send "$w $r.$k" || return 1
-			vm_wait_marker "done-$w-$r.$k" 120 || return 1
-			s1=$(stats)
+			vm_wait_marker "done-$w-$r.$k" 300 || return 1
+			s1=$(stats) c1=$(qemu_cpu "$pid")
 			read -r t0 t1 bytes <<<"$(vm_value "$w-$r.$k")"
 			v=$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" 'BEGIN {
 				split(a, x); split(b, y)
 				printf "%.6f %d %d %d", (t1 - t0) / 1e9, y[1] - x[1], y[2] - x[2], y[3] - x[3] }')
-			echo "$cfg $r $k $w ${v%% *} $bytes ${v#* }" >>"$RES"
+			echo "$cfg $r $k $w ${v%% *} $bytes ${v#* } $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')" >>"$RES"
 		done
 	done
 	vm_send end
@@ -205,8 +252,9 @@ run_cfg() {
 }
 
 say "$NAME: guest workload throughput, enforcement off / uprobe audit / in-process deny"
-say "  QEMU TCG, 2 vCPUs, 512 MiB; pviommu.ko protects e1000 00:04.0 + virtio-blk 00:07.0 (transport=tcg)"
-say "  net: $NET_MB MiB TCP download (e1000, slirp, busybox nc); blk: $BLK_MB MiB O_DIRECT read (dd bs=64k)"
+say "  QEMU TCG, 2 vCPUs, 512 MiB; pviommu.ko protects e1000 00:04.0, virtio-net 00:05.0, virtio-blk 00:07.0"
+say "  and nvme 00:08.0 (transport=tcg). Workloads: $WORKLOADS"
+say "  net: $NET_MB MiB TCP down (rx) / up (tx) (slirp, busybox nc); 64k: $BLK_MB MiB O_DIRECT (dd); 4k: $BLK4K_MB MiB"
 say "  $ROUNDS round(s) x configs interleaved ($CONFIGS), $REPS rep(s) of each workload per boot"
 for r in $(seq 1 "$ROUNDS"); do
 	for cfg in $CONFIGS; do
@@ -219,24 +267,31 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 echo "{$CTX0, $(host_ctx end), \"cpus\": $(nproc), \"rounds\": $ROUNDS, \"reps\": $REPS}" >"$work/host.json"
-python3 - "$RES" "$NET_MB" "$BLK_MB" "$work/modes" "$work" <<'PY'
+python3 - "$RES" "$NET_MB" "$BLK_MB" "$work/modes" "$work" "$BLK4K_MB" "$WORKLOADS" <<'PY'
 import sys, glob, os, statistics as st
 res, net_mb, blk_mb, modes, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+blk4k_mb, WL = int(sys.argv[6]), sys.argv[7].split()
 rows = [l.split() for l in open(res) if l.strip()]
 names = {"bare": "BARE (no pviommu)", "off": "OFF (transport only)", "uprobe": "UPROBE audit",
          "inproc": "INPROC deny", "ring64": "INPROC, 64-entry ring", "kick": "INPROC, kick per op",
          "lazy": "INPROC lazy",
          "viommu": "intel-iommu strict", "viommu-lazy": "intel-iommu lazy",
          "inproc0": "INPROC, no guest mod"}
-want = {"net": net_mb << 20, "blk": blk_mb << 20}
+def is4k(w): return w.endswith("-r4k") or w.endswith("-w4k")
+def want_bytes(w):
+    if w.endswith("-rx") or w.endswith("-tx"):
+        return net_mb << 20
+    return (blk4k_mb if is4k(w) else blk_mb) << 20
+want = {w: want_bytes(w) for w in WL}
 cfgs = [c for c in names if any(r[0] == c for r in rows)]
 data, bad, byround = {}, [], {}
-for c, rnd, k, w, sec, nbytes, chk, hc, viol in rows:
+for c, rnd, k, w, sec, nbytes, chk, hc, viol, cpu in rows:
     sec, nbytes = float(sec), int(nbytes)
     if nbytes != want[w] or sec <= 0:
         bad.append(f"{c} round {rnd} rep {k} {w}: {nbytes} bytes in {sec:.3f} s (expected {want[w]})")
         continue
-    data.setdefault((c, w), []).append((nbytes / sec / 1e6, sec, int(chk), int(hc), int(viol)))
+    data.setdefault((c, w), []).append((nbytes / sec / 1e6, sec, int(chk), int(hc), int(viol),
+                                        float(cpu) / (nbytes / 1e9)))
     byround.setdefault((c, w, rnd), []).append(nbytes / sec / 1e6)
 def paired(c, w, base="bare"):
     """per round: this config's mean MB/s over the base's in the same round"""
@@ -258,25 +313,27 @@ def ratio(c, w, base):
     return a / b if b == b and b > 0 and a == a else nan
 def fr(x): return f"{x:>6.3f}" if x == x else f"{'-':>6}"
 print()
-print(f"{'load':<4} {'config':<20} {'n':>2} {'MB/s':>7} {'min-max':>13} {'vs OFF':>6} {'vs BARE':>7}"
-      f" {'transfers':>9} {'transfers/s':>11} {'hcalls':>6} {'viol':>4}")
+print(f"{'load':<9} {'config':<20} {'n':>2} {'MB/s':>7} {'min-max':>13} {'vs OFF':>6} {'vs BARE':>7}"
+      f" {'transfers':>9} {'transfers/s':>11} {'hcalls':>6} {'viol':>4} {'CPU-s/GB':>8} {'lat us':>7}")
 xfer = {}
-for w in ("net", "blk"):
+for w in WL:
     up = col("uprobe", w, 2)
     xfer[w] = int(med(up)) if up else 0
     for c in cfgs:
         v = data.get((c, w), [])
         if not v:
-            print(f"{w:<4} {names[c]:<20}  0 (no valid run)")
+            print(f"{w:<9} {names[c]:<20}  0 (no valid run)")
             continue
         mbs = col(c, w, 0)
         t = med(col(c, w, 1))
         n = xfer[w]
         ns = f"{n:>9d}" if n else f"{'?':>9}"
         ts = f"{n / t:>11.0f}" if n else f"{'?':>11}"
-        print(f"{w:<4} {names[c]:<20} {len(v):>2} {med(mbs):>7.2f} {min(mbs):>6.2f}-{max(mbs):<6.2f}"
+        # 4k: one request in flight, so the time per request is its latency
+        lat = f"{t / (want[w] / 4096) * 1e6:>7.0f}" if is4k(w) else f"{'-':>7}"
+        print(f"{w:<9} {names[c]:<20} {len(v):>2} {med(mbs):>7.2f} {min(mbs):>6.2f}-{max(mbs):<6.2f}"
               f" {fr(ratio(c, w, 'off'))} {fr(ratio(c, w, 'bare')):>7} {ns} {ts}"
-              f" {int(med(col(c, w, 3))):>6d} {sum(col(c, w, 4)):>4d}")
+              f" {int(med(col(c, w, 3))):>6d} {sum(col(c, w, 4)):>4d} {med(col(c, w, 5)):>8.1f} {lat}")
 print()
 for l in bad:
     print("  invalid sample (not counted):", l)
@@ -285,6 +342,8 @@ for c, r, m in mode_lines:
         print(f"  WARNING: {c} round {r}: domain mode was '{m}'")
 print("  MB/s: 10^6 bytes/s, guest monotonic clock (ns) around nc / dd only; median of n runs;"
       " vs X: ratio of medians.")
+print("  CPU-s/GB: QEMU's user + system CPU seconds (all threads, /proc/PID/stat) per GB moved, median;"
+      " lat us: time per 4k request (one in flight).")
 print("  OFF = pviommu.ko loaded + 'pviommuctl attach' (TCG transport, uprobe on cpu_x86_cpuid),"
       " no per-transfer check.")
 print("  BARE = no guest module, no host plane (reference: everything pviommu adds).")
@@ -292,7 +351,7 @@ print("  transfers: checked DMA transfers per run (delta of the 'checks' counter
       " the one plane that counts")
 print("  them; the same count is used for the other configs); hcalls: map/unmap hypercalls per run;"
       " viol: violations, all runs.")
-for w in ("net", "blk"):
+for w in WL:
     for c in ("off", "bare"):
         v = col(c, w, 0)
         if len(v) > 1:
@@ -334,8 +393,10 @@ print("  target (issue: emulated devices, strict): < 1 exit per MB; BPF runs: '-
 print("  every operation is its own hypercall and BPF run).")
 print()
 ok = True
-for w in ("net", "blk"):
+for w in WL:
     r = ratio("inproc", w, "off")
+    if "off" not in cfgs:
+        continue
     if r != r:
         print(f"  target in-process deny loss <= 5% vs OFF ({w}): not measured"); ok = False; continue
     loss = (1 - r) * 100
@@ -345,16 +406,16 @@ for w in ("net", "blk"):
     print(f"  target in-process deny loss <= 5% vs OFF ({w}): {loss:+.1f}% -> "
           f"{'met' if loss <= 5 else 'NOT met'}{extra}")
 for a, b in (("inproc", "viommu"), ("lazy", "viommu-lazy")):
-    for w in ("net", "blk"):
+    for w in WL:
         r = ratio(a, w, b)
         if r == r:
             print(f"  peer ({w}): {names[a]} / {names[b]} = {r:.3f}x throughput"
                   f" (vs no IOMMU: {ratio(a, w, 'bare'):.3f}x and {ratio(b, w, 'bare'):.3f}x)")
-for w in ("net", "blk"):
+for w in WL:
     r = ratio("inproc", w, "kick")
     if r == r:
         print(f"  posting ({w}): INPROC (posted, batched) / INPROC kick per op = {r:.3f}x throughput")
-for w in ("net", "blk"):
+for w in WL:
     t_off, t_up, t_in = (med(col(c, w, 1)) for c in ("off", "uprobe", "inproc"))
     if xfer[w] and t_off == t_off and t_up == t_up:
         print(f"  uprobe audit ({w}): {(1 - ratio('uprobe', w, 'off')) * 100:+.1f}% vs OFF; "
@@ -371,7 +432,7 @@ print("  uprobe: INPROC's hypercalls are cheaper than OFF's, so INPROC can be fa
 if "bare" in cfgs:
     print()
     print("paired per-round throughput ratios to no IOMMU (BARE): median [min-max] over rounds")
-    for w in ("net", "blk"):
+    for w in WL:
         line = []
         for c in cfgs:
             if c == "bare":
@@ -386,13 +447,14 @@ if outdir:
     os.makedirs(outdir, exist_ok=True)
     res = []
     for c in cfgs:
-        for w in ("net", "blk"):
+        for w in WL:
             v = col(c, w, 0)
             if not v:
                 continue
             rs = paired(c, w) if c != "bare" else [1.0]
             res.append({"config": c, "name": names[c], "workload": w, "runs": len(v),
                         "mb_s_median": med(v), "mb_s_min": min(v), "mb_s_max": max(v),
+                        "qemu_cpu_s_per_gb": med(col(c, w, 5)),
                         "ratio_to_bare_median": st.median(rs) if rs else None,
                         "ratio_to_bare_min": min(rs) if rs else None,
                         "ratio_to_bare_max": max(rs) if rs else None,
@@ -402,23 +464,23 @@ if outdir:
         host = json.load(open(os.path.join(work, "host.json")))
     except OSError:
         pass
-    json.dump({"workloads": {"net": f"{net_mb} MiB TCP download, e1000", "blk": f"{blk_mb} MiB O_DIRECT read 64k, virtio-blk"},
+    json.dump({"workloads": {w: f"{want[w] >> 20} MiB" for w in WL},
                "host": host, "results": res}, open(os.path.join(outdir, "peers.json"), "w"), indent=1)
     with open(os.path.join(outdir, "peers.md"), "w") as f:
-        f.write("| workload | configuration | runs | MB/s median [min-max] | ratio to no IOMMU, paired per round: median [min-max] | exits/MB | BPF runs/GB |\n")
-        f.write("|---|---|---|---|---|---|---|\n")
+        f.write("| workload | configuration | runs | MB/s median [min-max] | ratio to no IOMMU, paired per round: median [min-max] | QEMU CPU-s/GB | exits/MB | BPF runs/GB |\n")
+        f.write("|---|---|---|---|---|---|---|---|\n")
         for r in res:
             ex, br = r.get("exits_per_gb"), r.get("bpf_runs_per_gb")
             ratio = "-" if r["ratio_to_bare_median"] is None else \
                 f"{r['ratio_to_bare_median']:.3f} [{r['ratio_to_bare_min']:.3f}-{r['ratio_to_bare_max']:.3f}]"
             f.write(f"| {r['workload']} | {r['name']} | {r['runs']} | {r['mb_s_median']:.2f}"
-                    f" [{r['mb_s_min']:.2f}-{r['mb_s_max']:.2f}] | {ratio} | "
+                    f" [{r['mb_s_min']:.2f}-{r['mb_s_max']:.2f}] | {ratio} | {r['qemu_cpu_s_per_gb']:.1f} | "
                     f"{'-' if ex is None else f'{ex / 1000:.2f}'} | {'-' if br is None else f'{br:.0f}'} |\n")
         f.write(f"\nhost: {json.dumps(host)}\n")
     with open(os.path.join(outdir, "peers.dat"), "w") as f:
         cs = [c for c in cfgs if c != "bare"]
         f.write("workload " + " ".join(f'"{names[c]}"' for c in cs) + "\n")
-        for w in ("net", "blk"):
+        for w in WL:
             vals = []
             for c in cs:
                 rs = paired(c, w)
