@@ -5,7 +5,7 @@ BENCH_SCALE	:= $(OUT)/tests/bench_scale
 
 all: $(BENCH_CORE) $(BENCH_SCALE)
 
-$(OUT)/tests/%: $(SRC)/tests/bench/%.c $(BPF_SKELS) $(BPF_HDRS) $(PVLIB_OBJS)
+$(OUT)/tests/%: $(SRC)/tests/bench/%.c $(SRC)/tests/bench/bench_util.h $(BPF_SKELS) $(BPF_HDRS) $(PVLIB_OBJS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(TEST_CFLAGS) $< $(PVLIB_OBJS) $(LIBBPF_LIBS) -o $@

@@ -22,6 +22,7 @@
 #include "bench.skel.h"
 #include "pvlib.h"
 #include "pv_user.h"
+#include "bench_util.h"
 
 #define DEV	PVIOMMU_BDF(0, 0, 4, 0)
 
@@ -29,41 +30,6 @@ static struct pviommu_bpf *skel;
 static int hc_fd, chk_fd;
 static struct pv_env env, env_idx;
 static char dir[128];
-
-static double now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-/* kernel-side run time of a program, from BPF stats */
-static void prog_stats(int fd, __u64 *ns, __u64 *cnt)
-{
-	struct bpf_prog_info info = {};
-	__u32 len = sizeof(info);
-
-	bpf_obj_get_info_by_fd(fd, &info, &len);
-	*ns = info.run_time_ns;
-	*cnt = info.run_cnt;
-}
-
-static __u64 memlock(int fd)
-{
-	char path[64], line[256];
-	unsigned long long v = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "memlock: %llu", &v) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return v;
-}
 
 static int hc(__u32 op, __u64 iova, __u64 size)
 {

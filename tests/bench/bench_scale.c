@@ -32,6 +32,7 @@
 #include "pviommu.skel.h"
 #include "pvlib.h"
 #include "pv_user.h"
+#include "bench_util.h"
 
 #define BASE	0x100000000ull	/* live mapping i: 4 KiB at BASE + i * 8 KiB */
 #define SCRATCH	0x10000000ull	/* the timed maps and unmaps */
@@ -50,40 +51,6 @@ struct load {
 struct point {		/* one configuration's figures */
 	double	map_ns, unmap_ns, chk_ns, user_ns, mem_b, mem_mib;
 };
-
-static double now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e9 + t.tv_nsec;
-}
-
-static void prog_stats(int fd, __u64 *ns, __u64 *cnt)
-{
-	struct bpf_prog_info info = {};
-	__u32 len = sizeof(info);
-
-	bpf_obj_get_info_by_fd(fd, &info, &len);
-	*ns = info.run_time_ns;
-	*cnt = info.run_cnt;
-}
-
-static __u64 memlock(int fd)
-{
-	char path[64], line[256];
-	unsigned long long v = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "memlock: %llu", &v) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return v;
-}
 
 static void unload(struct load *l)
 {
