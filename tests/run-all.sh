@@ -50,7 +50,9 @@ done
 # the real KVM stack, in a guest that plays the host (nested SVM under TCG).
 # Nested KVM on emulation fails now and then outside pviommu: an L2 guest resets before it prints
 # a single line (its QEMU exits 0 with an empty serial log, ~1 run in 10, seen in l1-kvm and in
-# l1-assign before pviommu.ko is even loaded), L1's KVM soft-locks (seen once), or L1's vCPU
+# l1-assign before pviommu.ko is even loaded) or after its first lines but before its ready
+# marker, which comes before pviommu.ko is loaded (QEMU rc 0, no panic, oops or BUG in its log;
+# seen in l1-assign), L1's KVM soft-locks (seen twice), or L1's vCPU
 # thread dies in KVM_RUN of recursive page faults on a %gs access until its stack guard page
 # (seen once; no BPF frame), or L1 itself resets while its L2 boots (L1's QEMU exits 0, no
 # verdict, its serial log ends without a panic, an oops or a BUG: a triple fault of the emulated
@@ -68,8 +70,16 @@ l1_flake() {	# l1_flake LOG: the first signature in it or in L1's serial log it 
 	serial=$(l1_serial "$1")
 	cat "$1" ${serial:+"$serial"} 2>/dev/null | tr -d '\r' | awk '
 	     function flake(w) { print w; done = 1; exit }
-	     /--- L2 serial log$/ { s = NR; next }
-	     s && NR == s + 1 { if ($0 ~ /--- L2 qemu.out \(QEMU rc 0\)$/) flake("L2 reset before printing a line"); s = 0 }
+	     /(^FAIL |CHECK FAIL )[a-z0-9-]*l2-ready-marker/ { nready = 1 }
+	     /--- L2 serial log$/ { s = NR; l2crash = 0; next }
+	     s && /--- L2 qemu.out \(QEMU rc 0\)$/ {
+		if (NR == s + 1) flake("L2 reset before printing a line")
+		# L2 printed its first lines, then its QEMU exited 0 with no panic, oops or BUG,
+		# before the ready marker, which comes before pviommu.ko is loaded
+		if (nready && !l2crash) flake("L2 reset before its ready marker")
+		s = 0; next }
+	     s && /--- L2 qemu.out/ { s = 0 }
+	     s && /Kernel panic|Oops|BUG:|Call Trace|general protection fault/ { l2crash = 1 }
 	     /watchdog: BUG: soft lockup/ { flake("soft lockup in L1") }
 	     /BUG: TASK stack guard page was hit/ { flake("L1 stack guard page") }
 	     /VM .l1_[a-z_]*. exited \(QEMU rc 0\) without a verdict/ { rc0 = 1 }
