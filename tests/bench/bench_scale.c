@@ -163,6 +163,19 @@ static int populate(struct load *l, __u64 from, __u64 to, __u32 ndev)
 	return 0;
 }
 
+/* REPS calls of op on the scratch pages of dev: BPF run time per call; refusals into *failed */
+static double timed_ops(struct load *l, __u32 op, __u32 dev, unsigned long *failed)
+{
+	__u64 ns0, c0, ns1, c1;
+
+	prog_stats(l->hc_fd, &ns0, &c0);
+	for (int i = 0; i < REPS; i++)
+		*failed += pv_hypercall(l->hc_fd, op, PVIOMMU_PERM_RW, dev,
+					SCRATCH + i * 0x2000ull, 0x1000, 0) != 0;
+	prog_stats(l->hc_fd, &ns1, &c1);
+	return (double)(ns1 - ns0) / (c1 - c0 ? c1 - c0 : 1);
+}
+
 /*
  * time REPS maps and unmaps of fresh pages of device dev (BPF run time per
  * call), REPS BPF checks and CHECKS in-process checks of random live
@@ -177,18 +190,8 @@ static int measure(struct load *l, struct point *pt, __u32 dev, const __u32 *dom
 	unsigned long failed = 0;
 	double t0;
 
-	prog_stats(l->hc_fd, &ns0, &c0);
-	for (int i = 0; i < REPS; i++)
-		failed += pv_hypercall(l->hc_fd, PVIOMMU_OP_MAP, PVIOMMU_PERM_RW, dev,
-				       SCRATCH + i * 0x2000ull, 0x1000, 0) != 0;
-	prog_stats(l->hc_fd, &ns1, &c1);
-	pt->map_ns = (double)(ns1 - ns0) / (c1 - c0 ? c1 - c0 : 1);
-	prog_stats(l->hc_fd, &ns0, &c0);
-	for (int i = 0; i < REPS; i++)
-		failed += pv_hypercall(l->hc_fd, PVIOMMU_OP_UNMAP, PVIOMMU_PERM_RW, dev,
-				       SCRATCH + i * 0x2000ull, 0x1000, 0) != 0;
-	prog_stats(l->hc_fd, &ns1, &c1);
-	pt->unmap_ns = (double)(ns1 - ns0) / (c1 - c0 ? c1 - c0 : 1);
+	pt->map_ns = timed_ops(l, PVIOMMU_OP_MAP, dev, &failed);
+	pt->unmap_ns = timed_ops(l, PVIOMMU_OP_UNMAP, dev, &failed);
 	if (failed) {
 		fprintf(stderr, "bench_scale: %lu timed map/unmap calls failed\n", failed);
 		return -1;
@@ -304,6 +307,7 @@ int main(int argc, char **argv)
 	char path[256];
 	struct load l;
 	__u32 self = getpid();
+	__u64 mem;
 	int stats_fd;
 	FILE *f;
 
@@ -324,8 +328,9 @@ int main(int argc, char **argv)
 				(unsigned long long)nmap[i]);
 			return 1;
 		}
-		pm[i].mem_mib = load_memory(&l) / 1048576.0;
-		pm[i].mem_b = load_memory(&l) / (double)nmap[i];
+		mem = load_memory(&l);
+		pm[i].mem_mib = mem / 1048576.0;
+		pm[i].mem_b = mem / (double)nmap[i];
 		unload(&l);
 	}
 	for (int i = 0; i < ND; i++) {
