@@ -2,7 +2,10 @@
 # make demo / make bench: the same set-up, then the end-to-end run / benchmarks.
 .PHONY: check check-run check-unit check-bpf check-lifecycle check-cli check-vm host-setup fuzz
 
+# the packages of every suite, before any runs: suites run side by side, and two apt-get at once
+# would fight over dpkg's lock (make deb and test_libvirt.sh ask again, and find nothing missing)
 check: deps
+	$(Q)$(SRC)/scripts/install-deps.sh --deb --libvirt
 	$(Q)$(MAKE) --no-print-directory check-run
 
 check-run: all guest host-setup

@@ -36,7 +36,7 @@ atk_init() {
 	[ -f "$ATK_PVIOMMU_KO" ] || { echo "attacks: $ATK_PVIOMMU_KO missing (make guest-module)" >&2; return 2; }
 	[ -f "$ATK_ATTACK_KO" ] || { echo "attacks: $ATK_ATTACK_KO missing (make guest-attack)" >&2; return 2; }
 	export PVIOMMU_PIN_DIR=${PVIOMMU_PIN_DIR:-/sys/fs/bpf/pviommu-atk-$$}
-	ATK_WORK=${ATK_WORK:-$VM_OUT/vm/attacks.host}
+	ATK_WORK=${ATK_WORK:-$VM_RUNS/attacks.host}
 	rm -rf "$ATK_WORK"; mkdir -p "$ATK_WORK/www"
 	head -c 1000000 /dev/urandom >"$ATK_WORK/www/blob"
 	ATK_BLOBSUM=$(md5sum <"$ATK_WORK/www/blob" | cut -d' ' -f1)

@@ -7,7 +7,7 @@
 #   vm_wait                # 0 only if the guest printed "PVIOMMU-VM: RESULT PASS"
 #
 # vm_boot [options]        start qemu-system-x86_64 in the background (returns once QEMU runs)
-#   --name N               VM name; state in $VM_OUT/vm/N/ (default: "vm")
+#   --name N               VM name; state in $VM_RUNS/N/ (default: "vm")
 #   --script FILE          guest test script, becomes /test/run.sh (run by /init with /bin/sh)
 #   --file SRC[:DEST]      extra file/dir in the guest (DEST default /test/<basename>) [repeat]
 #   --module NAME          extra guest kernel module (+deps), loaded by /init [repeat]
@@ -51,11 +51,13 @@
 # vm_blob_server SIZE      a random blob in $work/blob behind vm_tcp_server: blob_md5, port, SPID
 # vm_host_init TAG         for a host-side test named $NAME using pviommuctl $CTL: its own pin
 #                          dir (PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-TAG-PID), a fresh $work
-#                          ($VM_OUT/vm/$NAME.host), and an EXIT trap that stops its VMs, the host
+#                          ($VM_RUNS/$NAME.host), and an EXIT trap that stops its VMs, the host
 #                          server whose pid the caller keeps in $SPID, and pviommu in that pin dir
 #
 # Environment:
 #   VM_OUT                 build dir (default: $SRC/build; mk/vm.mk exports it)
+#   VM_RUNS                where the VMs' state lives (default $VM_OUT/vm; tests/run-all.sh
+#                          gives each suite its own, so suites can run side by side)
 #   GUEST_VMLINUZ          kernel (default $VM_OUT/guest/vmlinuz)
 #   GUEST_INITRD_BASE      base initramfs (default $VM_OUT/guest/base.cpio.gz)
 #   VM_QEMU                QEMU binary (default qemu-system-x86_64)
@@ -63,7 +65,7 @@
 #   VM_QEMU_EXTRA          extra QEMU args, word-split, appended last
 #   VM_ACCEL               default tcg
 #   VM_VIRTIO_OPTS, VM_MACHINE, VM_TIMEOUT   defaults of the options above
-# Files in $VM_OUT/vm/NAME/: serial.log (ttyS0), qemu.out (QEMU stdout/stderr), qemu.pid,
+# Files in $VM_RUNS/NAME/: serial.log (ttyS0), qemu.out (QEMU stdout/stderr), qemu.pid,
 #   pid (QEMU pid, kept after exit), cmdline (the full command), ctl.in/ctl.out (ttyS1 pipe
 #   chardev), extra.cpio.gz + initrd.cpio.gz, rc (exit status of the timeout-wrapped command).
 # Markers: see tests/vm/guest/pviommu-vm.sh (PVIOMMU-VM: BOOT|MARK|VALUE|CHECK|FAIL|OOPS|RESULT).
@@ -74,6 +76,7 @@
 VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_SRC=$(cd "$VM_HERE/../.." && pwd)
 VM_OUT=${VM_OUT:-$VM_SRC/build}
+VM_RUNS=${VM_RUNS:-$VM_OUT/vm}
 GUEST_VMLINUZ=${GUEST_VMLINUZ:-$VM_OUT/guest/vmlinuz}
 GUEST_INITRD_BASE=${GUEST_INITRD_BASE:-$VM_OUT/guest/base.cpio.gz}
 VM_QEMU=${VM_QEMU:-qemu-system-x86_64}
@@ -83,7 +86,7 @@ VM_STARTED=${VM_STARTED:-}
 
 vm__err() { echo "vm: error: $*" >&2; }
 vm__q() { printf '%s' "${1//,/,,}"; }   # escape a path for a QEMU option list (',' -> ',,')
-vm__dir() { echo "$VM_OUT/vm/${1:-$VM_CUR}"; }
+vm__dir() { echo "$VM_RUNS/${1:-$VM_CUR}"; }
 vm_dir() { vm__dir "$@"; }
 vm_log() { echo "$(vm__dir "$@")/serial.log"; }
 vm_use() { VM_CUR=$1; }
@@ -386,7 +389,7 @@ vm_blob_server() {
 
 vm_host_init() {
 	export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-$1-$$
-	work=$VM_OUT/vm/$NAME.host
+	work=$VM_RUNS/$NAME.host
 	rm -rf "$work"; mkdir -p "$work"
 	SPID=
 	trap vm__host_cleanup EXIT
