@@ -72,7 +72,8 @@ lanes_done() { while [ "${#JOB[@]}" -gt 0 ]; do reap; done; }
 # a single line (its QEMU exits 0 with an empty serial log, ~1 run in 10, seen in l1-kvm and in
 # l1-assign before pviommu.ko is even loaded) or after its first lines but before its ready
 # marker, which comes before pviommu.ko is loaded (QEMU rc 0, no panic, oops or BUG in its log;
-# seen in l1-assign), L1's KVM soft-locks (seen twice), or L1's vCPU
+# seen in l1-assign), L1's KVM soft-locks (seen twice; tests/l1/lib.sh stops L1 90 s after it
+# reports one, not at its hard timeout), or L1's vCPU
 # thread dies in KVM_RUN of recursive page faults on a %gs access until its stack guard page
 # (seen once; no BPF frame), or L1 itself resets while its L2 boots (L1's QEMU exits 0, no
 # verdict, its serial log ends without a panic, an oops or a BUG: a triple fault of the emulated

@@ -65,6 +65,8 @@
 #   VM_QEMU_EXTRA          extra QEMU args, word-split, appended last
 #   VM_ACCEL               default tcg
 #   VM_VIRTIO_OPTS, VM_MACHINE, VM_TIMEOUT   defaults of the options above
+#   VM_STALL_PATTERN       an ERE: once the serial log matches it, vm_wait gives the VM
+#   VM_STALL_GRACE         seconds (90) more, then kills it as at its hard timeout (124)
 # Files in $VM_RUNS/NAME/: serial.log (ttyS0), qemu.out (QEMU stdout/stderr), qemu.pid,
 #   pid (QEMU pid, kept after exit), cmdline (the full command), ctl.in/ctl.out (ttyS1 pipe
 #   chardev), extra.cpio.gz + initrd.cpio.gz, rc (exit status of the timeout-wrapped command).
@@ -329,13 +331,25 @@ vm_cleanup() {
 }
 
 vm_wait() {
-	local t=${1:-0} d start rc
+	local t=${1:-0} d start rc now n=0 stalled=""
 	d=$(vm__dir)
 	start=$(date +%s)
 	while [ ! -e "$d/rc" ]; do
-		if [ "$t" -gt 0 ] && [ $(($(date +%s) - start)) -ge "$t" ]; then
+		now=$(date +%s)
+		if [ "$t" -gt 0 ] && [ $((now - start)) -ge "$t" ]; then
 			vm__err "vm_wait: VM '$VM_CUR' still running after ${t}s: killing it"
 			vm_kill; echo 124 >"$d/rc.wait"; break
+		fi
+		# a stall the guest reported (VM_STALL_PATTERN): VM_STALL_GRACE seconds to recover
+		n=$((n + 1))
+		if [ -n "${VM_STALL_PATTERN:-}" ] && [ $((n % 10)) = 0 ]; then
+			if [ -z "$stalled" ] && vm__grep "$VM_STALL_PATTERN" >/dev/null; then
+				stalled=$now
+				vm__err "vm_wait: VM '$VM_CUR' reported '$VM_STALL_PATTERN': ${VM_STALL_GRACE:-90} s to finish"
+			elif [ -n "$stalled" ] && [ $((now - stalled)) -ge "${VM_STALL_GRACE:-90}" ]; then
+				vm__err "vm_wait: VM '$VM_CUR' still running ${VM_STALL_GRACE:-90} s after '$VM_STALL_PATTERN': killing it"
+				vm_kill; echo 124 >"$d/rc.wait"; break
+			fi
 		fi
 		sleep 0.1
 	done
