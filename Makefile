@@ -46,6 +46,8 @@ deps:
 PVLIB_OBJS	:= $(OUT)/pvlib.o $(OUT)/probe.o $(OUT)/json_writer.o
 PVIOMMUCTL_EXTRA_OBJS := $(OUT)/qemu_elf.o
 PVIOMMUCTL	:= $(OUT)/pviommuctl
+# VERSION (one line): pviommuctl --version, the DKMS tree, the Debian packages
+PVIOMMU_VERSION	:= $(shell cat $(SRC)/VERSION)
 
 # Prerequisites expand when a rule is read: a fragment comes after every fragment whose names
 # its rules use (tests/test_lifecycle.sh checks the targets that run tests against make -p).

@@ -51,7 +51,6 @@ vm-module: $(GUEST_MODULE) $(PVIOMMUCTL) $(GUEST_VMLINUZ) $(GUEST_INITRD_BASE)
 	$(Q)PVIOMMU_KO=$(GUEST_MODULE) $(SRC)/tests/vm/test_guest_module.sh
 
 # DKMS source tree (the pviommu-dkms package's /usr/src/pviommu-VERSION): make dkms-src
-PVIOMMU_VERSION	:= $(shell cat $(SRC)/VERSION)
 DKMS_SRC	:= $(OUT)/dkms/pviommu-$(PVIOMMU_VERSION)
 .PHONY: dkms-src
 dkms-src: $(DKMS_SRC)/dkms.conf

@@ -15,7 +15,6 @@ $(PVIOMMUCTL): $(PVIOMMUCTL_OBJS) $(PVLIB_OBJS) $(PVIOMMUCTL_EXTRA_OBJS)
 	$(Q)$(CC) $(USER_CFLAGS) $^ $(LIBBPF_LIBS) -lelf -o $@
 
 # pviommuctl --version: VERSION (one line) and the ABI of bpf/pviommu.h
-PVIOMMU_VERSION	:= $(shell cat $(SRC)/VERSION)
 $(OUT)/pviommuctl.o: USER_CFLAGS += -DPVIOMMU_VERSION='"$(PVIOMMU_VERSION)"'
 $(OUT)/pviommuctl.o: $(SRC)/VERSION
 
@@ -47,7 +46,7 @@ install: all
 
 # make deb: pviommu (host) and pviommu-dkms (guest module source) with Debian's own tooling
 # (debhelper, dh-dkms: scripts/install-deps.sh --deb), from a copy of the tree in $(OUT)/deb
-DEB_DIR	:= $(OUT)/deb/pviommu-$(shell cat $(SRC)/VERSION)
+DEB_DIR	:= $(OUT)/deb/pviommu-$(PVIOMMU_VERSION)
 .PHONY: deb
 deb:
 	$(Q)$(SRC)/scripts/install-deps.sh --deb
