@@ -153,7 +153,7 @@ int drop_links_of(const char *tag)
 {
 	DIR *d = opendir(LINK_DIR);
 	struct dirent *de;
-	char a[PV_TAG_LEN + 8], b[PV_TAG_LEN + 8];
+	char a[PV_LINK_NAME_LEN], b[PV_LINK_NAME_LEN];
 	int n = 0;
 
 	snprintf(a, sizeof(a), "tcg-%s", tag);

@@ -88,7 +88,10 @@ int pins_commit(void);		/* the staged pins replace the old ones */
 void pins_drop(void);		/* the staged pins go; the old ones stay */
 int rm_dir_pins(const char *dir);
 
-#define PV_TAG_LEN	208	/* "<pid>" or "x<path>" (uprobe.c) */
+/* the sizes of a uprobe target's names (uprobe.c) */
+#define PV_PATH_LEN	200			/* a QEMU binary's path, its NUL included */
+#define PV_TAG_LEN	(PV_PATH_LEN + 8)	/* "<pid>" or "x<path>" */
+#define PV_LINK_NAME_LEN (PV_TAG_LEN + 32)	/* its links: "tcg-<tag>", "enf-<tag>-<n>" */
 struct tag_list {
 	int	n;
 	char	(*tag)[PV_TAG_LEN];
@@ -105,14 +108,15 @@ struct pviommu_bpf;
 /* one QEMU process (tag "<pid>") or every process of one QEMU binary (tag "x<path>") */
 struct target {
 	int	pid;		/* or -1 with path */
-	char	path[200];
+	char	path[PV_PATH_LEN];
 	char	tag[PV_TAG_LEN];
 };
 int target_pid(struct target *t, int pid);
 int target_path(struct target *t, const char *path);
 int target_of_tag(struct target *t, const char *tag);
 int attach_tcg(struct pviommu_bpf *skel, const struct target *t);
-/* the uprobe plane on t; on failure *failed names the function (the caller says it) */
+/* the uprobe plane on t; on failure *failed names the function (a constant string; the
+ * caller says it) */
 int attach_enforce(struct pviommu_bpf *skel, const struct target *t, int *nlinks,
 		   const char **failed);
 

@@ -14,28 +14,46 @@
 #include "qemu_elf.h"
 #include "pviommuctl.h"
 
+/* "pid,pid,...": the QEMU processes an error message names */
+#define PID_LIST_LEN	256
+/* why a QEMU binary's PCI layout is not the known one (qemu_layout_check_file) */
+#define LAYOUT_WHY_LEN	256
+
 /*
  * Uprobes are per QEMU process. links/tcg-<pid>: the TCG hypercall
  * transport (cpu_x86_cpuid); links/enf-<pid>-<n>: the uprobe enforcement
- * plane on QEMU's address-space functions.
+ * plane on QEMU's address-space functions, link n on the n-th function here.
  */
 static const struct up_target {
 	const char	*prog;
-	const char	*funcs;		/* space-separated */
+	const char	*func;
 } up_targets[] = {
 	{ "pviommu_up_rw", "address_space_rw" },
 	{ "pviommu_up_read", "address_space_read_full" },
-	{ "pviommu_up_write", "address_space_write address_space_write_rom" },
+	{ "pviommu_up_write", "address_space_write" },
+	{ "pviommu_up_write", "address_space_write_rom" },
 	{ "pviommu_up_map", "address_space_map" },
 	{ "pviommu_up_cache_init", "address_space_cache_init" },
 	{ "pviommu_up_ld1", "address_space_ldub" },
-	{ "pviommu_up_ld2", "address_space_lduw address_space_lduw_le address_space_lduw_be" },
-	{ "pviommu_up_ld4", "address_space_ldl address_space_ldl_le address_space_ldl_be" },
-	{ "pviommu_up_ld8", "address_space_ldq address_space_ldq_le address_space_ldq_be" },
+	{ "pviommu_up_ld2", "address_space_lduw" },
+	{ "pviommu_up_ld2", "address_space_lduw_le" },
+	{ "pviommu_up_ld2", "address_space_lduw_be" },
+	{ "pviommu_up_ld4", "address_space_ldl" },
+	{ "pviommu_up_ld4", "address_space_ldl_le" },
+	{ "pviommu_up_ld4", "address_space_ldl_be" },
+	{ "pviommu_up_ld8", "address_space_ldq" },
+	{ "pviommu_up_ld8", "address_space_ldq_le" },
+	{ "pviommu_up_ld8", "address_space_ldq_be" },
 	{ "pviommu_up_st1", "address_space_stb" },
-	{ "pviommu_up_st2", "address_space_stw address_space_stw_le address_space_stw_be" },
-	{ "pviommu_up_st4", "address_space_stl address_space_stl_le address_space_stl_be" },
-	{ "pviommu_up_st8", "address_space_stq address_space_stq_le address_space_stq_be" },
+	{ "pviommu_up_st2", "address_space_stw" },
+	{ "pviommu_up_st2", "address_space_stw_le" },
+	{ "pviommu_up_st2", "address_space_stw_be" },
+	{ "pviommu_up_st4", "address_space_stl" },
+	{ "pviommu_up_st4", "address_space_stl_le" },
+	{ "pviommu_up_st4", "address_space_stl_be" },
+	{ "pviommu_up_st8", "address_space_stq" },
+	{ "pviommu_up_st8", "address_space_stq_le" },
+	{ "pviommu_up_st8", "address_space_stq_be" },
 };
 
 /*
@@ -70,7 +88,7 @@ int target_path(struct target *t, const char *path)
 
 int target_of_tag(struct target *t, const char *tag)
 {
-	char path[200];
+	char path[PV_PATH_LEN];
 	size_t i;
 
 	if (tag[0] != 'x')
@@ -103,7 +121,7 @@ static int attach_one(struct bpf_program *prog, const struct target *t,
 
 int attach_tcg(struct pviommu_bpf *skel, const struct target *t)
 {
-	char name[240];
+	char name[PV_LINK_NAME_LEN];
 
 	snprintf(name, sizeof(name), "tcg-%s", t->tag);
 	return attach_one(skel->progs.pviommu_tcg_cpuid, t, "cpu_x86_cpuid",
@@ -113,27 +131,20 @@ int attach_tcg(struct pviommu_bpf *skel, const struct target *t)
 int attach_enforce(struct pviommu_bpf *skel, const struct target *t,
 			  int *nlinks, const char **failed)
 {
-	char name[240], funcs[256], *f, *save;
-	int n = 0, err;
+	char name[PV_LINK_NAME_LEN];
+	int n, err;
 
-	for (size_t i = 0; i < sizeof(up_targets) / sizeof(up_targets[0]); i++) {
-		struct bpf_program *p =
-			bpf_object__find_program_by_name(skel->obj, up_targets[i].prog);
+	for (n = 0; n < (int)(sizeof(up_targets) / sizeof(up_targets[0])); n++) {
+		const struct up_target *u = &up_targets[n];
+		struct bpf_program *p = bpf_object__find_program_by_name(skel->obj, u->prog);
 
 		if (!p)
 			return -ENOENT;
-		snprintf(funcs, sizeof(funcs), "%s", up_targets[i].funcs);
-		for (f = strtok_r(funcs, " ", &save); f; f = strtok_r(NULL, " ", &save)) {
-			snprintf(name, sizeof(name), "enf-%s-%d", t->tag, n);
-			err = attach_one(p, t, f, name);
-			if (err) {
-				static char fn[64];
-
-				snprintf(fn, sizeof(fn), "%s", f);
-				*failed = fn;
-				return err;
-			}
-			n++;
+		snprintf(name, sizeof(name), "enf-%s-%d", t->tag, n);
+		err = attach_one(p, t, u->func, name);
+		if (err) {
+			*failed = u->func;
+			return err;
 		}
 	}
 	*nlinks = n;
@@ -230,7 +241,7 @@ int cmd_attach(int argc, char **argv)
 	__u64 pid = 0;
 	int c, err, ctl_fd, enforce = 0, nl = 0;
 	const char *qemu = NULL, *failed = NULL;
-	char users[256];
+	char users[PID_LIST_LEN];
 	struct target t;
 	struct cmd_opts o = { .cmd = "attach", .spec = "p:eq:", .lo = lo, .usage = attach_usage };
 
@@ -272,7 +283,7 @@ int cmd_attach(int argc, char **argv)
 	}
 	if (enforce) {
 		/* the device identity follows QEMU's structures: check them first */
-		char exe[64], why[256];
+		char exe[64], why[LAYOUT_WHY_LEN];
 
 		snprintf(exe, sizeof(exe), "/proc/%llu/exe", (unsigned long long)pid);
 		if (qemu_layout_check_file(qemu ? qemu : exe, why, sizeof(why))) {
