@@ -225,6 +225,139 @@ static void attach_usage(void)
 	       "  is the attach-without-restart and audit tool, not the fast path.\n");
 }
 
+/* the target of --pid P or --qemu PATH; 0, or 1 with the error said */
+static int attach_target(struct target *t, __u64 pid, const char *qemu)
+{
+	if (qemu && (target_path(t, qemu) || access(qemu, R_OK))) {
+		p_err("what is '%s'? --qemu wants the absolute path of a QEMU binary (no '+' or '=')",
+		      qemu);
+		return 1;
+	}
+	if (pid)
+		target_pid(t, (int)pid);
+	return 0;
+}
+
+/* --enforce: the device identity follows QEMU's structures; 0, or 1 with the error said */
+static int check_qemu_layout(const struct target *t, const char *qemu)
+{
+	char exe[64], why[LAYOUT_WHY_LEN];
+
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", t->pid);
+	if (!qemu_layout_check_file(qemu ? qemu : exe, why, sizeof(why)))
+		return 0;
+	p_err("cannot enforce on %s: its PCI device layout is not the one pviommu knows (%s); qemu-hooks/qemu_layout.h describes Debian's QEMU 7.2",
+	      qemu ? qemu : t->tag, why);
+	return 1;
+}
+
+/* only the uprobe programs: the TCG transport, and with --enforce the uprobe plane */
+static void uprobe_set_autoload(struct pviommu_bpf *skel, int enforce)
+{
+	struct bpf_program *p;
+
+	bpf_object__for_each_program(p, skel->obj)
+		bpf_program__set_autoload(p,
+			p == skel->progs.pviommu_tcg_cpuid ||
+			(enforce && !strncmp(bpf_program__name(p), "pviommu_up_", 11)));
+}
+
+/* the uprobe programs, loaded onto the pinned maps of the loaded pviommu; NULL: said */
+static struct pviommu_bpf *uprobe_skel_load(const struct pviommu_ctl *ctl, int enforce)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = PIN_DIR);
+	struct pviommu_bpf *skel;
+	int err;
+
+	skel = pviommu_bpf__open_opts(&oo);
+	if (!skel) {
+		p_err("cannot open the BPF object: %s", strerror(errno));
+		return NULL;
+	}
+	bpf_map__set_max_entries(skel->maps.pviommu_index,
+				 pinned_max_entries(PVIOMMU_MAP_INDEX));
+	bpf_map__set_max_entries(skel->maps.pviommu_mappings,
+				 pinned_max_entries(PVIOMMU_MAP_MAPPINGS));
+	skel->rodata->index_mask = pinned_max_entries(PVIOMMU_MAP_INDEX) - 1;
+	skel->rodata->load_gen = ctl->active_gen;
+	skel->rodata->hash_key = ctl->hash_key;
+	uprobe_set_autoload(skel, enforce);
+	err = pviommu_bpf__load(skel);
+	if (err) {
+		p_err("loading the uprobe programs failed: %s", strerror(-err));
+		pviommu_bpf__destroy(skel);
+		return NULL;
+	}
+	return skel;
+}
+
+/*
+ * The TCG transport on t, and the uprobe plane with --enforce (*nlinks: its
+ * links); 0, or 1 with the error said and every link of t dropped.
+ *
+ * --qemu PATH: uprobes on the binary reach every process of it, those that
+ * run the in-process plane too (see inproc_users). Checked right before and
+ * right after attaching: a QEMU that starts later finds int3 in its
+ * prologues and refuses to run, one whose constructor patched in between is
+ * caught by the second look.
+ */
+static int attach_uprobes(struct pviommu_bpf *skel, const struct target *t, const char *qemu,
+			  int enforce, int *nlinks)
+{
+	const char *failed = NULL;
+	char users[PID_LIST_LEN];
+	int err;
+
+	if (qemu && inproc_users(qemu, users, sizeof(users))) {
+		p_err("QEMU pids %s of %s run the in-process plane (pviommuctl run): uprobes on that binary would land on their patched prologues and crash them; stop them first, or attach to other VMs one by one (attach --pid P)",
+		      users, qemu);
+		return 1;
+	}
+	err = attach_tcg(skel, t);
+	if (!err && enforce)
+		err = attach_enforce(skel, t, nlinks, &failed);
+	if (!err && qemu && inproc_users(qemu, users, sizeof(users))) {
+		drop_links_of(t->tag);
+		p_err("QEMU pids %s of %s started the in-process plane while the uprobes were being attached: uprobes removed again; check those VMs",
+		      users, qemu);
+		return 1;
+	}
+	if (!err)
+		return 0;
+	drop_links_of(t->tag);
+	if (err == -ESRCH && t->pid > 0)
+		p_err("no process %d", t->pid);
+	else
+		p_err("cannot attach to %s%s%s: %s (is it qemu-system-x86_64 7.x?)",
+		      qemu ? qemu : t->tag, failed ? ": uprobe on " : "",
+		      failed ? failed : "", strerror(-err));
+	return 1;
+}
+
+/* what is attached now (and what this kernel's uprobes cannot do) */
+static void attach_report(const struct target *t, const char *qemu, int enforce, int nlinks)
+{
+	struct pv_features f;
+	struct jw w;
+
+	if (enforce) {
+		pv_probe_features(&f);
+		if (!f.uprobe_regs.ok)
+			p_note("this kernel refuses uprobe register writes: on this plane a denied transfer stops the VM (kill); 'pviommuctl run' denies precisely");
+	}
+	if (json) {
+		jw_begin(&w, stdout);
+		jw_str(&w, "attached", qemu ? qemu : t->tag);
+		jw_bool(&w, "transport", 1);
+		jw_int(&w, "enforce_uprobes", nlinks);
+		jw_end(&w);
+	} else {
+		printf("attached to %s %s: TCG hypercall transport%s\n",
+		       qemu ? "every process of" : "pid", qemu ? qemu : t->tag,
+		       enforce ? ", uprobe enforcement" : "");
+	}
+}
+
 int cmd_attach(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -234,16 +367,13 @@ int cmd_attach(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
-	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = PIN_DIR);
+	struct cmd_opts o = { .cmd = "attach", .spec = "p:eq:", .lo = lo, .usage = attach_usage };
 	struct pviommu_bpf *skel;
 	struct pviommu_ctl *ctl;
-	struct pv_features f;
-	__u64 pid = 0;
+	const char *qemu = NULL;
 	int c, err, ctl_fd, enforce = 0, nl = 0;
-	const char *qemu = NULL, *failed = NULL;
-	char users[PID_LIST_LEN];
 	struct target t;
-	struct cmd_opts o = { .cmd = "attach", .spec = "p:eq:", .lo = lo, .usage = attach_usage };
+	__u64 pid = 0;
 
 	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
 		switch (c) {
@@ -265,13 +395,8 @@ int cmd_attach(int argc, char **argv)
 		p_err("attach wants --pid P or --qemu PATH (see 'pviommuctl attach --help')");
 		return 1;
 	}
-	if (qemu && (target_path(&t, qemu) || access(qemu, R_OK))) {
-		p_err("what is '%s'? --qemu wants the absolute path of a QEMU binary (no '+' or '=')",
-		      qemu);
+	if (attach_target(&t, pid, qemu))
 		return 1;
-	}
-	if (pid)
-		target_pid(&t, (int)pid);
 	if ((err = need_root()))
 		return err;
 	if (!loaded())
@@ -281,103 +406,18 @@ int cmd_attach(int argc, char **argv)
 		      (unsigned long long)pid);
 		return 1;
 	}
-	if (enforce) {
-		/* the device identity follows QEMU's structures: check them first */
-		char exe[64], why[LAYOUT_WHY_LEN];
-
-		snprintf(exe, sizeof(exe), "/proc/%llu/exe", (unsigned long long)pid);
-		if (qemu_layout_check_file(qemu ? qemu : exe, why, sizeof(why))) {
-			p_err("cannot enforce on %s: its PCI device layout is not the one pviommu knows (%s); qemu-hooks/qemu_layout.h describes Debian's QEMU 7.2",
-			      qemu ? qemu : t.tag, why);
-			return 1;
-		}
-	}
+	if (enforce && check_qemu_layout(&t, qemu))
+		return 1;
 	ctl = ctl_map(&ctl_fd);
 	if (!ctl)
 		return not_loaded();
-	skel = pviommu_bpf__open_opts(&oo);
-	if (!skel) {
-		p_err("cannot open the BPF object: %s", strerror(errno));
-		ctl_unmap(ctl, ctl_fd);
-		return 1;
-	}
-	bpf_map__set_max_entries(skel->maps.pviommu_index,
-				 pinned_max_entries(PVIOMMU_MAP_INDEX));
-	bpf_map__set_max_entries(skel->maps.pviommu_mappings,
-				 pinned_max_entries(PVIOMMU_MAP_MAPPINGS));
-	skel->rodata->index_mask = pinned_max_entries(PVIOMMU_MAP_INDEX) - 1;
-	skel->rodata->load_gen = ctl->active_gen;
-	skel->rodata->hash_key = ctl->hash_key;
-	/* only the uprobe programs are needed */
-	{
-		struct bpf_program *p;
-
-		bpf_object__for_each_program(p, skel->obj)
-			bpf_program__set_autoload(p,
-				p == skel->progs.pviommu_tcg_cpuid ||
-				(enforce && !strncmp(bpf_program__name(p),
-						     "pviommu_up_", 11)));
-	}
-	err = pviommu_bpf__load(skel);
-	if (err) {
-		p_err("loading the uprobe programs failed: %s", strerror(-err));
-		goto out;
-	}
-	/*
-	 * --qemu PATH: uprobes on the binary reach every process of it,
-	 * those that run the in-process plane too (see inproc_users). Checked
-	 * right before and right after attaching: a QEMU that starts later
-	 * finds int3 in its prologues and refuses to run, one whose
-	 * constructor patched in between is caught by the second look.
-	 */
-	if (qemu && inproc_users(qemu, users, sizeof(users))) {
-		p_err("QEMU pids %s of %s run the in-process plane (pviommuctl run): uprobes on that binary would land on their patched prologues and crash them; stop them first, or attach to other VMs one by one (attach --pid P)",
-		      users, qemu);
-		err = -EBUSY;
-		goto out;
-	}
-	err = attach_tcg(skel, &t);
-	if (!err && enforce)
-		err = attach_enforce(skel, &t, &nl, &failed);
-	if (!err && qemu && inproc_users(qemu, users, sizeof(users))) {
-		drop_links_of(t.tag);
-		p_err("QEMU pids %s of %s started the in-process plane while the uprobes were being attached: uprobes removed again; check those VMs",
-		      users, qemu);
-		err = -EBUSY;
-		goto out;
-	}
-	if (err) {
-		drop_links_of(t.tag);
-		if (err == -ESRCH)
-			p_err("no process %llu", (unsigned long long)pid);
-		else
-			p_err("cannot attach to %s%s%s: %s (is it qemu-system-x86_64 7.x?)",
-			      qemu ? qemu : t.tag, failed ? ": uprobe on " : "",
-			      failed ? failed : "", strerror(-err));
-		goto out;
-	}
-	if (enforce) {
-		pv_probe_features(&f);
-		if (!f.uprobe_regs.ok)
-			p_note("this kernel refuses uprobe register writes: on this plane a denied transfer stops the VM (kill); 'pviommuctl run' denies precisely");
-	}
-	if (json) {
-		struct jw w;
-
-		jw_begin(&w, stdout);
-		jw_str(&w, "attached", qemu ? qemu : t.tag);
-		jw_bool(&w, "transport", 1);
-		jw_int(&w, "enforce_uprobes", nl);
-		jw_end(&w);
-	} else {
-		printf("attached to %s %s: TCG hypercall transport%s\n",
-		       qemu ? "every process of" : "pid", qemu ? qemu : t.tag,
-		       enforce ? ", uprobe enforcement" : "");
-	}
-out:
+	skel = uprobe_skel_load(ctl, enforce);
+	err = !skel || attach_uprobes(skel, &t, qemu, enforce, &nl);
+	if (!err)
+		attach_report(&t, qemu, enforce, nl);
 	pviommu_bpf__destroy(skel);
 	ctl_unmap(ctl, ctl_fd);
-	return err ? 1 : 0;
+	return err;
 }
 
 static void detach_usage(void)
