@@ -35,6 +35,249 @@ static void status_usage(void)
 	       "  (probed), index use, domains (QEMU processes) and counters.\n");
 }
 
+/* not loaded: what this kernel allows, then the error (one JSON object with -j) */
+static int status_not_loaded(const struct pv_features *f)
+{
+	struct jw w;
+
+	if (json) {
+		jw_begin(&w, stdout);
+		jw_bool(&w, "loaded", 0);
+		jw_str(&w, "error", "pviommu is not loaded (run 'pviommuctl load')");
+		pv_features_json(f, &w, "features");
+		jw_end(&w);
+		return 1;
+	}
+	printf("pviommu: not loaded\nkernel features:\n");
+	pv_features_print(f, stdout);
+	fflush(stdout);
+	return not_loaded();
+}
+
+/* what status reads from the pins of the loaded pviommu */
+struct status_view {
+	struct pviommu_ctl	*ctl;
+	int			ctl_fd;
+	int			dfd;		/* pviommu_domains */
+	struct pv_index_view	iv;
+	__u64			used, tomb;	/* index slots in use, tombstones */
+	int			lanes;		/* fast lanes in use; -1: pviommu_fast not pinned */
+	__u32			rec_max;
+	struct pviommu_stats	st;
+};
+
+/* 0, or 1 with the error said */
+static int status_open(struct status_view *s)
+{
+	int sfd;
+
+	s->ctl = ctl_map(&s->ctl_fd);
+	s->dfd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
+	sfd = pv_obj_get(NULL, PVIOMMU_MAP_STATS, 1);
+	if (!s->ctl || s->dfd < 0 || sfd < 0 || pv_index_map(NULL, &s->iv, 1)) {
+		p_err("pinned maps under %s are incomplete: run 'pviommuctl unload; pviommuctl load'",
+		      PIN_DIR);
+		return 1;
+	}
+	s->used = s->tomb = 0;
+	for (__u32 i = 0; i < s->iv.slots; i++) {
+		__u16 k = s->iv.base[i].kind;
+
+		s->used += k == PVIOMMU_SLOT_PAGE || k == PVIOMMU_SLOT_DEVICE;
+		s->tomb += k == PVIOMMU_SLOT_TOMB;
+	}
+	pv_stats_read(sfd, &s->st);
+	close(sfd);
+	s->rec_max = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
+	s->lanes = s->iv.fast ? __builtin_popcountll(s->iv.fast[PVIOMMU_FAST_USED]) : -1;
+	return 0;
+}
+
+static void status_close(struct status_view *s)
+{
+	pv_index_unmap(&s->iv);
+	ctl_unmap(s->ctl, s->ctl_fd);
+	close(s->dfd);
+}
+
+/* everything before the domains, into the JSON object w opens */
+static void status_json_head(struct jw *w, const struct status_view *s,
+			     const struct pv_features *f)
+{
+	jw_begin(w, stdout);
+	jw_bool(w, "loaded", 1);
+	jw_u64(w, "generation", s->ctl->active_gen);
+	jw_obj(w, "programs");
+	jw_bool(w, "kvm_hypercall", count_links("kvm_hypercall", NULL, 0));
+	jw_bool(w, "proc_exit", count_links("proc_exit", NULL, 0));
+	jw_bool(w, "vfio_lsm", count_links("vfio_lsm", NULL, 0));
+	jw_bool(w, "iommu_fault", count_links("iommu_fault", NULL, 0));
+	/* the TCG transport and the uprobe plane: QEMU pids, or binaries (attach --qemu) */
+	json_targets(w, "tcg_cpuid", "tcg-");
+	json_targets(w, "uprobe_plane", "enf-");
+	jw_end(w);
+	pv_features_json(f, w, "features");
+	jw_obj(w, "index");
+	jw_u64(w, "slots", s->iv.slots);
+	jw_u64(w, "used", s->used);
+	jw_u64(w, "tombstones", s->tomb);
+	jw_u64(w, "bytes", s->iv.len);
+	jw_end(w);
+	jw_obj(w, "fast_lanes");
+	jw_int(w, "used", s->lanes);
+	jw_int(w, "max", PVIOMMU_FAST_LANES);
+	jw_end(w);
+	jw_u64(w, "max_records", s->rec_max);
+	jw_str(w, "default_mode", pv_mode_str(s->ctl->default_mode));
+	jw_u64(w, "lock_busy", s->ctl->lock_busy);
+}
+
+/* the TCG transport's targets: QEMU pids */
+static void print_tcg_targets(void)
+{
+	char pids[256];
+
+	count_links("tcg-", pids, sizeof(pids));
+	printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :
+	       "not attached (pviommuctl attach --pid P)", pids);
+}
+
+/* the uprobe plane's targets: QEMU pids, or binaries (attach --qemu) */
+static void print_enforce_targets(void)
+{
+	struct tag_list l;
+	struct target t;
+
+	printf("  uprobe plane   ");
+	link_tags("enf-", &l);
+	for (int i = 0; i < l.n; i++) {
+		target_of_tag(&t, l.tag[i]);
+		printf("%s%s", i ? "," : "enforcing in QEMU ", t.pid > 0 ? l.tag[i] : t.path);
+	}
+	printf("%s\n", l.n > 0 ? "" : "not attached (pviommuctl attach --pid P --enforce)");
+	tags_free(&l);
+}
+
+static void print_programs(void)
+{
+	printf("programs:\n");
+	printf("  kvm_hypercall  %s\n", !count_links("kvm_hypercall", NULL, 0) ?
+	       "not attached (kvm not loaded; reload after 'modprobe kvm')" :
+	       !access(pv_pin_path("progs/pviommu_kvm_hypercall_svm"), F_OK) ?
+	       "attached (raw_tp kvm:kvm_hypercall, guest CPL checked: SVM)" :
+	       !access(pv_pin_path("progs/pviommu_kvm_hypercall_held"), F_OK) ?
+	       "attached (raw_tp kvm:kvm_hypercall, held until KVM's answer at kvm:kvm_entry: guest CPL checked)" :
+	       "attached (raw_tp kvm:kvm_hypercall; guest CPL not checked on this host)");
+	printf("  vfio_lsm       %s\n", count_links("vfio_lsm", NULL, 0) ?
+	       "attached (lsm.s/file_ioctl: VFIO_IOMMU_MAP_DMA gate)" :
+	       "not attached (BPF LSM unavailable)");
+	printf("  proc_exit      %s\n", count_links("proc_exit", NULL, 0) ?
+	       "attached (raw_tp sched_process_exit)" : "not attached");
+	print_tcg_targets();
+	print_enforce_targets();
+}
+
+/* everything before the domains, as text */
+static void status_text_head(const struct status_view *s, const struct pv_features *f)
+{
+	printf("pviommu: loaded (generation %llu), pins under %s\n",
+	       (unsigned long long)s->ctl->active_gen, PIN_DIR);
+	print_programs();
+	printf("kernel features:\n");
+	pv_features_print(f, stdout);
+	printf("index: %u slots x %zu B (%zu KiB), %llu used (%.1f%%), %llu tombstones\n",
+	       s->iv.slots, sizeof(struct pviommu_slot), s->iv.len >> 10,
+	       (unsigned long long)s->used, 100.0 * s->used / s->iv.slots,
+	       (unsigned long long)s->tomb);
+	if (s->lanes < 0)
+		printf("page bits: pviommu_fast not pinned (every check asks the index)\n");
+	else
+		printf("page bits: %d of %d device lanes in use%s\n", s->lanes,
+		       PVIOMMU_FAST_LANES, s->lanes == PVIOMMU_FAST_LANES ?
+		       " (full: devices protected from now on are checked by the index alone)" : "");
+	printf("records: max %u; default mode %s\n", s->rec_max,
+	       pv_mode_str(s->ctl->default_mode));
+	printf("domains:\n  %-8s %-7s %-8s %-12s %-6s %s\n", "PID", "DEVICES",
+	       "RECORDS", "BYTES", "MODE", "FLAGS");
+}
+
+static void domain_json(struct jw *w, __u32 pid, const struct pviommu_domain *dv)
+{
+	jw_obj(w, NULL);
+	jw_u64(w, "pid", pid);
+	jw_u64(w, "abi", dv->abi);
+	jw_u64(w, "devices", dv->nr_devices);
+	jw_u64(w, "records", dv->nr_records);
+	jw_u64(w, "mapped_bytes", dv->mapped_bytes);
+	jw_u64(w, "generation", dv->generation);
+	jw_str(w, "mode", pv_mode_str(dv->mode));
+	jw_str(w, "state", dv->flags & PVIOMMU_DOM_REGISTERED ? "registered" :
+			   dv->flags & PVIOMMU_DOM_RESERVED ? "reserved" : "none");
+	jw_bool(w, "failed_closed", dv->flags & PVIOMMU_DOM_FAILED);
+	jw_u64(w, "pages", dv->nr_pages);
+	jw_u64(w, "lanes", dv->nr_lanes);
+	jw_u64(w, "quota_refused", dv->refused);
+	jw_obj(w, "quota");
+	jw_u64(w, "records", dv->quota.records);
+	jw_u64(w, "pages", dv->quota.pages);
+	jw_u64(w, "devices", dv->quota.devices);
+	jw_u64(w, "lanes", dv->quota.lanes);
+	jw_end(w);
+	jw_bool(w, "table_full", dv->flags & PVIOMMU_DOM_TABLE_FULL);
+	jw_end(w);
+}
+
+static void domain_text(__u32 pid, const struct pviommu_domain *dv)
+{
+	char fl[64];
+
+	snprintf(fl, sizeof(fl), "%s%s%s%s",
+		 dv->flags & PVIOMMU_DOM_REGISTERED ? "registered" :
+		 dv->flags & PVIOMMU_DOM_RESERVED ? "reserved" : "-",
+		 dv->flags & PVIOMMU_DOM_FAILED ? ",FAILED-CLOSED" : "",
+		 dv->flags & PVIOMMU_DOM_TABLE_FULL ? ",table-full" : "",
+		 dv->flags & PVIOMMU_DOM_QUOTA ? ",quota-hit" : "");
+	printf("  %-8u %-7u %-8llu %-12llu %-6s %s\n", pid,
+	       dv->nr_devices, (unsigned long long)dv->nr_records,
+	       (unsigned long long)dv->mapped_bytes, pv_mode_str(dv->mode), fl);
+}
+
+/* every domain, as JSON objects into w or as text lines; how many */
+static int status_domains(int dfd, struct jw *w)
+{
+	__u32 key, next, *prev = NULL;
+	struct pviommu_domain dv;
+	int n = 0;
+
+	while (!bpf_map_get_next_key(dfd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(dfd, &key, &dv))
+			continue;
+		if (json)
+			domain_json(w, key, &dv);
+		else
+			domain_text(key, &dv);
+		n++;
+	}
+	return n;
+}
+
+static void status_stats_json(struct jw *w, const struct pviommu_stats *st)
+{
+	jw_obj(w, "stats");
+	for (int i = 0; i < PVIOMMU_ST_MAX; i++)
+		jw_u64(w, pv_stat_name(i), st->v[i]);
+	jw_end(w);
+}
+
+static void status_stats_text(const struct pviommu_stats *st)
+{
+	printf("stats:\n");
+	for (int i = 0; i < PVIOMMU_ST_MAX; i++)
+		printf("  %-18s %llu\n", pv_stat_name(i), (unsigned long long)st->v[i]);
+}
+
 int cmd_status(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -42,20 +285,10 @@ int cmd_status(int argc, char **argv)
 		{ 0 }
 	};
 	struct cmd_opts o = { .cmd = "status", .spec = "", .lo = lo, .usage = status_usage };
-	int c;
-	struct pv_index_view iv;
-	int lanes;
-	struct pviommu_stats st;
+	struct status_view s;
 	struct pv_features f;
-	__u32 key, next, *prev = NULL;
-	struct pviommu_domain dv;
-	char fl[64];
-	int dfd, sfd, err, first = 1, ctl_fd;
 	struct jw w;
-	struct pviommu_ctl *ctl;
-	__u64 used = 0, tomb = 0;
-	char pids[256];
-	__u32 rec_max;
+	int c, err;
 
 	while ((c = cmd_getopt(&o, argc, argv)) > 0)
 		;
@@ -68,178 +301,24 @@ int cmd_status(int argc, char **argv)
 	if ((err = need_root()))
 		return err;
 	pv_probe_features(&f);
-	if (!loaded()) {
-		/* what this kernel allows, then the error: one JSON object with -j */
-		if (json) {
-			jw_begin(&w, stdout);
-			jw_bool(&w, "loaded", 0);
-			jw_str(&w, "error", "pviommu is not loaded (run 'pviommuctl load')");
-			pv_features_json(&f, &w, "features");
-			jw_end(&w);
-			return 1;
-		}
-		printf("pviommu: not loaded\nkernel features:\n");
-		pv_features_print(&f, stdout);
-		fflush(stdout);
-		return not_loaded();
-	}
-	ctl = ctl_map(&ctl_fd);
-	dfd = pv_obj_get(NULL, PVIOMMU_MAP_DOMAINS, 1);
-	sfd = pv_obj_get(NULL, PVIOMMU_MAP_STATS, 1);
-	if (!ctl || dfd < 0 || sfd < 0 || pv_index_map(NULL, &iv, 1)) {
-		p_err("pinned maps under %s are incomplete: run 'pviommuctl unload; pviommuctl load'",
-		      PIN_DIR);
+	if (!loaded())
+		return status_not_loaded(&f);
+	if (status_open(&s))
 		return 1;
-	}
-	for (__u32 i = 0; i < iv.slots; i++) {
-		__u16 k = iv.base[i].kind;
-
-		used += k == PVIOMMU_SLOT_PAGE || k == PVIOMMU_SLOT_DEVICE;
-		tomb += k == PVIOMMU_SLOT_TOMB;
-	}
-	pv_stats_read(sfd, &st);
-	rec_max = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
-	count_links("tcg-", pids, sizeof(pids));
-	lanes = iv.fast ? __builtin_popcountll(iv.fast[PVIOMMU_FAST_USED]) : -1;
-
 	if (json) {
-		jw_begin(&w, stdout);
-		jw_bool(&w, "loaded", 1);
-		jw_u64(&w, "generation", ctl->active_gen);
-		jw_obj(&w, "programs");
-		jw_bool(&w, "kvm_hypercall", count_links("kvm_hypercall", NULL, 0));
-		jw_bool(&w, "proc_exit", count_links("proc_exit", NULL, 0));
-		jw_bool(&w, "vfio_lsm", count_links("vfio_lsm", NULL, 0));
-		jw_bool(&w, "iommu_fault", count_links("iommu_fault", NULL, 0));
-		/* the TCG transport and the uprobe plane: QEMU pids, or binaries (attach --qemu) */
-		json_targets(&w, "tcg_cpuid", "tcg-");
-		json_targets(&w, "uprobe_plane", "enf-");
-		jw_end(&w);
-		pv_features_json(&f, &w, "features");
-		jw_obj(&w, "index");
-		jw_u64(&w, "slots", iv.slots);
-		jw_u64(&w, "used", used);
-		jw_u64(&w, "tombstones", tomb);
-		jw_u64(&w, "bytes", iv.len);
-		jw_end(&w);
-		jw_obj(&w, "fast_lanes");
-		jw_int(&w, "used", lanes);
-		jw_int(&w, "max", PVIOMMU_FAST_LANES);
-		jw_end(&w);
-		jw_u64(&w, "max_records", rec_max);
-		jw_str(&w, "default_mode", pv_mode_str(ctl->default_mode));
-		jw_u64(&w, "lock_busy", ctl->lock_busy);
+		status_json_head(&w, &s, &f);
 		jw_arr(&w, "domains");
-	} else {
-		printf("pviommu: loaded (generation %llu), pins under %s\n",
-		       (unsigned long long)ctl->active_gen, PIN_DIR);
-		printf("programs:\n");
-		printf("  kvm_hypercall  %s\n", !count_links("kvm_hypercall", NULL, 0) ?
-		       "not attached (kvm not loaded; reload after 'modprobe kvm')" :
-		       !access(pv_pin_path("progs/pviommu_kvm_hypercall_svm"), F_OK) ?
-		       "attached (raw_tp kvm:kvm_hypercall, guest CPL checked: SVM)" :
-		       !access(pv_pin_path("progs/pviommu_kvm_hypercall_held"), F_OK) ?
-		       "attached (raw_tp kvm:kvm_hypercall, held until KVM's answer at kvm:kvm_entry: guest CPL checked)" :
-		       "attached (raw_tp kvm:kvm_hypercall; guest CPL not checked on this host)");
-		printf("  vfio_lsm       %s\n", count_links("vfio_lsm", NULL, 0) ?
-		       "attached (lsm.s/file_ioctl: VFIO_IOMMU_MAP_DMA gate)" :
-		       "not attached (BPF LSM unavailable)");
-		printf("  proc_exit      %s\n", count_links("proc_exit", NULL, 0) ?
-		       "attached (raw_tp sched_process_exit)" : "not attached");
-		printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :
-		       "not attached (pviommuctl attach --pid P)", pids);
-		{
-			struct tag_list enf;
-			struct target t;
-
-			printf("  uprobe plane   ");
-			link_tags("enf-", &enf);
-			for (int i = 0; i < enf.n; i++) {
-				target_of_tag(&t, enf.tag[i]);
-				printf("%s%s", i ? "," : "enforcing in QEMU ",
-				       t.pid > 0 ? enf.tag[i] : t.path);
-			}
-			printf("%s\n", enf.n > 0 ? "" : "not attached (pviommuctl attach --pid P --enforce)");
-			tags_free(&enf);
-		}
-		printf("kernel features:\n");
-		pv_features_print(&f, stdout);
-		printf("index: %u slots x %zu B (%zu KiB), %llu used (%.1f%%), %llu tombstones\n",
-		       iv.slots, sizeof(struct pviommu_slot), iv.len >> 10,
-		       (unsigned long long)used, 100.0 * used / iv.slots,
-		       (unsigned long long)tomb);
-		if (lanes < 0)
-			printf("page bits: pviommu_fast not pinned (every check asks the index)\n");
-		else
-			printf("page bits: %d of %d device lanes in use%s\n", lanes,
-			       PVIOMMU_FAST_LANES, lanes == PVIOMMU_FAST_LANES ?
-			       " (full: devices protected from now on are checked by the index alone)" : "");
-		printf("records: max %u; default mode %s\n", rec_max,
-		       pv_mode_str(ctl->default_mode));
-		printf("domains:\n  %-8s %-7s %-8s %-12s %-6s %s\n", "PID", "DEVICES",
-		       "RECORDS", "BYTES", "MODE", "FLAGS");
-	}
-	while (!bpf_map_get_next_key(dfd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(dfd, &key, &dv))
-			continue;
-		snprintf(fl, sizeof(fl), "%s%s%s%s",
-			 dv.flags & PVIOMMU_DOM_REGISTERED ? "registered" :
-			 dv.flags & PVIOMMU_DOM_RESERVED ? "reserved" : "-",
-			 dv.flags & PVIOMMU_DOM_FAILED ? ",FAILED-CLOSED" : "",
-			 dv.flags & PVIOMMU_DOM_TABLE_FULL ? ",table-full" : "",
-			 dv.flags & PVIOMMU_DOM_QUOTA ? ",quota-hit" : "");
-		if (json) {
-			jw_obj(&w, NULL);
-			jw_u64(&w, "pid", key);
-			jw_u64(&w, "abi", dv.abi);
-			jw_u64(&w, "devices", dv.nr_devices);
-			jw_u64(&w, "records", dv.nr_records);
-			jw_u64(&w, "mapped_bytes", dv.mapped_bytes);
-			jw_u64(&w, "generation", dv.generation);
-			jw_str(&w, "mode", pv_mode_str(dv.mode));
-			jw_str(&w, "state", dv.flags & PVIOMMU_DOM_REGISTERED ? "registered" :
-					   dv.flags & PVIOMMU_DOM_RESERVED ? "reserved" : "none");
-			jw_bool(&w, "failed_closed", dv.flags & PVIOMMU_DOM_FAILED);
-			jw_u64(&w, "pages", dv.nr_pages);
-			jw_u64(&w, "lanes", dv.nr_lanes);
-			jw_u64(&w, "quota_refused", dv.refused);
-			jw_obj(&w, "quota");
-			jw_u64(&w, "records", dv.quota.records);
-			jw_u64(&w, "pages", dv.quota.pages);
-			jw_u64(&w, "devices", dv.quota.devices);
-			jw_u64(&w, "lanes", dv.quota.lanes);
-			jw_end(&w);
-			jw_bool(&w, "table_full", dv.flags & PVIOMMU_DOM_TABLE_FULL);
-			jw_end(&w);
-		} else {
-			printf("  %-8u %-7u %-8llu %-12llu %-6s %s\n", key,
-			       dv.nr_devices, (unsigned long long)dv.nr_records,
-			       (unsigned long long)dv.mapped_bytes,
-			       pv_mode_str(dv.mode), fl);
-		}
-		first = 0;
-	}
-	if (json) {
+		status_domains(s.dfd, &w);
 		jw_end(&w);
-		jw_obj(&w, "stats");
-		for (int i = 0; i < PVIOMMU_ST_MAX; i++)
-			jw_u64(&w, pv_stat_name(i), st.v[i]);
-		jw_end(&w);
+		status_stats_json(&w, &s.st);
 		jw_end(&w);
 	} else {
-		if (first)
+		status_text_head(&s, &f);
+		if (!status_domains(s.dfd, NULL))
 			printf("  (none)\n");
-		printf("stats:\n");
-		for (int i = 0; i < PVIOMMU_ST_MAX; i++)
-			printf("  %-18s %llu\n", pv_stat_name(i),
-			       (unsigned long long)st.v[i]);
+		status_stats_text(&s.st);
 	}
-	pv_index_unmap(&iv);
-	ctl_unmap(ctl, ctl_fd);
-	close(dfd);
-	close(sfd);
+	status_close(&s);
 	return 0;
 }
 
