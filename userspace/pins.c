@@ -189,28 +189,16 @@ int rm_dir_pins(const char *dir)
 	return n;
 }
 
-/* links whose name starts with prefix; the pids of "tcg-<pid>" ones into pids */
-int count_links(const char *prefix, char *pids, size_t len)
+/* how many links have a name that starts with prefix */
+int count_links(const char *prefix)
 {
 	DIR *d = opendir(LINK_DIR);
 	struct dirent *de;
-	size_t off = 0;
-	int n = 0, pid;
+	int n = 0;
 
-	if (pids && len)
-		pids[0] = 0;
-	while (d && (de = readdir(d))) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)) ||
-		    strstr(de->d_name, "_new"))
-			continue;
-		n++;
-		if (pids && sscanf(de->d_name, "tcg-%d", &pid) == 1 &&
-		    off + 12 < len)
-			off += snprintf(pids + off, len - off, "%s%d",
-					off ? "," : "", pid);
-	}
+	while (d && (de = readdir(d)))
+		n += !strncmp(de->d_name, prefix, strlen(prefix)) && !strstr(de->d_name, "_new");
 	if (d)
 		closedir(d);
 	return n;
 }
-

@@ -100,8 +100,8 @@ struct tag_list {
 int link_tags(const char *prefix, struct tag_list *l);
 void tags_free(struct tag_list *l);
 int drop_links_of(const char *tag);	/* how many links of target tag went */
-/* links whose name starts with prefix; the pids of "tcg-<pid>" ones into pids */
-int count_links(const char *prefix, char *pids, size_t len);
+/* how many links have a name that starts with prefix */
+int count_links(const char *prefix);
 
 /* ---- uprobe.c ---- */
 struct pviommu_bpf;

@@ -108,10 +108,10 @@ static void status_json_head(struct jw *w, const struct status_view *s,
 	jw_bool(w, "loaded", 1);
 	jw_u64(w, "generation", s->ctl->active_gen);
 	jw_obj(w, "programs");
-	jw_bool(w, "kvm_hypercall", count_links("kvm_hypercall", NULL, 0));
-	jw_bool(w, "proc_exit", count_links("proc_exit", NULL, 0));
-	jw_bool(w, "vfio_lsm", count_links("vfio_lsm", NULL, 0));
-	jw_bool(w, "iommu_fault", count_links("iommu_fault", NULL, 0));
+	jw_bool(w, "kvm_hypercall", count_links("kvm_hypercall"));
+	jw_bool(w, "proc_exit", count_links("proc_exit"));
+	jw_bool(w, "vfio_lsm", count_links("vfio_lsm"));
+	jw_bool(w, "iommu_fault", count_links("iommu_fault"));
 	/* the TCG transport and the uprobe plane: QEMU pids, or binaries (attach --qemu) */
 	json_targets(w, "tcg_cpuid", "tcg-");
 	json_targets(w, "uprobe_plane", "enf-");
@@ -132,14 +132,27 @@ static void status_json_head(struct jw *w, const struct status_view *s,
 	jw_u64(w, "lock_busy", s->ctl->lock_busy);
 }
 
-/* the TCG transport's targets: QEMU pids */
+/*
+ * The TCG transport's targets, as status -j lists them: "attached to QEMU
+ * pids P,P", "attached to every process of PATH" (attach --qemu), or both.
+ */
 static void print_tcg_targets(void)
 {
-	char pids[256];
+	struct tag_list l;
+	struct target t;
+	int pids = 0, paths = 0;
 
-	count_links("tcg-", pids, sizeof(pids));
-	printf("  tcg_cpuid      %s%s\n", pids[0] ? "attached to QEMU pids " :
-	       "not attached (pviommuctl attach --pid P)", pids);
+	printf("  tcg_cpuid      ");
+	link_tags("tcg-", &l);
+	for (int i = 0; i < l.n; i++)
+		if (!target_of_tag(&t, l.tag[i]) && t.pid > 0)
+			printf("%s%d", pids++ ? "," : "attached to QEMU pids ", t.pid);
+	for (int i = 0; i < l.n; i++)
+		if (!target_of_tag(&t, l.tag[i]) && t.pid <= 0)
+			printf("%s%s", paths++ ? "," : pids ? " and every process of " :
+			       "attached to every process of ", t.path);
+	printf("%s\n", pids || paths ? "" : "not attached (pviommuctl attach --pid P)");
+	tags_free(&l);
 }
 
 /* the uprobe plane's targets: QEMU pids, or binaries (attach --qemu) */
@@ -161,17 +174,17 @@ static void print_enforce_targets(void)
 static void print_programs(void)
 {
 	printf("programs:\n");
-	printf("  kvm_hypercall  %s\n", !count_links("kvm_hypercall", NULL, 0) ?
+	printf("  kvm_hypercall  %s\n", !count_links("kvm_hypercall") ?
 	       "not attached (kvm not loaded; reload after 'modprobe kvm')" :
 	       !access(pv_pin_path("progs/pviommu_kvm_hypercall_svm"), F_OK) ?
 	       "attached (raw_tp kvm:kvm_hypercall, guest CPL checked: SVM)" :
 	       !access(pv_pin_path("progs/pviommu_kvm_hypercall_held"), F_OK) ?
 	       "attached (raw_tp kvm:kvm_hypercall, held until KVM's answer at kvm:kvm_entry: guest CPL checked)" :
 	       "attached (raw_tp kvm:kvm_hypercall; guest CPL not checked on this host)");
-	printf("  vfio_lsm       %s\n", count_links("vfio_lsm", NULL, 0) ?
+	printf("  vfio_lsm       %s\n", count_links("vfio_lsm") ?
 	       "attached (lsm.s/file_ioctl: VFIO_IOMMU_MAP_DMA gate)" :
 	       "not attached (BPF LSM unavailable)");
-	printf("  proc_exit      %s\n", count_links("proc_exit", NULL, 0) ?
+	printf("  proc_exit      %s\n", count_links("proc_exit") ?
 	       "attached (raw_tp sched_process_exit)" : "not attached");
 	print_tcg_targets();
 	print_enforce_targets();
