@@ -136,27 +136,84 @@ static char *dup_arg(const char *arg)
 	return d ? d : oom();
 }
 
+/* the driver of a -device argument, "" when it names none */
+static void device_driver(const char *arg, char *drv, size_t len)
+{
+	const char *d;
+	size_t n;
+
+	drv[0] = 0;
+	if (arg[0] != '{') {
+		opt_get(arg, "driver", drv, len);
+		return;
+	}
+	d = strstr(arg, "\"driver\"");
+	if (d && (d = strchr(d + 8, '"'))) {
+		n = strcspn(d + 1, "\"");
+		if (n < len) {
+			memcpy(drv, d + 1, n);
+			drv[n] = 0;
+		}
+	}
+}
+
+/* a JSON -device of virtio device drv: with iommu_platform and disable-legacy; NULL: said */
+static char *fix_device_json(const char *arg, int idx, const char *drv)
+{
+	char *out;
+
+	if (strstr(arg, "\"iommu_platform\":false") ||
+	    strstr(arg, "\"iommu_platform\": false") ||
+	    strstr(arg, "\"disable-legacy\":\"off\"")) {
+		p_err("-device %s: refusing iommu_platform=off / disable-legacy=off: %s",
+		      drv, why_platform);
+		return NULL;
+	}
+	if (strstr(arg, "\"iommu_platform\""))
+		return dup_arg(arg);
+	if (asprintf(&out, "{\"iommu_platform\":true,%s%s",
+		     strstr(arg, "\"disable-legacy\"") ? "" :
+		     "\"disable-legacy\":\"on\",", arg + 1) < 0)
+		return oom();
+	fprintf(stderr, "pviommuctl run: argument %d (%s): added iommu_platform=on\n", idx, drv);
+	return out;
+}
+
+/* a "driver,k=v,..." -device of virtio device drv: the same; NULL: said */
+static char *fix_device_opts(const char *arg, int idx, const char *drv)
+{
+	int has_p, has_l;
+	char v[64], *out;
+
+	if (opt_get(arg, "iommu_platform", v, sizeof(v)) && is_off(v)) {
+		p_err("-device %s: refusing iommu_platform=%s: %s; remove iommu_platform=%s "
+		      "('pviommuctl run' adds iommu_platform=on)", drv, v, why_platform, v);
+		return NULL;
+	}
+	if (opt_get(arg, "disable-legacy", v, sizeof(v)) && is_off(v)) {
+		p_err("-device %s: refusing disable-legacy=off: QEMU cannot offer "
+		      "iommu_platform=on on a legacy virtio interface, and %s", drv, why_platform);
+		return NULL;
+	}
+	has_p = opt_get(arg, "iommu_platform", v, sizeof(v));
+	has_l = opt_get(arg, "disable-legacy", v, sizeof(v));
+	if (has_p && has_l)
+		return dup_arg(arg);
+	if (asprintf(&out, "%s%s%s", arg, has_p ? "" : ",iommu_platform=on",
+		     has_l ? "" : ",disable-legacy=on") < 0)
+		return oom();
+	fprintf(stderr, "pviommuctl run: argument %d (%s): added%s%s\n", idx, drv,
+		has_p ? "" : " iommu_platform=on", has_l ? "" : " disable-legacy=on");
+	return out;
+}
+
 /* the -device argument, rewritten if needed; NULL after an error message */
 static char *fix_device(const char *arg, int idx)
 {
-	char drv[128] = "", v[64];
-	int kind, is_json = arg[0] == '{';
-	char *out;
+	char drv[128];
+	int kind;
 
-	if (is_json) {
-		const char *d = strstr(arg, "\"driver\"");
-
-		if (d && (d = strchr(d + 8, '"'))) {
-			size_t n = strcspn(d + 1, "\"");
-
-			if (n < sizeof(drv)) {
-				memcpy(drv, d + 1, n);
-				drv[n] = 0;
-			}
-		}
-	} else {
-		opt_get(arg, "driver", drv, sizeof(drv));
-	}
+	device_driver(arg, drv, sizeof(drv));
 	if (!strncmp(drv, "vhost-", 6))
 		fprintf(stderr, "pviommuctl run: warning: -device %s: vhost does DMA outside QEMU: "
 			"pviommu cannot check it\n", drv);
@@ -169,46 +226,9 @@ static char *fix_device(const char *arg, int idx)
 		      drv, (int)(strlen(drv) - 13), drv, (int)(strlen(drv) - 13), drv);
 		return NULL;
 	}
-	if (is_json) {
-		if (strstr(arg, "\"iommu_platform\":false") ||
-		    strstr(arg, "\"iommu_platform\": false") ||
-		    strstr(arg, "\"disable-legacy\":\"off\"")) {
-			p_err("-device %s: refusing iommu_platform=off / disable-legacy=off: %s",
-			      drv, why_platform);
-			return NULL;
-		}
-		if (strstr(arg, "\"iommu_platform\""))
-			return dup_arg(arg);
-		if (asprintf(&out, "{\"iommu_platform\":true,%s%s",
-			     strstr(arg, "\"disable-legacy\"") ? "" :
-			     "\"disable-legacy\":\"on\",", arg + 1) < 0)
-			return oom();
-		fprintf(stderr, "pviommuctl run: argument %d (%s): added iommu_platform=on\n", idx, drv);
-		return out;
-	}
-	if (opt_get(arg, "iommu_platform", v, sizeof(v)) && is_off(v)) {
-		p_err("-device %s: refusing iommu_platform=%s: %s; remove iommu_platform=%s "
-		      "('pviommuctl run' adds iommu_platform=on)", drv, v, why_platform, v);
-		return NULL;
-	}
-	if (opt_get(arg, "disable-legacy", v, sizeof(v)) && is_off(v)) {
-		p_err("-device %s: refusing disable-legacy=off: QEMU cannot offer "
-		      "iommu_platform=on on a legacy virtio interface, and %s", drv, why_platform);
-		return NULL;
-	}
-	{
-		int has_p = opt_get(arg, "iommu_platform", v, sizeof(v));
-		int has_l = opt_get(arg, "disable-legacy", v, sizeof(v));
-
-		if (has_p && has_l)
-			return dup_arg(arg);
-		if (asprintf(&out, "%s%s%s", arg, has_p ? "" : ",iommu_platform=on",
-			     has_l ? "" : ",disable-legacy=on") < 0)
-			return oom();
-		fprintf(stderr, "pviommuctl run: argument %d (%s): added%s%s\n", idx, drv,
-			has_p ? "" : " iommu_platform=on", has_l ? "" : " disable-legacy=on");
-		return out;
-	}
+	if (arg[0] == '{')
+		return fix_device_json(arg, idx, drv);
+	return fix_device_opts(arg, idx, drv);
 }
 
 /* -drive if=virtio and -nic/-net model=virtio* create unprotectable devices */
