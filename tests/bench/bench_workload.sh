@@ -45,6 +45,7 @@
 # without them. Exit 0 = every configuration measured (the <= 5% target is reported, not
 # enforced: this machine is 2 noisy cores).
 set -u
+NAME=bench_workload
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 export VM_OUT=${VM_OUT:-${OUT:-$SRC/build}}
 # shellcheck source=tests/vm/lib.sh
@@ -65,7 +66,6 @@ done
 # QEMU's hard limit: the boot, then each workload's runs at 300 s at most
 BOOT_TIMEOUT=$((180 + REPS * $(echo $WORKLOADS | wc -w) * 300))
 CONFIGS=${BENCH_CONFIGS:-bare off uprobe inproc kick lazy viommu viommu-lazy}
-NAME=bench_workload
 
 say() { printf '%s\n' "$*"; }
 [ "$(id -u)" = 0 ] || { say "$NAME: skipped (needs root: BPF programs, VMs)"; exit 0; }
@@ -177,11 +177,14 @@ done
 exit 0
 GUEST
 
-# "checks hypercalls violations" from the global counters
+# "checks hypercalls violations" from the global counters; fails (said on stderr) without them
 stats() {
-	"$CTL" -j status 2>/dev/null | python3 -c 'import json,sys
-s=json.load(sys.stdin)["stats"]; print(s["checks"], s["hypercalls"], s["violations"])' 2>/dev/null ||
-		echo "0 0 0"
+	local j
+	j=$("$CTL" -j status 2>"$work/status.err") ||
+		{ echo "$NAME: pviommuctl -j status failed: $j $(cat "$work/status.err")" >&2; return 1; }
+	python3 -c 'import json,sys
+s=json.load(sys.stdin)["stats"]; print(s["checks"], s["hypercalls"], s["violations"])' <<<"$j" 2>/dev/null ||
+		{ echo "$NAME: no counters in pviommuctl -j status: $j" >&2; return 1; }
 }
 dom_mode() {	# the mode of domain PID
 	"$CTL" -j status 2>/dev/null | python3 -c 'import json,sys
@@ -190,8 +193,8 @@ print(d[0]["mode"] if d else "none")' "$1" 2>/dev/null
 }
 
 RES=$work/results	# cfg round rep workload seconds bytes checks hypercalls violations qemu_cpu_s
-# qemu_cpu PID: QEMU's user + system CPU seconds so far (all its threads)
-qemu_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# qemu_cpu PID: QEMU's user + system CPU seconds so far (all its threads); fails when PID is gone
+qemu_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"; }
 : >"$RES"
 BOOTS=0 FAILS=0
 # run_cfg CFG ROUND: one boot, every workload REPS times
@@ -230,14 +233,15 @@ run_cfg() {
 	vm_send go || return 1
 	vm_wait_marker armed 120 || return 1
 	echo "$cfg $r armed after $(awk -v a="$(cat "$(vm_dir)/start")" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >>"$work/phases"
-	mode=$(dom_mode "$pid")
+	mode=$(dom_mode "$pid") || { say "$NAME: $cfg round $r: no domain mode from pviommuctl -j status"; return 1; }
 	echo "$cfg $r $mode" >>"$work/modes"
 	for k in $(seq 1 "$REPS"); do
 		for w in $WORKLOADS; do
-			s0=$(stats) c0=$(qemu_cpu "$pid")
+			# a counter or CPU time that cannot be read fails the boot: no made-up zeros
+			s0=$(stats) && c0=$(qemu_cpu "$pid") || return 1
 			vm_send "$w $r.$k" || return 1
 			vm_wait_marker "done-$w-$r.$k" 300 || return 1
-			s1=$(stats) c1=$(qemu_cpu "$pid")
+			s1=$(stats) && c1=$(qemu_cpu "$pid") || return 1
 			read -r t0 t1 bytes <<<"$(vm_value "$w-$r.$k")"
 			v=$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" 'BEGIN {
 				split(a, x); split(b, y)
@@ -246,7 +250,7 @@ run_cfg() {
 		done
 	done
 	vm_send end
-	vm_wait 60 || { say "$NAME: $cfg round $r: guest did not finish cleanly"; vm_tail 10; }
+	vm_wait 60 || { say "$NAME: $cfg round $r: guest did not finish cleanly"; return 1; }
 	vm_value gstats >"$work/gstats-$cfg-$r"
 	return 0
 }
@@ -267,10 +271,11 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 echo "{$CTX0, $(host_ctx end), \"cpus\": $(nproc), \"rounds\": $ROUNDS, \"reps\": $REPS}" >"$work/host.json"
-python3 - "$RES" "$NET_MB" "$BLK_MB" "$work/modes" "$work" "$BLK4K_MB" "$WORKLOADS" <<'PY'
+# the summary; exit 1 when a configuration measured a workload in no valid run
+python3 - "$RES" "$NET_MB" "$BLK_MB" "$work/modes" "$work" "$BLK4K_MB" "$WORKLOADS" "$CONFIGS" <<'PY'
 import sys, glob, os, statistics as st
 res, net_mb, blk_mb, modes, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-blk4k_mb, WL = int(sys.argv[6]), sys.argv[7].split()
+blk4k_mb, WL, CONFIGS = int(sys.argv[6]), sys.argv[7].split(), sys.argv[8].split()
 rows = [l.split() for l in open(res) if l.strip()]
 names = {"bare": "BARE (no pviommu)", "off": "OFF (transport only)", "uprobe": "UPROBE audit",
          "inproc": "INPROC deny", "ring64": "INPROC, 64-entry ring", "kick": "INPROC, kick per op",
@@ -337,6 +342,10 @@ for w in WL:
 print()
 for l in bad:
     print("  invalid sample (not counted):", l)
+# every configuration asked for (those whose boots all failed too) needs a valid run of every workload
+missing = [f"{c} {w}" for c in CONFIGS for w in WL if not data.get((c, w))]
+for m in missing:
+    print("  FAILED: no valid sample:", m)
 for c, r, m in mode_lines:
     if (c == "uprobe" and m != "audit") or (c == "inproc" and m != "deny"):
         print(f"  WARNING: {c} round {r}: domain mode was '{m}'")
@@ -509,6 +518,8 @@ if not ok:
     print("  differences within the noise lines above are not significant: boot-to-boot variation"
           " dominates on this host (2 shared cores run both TCG vCPUs, QEMU's main loop and its I/O"
           " thread); bench_core prints the per-transfer check cost measured in its own run")
+sys.exit(1 if missing else 0)
 PY
-say "  boots: $BOOTS, failed configs: $FAILS, wall time: $(($(date +%s) - T0)) s"
-[ "$FAILS" = 0 ]
+SUMMARY_RC=$?
+say "  boots: $BOOTS, failed configs: $FAILS, summary: $([ "$SUMMARY_RC" = 0 ] && echo ok || echo "FAILED (rc $SUMMARY_RC)"), wall time: $(($(date +%s) - T0)) s"
+[ "$FAILS" = 0 ] && [ "$SUMMARY_RC" = 0 ]
