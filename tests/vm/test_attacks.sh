@@ -20,9 +20,10 @@
 #                 transfer (a..e, one boot each), the guest never reports a result
 #   bridge        edu behind a pci-bridge (guest 01:02.0, same devfn space as bus 0): in-process
 #                 deny blocks a and b, uprobe audit reports them, every event names 01:02.0
-# Closing line: "attacks: N passed, M failed, K skipped". ATTACK_MODES="baseline deny-inproc ..."
+# Closing line: "attacks: N passed, M failed" (tests/testlib.sh). ATTACK_MODES="baseline deny-inproc ..."
 # selects modes (baseline always runs first: the others need its control to pass). Needs root,
 # make all guest.
+# shellcheck disable=SC2317	# the modes after baseline run by name ("mode_${md//-/_}")
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
@@ -32,16 +33,14 @@ export VM_OUT=${VM_OUT:-${OUT:-$SRC/build}}
 # shellcheck source=tests/vm/attacks-lib.sh
 . "$HERE/attacks-lib.sh"
 
-pass=0 fail=0 skip=0
-ok()    { pass=$((pass + 1)); echo "ok $1"; }
-bad()   { fail=$((fail + 1)); echo "not ok $1${2:+: $2}"; }
-# is NAME WANT GOT
-is()    { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got '$3', want '$2'"; fi; }
+NAME=attacks
+# shellcheck source=tests/testlib.sh
+. "$HERE/../testlib.sh"
 
 trap 'atk_cleanup' EXIT
 trap 'exit 130' INT TERM
-if [ "$(id -u)" != 0 ]; then echo "attacks: needs root"; echo "attacks: 0 passed, 1 failed"; exit 1; fi
-atk_init || { echo "attacks: 0 passed, 1 failed"; exit 1; }
+[ "$(id -u)" = 0 ] || { nok "root" "attacks needs root"; finish; }
+atk_init || { nok "attacks-lib init"; finish; }
 atk_planes
 
 SCEN="a b c d e"
@@ -55,7 +54,7 @@ declare -A DESC=([a]="read of the secret page" [b]="write of the victim page"
 boot_or_fail() {
 	local mode=$1; shift
 	if atk_boot "$@"; then return 0; fi
-	bad "$mode: boot, insmod pviommu.ko + pvattack.ko" "$(vm_tail 15 | tr '\n' '|')"
+	nok "$mode: boot, insmod pviommu.ko + pvattack.ko" "$(vm_tail 15 | tr '\n' '|')"
 	vm_kill; atk_events_stop
 	return 1
 }
@@ -81,7 +80,7 @@ scenarios() {
 		sleep 0.5
 		n=$(atk_violations "$BDF_EDU" "$addr" "$len" "$dir" "$act")
 		if [ "$n" -ge 1 ]; then ok "$mode: $s event "$BDF_EDU" addr=$addr len=$len $dir action=$act"
-		else bad "$mode: $s event "$BDF_EDU" addr=$addr len=$len $dir action=$act" \
+		else nok "$mode: $s event "$BDF_EDU" addr=$addr len=$len $dir action=$act" \
 			"none in $(tail -n 3 "$ATK_EV" | tr '\n' ' ')"; fi
 	done
 	if [ -n "$act" ]; then
@@ -103,7 +102,7 @@ ring_f() {
 	sleep 0.5
 	n=$(atk_violations "$BDF_VIRTIO_NET" "${addr:-0}" "${len:-1}" "" "$act")
 	if [ "$n" -ge 1 ]; then ok "$mode: f event $BDF_VIRTIO_NET inside the ring ($addr, $len) action=$act"
-	else bad "$mode: f event $BDF_VIRTIO_NET inside the ring action=$act" \
+	else nok "$mode: f event $BDF_VIRTIO_NET inside the ring action=$act" \
 		"none in $(tail -n 3 "$ATK_EV" | tr '\n' ' ')"; fi
 	atk_event_lines "$BDF_VIRTIO_NET" "${addr:-0}" "${len:-1}" | head -n 3 | sed "s/^/  $mode f event: /"
 }
@@ -112,12 +111,12 @@ ring_f() {
 benign() {
 	local mode=$1 ev=$2 p f
 	read -r p0 f0 <<<"$(vm_checks)"
-	if ! atk_benign; then bad "$mode: benign workload finished" "$(vm_tail 10 | tr '\n' '|')"; return; fi
+	if ! atk_benign; then nok "$mode: benign workload finished" "$(vm_tail 10 | tr '\n' '|')"; return; fi
 	read -r p f <<<"$(vm_checks)"
 	if [ $((f - f0)) = 0 ] && [ $((p - p0)) -ge 3 ]; then
 		ok "$mode: benign e1000 TCP, virtio-net TCP, virtio-blk write/read-back intact"
 	else
-		bad "$mode: benign workload" "$(vm__grep 'CHECK FAIL|fetch|read-back' | tail -n 5 | tr '\n' '|')"
+		nok "$mode: benign workload" "$(vm__grep 'CHECK FAIL|fetch|read-back' | tail -n 5 | tr '\n' '|')"
 	fi
 	if [ "$ev" = 1 ]; then
 		sleep 0.5
@@ -125,63 +124,63 @@ benign() {
 	fi
 }
 
-finish() {  # finish MODE
+guest_finished() {  # guest_finished MODE
 	local rc=0
 	atk_finish || rc=$?
 	if [ $rc = 0 ]; then ok "$1: guest finished cleanly ($(vm_elapsed) s)"
-	else bad "$1: guest finished cleanly" "rc $rc; $(vm_tail 8 | tr '\n' '|')"; fi
+	else nok "$1: guest finished cleanly" "rc $rc; $(vm_tail 8 | tr '\n' '|')"; fi
 }
 
 mode_baseline() {
 	local m=baseline line legit secret stale maps
-	atk_load audit || { bad "$m: pviommuctl load"; return; }
+	atk_load audit || { nok "$m: pviommuctl load"; return; }
 	boot_or_fail $m baseline none --benign || return
 	benign $m 0
 	legit=$(atk_field "$ATK_INFO" legit) secret=$(atk_field "$ATK_INFO" secret)
 	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf "$BDF_EDU" 2>&1)
 	if grep -q "\"iova\":$((legit)),\"size\":4096,\"perm\":\"rw\"" <<<"$maps"; then
 		ok "$m: policy holds the legit buffer ($legit, 4096, rw) for edu"
-	else bad "$m: policy holds the legit buffer" "$legit not in $maps"; fi
+	else nok "$m: policy holds the legit buffer" "$legit not in $maps"; fi
 	if awk -v s=$((secret)) 'BEGIN { RS = "{" } /"iova":/ { match($0, /"iova":[0-9]+/); i = substr($0, RSTART + 7, RLENGTH - 7) + 0;
 		match($0, /"size":[0-9]+/); z = substr($0, RSTART + 7, RLENGTH - 7) + 0; if (i < s + 4096 && i + z > s) f = 1 }
-		END { exit !f }' <<<"$maps"; then bad "$m: secret page not in the policy" "$maps"
+		END { exit !f }' <<<"$maps"; then nok "$m: secret page not in the policy" "$maps"
 	else ok "$m: secret page ($secret) is in no edu mapping"; fi
 	scenarios $m WORKED ""
 	ring_f $m changed ""
 	stale=$(atk_field "$ATK_INFO" stale)
 	maps=$("$CTL" -j mappings --pid "$ATK_PID" --bdf "$BDF_EDU" 2>&1)
-	if grep -q "\"iova\":$((stale))," <<<"$maps"; then bad "$m: unmapped buffer left the policy" "$maps"
+	if grep -q "\"iova\":$((stale))," <<<"$maps"; then nok "$m: unmapped buffer left the policy" "$maps"
 	else ok "$m: the unmapped buffer ($stale) left the policy"; fi
 	value_n=$(atk_violations)
 	# no enforcement plane: nothing checks a transfer, so nothing may report one
 	is "$m: no violation event without a plane" 0 "$value_n"
-	finish $m
+	guest_finished $m
 }
 
 mode_deny_inproc() {
 	local m=deny-inproc
-	[ "$ATK_INPROC" = 1 ] || { bad "$m" "in-process plane missing ($ATK_INPROC_WHY)"; return; }
-	atk_load deny || { bad "$m: pviommuctl load"; return; }
+	[ "$ATK_INPROC" = 1 ] || { nok "$m" "in-process plane missing ($ATK_INPROC_WHY)"; return; }
+	atk_load deny || { nok "$m: pviommuctl load"; return; }
 	boot_or_fail $m deny inproc --benign || return
 	benign $m 1
 	scenarios $m BLOCKED denied
 	ring_f $m unchanged denied
-	finish $m
+	guest_finished $m
 }
 
 mode_audit() {
 	local m=audit plane=inproc
 	if [ "$ATK_INPROC" != 1 ]; then
-		[ "$ATK_UPROBE" = 1 ] || { bad "$m" "no enforcement plane (in-process: $ATK_INPROC_WHY; uprobe: $ATK_UPROBE_WHY)"; return; }
+		[ "$ATK_UPROBE" = 1 ] || { nok "$m" "no enforcement plane (in-process: $ATK_INPROC_WHY; uprobe: $ATK_UPROBE_WHY)"; return; }
 		plane=uprobe
 	fi
 	m="audit-$plane"
-	atk_load audit || { bad "$m: pviommuctl load"; return; }
+	atk_load audit || { nok "$m: pviommuctl load"; return; }
 	boot_or_fail $m audit $plane --benign || return
 	benign $m 1
 	scenarios $m WORKED allowed
 	ring_f $m changed allowed
-	finish $m
+	guest_finished $m
 }
 
 # guest RAM left behind by a killed QEMU (memory-backend-file): check one range.
@@ -201,9 +200,9 @@ PY
 
 mode_kill_uprobe() {
 	local m=kill-uprobe s line addr len dir n t ram
-	[ "$ATK_UPROBE" = 1 ] || { bad "$m" "uprobe enforcement missing ($ATK_UPROBE_WHY)"; return; }
+	[ "$ATK_UPROBE" = 1 ] || { nok "$m" "uprobe enforcement missing ($ATK_UPROBE_WHY)"; return; }
 	for s in ${KILL_SCENARIOS:-a b c d e}; do
-		atk_load kill || { bad "$m: pviommuctl load"; return; }
+		atk_load kill || { nok "$m: pviommuctl load"; return; }
 		# guest RAM in a shared file: it outlives QEMU, so the host can read what the
 		# rogue transfer would have changed
 		ram=/dev/shm/pviommu-atk-$$-$s
@@ -213,19 +212,19 @@ mode_kill_uprobe() {
 		is "$m $s: legit round trip works (no kill)" ok "$(atk_field "$line" result)"
 		vm_send "run $s"
 		for t in $(seq 1 100); do vm__alive || break; sleep 0.2; done
-		if vm__alive; then bad "$m $s: QEMU killed at the rogue transfer" "still alive after 20 s"
+		if vm__alive; then nok "$m $s: QEMU killed at the rogue transfer" "still alive after 20 s"
 		else ok "$m $s: QEMU killed at the rogue transfer"; fi
 		line=$(vm__grep "PVATTACK start scenario=$s " | tail -n1 | sed 's/.*PVATTACK/PVATTACK/')
 		addr=$(atk_field "$line" addr) len=$(atk_field "$line" len) dir=$(atk_field "$line" dir)
-		[ -n "$addr" ] && ok "$m $s: guest started the transfer (addr $addr)" || bad "$m $s: guest started the transfer"
+		[ -n "$addr" ] && ok "$m $s: guest started the transfer (addr $addr)" || nok "$m $s: guest started the transfer"
 		if vm__grep "PVATTACK scenario=$s result" >/dev/null; then
-			bad "$m $s: the transfer never completed" "$(vm__grep "PVATTACK scenario=$s result")"
+			nok "$m $s: the transfer never completed" "$(vm__grep "PVATTACK scenario=$s result")"
 		else ok "$m $s: the transfer never completed (no result line)"; fi
 		vm_wait 30 >/dev/null 2>&1
 		atk_events_stop
 		n=$(atk_violations "$BDF_EDU" "${addr:-0}" "${len:-1}" "$dir" killed)
 		[ "$n" -ge 1 ] && ok "$m $s: event action=killed for $BDF_EDU" ||
-			bad "$m $s: event action=killed" "$(tail -n 3 "$ATK_EV" | tr '\n' ' ')"
+			nok "$m $s: event action=killed" "$(tail -n 3 "$ATK_EV" | tr '\n' ' ')"
 		# what the dead guest's RAM says
 		local seed="" from=${addr:-0} cnt=${len:-0} legit
 		case $s in
@@ -238,15 +237,15 @@ mode_kill_uprobe() {
 			if [ -n "$seed" ]; then
 				ram_pattern "$ram" "$from" "$cnt" "$seed" $((from & 0xfff)) &&
 					ok "$m $s: guest RAM after the kill: the target bytes are unchanged" ||
-					bad "$m $s: guest RAM after the kill: the target bytes are unchanged"
+					nok "$m $s: guest RAM after the kill: the target bytes are unchanged"
 			else
 				legit=$(atk_field "$ATK_INFO" legit)
 				! ram_pattern "$ram" "$legit" 2048 0x5e 0 &&
 					ok "$m $s: guest RAM after the kill: the secret is not in edu's buffer" ||
-					bad "$m $s: guest RAM after the kill: the secret is not in edu's buffer"
+					nok "$m $s: guest RAM after the kill: the secret is not in edu's buffer"
 			fi
 		else
-			bad "$m $s: guest RAM file readable after the kill" "$ram"
+			nok "$m $s: guest RAM file readable after the kill" "$ram"
 		fi
 		rm -f "$ram"
 	done
@@ -258,11 +257,11 @@ bridge_one() {
 	local m=$1 have why
 	if [ "$3" = inproc ]; then have=$ATK_INPROC why=$ATK_INPROC_WHY
 	else have=$ATK_UPROBE why=$ATK_UPROBE_WHY; fi
-	[ "$have" = 1 ] || { bad "$m" "$3 plane missing ($why)"; return; }
-	atk_load "$2" || { bad "$m: pviommuctl load"; return; }
+	[ "$have" = 1 ] || { nok "$m" "$3 plane missing ($why)"; return; }
+	atk_load "$2" || { nok "$m: pviommuctl load"; return; }
 	ATK_BRIDGE=1 boot_or_fail "$m" "$m" "$3" || return
 	scenarios "$m" "$4" "$5"
-	finish "$m"
+	guest_finished "$m"
 }
 mode_bridge() {
 	local SCEN="a b" BDF_EDU=0000:01:02.0
@@ -278,15 +277,14 @@ BASELINE_OK=0
 for md in $modes; do
 	echo "--- $md"
 	if [ "$md" = baseline ]; then
-		f0=$fail
+		f0=$failed
 		mode_baseline
-		[ "$fail" = "$f0" ] && BASELINE_OK=1
+		[ "$failed" = "$f0" ] && BASELINE_OK=1
 	elif [ $BASELINE_OK = 1 ]; then
 		"mode_${md//-/_}"
 	else
-		bad "$md: not run" "the baseline control failed: a blocked attack would prove nothing"
+		nok "$md: not run" "the baseline control failed: a blocked attack would prove nothing"
 	fi
 done
 echo "attacks: $ATK_BOOTS boots, $(atk_elapsed) s wall (in-process plane: $([ "$ATK_INPROC" = 1 ] && echo yes || echo no), uprobe enforcement: $([ "$ATK_UPROBE" = 1 ] && echo yes || echo no))"
-echo "attacks: $pass passed, $fail failed, $skip skipped"
-[ "$fail" = 0 ]
+finish
