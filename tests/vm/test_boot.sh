@@ -9,14 +9,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 [ "${1:-}" = --prepare ] && vm_prepare
 
-passed=0 failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-nok() { echo "FAIL $1"; failed=$((failed + 1)); }
-assert() { local n=$1; shift; if "$@"; then ok "$n"; else nok "$n"; fi; }
+NAME=test_boot
+# shellcheck source=tests/testlib.sh
+. "$HERE/../testlib.sh"
 
 work=$VM_OUT/vm/test_boot.host
 rm -rf "$work"; mkdir -p "$work"
 LPID=
+# shellcheck disable=SC2317	# the EXIT trap calls it
 cleanup() {
 	vm_cleanup
 	if [ -n "$LPID" ]; then kill "$LPID" 2>/dev/null || true; fi
@@ -31,7 +31,7 @@ for p in $(seq $((20000 + $$ % 20000)) $((20000 + $$ % 20000 + 50))); do
 	busybox netstat -ltn 2>/dev/null | grep -q ":$p " && continue
 	port=$p; break
 done
-[ -n "$port" ] || { echo "test_boot: no free port" >&2; exit 2; }
+[ -n "$port" ] || { nok "host-listener-port" "no free port"; finish; }
 busybox nc -l -p "$port" >"$work/received" </dev/null &
 LPID=$!
 
@@ -85,5 +85,4 @@ echo "boot-to-poweroff: $(vm_elapsed) s; initramfs: base $(stat -c %s "$GUEST_IN
 if [ $failed != 0 ]; then
 	echo "---- serial log tail ----"; vm_tail 60
 fi
-echo "test_boot: $passed passed, $failed failed"
-[ $failed = 0 ]
+finish
