@@ -8,21 +8,21 @@ OUT=${OUT:-$(cd "$(dirname "$0")/.." && pwd)/build}
 CTL=$OUT/pviommuctl
 PVHC=$OUT/tests/pvhc
 export PVIOMMU_PIN_DIR=/sys/fs/bpf/pviommu-lc-$$
-pass=0 fail=0
+NAME=lifecycle
+# shellcheck source=tests/testlib.sh
+. "$(dirname "$0")/testlib.sh"
 TMP=$(mktemp -d)
 trap '"$CTL" unload --force >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
-ok()   { pass=$((pass + 1)); echo "ok $1"; }
-bad()  { fail=$((fail + 1)); echo "not ok $1${2:+: $2}"; }
 # expect NAME WANT_RC CMD...: run CMD, compare its exit status
 expect() {
 	local name=$1 want=$2; shift 2
 	"$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
-	if [ "$rc" = "$want" ]; then ok "$name"; else bad "$name" "exit $rc, want $want: $(head -c 300 "$TMP/err")"; fi
+	if [ "$rc" = "$want" ]; then ok "$name"; else nok "$name" "exit $rc, want $want: $(head -c 300 "$TMP/err")"; fi
 }
 # has NAME PATTERN FILE
-has() { if grep -q -- "$2" "$3"; then ok "$1"; else bad "$1" "no '$2' in $(head -c 400 "$3")"; fi; }
-hasnt() { if grep -q -- "$2" "$3"; then bad "$1" "found '$2'"; else ok "$1"; fi; }
+has() { if grep -q -- "$2" "$3"; then ok "$1"; else nok "$1" "no '$2' in $(head -c 400 "$3")"; fi; }
+hasnt() { if grep -q -- "$2" "$3"; then nok "$1" "found '$2'"; else ok "$1"; fi; }
 
 expect "status before load exits 1" 1 "$CTL" status
 has "status says not loaded" "not loaded" "$TMP/out"
@@ -37,7 +37,7 @@ has "default mode deny" '"default_mode":"deny"' "$TMP/out"
 coproc HOLD { exec "$PVHC" --hold register -- dev-add 00:04.0 -- \
 	map 00:04.0 0x100000 0x3000 rw -- map 00:04.0 0x200010 100 w; }
 read -r -t 20 word hpid <&"${HOLD[0]}"
-if [ "${word:-}" = ready ]; then ok "holder registered and mapped"; else bad "holder registered and mapped"; hpid=0; fi
+if [ "${word:-}" = ready ]; then ok "holder registered and mapped"; else nok "holder registered and mapped"; hpid=0; fi
 
 expect "mappings --json" 0 "$CTL" -j mappings --pid "$hpid"
 has "mapping iova" '"iova":1048576,"size":12288,"perm":"rw"' "$TMP/out"
@@ -69,7 +69,7 @@ expect "new programs act after reload" 0 "$PVHC" register -- dev-add 00:06.0 -- 
 progs=$(bpftool -j prog show | grep -o '"name":"pviommu_kvm_hyp[a-z_]*"' | wc -l)
 links=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c kvm_hypercall)
 # exactly one: none would leave the KVM transport unattached after the reload
-[ "$links" -eq 1 ] && ok "one kvm_hypercall link after reload" || bad "one kvm_hypercall link after reload" "$links"
+is "one kvm_hypercall link after reload" 1 "$links"
 
 # events: a refused hypercall shows up, one line
 "$CTL" events --timeout 2 >/dev/null 2>&1       # drain the backlog
@@ -78,7 +78,7 @@ evpid=$!
 sleep 1
 "$PVHC" unmap 00:04.0 0x9000 64 >/dev/null 2>&1   # not registered: refused
 wait "$evpid"; rc=$?
-[ "$rc" = 0 ] && ok "events exits after --timeout" || bad "events exits after --timeout" "rc $rc"
+is "events exits after --timeout" 0 "$rc"
 has "event line for the refused call" "hypercall-error pid=[0-9]* bdf=0000:00:04.0 op=unmap iova=0x9000 size=64 err=No such device" "$TMP/ev"
 "$CTL" -j events --count 1 --timeout 3 >"$TMP/ev" 2>&1 &
 evpid=$!
@@ -90,10 +90,10 @@ has "json event" '"type":"hypercall-error".*"op":"unmap"' "$TMP/ev"
 # the host IOMMU's faults of assigned devices (pviommu_iommu_fault at printk:console): the kernel's
 # DMAR line names the requester; pviommu_vfio_hw (the library writes it) names the VM behind it
 links_have() { ls "$PVIOMMU_PIN_DIR/links" | grep -qx "$1"; }
-links_have iommu_fault && ok "iommu_fault link pinned" || bad "iommu_fault link pinned" "$(ls "$PVIOMMU_PIN_DIR/links")"
+links_have iommu_fault && ok "iommu_fault link pinned" || nok "iommu_fault link pinned" "$(ls "$PVIOMMU_PIN_DIR/links")"
 # requester 00:03.0 (0x18) -> domain 4242 (0x1092), guest device 00:06.0 (0x30)
 bpftool map update pinned "$PVIOMMU_PIN_DIR/pviommu_vfio_hw" key 0x18 0 0 0 value 0x92 0x10 0 0 0x30 0 0 0 &&
-	ok "vfio_hw entry written" || bad "vfio_hw entry written"
+	ok "vfio_hw entry written" || nok "vfio_hw entry written"
 "$CTL" -j events --timeout 4 >"$TMP/ev" 2>&1 &
 evpid=$!
 sleep 1
@@ -107,7 +107,7 @@ wait "$evpid"
 has "IOMMU fault event: the VM, its guest BDF, the address, read" '"type":"violation","pid":4242,[^}]*"bdf":"0000:00:06.0","addr":520192,"len":1,"access":"r",[^}]*"reason":"host-iommu","action":"denied","plane":"iommu"' "$TMP/ev"
 has "IOMMU fault event with a PASID, write" '"pid":4242,[^}]*"addr":11255808,"len":1,"access":"w",[^}]*"plane":"iommu"' "$TMP/ev"
 n=$(grep -c '"plane":"iommu"' "$TMP/ev")
-[ "$n" = 2 ] && ok "no event for an unassigned requester or a malformed line" || bad "no event for an unassigned requester or a malformed line" "$n events: $(cat "$TMP/ev")"
+[ "$n" = 2 ] && ok "no event for an unassigned requester or a malformed line" || nok "no event for an unassigned requester or a malformed line" "$n events: $(cat "$TMP/ev")"
 bpftool map delete pinned "$PVIOMMU_PIN_DIR/pviommu_vfio_hw" key 0x18 0 0 0
 
 # mode
@@ -144,11 +144,11 @@ QEMU_MODULE_DIR=$qmod "$CTL" run -- "$Q" -machine none -display none -nodefaults
 qpid=$!
 for _ in $(seq 1 100); do grep -q libpviommu-qemu.so "/proc/$qpid/maps" 2>/dev/null && break; sleep 0.1; done
 sleep 0.5	# past its constructor
-kill -0 "$qpid" 2>/dev/null && ok "a QEMU runs the in-process plane" || bad "a QEMU runs the in-process plane" "$(head -c 300 "$TMP/inproc.out")"
+kill -0 "$qpid" 2>/dev/null && ok "a QEMU runs the in-process plane" || nok "a QEMU runs the in-process plane" "$(head -c 300 "$TMP/inproc.out")"
 expect "attach --qemu refuses a binary whose QEMU runs the in-process plane" 1 "$CTL" attach --qemu "$Q" --enforce
 has "... names that QEMU" "QEMU pids $qpid of $Q run the in-process plane" "$TMP/err"
 [ "$(ls "$PVIOMMU_PIN_DIR/links" | grep -c -e '^enf-x' -e '^tcg-x')" = 0 ] && ok "... and attaches nothing" ||
-	bad "... and attaches nothing" "$(ls "$PVIOMMU_PIN_DIR/links")"
+	nok "... and attaches nothing" "$(ls "$PVIOMMU_PIN_DIR/links")"
 expect "status while it runs" 0 "$CTL" -j status
 has "its domain is reserved at start, before any guest code" "\"pid\":$qpid,[^}]*\"state\":\"reserved\"" "$TMP/out"
 expect "unload refuses while a protected VM runs" 1 "$CTL" unload
@@ -184,21 +184,21 @@ bpftool batch file "$TMP/fill" >/dev/null 2>&1	# stops at the first refusal: the
 QEMU_MODULE_DIR=$qmod timeout 20 "$CTL" run -- "$Q" -machine none -display none -nodefaults \
 	-monitor none -S </dev/null >"$TMP/full.out" 2>&1
 rc=$?
-[ "$rc" = 1 ] && ok "full domain table: QEMU refuses to start" || bad "full domain table: QEMU refuses to start" "exit $rc: $(head -c 300 "$TMP/full.out")"
+[ "$rc" = 1 ] && ok "full domain table: QEMU refuses to start" || nok "full domain table: QEMU refuses to start" "exit $rc: $(head -c 300 "$TMP/full.out")"
 has "... and says why" "cannot reserve this VM's domain" "$TMP/full.out"
 bpftool batch file "$TMP/unfill" >/dev/null 2>&1	# stops past the last one filled
 expect "attach --qemu --enforce" 0 "$CTL" -j attach --qemu "$Q" --enforce
 has "attach --qemu says so" '"enforce_uprobes":2[0-9]' "$TMP/out"
 nlinks=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c '^enf-x')
-[ "$nlinks" -ge 20 ] && ok "enforcement links pinned for the binary" || bad "enforcement links pinned for the binary" "$nlinks"
+[ "$nlinks" -ge 20 ] && ok "enforcement links pinned for the binary" || nok "enforcement links pinned for the binary" "$nlinks"
 expect "status names the binary" 0 "$CTL" status
 has "status lists the QEMU binary" "enforcing in QEMU $Q" "$TMP/out"
 expect "reload with binary uprobes" 0 "$CTL" load
 n2=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c '^enf-x')
-[ "$n2" = "$nlinks" ] && ok "binary uprobes re-attached by reload" || bad "binary uprobes re-attached by reload" "$n2 vs $nlinks"
+is "binary uprobes re-attached by reload" "$nlinks" "$n2"
 expect "detach --qemu" 0 "$CTL" detach --qemu "$Q"
 n3=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c -e '^enf-x' -e '^tcg-x')
-[ "$n3" = 0 ] && ok "detach removed them" || bad "detach removed them" "$n3"
+is "detach removed them" 0 "$n3"
 expect "attach to a process that is not QEMU" 1 "$CTL" attach --pid "$hpid"
 expect "enforce on a binary without QEMU's PCI layout" 1 "$CTL" attach --qemu /bin/true --enforce
 has "... says which accessor is missing" "PCI device layout.*does not export qdev_get_parent_bus" "$TMP/err"
@@ -224,12 +224,11 @@ has "domain purged at exit" '^\[\]$' "$TMP/out"
 # unload leaves nothing: remember this instance's program and map ids first
 ids=$(for f in "$PVIOMMU_PIN_DIR"/progs/*; do bpftool -j prog show pinned "$f" | grep -o '"id":[0-9]*' | head -1 | cut -d: -f2; done)
 expect "unload" 0 "$CTL" unload
-[ ! -e "$PVIOMMU_PIN_DIR" ] && ok "no pin left" || bad "no pin left" "$(ls -R "$PVIOMMU_PIN_DIR")"
+[ ! -e "$PVIOMMU_PIN_DIR" ] && ok "no pin left" || nok "no pin left" "$(ls -R "$PVIOMMU_PIN_DIR")"
 sleep 0.5
 n=0
 for id in $ids; do bpftool prog show id "$id" >/dev/null 2>&1 && n=$((n + 1)); done
-[ -n "$ids" ] && [ "$n" = 0 ] && ok "no program left" || bad "no program left" "$n of: $ids"
+[ -n "$ids" ] && [ "$n" = 0 ] && ok "no program left" || nok "no program left" "$n of: $ids"
 expect "status after unload" 1 "$CTL" status
 
-echo "lifecycle: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish
