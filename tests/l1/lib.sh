@@ -22,6 +22,8 @@
 #     $L1_CTL                                    # pviommuctl to test ($L1_OUT/pviommuctl)
 #   Write only to /tmp (L1's tmpfs, shared with L1's /init: failed `check`s fail the run);
 #   host folders under /tmp that the run names (a checkout there) stay visible, read-only.
+#   `check NAME CMD || fail MSG`: MSG is the reason of NAME's failure on the host; a `fail MSG`
+#   after no failed check is a failure of its own (l1-stopped: MSG).
 #   A VALUE "l1_skip REASON" marker tells the host test the check could not run (e.g. no /dev/kvm).
 # l1_skip_reason           print the reason of a skip (after vm_wait), or nothing
 #
@@ -62,13 +64,19 @@ l1_boot() {
 
 l1_skip_reason() { vm_value l1_skip; }
 
-# every check L1 printed, in order, into testlib's counts; then L1's skip reason, if any
-# (sets reason; the caller's testlib.sh provides ok/nok and skipped)
+# every check L1 printed, in order, into testlib's counts (the message of a `fail` that stopped
+# L1's script is the reason of the check that failed just before it, else a failure of its own);
+# then L1's skip reason, if any (sets reason; the caller's testlib.sh provides ok/nok and skipped)
 l1_collect_checks() {
-	local st name
+	local st name last=""	# last: a failed check not counted yet (a STOP may give its reason)
 	while read -r st name; do
-		if [ "$st" = PASS ]; then ok "$name"; else nok "$name"; fi
-	done < <(vm__grep '^PVIOMMU-VM: CHECK (PASS|FAIL) ' | sed 's/^PVIOMMU-VM: CHECK //')
+		if [ "$st" = STOP ]; then nok "${last:-l1-stopped}" "$name"; last=""; continue; fi
+		[ -z "$last" ] || nok "$last"
+		last=""
+		if [ "$st" = PASS ]; then ok "$name"; else last=$name; fi
+	done < <(vm__grep '^PVIOMMU-VM: (CHECK (PASS|FAIL)|FAIL) ' |
+		sed -e 's/^PVIOMMU-VM: CHECK //' -e 's/^PVIOMMU-VM: FAIL /STOP /')
+	[ -z "$last" ] || nok "$last"
 	reason=$(l1_skip_reason)
 	if [ -n "$reason" ]; then
 		skip "$NAME" "$reason"

@@ -12,7 +12,8 @@
 #   engine round-trips through A; edu writes to the refused iova and to read-only C fault in the
 #   emulated IOMMU (the target buffers stay unchanged); UNMAP_DMA passes; after UNREGISTER the
 #   refused iova maps.
-# Skips (exit 0) when L1 has no BPF LSM, no VFIO or no edu IOMMU group. Needs root, make
+# L1 has the BPF LSM on to run the gate: none, or a gate that load did not attach, fails the test.
+# Skips (exit 0) when L1 has no VFIO or no edu IOMMU group. Needs root, make
 # (pviommuctl, build/pviommu_lsm.skel.h, guest kernel + initramfs), jq, qemu-system-x86_64.
 # Prints "l1_vfio: N passed, M failed[, K skipped]".
 set -u
