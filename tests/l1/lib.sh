@@ -27,7 +27,7 @@
 #   A VALUE "l1_skip REASON" marker tells the host test the check could not run (e.g. no /dev/kvm).
 # l1_skip_reason           print the reason of a skip (after vm_wait), or nothing
 #
-# Environment: everything of tests/vm/lib.sh; L1_CPU (EPYC), L1_MEM (1024; 2048 per DESIGN works too), L1_SMP (2),
+# Environment: everything of tests/vm/lib.sh; L1_CPU (EPYC), L1_MEM (MB: 1024; 2048 works too), L1_SMP (2),
 #   L1_CTL (host path of another pviommuctl build for L1 to use, e.g. one with a BPF change).
 
 # shellcheck source=tests/vm/lib.sh
