@@ -40,8 +40,8 @@ $(QEMU_HOOKS_LIB): $(QEMU_HOOKS_OBJS)
 	$(Q)$(CC) $(QEMU_HOOKS_CFLAGS) -shared -Wl,--no-undefined -Wl,-z,now \
 		$^ $(CAPSTONE_LIBS) $(LIBBPF_LIBS) -ldl -lpthread -o $@
 
-# fake "QEMU" exporting the 26 detoured functions: functional test of the
-# library's decisions (tests/vm/test_inproc.sh) and per-call microbenchmark
+# fake "QEMU" exporting every function in g_detours (qemu-hooks/pviommu_qemu.c): functional
+# test of the library's decisions (tests/vm/test_inproc.sh) and per-call microbenchmark
 $(INPROC_BENCH): $(SRC)/tests/bench/bench_inproc.c $(QEMU_HOOKS_HDRS) $(PVLIB_OBJS) $(SRC)/tests/testlib.h
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
