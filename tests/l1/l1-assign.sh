@@ -28,7 +28,7 @@ L2_MEM=$(karg l2mem || echo 256)	# test_l1_assign.sh L2_MEM=MB
 L2_EDU=0000:00:06.0	# where L2 sees the assigned edu (addr=06.0 below)
 
 # ---- what L1 offers ----------------------------------------------------------------------------
-if [ ! -c /dev/kvm ]; then value l1_skip "L1 has no /dev/kvm (nested SVM missing?)"; exit 0; fi
+check l1-has-dev-kvm [ -c /dev/kvm ] || fail "L1 has no /dev/kvm (nested SVM missing?)"
 l1_edu_find
 # the protected run needs pviommu loaded: the load (mostly the verifier under TCG) overlaps with
 # the negative control

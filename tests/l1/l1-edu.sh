@@ -2,19 +2,18 @@
 # l1-edu.sh - sourced by the L1 scripts that assign L1's edu (l1-vfio.sh, l1-assign.sh), after
 # tests/vm/guest/pviommu-vm.sh.
 
-# BDF = L1's edu behind the emulated IOMMU; otherwise the skip reason (value l1_skip) and exit 0
+# BDF = L1's edu behind the emulated IOMMU. L1 is booted with all of it (VFIO, edu, intel-iommu):
+# a missing part is a failed check, and L1's script stops
 l1_edu_find() {
-	if [ ! -c /dev/vfio/vfio ] || [ ! -d /sys/bus/pci/drivers/vfio-pci ]; then
-		value l1_skip "L1 has no VFIO (/dev/vfio/vfio or vfio-pci missing)"; exit 0
-	fi
+	check l1-has-vfio sh -c '[ -c /dev/vfio/vfio ] && [ -d /sys/bus/pci/drivers/vfio-pci ]' ||
+		fail "L1 has no VFIO (/dev/vfio/vfio or vfio-pci missing)"
 	BDF=""
 	for d in /sys/bus/pci/devices/*; do
 		if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ]; then BDF=${d##*/}; break; fi
 	done
-	[ -n "$BDF" ] || { value l1_skip "no edu device in L1"; exit 0; }
-	if [ ! -e "/sys/bus/pci/devices/$BDF/iommu_group" ]; then
-		value l1_skip "edu $BDF has no IOMMU group (intel_iommu off?)"; exit 0
-	fi
+	check l1-has-edu [ -n "$BDF" ] || fail "no edu device in L1"
+	check l1-edu-in-an-iommu-group [ -e "/sys/bus/pci/devices/$BDF/iommu_group" ] ||
+		fail "edu $BDF has no IOMMU group (intel_iommu off?)"
 }
 
 # edu bound to vfio-pci (check l1-edu-bound-to-vfio-pci); 1 with the reason printed otherwise

@@ -3,7 +3,7 @@
 # Loads pviommu on L1's 6.1 kernel, checks what it reports, boots L2 under L1's KVM with
 # pviommu.ko (transport=kvm) protecting the e1000 and follows L2's mappings by QEMU pid.
 # Prints checks as serial markers of L1 (tests/vm/guest/pviommu-vm.sh) and the values
-# l1_skip (no /dev/kvm), l1_t_* (seconds of each phase).
+# l1_t_* (seconds of each phase).
 # Every exec costs ~0.5 s here (TCG, binaries read over 9p): keep commands few.
 set -u
 # shellcheck source=tests/vm/guest/pviommu-vm.sh
@@ -14,7 +14,7 @@ ts() { read -r _u _ </proc/uptime; echo "$_u"; }
 T=$(ts)
 phase() { local now; now=$(ts); value "l1_t_$1" "$(awk -v a="$T" -v b="$now" 'BEGIN { printf "%.1f", b - a }')"; T=$now; }
 
-if [ ! -c /dev/kvm ]; then value l1_skip "L1 has no /dev/kvm (nested SVM missing?)"; exit 0; fi
+check l1-has-dev-kvm [ -c /dev/kvm ] || fail "L1 has no /dev/kvm (nested SVM missing?)"
 
 # ---- L2 starts once pviommuctl has loaded ------------------------------------------------------
 # the load is mostly the verifier under TCG (~25 s); L2's QEMU runs under 'pviommuctl run' (the

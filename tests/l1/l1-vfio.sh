@@ -4,7 +4,7 @@
 # pviommuctl load), then runs $L1_OUT/l1/vfio_driver, a userspace VFIO driver of edu that is
 # its own pviommu domain, and turns each of its "NAME ok|fail DETAIL" lines into a check.
 # L1 boots with the BPF LSM to run the gate: no BPF LSM, or a gate that load did not attach, fails.
-# Values: l1_skip (no VFIO), l1_t_* (seconds of each phase), l1_vfio_*.
+# Values: l1_t_* (seconds of each phase), l1_vfio_*.
 set -u
 # shellcheck source=tests/vm/guest/pviommu-vm.sh
 . "$L1_SRC/tests/vm/guest/pviommu-vm.sh"

@@ -24,8 +24,8 @@
 #   host folders under /tmp that the run names (a checkout there) stay visible, read-only.
 #   `check NAME CMD || fail MSG`: MSG is the reason of NAME's failure on the host; a `fail MSG`
 #   after no failed check is a failure of its own (l1-stopped: MSG).
-#   A VALUE "l1_skip REASON" marker tells the host test the check could not run (e.g. no /dev/kvm).
-# l1_skip_reason           print the reason of a skip (after vm_wait), or nothing
+#   What L1 is booted with (/dev/kvm, VFIO, the BPF LSM, edu) is checked, never skipped: L1
+#   exists to run it.
 #
 # Environment: everything of tests/vm/lib.sh; L1_CPU (EPYC), L1_MEM (MB: 1024; 2048 works too), L1_SMP (2),
 #   L1_CTL (host path of another pviommuctl build for L1 to use, e.g. one with a BPF change).
@@ -62,11 +62,9 @@ l1_boot() {
 		"${rest[@]+"${rest[@]}"}"
 }
 
-l1_skip_reason() { vm_value l1_skip; }
-
 # every check L1 printed, in order, into testlib's counts (the message of a `fail` that stopped
-# L1's script is the reason of the check that failed just before it, else a failure of its own);
-# then L1's skip reason, if any (sets reason; the caller's testlib.sh provides ok/nok and skipped)
+# L1's script is the reason of the check that failed just before it, else a failure of its own)
+# (the caller's testlib.sh provides ok/nok)
 l1_collect_checks() {
 	local st name last=""	# last: a failed check not counted yet (a STOP may give its reason)
 	while read -r st name; do
@@ -77,8 +75,4 @@ l1_collect_checks() {
 	done < <(vm__grep '^PVIOMMU-VM: (CHECK (PASS|FAIL)|FAIL) ' |
 		sed -e 's/^PVIOMMU-VM: CHECK //' -e 's/^PVIOMMU-VM: FAIL /STOP /')
 	[ -z "$last" ] || nok "$last"
-	reason=$(l1_skip_reason)
-	if [ -n "$reason" ]; then
-		skip "$NAME" "$reason"
-	fi
 }

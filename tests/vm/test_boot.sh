@@ -13,7 +13,7 @@ NAME=test_boot
 # shellcheck source=tests/testlib.sh
 . "$HERE/../testlib.sh"
 
-work=$VM_OUT/vm/test_boot.host
+work=$VM_RUNS/test_boot.host
 rm -rf "$work"; mkdir -p "$work"
 LPID=
 # shellcheck disable=SC2317	# the EXIT trap calls it
