@@ -140,11 +140,16 @@ enum pviommu_op {
 /*
  * Posting (host_flags PVIOMMU_CHAN_F_DRAIN): the host that checks every
  * transfer of this VM's emulated devices (the in-process plane) carries out
- * the published entries before it checks any transfer, on whatever thread
- * checks it. So the guest may publish a MAP or UNMAP and not kick: no exit,
- * and a strict unmap is still in force before any later transfer of any
- * emulated device of the VM (the guest publishes it before it hands the
- * memory to anyone else; a check that loads prod afterwards drains it).
+ * the published entries before it checks any transfer they could concern,
+ * on whatever thread checks it. So the guest may publish a MAP or UNMAP and
+ * not kick: no exit, and a strict unmap is still in force before any later
+ * transfer of any emulated device of the VM (the guest publishes it before
+ * it hands the memory to anyone else; a check that loads prod afterwards
+ * sees it). A check may go before the entries only when none of them can
+ * revoke its transfer (they are MAPs, and UNMAPs of other devices or other
+ * bytes: pv_chan_spares in qemu-hooks/pv_chan.h); a transfer the index
+ * denies while entries are pending is checked again after them. An entry
+ * the guest rewrites after it was published counts from when it is read.
  * What the guest must still kick for:
  *   - a full ring (no free entry: the kick drains it);
  *   - operations that need their answer at once: REGISTER, DEV_ADD,

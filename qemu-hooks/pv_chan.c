@@ -73,6 +73,49 @@ void *pv_chan_detach(struct pv_chan *c)
 	return p;
 }
 
+int pv_chan_spares(struct pv_chan *c, struct pv_chan_pend *p, uint32_t bdf, uint64_t addr,
+		   uint64_t len, pv_chan_unmap_fn fn, void *ctx)
+{
+	struct pviommu_chan *h = c->page;
+	uint64_t last = addr + (len ? len - 1 : 0);
+	uint32_t prod;
+
+	if (!h)
+		return 0;
+	prod = LOAD(h->prod);
+	/* out of range (the kick refuses it and says so), or half full: carried out
+	 * now, so the guest seldom finds the ring full (a kick, an exit) */
+	if (prod - c->cons > c->nents / 2)
+		return 0;
+	if (p->upto - c->cons > prod - c->cons)
+		pv_chan_pend_reset(c, p);	/* not this ring's summary */
+	for (; p->upto != prod && !p->any; p->upto++) {
+		const struct pviommu_chan_ent *e = &h->ent[p->upto % c->nents];
+		uint64_t a0 = LOAD(e->a[0]), iova, size;
+
+		if (PVIOMMU_HC_OP(a0) == PVIOMMU_OP_MAP)
+			continue;
+		iova = LOAD(e->a[1]);
+		size = LOAD(e->a[2]);
+		if (PVIOMMU_HC_OP(a0) != PVIOMMU_OP_UNMAP || p->n == PV_CHAN_PEND_UNMAPS || !size ||
+		    iova + size - 1 < iova ||
+		    (fn && fn(PVIOMMU_HC_BDF(a0), iova, iova + size - 1, ctx))) {
+			p->any = 1;
+			break;
+		}
+		p->u[p->n].bdf = PVIOMMU_HC_BDF(a0);
+		p->u[p->n].first = iova;
+		p->u[p->n].last = iova + size - 1;
+		p->n++;
+	}
+	if (p->any || last < addr)
+		return 0;
+	for (uint32_t i = 0; i < p->n; i++)
+		if (p->u[i].bdf == bdf && p->u[i].first <= last && addr <= p->u[i].last)
+			return 0;
+	return 1;
+}
+
 int pv_chan_kick_batch(struct pv_chan *c, pv_chan_batch_fn fn, void *ctx)
 {
 	struct pviommu_chan *h = c->page;

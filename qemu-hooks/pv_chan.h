@@ -55,6 +55,48 @@ void *pv_chan_detach(struct pv_chan *c);
 int pv_chan_kick_batch(struct pv_chan *c, pv_chan_batch_fn fn, void *ctx);
 
 /*
+ * What the published entries not carried out yet could take away from a
+ * transfer, summarized as they are published (the caller keeps it under
+ * its lock and resets it after each kick): a MAP only adds; an UNMAP
+ * revokes [iova, iova + size) of its own device, nothing else; any other
+ * entry, or an UNMAP the summary has no room for, may revoke anything.
+ */
+#define PV_CHAN_PEND_UNMAPS	64
+struct pv_chan_pend {
+	uint32_t upto;		/* entries before it (free-running, as prod) are summarized */
+	uint32_t n;		/* UNMAPs in u[] */
+	int any;		/* an entry that may revoke any transfer */
+	struct {
+		uint32_t bdf;
+		uint64_t first, last;	/* bytes, inclusive */
+	} u[PV_CHAN_PEND_UNMAPS];
+};
+
+/* the caller's own reason to carry out a pending UNMAP before any transfer (nonzero) */
+typedef int (*pv_chan_unmap_fn)(uint32_t bdf, uint64_t first, uint64_t last, void *ctx);
+
+/* forget the summary: every entry before cons is carried out */
+static inline void pv_chan_pend_reset(const struct pv_chan *c, struct pv_chan_pend *p)
+{
+	p->upto = c->cons;
+	p->n = 0;
+	p->any = 0;
+}
+
+/*
+ * 1 when no published entry can revoke bdf's access to [addr, addr + len):
+ * a transfer allowed now is allowed with them carried out, so it may be
+ * checked before they are (a denied one still needs them: a pending MAP
+ * may allow it). 0: carry them out first. Reads each new entry's words
+ * once; an entry the guest rewrites after it was summarized is as if it
+ * had been published after the transfer. fn (may be NULL) is asked about
+ * each UNMAP as it is summarized. A ring more than half full spares
+ * nothing: it is emptied before the guest has to kick for room.
+ */
+int pv_chan_spares(struct pv_chan *c, struct pv_chan_pend *p, uint32_t bdf, uint64_t addr,
+		   uint64_t len, pv_chan_unmap_fn fn, void *ctx);
+
+/*
  * 1 when the guest published entries the host has not carried out: a
  * lockless hint for the checking paths (PVIOMMU_CHAN_F_DRAIN), which then
  * take the caller's lock and kick. Safe against a concurrent attach or

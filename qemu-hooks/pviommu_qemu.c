@@ -381,12 +381,17 @@ violation(struct as_ent *e, __u32 bdf, __u64 addr, __u64 len, __u32 need,
 /* the shared page (below): entries the guest posted are carried out first */
 static int chan_pending(void);
 static void chan_drain(void);
+static int chan_spares(uint32_t bdf, uint64_t addr, uint64_t len);
 
 /*
  * The per-transfer gate: 1 = let the transfer run, 0 = fail it. The
  * allowed path is loads from the mmapped index only. Operations the guest
- * posted in the shared page (pviommu.h, "Posting") are carried out before
- * the check: a strict unmap is in force before any later transfer.
+ * posted in the shared page (pviommu.h, "Posting") are in force before the
+ * check: a strict unmap is in force before any later transfer. They are
+ * carried out first unless none of them can revoke this transfer (MAPs,
+ * UNMAPs of other ranges: pv_chan_spares); a transfer the index denies
+ * while entries are pending is checked again once they are carried out (a
+ * pending MAP may be what allows it).
  */
 static inline __attribute__((always_inline)) int
 gate(const void *as, __u64 addr, __u64 len, __u32 need)
@@ -397,7 +402,7 @@ gate(const void *as, __u64 addr, __u64 len, __u32 need)
 
 	if (bdf == AS_NOT_DEV)
 		return 1;
-	if (unlikely(chan_pending()))
+	if (unlikely(chan_pending()) && !chan_spares(bdf, addr, len))
 		chan_drain();
 	if (need == PVIOMMU_PERM_WRITE && qemu_is_msi(addr, len, 1))
 		return 1;
@@ -405,6 +410,13 @@ gate(const void *as, __u64 addr, __u64 len, __u32 need)
 		     addr, len, need);
 	if (likely(v == PV_ALLOW))
 		return 1;
+	if (chan_pending()) {
+		chan_drain();
+		v = pv_check(&g_env, __atomic_load_n(&g_dom, __ATOMIC_RELAXED), bdf,
+			     addr, len, need);
+		if (v == PV_ALLOW)
+			return 1;
+	}
 	return violation(e, bdf, addr, len, need, v);
 }
 
@@ -481,11 +493,13 @@ struct inflight {
 };
 static struct inflight g_inf[INF_SLOTS];
 static unsigned long g_inf_untracked, g_inf_hits;
+static unsigned long g_inf_live;	/* >= the slots holding a buffer: 0 = none to look at */
 
 static void inf_add(uint32_t bdf, uint64_t addr, uint64_t len, bool is_write, void *buf)
 {
 	uint32_t h = (uint32_t)(((uintptr_t)buf >> 4) * 0x9e3779b1u) & (INF_SLOTS - 1);
 
+	__atomic_fetch_add(&g_inf_live, 1, __ATOMIC_SEQ_CST);	/* before the slot shows */
 	for (int i = 0; i < 64; i++) {
 		struct inflight *f = &g_inf[(h + i) & (INF_SLOTS - 1)];
 		void *none = NULL;
@@ -501,6 +515,7 @@ static void inf_add(uint32_t bdf, uint64_t addr, uint64_t len, bool is_write, vo
 		__atomic_store_n(&f->buf, buf, __ATOMIC_RELEASE);
 		return;
 	}
+	__atomic_fetch_sub(&g_inf_live, 1, __ATOMIC_SEQ_CST);
 	__atomic_fetch_add(&g_inf_untracked, 1, __ATOMIC_RELAXED);
 }
 
@@ -513,6 +528,7 @@ static void inf_del(void *buf)
 
 		if (__atomic_load_n(&f->buf, __ATOMIC_ACQUIRE) == buf) {
 			__atomic_store_n(&f->buf, NULL, __ATOMIC_RELEASE);
+			__atomic_fetch_sub(&g_inf_live, 1, __ATOMIC_SEQ_CST);
 			return;
 		}
 	}
@@ -540,9 +556,28 @@ static __attribute__((noinline, cold)) void inf_report(uint32_t bdf, const struc
 		pv_fmt_bdf(bdf, b), (unsigned long long)f->addr, (unsigned long long)f->len);
 }
 
+/* is any of bdf's [first, last] mapped in QEMU now (I/O in flight)? */
+static int inf_holds(uint32_t bdf, uint64_t first, uint64_t last, void *ctx)
+{
+	(void)ctx;
+	if (!__atomic_load_n(&g_inf_live, __ATOMIC_SEQ_CST))
+		return 0;
+	for (int i = 0; i < INF_SLOTS; i++) {
+		struct inflight *f = &g_inf[i];
+		void *b = __atomic_load_n(&f->buf, __ATOMIC_ACQUIRE);
+
+		if (b && b != (void *)1 && f->bdf == bdf && f->addr <= last &&
+		    first < f->addr + f->len)
+			return 1;
+	}
+	return 0;
+}
+
 /* after an UNMAP of [iova, iova + size) of bdf: is any of it still mapped in QEMU? */
 static void inf_check_unmap(uint32_t bdf, uint64_t iova, uint64_t size)
 {
+	if (!__atomic_load_n(&g_inf_live, __ATOMIC_SEQ_CST))
+		return;
 	for (int i = 0; i < INF_SLOTS; i++) {
 		struct inflight *f = &g_inf[i];
 		void *b = __atomic_load_n(&f->buf, __ATOMIC_ACQUIRE);
@@ -1436,6 +1471,7 @@ static void h_cpuid(void *env, uint32_t index, uint32_t count, uint32_t *eax,
  */
 static void *g_as_mem;
 static struct pv_chan g_chan;
+static struct pv_chan_pend g_pend;	/* what the pending entries may revoke (pv_chan.h) */
 static pthread_mutex_t g_chan_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long g_chan_attached, g_chan_rejected;
 
@@ -1469,6 +1505,7 @@ static void chan_setup(uint32_t pfn)
 		}
 		if (!r)	/* reads the header again: the ring must fit what is mapped */
 			r = pv_chan_attach(&g_chan, p, len, gpa, PVIOMMU_CHAN_F_DRAIN);
+		pv_chan_pend_reset(&g_chan, &g_pend);
 		if (r && p)
 			o_address_space_unmap(g_as_mem, p, len, false, 0);
 		if (r)
@@ -1513,6 +1550,7 @@ static int chan_kick_locked(void)
 {
 	int r = pv_chan_kick_batch(&g_chan, chan_ops, &g_chan);
 
+	pv_chan_pend_reset(&g_chan, &g_pend);	/* what was summarized is carried out */
 	if (r == -EPROTO)
 		chan_refused_locked();
 	return r;
@@ -1538,6 +1576,26 @@ static unsigned long g_chan_drains;
 static int chan_pending(void)
 {
 	return pv_chan_pending(&g_chan);
+}
+
+/*
+ * 1 when none of the pending entries can revoke bdf's [addr, addr + len):
+ * the check may go first, the entries wait for a check they concern, a
+ * denial, a kick or a full ring. An UNMAP of a range QEMU holds mapped
+ * (inf_holds) is carried out at once, so inf_check_unmap reports it while
+ * the I/O is in flight.
+ */
+static unsigned long g_chan_spared;
+static __attribute__((noinline)) int chan_spares(uint32_t bdf, uint64_t addr, uint64_t len)
+{
+	int r;
+
+	pthread_mutex_lock(&g_chan_lock);
+	r = pv_chan_spares(&g_chan, &g_pend, bdf, addr, len, inf_holds, NULL);
+	if (r)
+		g_chan_spared++;
+	pthread_mutex_unlock(&g_chan_lock);
+	return r;
 }
 
 static __attribute__((noinline, cold)) void chan_drain(void)

@@ -291,6 +291,159 @@ static void t_big(void)
 	maplen = PVIOMMU_CHAN_PAGE;
 }
 
+/*
+ * pv_chan_spares against the entries themselves: random MAPs, UNMAPs and
+ * other operations of two devices published, summarized and kicked in a
+ * random order; each answer must be the brute-force one, and a transfer it
+ * spares must be one no pending entry can revoke.
+ */
+static void noop_fn(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx)
+{
+	(void)a; (void)ctx;
+	for (uint32_t i = 0; i < n; i++)
+		status[i] = 0;
+}
+
+/* the UNMAPs of bdf 3 are "held mapped by QEMU" (the caller's own reason) */
+static int held(uint32_t bdf, uint64_t first, uint64_t last, void *ctx)
+{
+	(void)first; (void)last;
+	++*(int *)ctx;
+	return bdf == 3;
+}
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(uint64_t n)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state % n;
+}
+
+/* 1 when the published, not carried out, entries could not revoke the transfer */
+static int spares_model(const struct pv_chan *c, uint32_t bdf, uint64_t addr, uint64_t len)
+{
+	uint32_t prod = pg->prod, unmaps = 0;
+	uint64_t last = addr + len - 1;
+
+	if (prod - c->cons > c->nents / 2)
+		return 0;
+	for (uint32_t i = c->cons; i != prod; i++) {
+		const struct pviommu_chan_ent *e = &pg->ent[i % c->nents];
+		uint32_t op = PVIOMMU_HC_OP(e->a[0]), b = PVIOMMU_HC_BDF(e->a[0]);
+
+		if (op == PVIOMMU_OP_MAP)
+			continue;
+		if (op != PVIOMMU_OP_UNMAP || !e->a[2] || b == 3 || ++unmaps > PV_CHAN_PEND_UNMAPS)
+			return 0;
+		if (b == bdf && e->a[1] <= last && addr <= e->a[1] + e->a[2] - 1)
+			return 0;
+	}
+	return 1;
+}
+
+static void t_spares(void)
+{
+	struct pv_chan c = { 0 };
+	struct pv_chan_pend p;
+	int asked = 0, spared = 0, denied = 0, wrong = 0, unsafe = 0, kicks = 0;
+	/* mostly MAPs and UNMAPs of bdf 1 and 2; now and then another operation or bdf 3 */
+	static const uint32_t ops[] = { PVIOMMU_OP_MAP, PVIOMMU_OP_MAP, PVIOMMU_OP_MAP,
+		PVIOMMU_OP_MAP, PVIOMMU_OP_MAP, PVIOMMU_OP_UNMAP, PVIOMMU_OP_UNMAP, PVIOMMU_OP_UNMAP,
+		PVIOMMU_OP_UNMAP, PVIOMMU_OP_UNMAP, PVIOMMU_OP_DEV_DEL, PVIOMMU_OP_REGISTER };
+
+	page_init(64, 7);
+	ASSERT_OK(pv_chan_attach(&c, mem, maplen, 0x4000, PVIOMMU_CHAN_F_DRAIN), "attach");
+	pv_chan_pend_reset(&c, &p);
+	ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x1000, 8, held, &asked), 1, "nothing pending: spared");
+	for (int step = 0; step < 50000; step++) {
+		uint32_t r = (uint32_t)rnd(100);
+
+		if (r < 45 && pg->prod - c.cons < c.nents) {
+			struct pviommu_chan_ent *e = &pg->ent[pg->prod % c.nents];
+			uint32_t op = ops[rnd(sizeof(ops) / sizeof(ops[0]))];
+
+			e->a[0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, 3, rnd(20) ? 1 + rnd(2) : 3);
+			e->a[1] = rnd(64) * 0x100;
+			e->a[2] = rnd(8) * 0x80;	/* 0: a size the host refuses */
+			pg->prod++;
+		} else if (r < 55) {
+			ASSERT_TRUE(pv_chan_kick_batch(&c, noop_fn, NULL) >= 0, "kick");
+			pv_chan_pend_reset(&c, &p);
+			kicks++;
+		} else {
+			uint32_t bdf = 1 + (uint32_t)rnd(2);
+			/* often a byte next to an UNMAP's first or last (multiples of 0x80) */
+			static const uint64_t edge[] = { 0, 1, 0x7f, 0x80, 0x81 };
+			uint64_t addr = rnd(64) * 0x100 + (rnd(2) ? edge[rnd(5)] : rnd(0x100));
+			uint64_t len = rnd(2) ? rnd(6) * 0x80 + edge[rnd(5)] + 1 : 1 + rnd(0x300);
+			int got = pv_chan_spares(&c, &p, bdf, addr, len, held, &asked);
+			int want = spares_model(&c, bdf, addr, len);
+
+			wrong += got != want;
+			unsafe += got && !want;
+			spared += got;
+			denied += !got;
+		}
+	}
+	ASSERT_EQ(wrong, 0, "every answer is the brute-force one");
+	ASSERT_EQ(unsafe, 0, "no transfer spared that a pending entry revokes");
+	ASSERT_TRUE(spared > 1000 && denied > 1000, "both answers, many times");
+	ASSERT_TRUE(kicks > 500 && asked > 200, "kicks reset it, the caller is asked about UNMAPs");
+	printf("  spares: %d spared, %d not, %d kicks, %d UNMAPs asked about\n", spared, denied, kicks, asked);
+	pg->prod = c.cons + 65;
+	ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0, 1, NULL, NULL), 0, "a hostile prod spares nothing");
+	pg->prod = c.cons;
+	pv_chan_detach(&c);
+	ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0, 1, NULL, NULL), 0, "no page: nothing spared");
+	ASSERT_TRUE(guard_intact(), "nothing written past the page");
+}
+
+/* the summary's room, in a ring of 512 (half of it may be pending) */
+static void t_spares_room(void)
+{
+	struct pv_chan c = { 0 };
+	struct pv_chan_pend p;
+
+	maplen = PVIOMMU_CHAN_BYTES(PVIOMMU_CHAN_NENTS_MAX);
+	page_init(PVIOMMU_CHAN_NENTS_MAX, 0);
+	ASSERT_OK(pv_chan_attach(&c, mem, maplen, 0x5000, PVIOMMU_CHAN_F_DRAIN), "a ring of 512");
+	pv_chan_pend_reset(&c, &p);
+	/* PV_CHAN_PEND_UNMAPS UNMAPs of another device spare bdf 1, one more does not */
+	for (int i = 0; i <= PV_CHAN_PEND_UNMAPS; i++) {
+		struct pviommu_chan_ent *e = &pg->ent[pg->prod % c.nents];
+
+		ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x100000, 4096, NULL, NULL), 1,
+			  "UNMAPs of bdf 2 the summary holds spare bdf 1");
+		e->a[0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, PVIOMMU_OP_UNMAP, 3, 2);
+		e->a[1] = 0x100000;
+		e->a[2] = 4096;
+		pg->prod++;
+	}
+	ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x100000, 4096, NULL, NULL), 0,
+		  "one UNMAP more than the summary holds: nothing spared");
+	ASSERT_EQ(p.n, PV_CHAN_PEND_UNMAPS, "... and the summary did not grow past its room");
+	/* MAPs up to half the ring spare, one more does not */
+	ASSERT_TRUE(pv_chan_kick_batch(&c, noop_fn, NULL) >= 0, "kick");
+	pv_chan_pend_reset(&c, &p);
+	for (unsigned int i = 0; i <= PVIOMMU_CHAN_NENTS_MAX / 2; i++) {
+		struct pviommu_chan_ent *e = &pg->ent[pg->prod % c.nents];
+
+		ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x100000, 4096, NULL, NULL), 1,
+			  "MAPs in a ring at most half full spare");
+		e->a[0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, PVIOMMU_OP_MAP, 3, 1);
+		e->a[1] = 0x200000;
+		e->a[2] = 4096;
+		pg->prod++;
+	}
+	ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x100000, 4096, NULL, NULL), 0,
+		  "more than half full: nothing spared (emptied before the guest must kick)");
+	ASSERT_TRUE(guard_intact(), "nothing written past the ring");
+	pv_chan_detach(&c);
+	maplen = PVIOMMU_CHAN_PAGE;
+}
+
 int main(void)
 {
 	SUBTEST("attach", t_attach());
@@ -298,5 +451,7 @@ int main(void)
 	SUBTEST("hostile", t_hostile());
 	SUBTEST("post", t_post());
 	SUBTEST("big", t_big());
+	SUBTEST("spares", t_spares());
+	SUBTEST("spares_room", t_spares_room());
 	return tl_done("chan");
 }
