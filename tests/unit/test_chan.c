@@ -312,6 +312,17 @@ static int held(uint32_t bdf, uint64_t first, uint64_t last, void *ctx)
 	return bdf == 3;
 }
 
+/* the guest publishes op of bdf on [iova, iova + size) (perm rw) */
+static void publish_op(uint32_t nents, uint32_t op, uint32_t bdf, uint64_t iova, uint64_t size)
+{
+	struct pviommu_chan_ent *e = &pg->ent[pg->prod % nents];
+
+	e->a[0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, 3, bdf);
+	e->a[1] = iova;
+	e->a[2] = size;
+	pg->prod++;
+}
+
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(uint64_t n)
 {
@@ -361,13 +372,11 @@ static void t_spares(void)
 		uint32_t r = (uint32_t)rnd(100);
 
 		if (r < 45 && pg->prod - c.cons < c.nents) {
-			struct pviommu_chan_ent *e = &pg->ent[pg->prod % c.nents];
 			uint32_t op = ops[rnd(sizeof(ops) / sizeof(ops[0]))];
+			uint32_t bdf = rnd(20) ? 1 + (uint32_t)rnd(2) : 3;
+			uint64_t iova = rnd(64) * 0x100;
 
-			e->a[0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, 3, rnd(20) ? 1 + rnd(2) : 3);
-			e->a[1] = rnd(64) * 0x100;
-			e->a[2] = rnd(8) * 0x80;	/* 0: a size the host refuses */
-			pg->prod++;
+			publish_op(c.nents, op, bdf, iova, rnd(8) * 0x80);	/* size 0: refused */
 		} else if (r < 55) {
 			ASSERT_TRUE(pv_chan_kick_batch(&c, noop_fn, NULL) >= 0, "kick");
 			pv_chan_pend_reset(&c, &p);
@@ -412,14 +421,9 @@ static void t_spares_room(void)
 	pv_chan_pend_reset(&c, &p);
 	/* PV_CHAN_PEND_UNMAPS UNMAPs of another device spare bdf 1, one more does not */
 	for (int i = 0; i <= PV_CHAN_PEND_UNMAPS; i++) {
-		struct pviommu_chan_ent *e = &pg->ent[pg->prod % c.nents];
-
 		ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x100000, 4096, NULL, NULL), 1,
 			  "UNMAPs of bdf 2 the summary holds spare bdf 1");
-		e->a[0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, PVIOMMU_OP_UNMAP, 3, 2);
-		e->a[1] = 0x100000;
-		e->a[2] = 4096;
-		pg->prod++;
+		publish_op(c.nents, PVIOMMU_OP_UNMAP, 2, 0x100000, 4096);
 	}
 	ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x100000, 4096, NULL, NULL), 0,
 		  "one UNMAP more than the summary holds: nothing spared");
@@ -428,14 +432,9 @@ static void t_spares_room(void)
 	ASSERT_TRUE(pv_chan_kick_batch(&c, noop_fn, NULL) >= 0, "kick");
 	pv_chan_pend_reset(&c, &p);
 	for (unsigned int i = 0; i <= PVIOMMU_CHAN_NENTS_MAX / 2; i++) {
-		struct pviommu_chan_ent *e = &pg->ent[pg->prod % c.nents];
-
 		ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x100000, 4096, NULL, NULL), 1,
 			  "MAPs in a ring at most half full spare");
-		e->a[0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, PVIOMMU_OP_MAP, 3, 1);
-		e->a[1] = 0x200000;
-		e->a[2] = 4096;
-		pg->prod++;
+		publish_op(c.nents, PVIOMMU_OP_MAP, 1, 0x200000, 4096);
 	}
 	ASSERT_EQ(pv_chan_spares(&c, &p, 1, 0x100000, 4096, NULL, NULL), 0,
 		  "more than half full: nothing spared (emptied before the guest must kick)");
