@@ -532,11 +532,23 @@ static void pviommu_live_drop(struct pviommu_dev *pd)
 /* ------------------------------------------------------------------ */
 /* map / unmap bookkeeping, lazy queue */
 
-/* the host revokes exactly the mapping of this iova, size and perm */
+/*
+ * The host revokes exactly the mapping of this iova, size and perm. A
+ * refusal is counted and said (it cannot fail the unmap: the device is
+ * done with the memory either way); a posted UNMAP's is read when its
+ * entry is reused.
+ */
 static void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size,
 			      u32 perm)
 {
-	pviommu_dev_call(pd, PVIOMMU_OP_UNMAP, perm, iova, size);
+	int r = pviommu_dev_call(pd, PVIOMMU_OP_UNMAP, perm, iova, size);
+
+	if (pviommu_refused(r)) {
+		atomic64_inc(&pviommu_stats.failures);
+		atomic64_inc(&pd->failures);
+		pr_err_ratelimited("%s: the host refused UNMAP [%#llx+%#llx]: %d\n",
+				   pci_name(pd->pdev), iova, size, r);
+	}
 	pviommu_live_del(pd, iova, size, perm);
 	atomic64_dec(&pd->live);
 	atomic64_sub(size, &pd->live_bytes);

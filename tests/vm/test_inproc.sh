@@ -189,6 +189,15 @@ if [ "$(karg protect)" = 1 ]; then
 	check post-0-virtio-blk-io disk
 	check post-0-nothing-posted [ "$(st posted)" = 0 ]
 	check post-0-an-exit-per-operation [ "$(st exits)" -ge "$(st hypercalls)" ]
+	# the host drops the record of one e1000 mapping: the UNMAP of it at ifdown is refused,
+	# and the guest counts and says so
+	check post-0-no-failure-yet [ "$(st failures)" = 0 ]
+	n0=$(dmesg | wc -l)
+	mark post0-mapped
+	wait_host >/dev/null
+	check post-0-ifdown ip link set "$(nic e1000)" down
+	check post-0-refused-unmap-counted [ "$(st failures)" -ge 1 ]
+	check post-0-refused-unmap-said sh -c "dmesg | tail -n +$((n0 + 1)) | grep -q '0000:00:04.0: the host refused UNMAP'"
 	check rmmod-post-0 rmmod pviommu
 	# channel=off: the CPUID transport, answered in registers by the same library
 	# the lines this insmod adds, however many the rebound drivers print after them
@@ -258,6 +267,22 @@ d=[x for x in json.load(open(sys.argv[1]))["domains"] if x.get("domain", x.get("
 print(d[0].get("devices", d[0].get("nr_devices", -1)) if d else -1)' "$work/status.json" "$qpid" 2>/dev/null)
 		assert "protect-domain-has-3-devices ($ndev)" [ "$ndev" = 3 ]
 		vm_send go
+		# post=0: drop the record of one live e1000 mapping (the guest's UNMAP of it is
+		# then refused)
+		if vm_wait_marker post0-mapped 120; then
+			"$CTL" -j mappings --pid "$qpid" >"$work/post0.json" 2>&1
+			key=$(python3 -c 'import json,struct,sys
+d=json.load(open(sys.argv[1]))
+ms=[m for dom in d.get("domains", [d]) for m in dom.get("mappings", [])] if isinstance(d, dict) else d
+m=[m for m in ms if m.get("bdf") == "0000:00:04.0" and m.get("refs", 1) == 1][0]
+print(" ".join(str(b) for b in struct.pack("<IIQ", int(sys.argv[2]), 0x20, m["iova"])))' "$work/post0.json" "$qpid" 2>"$work/post0.err")
+			if [ -n "$key" ] && bpftool map delete pinned "$PVIOMMU_PIN_DIR/pviommu_mappings" key $key 2>>"$work/post0.err"
+			then ok "post0-host-dropped-a-record"
+			else nok "post0-host-dropped-a-record" "$(cat "$work/post0.err"; head -c 300 "$work/post0.json")"; fi
+			vm_send go
+		else
+			nok "post0-guest-mapped"
+		fi
 	else
 		nok "protect-guest-reached-protected"
 	fi
