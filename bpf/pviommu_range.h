@@ -866,8 +866,9 @@ static long pv_sweep_cb(__u32 i, void *data)
 /*
  * drop the index slots of (dom, bdf), or of all of dom's devices (and its
  * DOMAIN slot with with_domain). Returns the slots freed, or -EBUSY when a
- * yield lost the writer lock (then the lanes of the devices purged so far
- * are not handed back: a leak of capacity, never of access).
+ * yield lost the writer lock. Either way the lanes of the DEVICE slots it
+ * tombstoned go back (an atomic and on the mask, no lock needed): no slot
+ * names them any more, and whoever takes one zeroes it first.
  */
 static PV_INLINE int pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
 				    __u32 all_devices, __u32 with_domain)
@@ -880,10 +881,10 @@ static PV_INLINE int pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
 	pv_loop(e->mask + 1, pv_purge_cb, &c);
 	if (!c.lost)
 		pv_loop(e->mask + 1, pv_sweep_cb, &c);
-	if (c.lost)
-		return -PV_EBUSY;
 	/* no DEVICE slot names those lanes any more: hand them back */
 	pv_fast_release(e, c.lanes);
+	if (c.lost)
+		return -PV_EBUSY;
 
 	return (int)c.freed;
 }

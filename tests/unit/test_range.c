@@ -634,6 +634,19 @@ static void t_purge_chunks(void)
 	ASSERT_EQ(page_slots(&f), 0, "no page slot of the domain left");
 	ASSERT_EQ(chk(&f, DEV_A, 0x100000, 1, R), PV_ALLOW, "nothing protected any more");
 	fx_fini(&f);
+
+	/* a purge that loses the lock in its sweep has tombstoned every DEVICE slot of the
+	 * domain: their page-bit lanes go back all the same (no slot names them any more) */
+	fx_init(&f, 1u << 15, 64);
+	for (int i = 0; i < 8; i++)
+		ASSERT_OK(map(&f, i & 1 ? DEV_B : DEV_A, 0x100000 + i * 0x3000, 0x1000, R), "map");
+	ASSERT_EQ(f.e.fast[PVIOMMU_FAST_USED], 3, "two devices, two lanes");
+	ut_yields = 0;
+	ut_lose_at = (1 << 15) / PV_PURGE_CHUNK + 1;	/* the sweep's second yield */
+	ASSERT_EQ(pv_purge_index(&f.e, DOM, 0, 1, 0), -PV_EBUSY, "the purge loses the lock in its sweep");
+	ASSERT_EQ(f.e.fast[PVIOMMU_FAST_USED], 0, "... and hands both lanes back");
+	ut_lose_at = 0;
+	fx_fini(&f);
 }
 
 int main(void)
