@@ -466,6 +466,8 @@ static __noinline int hc_register(struct pviommu_ctl *c, __u32 dom, __u32 abi)
 	nd.quota = c->quota;
 	if (d) {
 		nd.mode = d->mode;
+		/* a count for the VM's life (QEMU's), not the guest's: it cannot wipe it */
+		nd.refused = d->refused;
 		nd.flags |= d->flags & PVIOMMU_DOM_RESERVED;
 		if (d->flags & PVIOMMU_DOM_RESERVED)
 			nd.quota = d->quota;	/* taken at QEMU start */

@@ -345,7 +345,7 @@ struct pviommu_domain {
 	__u64	registered_ns;	/* bpf_ktime_get_ns() at REGISTER */
 	__u64	nr_pages;	/* index pages charged (quota.pages) */
 	__u32	nr_lanes;	/* page-bit lanes held */
-	__u32	refused;	/* calls refused by a quota */
+	__u32	refused;	/* calls refused by a quota, over the VM's life (REGISTER keeps it) */
 	struct pviommu_quota quota;
 };
 

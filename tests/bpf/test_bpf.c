@@ -1264,6 +1264,14 @@ static void t_quota(void)
 		  "and its unmaps in force");
 	printf("  hostile VM: %d maps, %d refused by its quota; a third: 200 REGISTERs; other VM: 120 checks exact\n",
 	       calls + 1, refused + 1);
+	/* a REGISTER starts the guest's state afresh, not the count of what its quota refused
+	 * (vm_quota_refused_total is a counter: a guest must not wipe its own record) */
+	bpf_map_lookup_elem(dfd, &h.pid, &d);
+	refused = (int)d.refused;
+	ASSERT_TRUE(refused >= 34, "its refusals counted (1 GiB map, 32 records, device 3)");
+	ASSERT_OK(fz_call(&h, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "it registers again");
+	ASSERT_OK(bpf_map_lookup_elem(dfd, &h.pid, &d), "its record");
+	ASSERT_EQ(d.refused, (__u32)refused, "the count survives its REGISTER");
 	close(h.to);
 	waitpid(h.pid, NULL, 0);
 }
