@@ -556,38 +556,44 @@ static __attribute__((noinline, cold)) void inf_report(uint32_t bdf, const struc
 		pv_fmt_bdf(bdf, b), (unsigned long long)f->addr, (unsigned long long)f->len);
 }
 
-/* is any of bdf's [first, last] mapped in QEMU now (I/O in flight)? */
-static int inf_holds(uint32_t bdf, uint64_t first, uint64_t last, void *ctx)
+/*
+ * The maps in flight of bdf that overlap [first, last]: how many; each is
+ * reported when report is set, else the scan stops at the first.
+ */
+static int inf_scan(uint32_t bdf, uint64_t first, uint64_t last, int report)
 {
-	(void)ctx;
+	int hits = 0;
+
 	if (!__atomic_load_n(&g_inf_live, __ATOMIC_SEQ_CST))
 		return 0;
 	for (int i = 0; i < INF_SLOTS; i++) {
 		struct inflight *f = &g_inf[i];
 		void *b = __atomic_load_n(&f->buf, __ATOMIC_ACQUIRE);
 
-		if (b && b != (void *)1 && f->bdf == bdf && f->addr <= last &&
-		    first < f->addr + f->len)
-			return 1;
+		if (!b || b == (void *)1 || f->bdf != bdf || f->addr > last ||
+		    first >= f->addr + f->len)
+			continue;
+		hits++;
+		if (!report)
+			break;
+		__atomic_fetch_add(&g_inf_hits, 1, __ATOMIC_RELAXED);
+		inf_report(bdf, f);
 	}
-	return 0;
+	return hits;
+}
+
+/* pv_chan_spares' question: is any of bdf's [first, last] mapped in QEMU now? */
+static int inf_holds(uint32_t bdf, uint64_t first, uint64_t last, void *ctx)
+{
+	(void)ctx;
+	return inf_scan(bdf, first, last, 0);
 }
 
 /* after an UNMAP of [iova, iova + size) of bdf: is any of it still mapped in QEMU? */
 static void inf_check_unmap(uint32_t bdf, uint64_t iova, uint64_t size)
 {
-	if (!__atomic_load_n(&g_inf_live, __ATOMIC_SEQ_CST))
-		return;
-	for (int i = 0; i < INF_SLOTS; i++) {
-		struct inflight *f = &g_inf[i];
-		void *b = __atomic_load_n(&f->buf, __ATOMIC_ACQUIRE);
-
-		if (!b || b == (void *)1 || f->bdf != bdf || f->addr >= iova + size ||
-		    iova >= f->addr + f->len)
-			continue;
-		__atomic_fetch_add(&g_inf_hits, 1, __ATOMIC_RELAXED);
-		inf_report(bdf, f);
-	}
+	if (size)
+		inf_scan(bdf, iova, iova + size - 1, 1);
 }
 
 static void *h_map(void *as, uint64_t addr, uint64_t *plen, bool is_write,
