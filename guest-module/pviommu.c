@@ -439,6 +439,20 @@ static bool pviommu_refused(int r)
 	return verify && r;
 }
 
+/* MAP or UNMAP of pd; a refusal is counted and said. Returns the answer */
+static int pviommu_dev_op(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u64 size)
+{
+	int r = pviommu_dev_call(pd, op, perm, iova, size);
+
+	if (pviommu_refused(r)) {
+		atomic64_inc(&pviommu_stats.failures);
+		atomic64_inc(&pd->failures);
+		pr_err_ratelimited("%s: the host refused %s [%#llx+%#llx]: %d\n", pci_name(pd->pdev),
+				   op == PVIOMMU_OP_MAP ? "MAP" : "UNMAP", iova, size, r);
+	}
+	return r;
+}
+
 static u32 pviommu_perm(enum dma_data_direction dir)
 {
 	switch (dir) {
@@ -541,14 +555,7 @@ static void pviommu_live_drop(struct pviommu_dev *pd)
 static void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size,
 			      u32 perm)
 {
-	int r = pviommu_dev_call(pd, PVIOMMU_OP_UNMAP, perm, iova, size);
-
-	if (pviommu_refused(r)) {
-		atomic64_inc(&pviommu_stats.failures);
-		atomic64_inc(&pd->failures);
-		pr_err_ratelimited("%s: the host refused UNMAP [%#llx+%#llx]: %d\n",
-				   pci_name(pd->pdev), iova, size, r);
-	}
+	pviommu_dev_op(pd, PVIOMMU_OP_UNMAP, perm, iova, size);
 	pviommu_live_del(pd, iova, size, perm);
 	atomic64_dec(&pd->live);
 	atomic64_sub(size, &pd->live_bytes);
@@ -655,14 +662,9 @@ static int pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 	atomic64_inc(&pd->maps);
 	if (pviommu_lazy_mode && pviommu_lazy_reuse(pd, iova, size, perm))
 		return 0;
-	r = pviommu_dev_call(pd, PVIOMMU_OP_MAP, perm, iova, size);
-	if (pviommu_refused(r)) {
-		atomic64_inc(&pviommu_stats.failures);
-		atomic64_inc(&pd->failures);
-		pr_err_ratelimited("%s: the host refused MAP [%#llx+%#llx]: %d\n",
-				   pci_name(pd->pdev), iova, size, r);
+	r = pviommu_dev_op(pd, PVIOMMU_OP_MAP, perm, iova, size);
+	if (pviommu_refused(r))
 		return r < 0 ? r : -EIO;
-	}
 	atomic64_inc(&pd->live);
 	atomic64_add(size, &pd->live_bytes);
 	pviommu_live_add(pd, iova, size, perm);
