@@ -333,9 +333,9 @@ vm_cleanup() {
 vm_wait() {
 	local t=${1:-0} d start rc now n=0 stalled=""
 	d=$(vm__dir)
-	start=$(date +%s)
+	start=$SECONDS
 	while [ ! -e "$d/rc" ]; do
-		now=$(date +%s)
+		now=$SECONDS
 		if [ "$t" -gt 0 ] && [ $((now - start)) -ge "$t" ]; then
 			vm__err "vm_wait: VM '$VM_CUR' still running after ${t}s: killing it"
 			vm_kill; echo 124 >"$d/rc.wait"; break
