@@ -9,18 +9,28 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* a record table as a BPF hash would hold one: (domain, bdf, iova) -> record */
+struct bench_key {
+	__u32	domain;
+	__u32	bdf;
+	__u64	iova;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PVIOMMU_DEF_MAX_RECORDS);
-	__type(key, struct pviommu_map_key);
+	__uint(max_entries, 1u << 17);
+	__type(key, struct bench_key);
 	__type(value, struct pviommu_mapping);
 } bench_records SEC(".maps");
 
-/* one record insert and one delete, as a map + unmap pair does */
+/*
+ * one hash insert and one delete: what a map + unmap pair paid for its
+ * record when records lived in a BPF hash of their own
+ */
 SEC("raw_tp")
 int bench_htab_pair(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct pviommu_map_key k = { .domain = 1, .bdf = 2, .iova = ctx->args[0] };
+	struct bench_key k = { .domain = 1, .bdf = 2, .iova = ctx->args[0] };
 	struct pviommu_mapping v = { .iova = ctx->args[0], .size = 4096 };
 
 	bpf_map_update_elem(&bench_records, &k, &v, BPF_NOEXIST);

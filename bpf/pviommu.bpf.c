@@ -22,14 +22,6 @@ const volatile __u64 hash_key = 0;
 const volatile __u64 load_gen = 0;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PVIOMMU_DEF_MAX_RECORDS);
-	__type(key, struct pviommu_map_key);
-	__type(value, struct pviommu_mapping);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pviommu_mappings SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -66,28 +58,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ev_rate);
 } pviommu_ev_rate SEC(".maps");
-
-/* ---- pviommu_range.h's record table: pviommu_mappings ------------------- */
-static __always_inline struct pviommu_mapping *
-pv_rec_find(struct pv_env *e, const struct pviommu_map_key *k)
-{
-	return bpf_map_lookup_elem(&pviommu_mappings, k);
-}
-
-static __always_inline int pv_rec_insert(struct pv_env *e,
-					 const struct pviommu_map_key *k,
-					 const struct pviommu_mapping *v)
-{
-	long err = bpf_map_update_elem(&pviommu_mappings, k, v, BPF_NOEXIST);
-
-	return err == -7 /* E2BIG: full */ || err == -12 ? -28 : (int)err;
-}
-
-static __always_inline int pv_rec_delete(struct pv_env *e,
-					 const struct pviommu_map_key *k)
-{
-	return bpf_map_delete_elem(&pviommu_mappings, k);
-}
 
 /* loop steps are global functions, checked once (pviommu_range.h) */
 #define PV_STEP			__attribute__((noinline))
@@ -149,9 +119,9 @@ static __always_inline int active(struct pviommu_ctl *c)
  * A purge holds its domain lock from start to end, so a waiter on it (the
  * domain's own calls, or another domain's on the same stripe) has to
  * outlast a whole purge, not one chunk: it tries DLOCK_MARGIN times the
- * purge's walk of the tables this load made (every record bucket, every
- * index slot twice; about a try a slot), in rounds of LOCK_TRIES: 1 round
- * at the default sizes, 5 at 2^22 slots.
+ * purge's walk of the index this load made (every slot twice; about a try
+ * a slot), in rounds of LOCK_TRIES: 1 round at the default size, 4 at 2^22
+ * slots.
  */
 #define PV_DLOCKS	1024u
 
@@ -228,8 +198,7 @@ static __always_inline __u32 *dlock_word(__u32 dom)
 /* rounds of LOCK_TRIES that outlast a purge DLOCK_MARGIN times */
 static __always_inline __u32 dlock_rounds(void)
 {
-	__u64 walk = 2 * ((__u64)index_mask + 1) +
-		     ((struct bpf_map *)&pviommu_mappings)->max_entries;
+	__u64 walk = 2 * ((__u64)index_mask + 1);
 
 	return (__u32)((walk * DLOCK_MARGIN + LOCK_TRIES - 1) / LOCK_TRIES);
 }
@@ -315,51 +284,27 @@ static __always_inline void emit_hc(__u32 type, __u32 dom, __u32 bdf,
 		emit(type, dom, bdf, addr, len, perm, op, err, action, plane);
 }
 
-struct purge_rec_ctx {
-	__u32	dom;
-	__u32	bdf;
-	__u32	all_devices;
-	__u32	n;
-	__u64	pages;	/* index pages the purged records were charged */
-};
-
-static long purge_rec_cb(struct bpf_map *map, struct pviommu_map_key *k,
-			 struct pviommu_mapping *v, struct purge_rec_ctx *c)
-{
-	if (k->domain == c->dom && (c->all_devices || k->bdf == c->bdf)) {
-		if (v->size)
-			c->pages += pv_npages(v->iova, v->size);
-		bpf_map_delete_elem(map, k);
-		c->n++;
-	}
-	return 0;
-}
-
 /*
  * revoke everything of (dom, bdf) or of every device of dom (with its
- * DOMAIN slot too when with_domain). Called with dom's domain lock and the
- * writer lock held; returns 0 with both still held, or -EBUSY without the
- * writer lock (lost between chunks: the caller fails the domain closed).
- * The records go first, without the writer lock (only dom's own calls
- * touch dom's records, and they wait on the domain lock), then the index
- * in chunks (pviommu_range.h): other VMs' writers wait one chunk at most.
+ * DOMAIN slot too when with_domain): its pages, pieces and records, all in
+ * the index. Called with dom's domain lock and the writer lock held;
+ * returns 0 with both still held, or -EBUSY without the writer lock (lost
+ * between chunks: the caller fails the domain closed). The index goes in
+ * chunks (pviommu_range.h): other VMs' writers wait one chunk at most.
  */
 static __always_inline int purge(struct pviommu_ctl *c, struct pv_env *e,
 				 struct pviommu_domain *d, __u32 dom, __u32 bdf,
 				 __u32 all_devices, __u32 with_domain)
 {
-	struct purge_rec_ctx rc = { .dom = dom, .bdf = bdf,
-				    .all_devices = all_devices };
-
+	struct pv_purged sum = {};
 	int lane = all_devices ? 0 : pv_device_lane(e, dom, bdf);
 
-	unlock_index(c);
-	bpf_for_each_map_elem(&pviommu_mappings, purge_rec_cb, &rc, 0);
-	if (lock_index(c) || pv_purge_index(e, dom, bdf, all_devices, with_domain) < 0)
+	if (pv_purge_index(e, dom, bdf, all_devices, with_domain, &sum) < 0)
 		return -PV_EBUSY;
 	if (d) {
-		d->nr_records = d->nr_records > rc.n ? d->nr_records - rc.n : 0;
-		d->nr_pages = d->nr_pages > rc.pages ? d->nr_pages - rc.pages : 0;
+		d->nr_records = d->nr_records > sum.records ? d->nr_records - sum.records : 0;
+		d->nr_pages = d->nr_pages > sum.pages ? d->nr_pages - sum.pages : 0;
+		d->mapped_bytes = d->mapped_bytes > sum.bytes ? d->mapped_bytes - sum.bytes : 0;
 		if (all_devices) {
 			d->nr_devices = 0;
 			d->nr_records = 0;

@@ -213,7 +213,7 @@ struct pviommu_chan {
  *                                    the union of the permissions of the
  *                                    records covering it
  *   ranges are byte-granular: a sub-page buffer grants exactly its bytes
- *   index or record table full       -ENOSPC, nothing changes (rolled back),
+ *   index full (pages or records)    -ENOSPC, nothing changes (rolled back),
  *                                    the range stays denied (fail closed),
  *                                    a TABLE_FULL event is sent
  *   any number of sub-page buffers may share a page (the page's pieces
@@ -290,14 +290,14 @@ enum pviommu_fail {
 /* BPF maps, pinned under PVIOMMU_PIN_DIR */
 #define PVIOMMU_PIN_DIR		"/sys/fs/bpf/pviommu"
 #define PVIOMMU_MAP_DOMAINS	"pviommu_domains"
-#define PVIOMMU_MAP_MAPPINGS	"pviommu_mappings"
+/* the record table earlier builds pinned (records now live in the index) */
+#define PVIOMMU_MAP_OLD_RECORDS	"pviommu_mappings"
 #define PVIOMMU_MAP_INDEX	"pviommu_index"
 #define PVIOMMU_MAP_STATS	"pviommu_stats"
 #define PVIOMMU_MAP_EVENTS	"pviommu_events"
 #define PVIOMMU_MAP_CTL		"pviommu_ctl"
 
-#define PVIOMMU_DEF_INDEX_SLOTS	(1u << 18)	/* power of two */
-#define PVIOMMU_DEF_MAX_RECORDS	(1u << 17)
+#define PVIOMMU_DEF_INDEX_SLOTS	(1u << 19)	/* power of two: 32 MiB */
 #define PVIOMMU_MAX_DOMAINS	1024
 /* quota defaults: this many VMs fit at their full quota */
 #define PVIOMMU_QUOTA_VMS	64
@@ -349,22 +349,36 @@ struct pviommu_domain {
 	struct pviommu_quota quota;
 };
 
-/* pviommu_mappings: the authoritative record of live mappings */
-struct pviommu_map_key {
-	__u32	domain;
-	__u32	bdf;
-	__u64	iova;
+/*
+ * A live mapping's record: what one MAP granted, for the UNMAP that revokes
+ * it (pv_op_unmap), the VFIO mirror and `pviommuctl mappings`. Records live
+ * in pviommu_index (below), one per (domain, bdf, iova): in the PAGE slot of
+ * their first page when the mapping starts on a page boundary and covers
+ * that page (sub[] is free there while the page has no sub-page pieces),
+ * else in a RECORD slot of their own. 32 bytes: the slot's sub[].
+ */
+struct pviommu_rec {
+	__u64	size;
+	__u64	cookie;		/* a3 of the MAP that created it */
+	__u64	generation;	/* domain generation when last changed */
+	__u32	refs;		/* 0: no record here */
+	__u8	perm;		/* PVIOMMU_PERM_* */
+	__u8	lane;		/* the device's pviommu_fast lane + 1 (0: none) */
+	__u16	pad;
 };
 
+/* a record as readers see it (pv_rec_get, pv_rec_walk) */
 struct pviommu_mapping {
+	__u32	domain;
+	__u32	bdf;
 	__u64	iova;
 	__u64	size;
 	__u32	perm;		/* PVIOMMU_PERM_* */
 	__u32	refs;
-	__u64	generation;	/* domain generation when last changed */
-	__u64	cookie;		/* a3 of the MAP that created it */
-	__u32	lane;		/* the device's pviommu_fast lane + 1 (0: none) */
-	__u32	pad;
+	__u64	generation;
+	__u64	cookie;
+	__u32	lane;
+	__u32	slot;		/* its pviommu_index slot (bpftool map lookup) */
 };
 
 /* ---------------------------------------------------------------------
@@ -387,6 +401,10 @@ struct pviommu_mapping {
  *                   hole) and its seq is this slot's: a writer keeps it odd
  *                   while it changes any slot of the chain, and a reader
  *                   validates it once after walking the chain
+ *   rec             while nsub is 0: the record of the mapping that starts
+ *                   at this page's first byte, if any (rec.refs != 0)
+ * A RECORD slot (pfn = the mapping's iova) holds a record that has no room
+ * in its first page's slot (pviommu_rec above).
  * A DEVICE slot (pfn 0) marks bdf as protected in that domain; its cnt_r
  * is the device's pviommu_fast lane + 1 (0: no lane), its cnt_w an enum
  * pviommu_fail when the device FAILED (0: protected).
@@ -411,6 +429,7 @@ enum pviommu_slot_kind {
 	PVIOMMU_SLOT_TOMB	= 3,	/* deleted; keeps probe chains intact */
 	PVIOMMU_SLOT_DOMAIN	= 4,	/* a domain's protection state */
 	PVIOMMU_SLOT_SUBX	= 5,	/* more sub-page pieces of a page */
+	PVIOMMU_SLOT_RECORD	= 6,	/* a record (pfn: its iova) */
 };
 
 #define PVIOMMU_SUB(first, last, perm)					\
@@ -428,7 +447,10 @@ struct pviommu_slot {
 	__u64	pfn;
 	__u32	cnt_r;
 	__u32	cnt_w;
-	__u32	sub[PVIOMMU_SUB_SLOTS];
+	union {
+		__u32	sub[PVIOMMU_SUB_SLOTS];
+		struct pviommu_rec rec;	/* RECORD; PAGE while nsub == 0 */
+	};
 };
 
 /*

@@ -78,26 +78,6 @@ const volatile __u64 hash_key = 0;
 
 #include "pviommu_maps.bpf.h"
 
-/* ---- pviommu_range.h's record table: unused by the read side ----------- */
-static __always_inline struct pviommu_mapping *
-pv_rec_find(struct pv_env *e, const struct pviommu_map_key *k)
-{
-	return 0;
-}
-
-static __always_inline int pv_rec_insert(struct pv_env *e,
-					 const struct pviommu_map_key *k,
-					 const struct pviommu_mapping *v)
-{
-	return -28;
-}
-
-static __always_inline int pv_rec_delete(struct pv_env *e,
-					 const struct pviommu_map_key *k)
-{
-	return 0;
-}
-
 /* the coverage walk finds extension slots inline: six frames deep here */
 #define PV_COV_FIND	pv_slot_find_inl
 #include "pviommu_range.h"

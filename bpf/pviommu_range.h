@@ -12,11 +12,6 @@
  *                                                   '__u32 mask' and
  *                                                   '__u64 key' (hash)
  *   struct pviommu_slot *pv_slot_at(struct pv_env *, __u32 idx)
- *   struct pviommu_mapping *pv_rec_find(struct pv_env *,
- *                                       const struct pviommu_map_key *)
- *   int pv_rec_insert(struct pv_env *, const struct pviommu_map_key *,
- *                     const struct pviommu_mapping *)  0, -EEXIST, -ENOSPC
- *   int pv_rec_delete(struct pv_env *, const struct pviommu_map_key *)
  *   long pv_loop(__u32 n, long (*cb)(__u32, void *), void *ctx)
  *                                   calls cb(i, ctx) for i < n until cb
  *                                   returns 1; returns the calls made
@@ -211,7 +206,32 @@ pv_slot_lookup(struct pv_env *e, __u32 kind, __u32 dom, __u32 bdf, __u64 pfn,
 static PV_INLINE int pv_slot_unused(const struct pviommu_slot *s)
 {
 	return s->kind == PVIOMMU_SLOT_PAGE && !s->cnt_r && !s->cnt_w &&
-	       !s->nsub;
+	       !s->nsub && !s->rec.refs;
+}
+
+/* does slot s (a consistent copy, or a writer's) hold a record? */
+static PV_INLINE int pv_slot_has_rec(const struct pviommu_slot *s)
+{
+	return (s->kind == PVIOMMU_SLOT_RECORD ||
+		(s->kind == PVIOMMU_SLOT_PAGE && !s->nsub)) && s->rec.refs;
+}
+
+/* the iova of the record in slot s (pv_slot_has_rec) */
+static PV_INLINE __u64 pv_slot_rec_iova(const struct pviommu_slot *s)
+{
+	return s->kind == PVIOMMU_SLOT_RECORD ? s->pfn :
+	       s->pfn << PVIOMMU_PAGE_SHIFT;
+}
+
+static PV_INLINE void pv_rec_clear(struct pviommu_rec *r)
+{
+	r->size = 0;
+	r->cookie = 0;
+	r->generation = 0;
+	r->refs = 0;
+	r->perm = 0;
+	r->lane = 0;
+	r->pad = 0;
 }
 
 /* free a slot: EMPTY when no chain runs through it, else a tombstone */
@@ -239,6 +259,67 @@ static PV_INLINE __u32 pv_slot_index(struct pv_env *e, struct pviommu_slot *s,
 		if (pv_slot_at(e, (h + i) & e->mask) == s)
 			return (h + i) & e->mask;
 	return h & e->mask;
+}
+
+/* ---- records (pviommu.h, struct pviommu_rec) ----------------------------- */
+
+/*
+ * Writers: the index of the slot holding the record of (dom, bdf, iova),
+ * -1 when there is none. A page-aligned record is in its first page's slot
+ * or, when it had no room there, in a RECORD slot; that page's slot exists
+ * while the record lives (its first piece is on it), so no page slot means
+ * no record.
+ */
+static PV_INLINE long pv_rec_idx(struct pv_env *e, __u32 dom, __u32 bdf,
+				 __u64 iova)
+{
+	struct pviommu_slot *s;
+	long idx;
+
+	if (!(iova & PV_PAGE_MASK)) {
+		idx = pv_slot_claim(e, PVIOMMU_SLOT_PAGE, dom, bdf,
+				    iova >> PVIOMMU_PAGE_SHIFT, 0);
+		if (idx < 0)
+			return -1;
+		s = pv_slot_at(e, (__u32)idx);
+		if (!s)
+			return -1;
+		if (!s->nsub && s->rec.refs)
+			return idx;
+	}
+	return pv_slot_claim(e, PVIOMMU_SLOT_RECORD, dom, bdf, iova, 0);
+}
+
+/* a RECORD slot for (dom, bdf, iova) holding *r: 0, or -ENOSPC */
+static PV_INLINE int pv_rec_own_slot(struct pv_env *e, __u32 dom, __u32 bdf,
+				     __u64 iova, const struct pviommu_rec *r)
+{
+	struct pviommu_slot *x = pv_slot_lookup(e, PVIOMMU_SLOT_RECORD, dom,
+						bdf, iova, 1);
+
+	if (!x)
+		return -PV_ENOSPC;
+	pv_write_begin(x);
+	x->rec = *r;
+	pv_write_end(x);
+	return 0;
+}
+
+/*
+ * Page slot s (page pfn) needs sub[] for a piece: a record held there
+ * moves to a RECORD slot of its own first. 0, or -ENOSPC (nothing moved).
+ */
+static PV_INLINE int pv_rec_evict(struct pv_env *e, struct pviommu_slot *s,
+				  __u32 dom, __u32 bdf, __u64 pfn)
+{
+	if (s->nsub || !s->rec.refs)
+		return 0;
+	if (pv_rec_own_slot(e, dom, bdf, pfn << PVIOMMU_PAGE_SHIFT, &s->rec))
+		return -PV_ENOSPC;
+	pv_write_begin(s);
+	pv_rec_clear(&s->rec);
+	pv_write_end(s);
+	return 0;
 }
 
 /* ---- a page's sub-page pieces: a dense chain of slots (pviommu.h) ------ */
@@ -361,7 +442,7 @@ static PV_INLINE int pv_piece_add(struct pv_env *e, struct pviommu_slot *s,
 		pv_write_end(s);
 		return 0;
 	}
-	if (n >= PVIOMMU_MAX_PIECES)
+	if (n >= PVIOMMU_MAX_PIECES || pv_rec_evict(e, s, dom, bdf, pfn))
 		return -PV_ENOSPC;
 	x = pv_chain_at(e, s, dom, bdf, pfn, n / PVIOMMU_SUB_SLOTS, 1);
 	if (!x)
@@ -676,14 +757,38 @@ static PV_INLINE int pv_op_dev_add(struct pv_env *e,
 	return 0;
 }
 
+/*
+ * Store new record *r of (dom, bdf, iova) after its pieces were added: in
+ * its first page's slot when it starts that page, covers it and sub[] is
+ * free there, else in a RECORD slot. 0, or -ENOSPC.
+ */
+static PV_INLINE int pv_rec_put(struct pv_env *e, __u32 dom, __u32 bdf,
+				__u64 iova, const struct pviommu_rec *r)
+{
+	struct pviommu_slot *s;
+
+	if (!(iova & PV_PAGE_MASK) && r->size >= PVIOMMU_PAGE_SIZE) {
+		s = pv_slot_lookup(e, PVIOMMU_SLOT_PAGE, dom, bdf,
+				   iova >> PVIOMMU_PAGE_SHIFT, 0);
+		if (s && !s->nsub && !s->rec.refs) {
+			pv_write_begin(s);
+			s->rec = *r;
+			pv_write_end(s);
+			return 0;
+		}
+	}
+	return pv_rec_own_slot(e, dom, bdf, iova, r);
+}
+
 /* MAP, as documented in pviommu.h */
 static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 			       __u32 dom, __u32 bdf, __u64 iova, __u64 size,
 			       __u32 perm, __u64 cookie)
 {
-	struct pviommu_map_key k = { .domain = dom, .bdf = bdf, .iova = iova };
-	struct pviommu_mapping v = {}, *old;
+	struct pviommu_rec r = {};
+	struct pviommu_slot *s;
 	__u64 np;
+	long idx;
 	int err, lane;
 
 	err = pv_range_ok(iova, size);
@@ -695,40 +800,40 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	if (lane < 0)
 		return -PV_ENODEV;
 
-	/* the common case first: a new record (one hash operation) */
-	v.iova = iova;
-	v.size = size;
-	v.perm = perm;
-	v.refs = 1;
-	v.cookie = cookie;
-	v.lane = (__u32)lane;
-	v.generation = d->generation + 1;
-	err = pv_rec_insert(e, &k, &v);
-	if (err == -PV_EEXIST) {
-		old = pv_rec_find(e, &k);
-		if (!old)
-			return -PV_EBUSY;
-		if (old->size != size || old->perm != perm)
+	/* the same mapping again: one more reference */
+	idx = pv_rec_idx(e, dom, bdf, iova);
+	s = idx < 0 ? 0 : pv_slot_at(e, (__u32)idx);
+	if (s) {
+		if (s->rec.size != size || s->rec.perm != perm)
 			return -PV_EEXIST;
-		old->refs++;
-		old->generation = ++d->generation;
+		if (s->rec.refs == ~0u)
+			return -PV_EOVERFLOW;
+		pv_write_begin(s);
+		s->rec.refs++;
+		s->rec.generation = ++d->generation;
+		pv_write_end(s);
 		return 0;
 	}
-	if (err)
-		return -PV_ENOSPC;
 
 	np = pv_npages(iova, size);
 	if ((d->quota.records && d->nr_records >= d->quota.records) ||
 	    (d->quota.pages && d->nr_pages + np > d->quota.pages)) {
 		/* this VM's own quota: other VMs keep their room */
-		pv_rec_delete(e, &k);
 		d->refused++;
 		return -PV_ENOSPC;
 	}
 	err = pv_pieces(e, dom, bdf, (__u32)lane, iova, size, perm, 0, (__u32)np, 0);
-	if (err) {
-		pv_rec_delete(e, &k);
+	if (err)
 		return err;
+	r.size = size;
+	r.cookie = cookie;
+	r.generation = d->generation + 1;
+	r.refs = 1;
+	r.perm = (__u8)perm;
+	r.lane = (__u8)lane;
+	if (pv_rec_put(e, dom, bdf, iova, &r)) {
+		pv_pieces(e, dom, bdf, (__u32)lane, iova, size, perm, 0, (__u32)np, 1);
+		return -PV_ENOSPC;
 	}
 	d->nr_records++;
 	d->nr_pages += np;
@@ -742,29 +847,37 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 				 __u32 dom, __u32 bdf, __u64 iova, __u64 size,
 				 __u32 perm)
 {
-	struct pviommu_map_key k = { .domain = dom, .bdf = bdf, .iova = iova };
-	struct pviommu_mapping *old;
+	struct pviommu_slot *s;
 	__u32 lane;
+	long idx;
 	int err;
 
 	err = pv_range_ok(iova, size);
 	if (err)
 		return err;
-	old = pv_rec_find(e, &k);
-	if (!old)
+	idx = pv_rec_idx(e, dom, bdf, iova);
+	s = idx < 0 ? 0 : pv_slot_at(e, (__u32)idx);
+	if (!s)
 		return -PV_ENOENT;
-	if (size != old->size || (perm && perm != old->perm))
+	if (size != s->rec.size || (perm && perm != s->rec.perm))
 		return -PV_ERANGE;
-	if (old->refs > 1) {
-		old->refs--;
-		old->generation = ++d->generation;
+	if (s->rec.refs > 1) {
+		pv_write_begin(s);
+		s->rec.refs--;
+		s->rec.generation = ++d->generation;
+		pv_write_end(s);
 		return 0;
 	}
-	perm = old->perm;
-	lane = old->lane;	/* the device's, for its whole life */
+	perm = s->rec.perm;
+	lane = s->rec.lane;	/* the device's, for its whole life */
+	/* the record goes first: its page slot may go with the pieces */
+	pv_write_begin(s);
+	pv_rec_clear(&s->rec);
+	pv_write_end(s);
+	if (s->kind == PVIOMMU_SLOT_RECORD)
+		pv_slot_free(e, s, (__u32)idx);
 	err = pv_pieces(e, dom, bdf, lane, iova, size, perm, 0,
 			(__u32)pv_npages(iova, size), 1);
-	pv_rec_delete(e, &k);
 	d->nr_records--;
 	d->nr_pages -= pv_npages(iova, size);
 	d->mapped_bytes -= size;
@@ -792,6 +905,13 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 #define PV_PURGE_YIELD()	0	/* no lock (userspace): never yields */
 #endif
 
+/* what a purge dropped: the domain's counters go down by as much */
+struct pv_purged {
+	__u64	records;
+	__u64	pages;
+	__u64	bytes;
+};
+
 struct pv_purge_ctx {
 	struct pv_env	*env;
 	__u32		dom;
@@ -801,6 +921,7 @@ struct pv_purge_ctx {
 	__u32		freed;
 	__u32		lost;		/* PV_PURGE_YIELD() lost the lock */
 	__u64		lanes;	/* fast lanes of the purged devices (0-based) */
+	struct pv_purged sum;	/* the records dropped */
 };
 
 static long pv_purge_cb(__u32 i, void *data)
@@ -821,10 +942,16 @@ static long pv_purge_cb(__u32 i, void *data)
 			return 0;
 	} else if (s->kind != PVIOMMU_SLOT_PAGE &&
 		   s->kind != PVIOMMU_SLOT_SUBX &&
+		   s->kind != PVIOMMU_SLOT_RECORD &&
 		   s->kind != PVIOMMU_SLOT_DEVICE) {
 		return 0;
 	} else if (!c->all_devices && s->bdf != c->bdf) {
 		return 0;
+	}
+	if (pv_slot_has_rec(s)) {
+		c->sum.records++;
+		c->sum.pages += pv_npages(pv_slot_rec_iova(s), s->rec.size);
+		c->sum.bytes += s->rec.size;
 	}
 	if (s->kind == PVIOMMU_SLOT_DEVICE && s->cnt_r &&
 	    s->cnt_r <= PVIOMMU_FAST_LANES)
@@ -837,6 +964,7 @@ static long pv_purge_cb(__u32 i, void *data)
 	s->cnt_r = 0;
 	s->cnt_w = 0;
 	s->nsub = 0;
+	pv_rec_clear(&s->rec);
 	pv_write_end(s);
 	c->freed++;
 	return 0;
@@ -865,13 +993,15 @@ static long pv_sweep_cb(__u32 i, void *data)
 
 /*
  * drop the index slots of (dom, bdf), or of all of dom's devices (and its
- * DOMAIN slot with with_domain). Returns the slots freed, or -EBUSY when a
+ * DOMAIN slot with with_domain), adding what records it dropped to *sum
+ * (may be NULL). Returns the slots freed, or -EBUSY when a
  * yield lost the writer lock. Either way the lanes of the DEVICE slots it
  * tombstoned go back (an atomic and on the mask, no lock needed): no slot
  * names them any more, and whoever takes one zeroes it first.
  */
 static PV_INLINE int pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
-				    __u32 all_devices, __u32 with_domain)
+				    __u32 all_devices, __u32 with_domain,
+				    struct pv_purged *sum)
 {
 	struct pv_purge_ctx c = {
 		.env = e, .dom = dom, .bdf = bdf, .all_devices = all_devices,
@@ -883,6 +1013,11 @@ static PV_INLINE int pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
 		pv_loop(e->mask + 1, pv_sweep_cb, &c);
 	/* no DEVICE slot names those lanes any more: hand them back */
 	pv_fast_release(e, c.lanes);
+	if (sum) {
+		sum->records += c.sum.records;
+		sum->pages += c.sum.pages;
+		sum->bytes += c.sum.bytes;
+	}
 	if (c.lost)
 		return -PV_EBUSY;
 
@@ -965,6 +1100,37 @@ static PV_INLINE int pv_mark_failed(struct pv_env *e, __u32 dom, __u32 bdf,
 #endif
 
 /*
+ * Slot s copied consistently (seqcount) into *out: the whole slot with
+ * 'full', else only its key and counts. 0, or -EBUSY when it kept changing.
+ */
+static PV_INLINE int pv_slot_copy(const struct pviommu_slot *s,
+				  struct pviommu_slot *out, int full)
+{
+	__u32 try, seq;
+
+	for (try = 0; try < PV_READ_TRIES; try++) {
+		seq = PV_READ_ONCE(s->seq);
+		if (seq & 1)
+			continue;
+		pv_barrier();
+		if (full) {
+			*out = *s;
+		} else {
+			out->kind = PV_READ_ONCE(s->kind);
+			out->domain = PV_READ_ONCE(s->domain);
+			out->bdf = PV_READ_ONCE(s->bdf);
+			out->pfn = PV_READ_ONCE(s->pfn);
+			out->cnt_r = PV_READ_ONCE(s->cnt_r);
+			out->cnt_w = PV_READ_ONCE(s->cnt_w);
+		}
+		pv_barrier();
+		if (PV_READ_ONCE(s->seq) == seq)
+			return 0;
+	}
+	return -PV_EBUSY;
+}
+
+/*
  * The slot of a key, read consistently (seqcount): the whole slot into
  * *out with 'full', else only its key and counts (what the check needs of
  * DOMAIN and DEVICE slots, without copying 64 bytes); its index in *idx
@@ -974,33 +1140,14 @@ static PV_INLINE int pv_slot_get(struct pv_env *e, __u32 kind, __u32 dom,
 				 __u32 bdf, __u64 pfn, struct pviommu_slot *out,
 				 __u32 *idx, int full)
 {
-	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, try, seq;
+	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i;
 	struct pviommu_slot *s;
 
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
 		s = pv_slot_at(e, (h + i) & e->mask);
 		if (!s)
 			return 0;
-		for (try = 0; try < PV_READ_TRIES; try++) {
-			seq = PV_READ_ONCE(s->seq);
-			if (seq & 1)
-				continue;
-			pv_barrier();
-			if (full) {
-				*out = *s;
-			} else {
-				out->kind = PV_READ_ONCE(s->kind);
-				out->domain = PV_READ_ONCE(s->domain);
-				out->bdf = PV_READ_ONCE(s->bdf);
-				out->pfn = PV_READ_ONCE(s->pfn);
-				out->cnt_r = PV_READ_ONCE(s->cnt_r);
-				out->cnt_w = PV_READ_ONCE(s->cnt_w);
-			}
-			pv_barrier();
-			if (PV_READ_ONCE(s->seq) == seq)
-				break;
-		}
-		if (try == PV_READ_TRIES)
+		if (pv_slot_copy(s, out, full))
 			return -PV_EBUSY;
 		if (out->kind == PVIOMMU_SLOT_EMPTY)
 			return 0;
@@ -1025,6 +1172,50 @@ static PV_INLINE int pv_slot_read_inl(struct pv_env *e, __u32 kind,
 #ifndef pv_slot_read
 #define pv_slot_read	pv_slot_read_inl
 #endif
+
+/* the record held in a consistent copy s of slot idx, as readers see it: 1, or 0 */
+static PV_INLINE int pv_slot_rec_view(const struct pviommu_slot *s, __u32 idx,
+				      struct pviommu_mapping *m)
+{
+	if (!pv_slot_has_rec(s))
+		return 0;
+	m->domain = s->domain;
+	m->bdf = s->bdf;
+	m->iova = pv_slot_rec_iova(s);
+	m->size = s->rec.size;
+	m->perm = s->rec.perm;
+	m->refs = s->rec.refs;
+	m->generation = s->rec.generation;
+	m->cookie = s->rec.cookie;
+	m->lane = s->rec.lane;
+	m->slot = idx;
+	return 1;
+}
+
+/*
+ * Readers: the record of (dom, bdf, iova), read consistently into *m (the
+ * slot copy in *tmp). 1 found, 0 none, <0 the index kept changing.
+ */
+static PV_INLINE int pv_rec_get(struct pv_env *e, __u32 dom, __u32 bdf,
+				__u64 iova, struct pviommu_slot *tmp,
+				struct pviommu_mapping *m)
+{
+	__u32 idx = 0;
+	int r;
+
+	if (!(iova & PV_PAGE_MASK)) {
+		r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf,
+				 iova >> PVIOMMU_PAGE_SHIFT, tmp, &idx);
+		if (r < 0)
+			return r;
+		if (r > 0 && pv_slot_rec_view(tmp, idx, m))
+			return 1;
+	}
+	r = pv_slot_read(e, PVIOMMU_SLOT_RECORD, dom, bdf, iova, tmp, &idx);
+	if (r <= 0)
+		return r;
+	return pv_slot_rec_view(tmp, idx, m);
+}
 
 /*
  * Are bytes [first, last] of page pfn (its slot copied in *s) covered for

@@ -975,7 +975,7 @@ static pthread_mutex_t g_vfio_lock = PTHREAD_MUTEX_INITIALIZER;
 static const void *g_vfio_as[VFIO_ASSIGNED_MAX];	/* bus-master AddressSpace * */
 static void *g_vfio_obj[VFIO_ASSIGNED_MAX];		/* the vfio-pci QOM objects */
 static int g_vfio_nas;
-static int g_vfio_devs_fd = -1, g_rec_fd = -1, g_vfio_hw_fd = -1;
+static int g_vfio_devs_fd = -1, g_vfio_hw_fd = -1;
 static unsigned long g_vfio_refused, g_vfio_unmap_errors;
 
 static long sys_ioctl(int fd, unsigned long req, void *arg)
@@ -1207,11 +1207,22 @@ static void vfio_gate_add(uint32_t bdf)
 /* the live record (domain, bdf, iova), read before an UNMAP removes it */
 static int vfio_record(uint32_t bdf, uint64_t iova, struct pviommu_mapping *rec)
 {
-	struct pviommu_map_key k = {
-		.domain = __atomic_load_n(&g_dom, __ATOMIC_RELAXED), .bdf = bdf, .iova = iova,
-	};
+	struct pviommu_slot tmp;
 
-	return g_rec_fd >= 0 && !bpf_map_lookup_elem(g_rec_fd, &k, rec) ? 0 : -ENOENT;
+	if (!g_env.tbl)
+		return -ENOENT;
+	return pv_rec_get(&g_env, __atomic_load_n(&g_dom, __ATOMIC_RELAXED), bdf, iova,
+			  &tmp, rec) > 0 ? 0 : -ENOENT;
+}
+
+static int vfio_resync_one(const struct pviommu_mapping *rec, void *n)
+{
+	if (!vfio_assigned(rec->bdf))
+		return 0;
+	if (pv_vfio_map(&g_vfio, rec->iova, rec->size, rec->perm))
+		g_vfio_refused++;	/* fails closed: the device cannot reach it */
+	(*(unsigned long *)n)++;
+	return 0;
 }
 
 /*
@@ -1221,24 +1232,18 @@ static int vfio_record(uint32_t bdf, uint64_t iova, struct pviommu_mapping *rec)
  */
 static void vfio_resync(void)
 {
-	struct pviommu_map_key k, next, *prev = NULL;
-	struct pviommu_mapping rec;
 	__u32 dom = __atomic_load_n(&g_dom, __ATOMIC_RELAXED);
 	unsigned long n = 0;
+	long r = 0;
 
 	pthread_mutex_lock(&g_vfio_lock);
 	pv_vfio_reset(&g_vfio);
-	while (g_rec_fd >= 0 && !bpf_map_get_next_key(g_rec_fd, prev, &next)) {
-		k = next;
-		prev = &k;
-		if (k.domain != dom || !vfio_assigned(k.bdf) ||
-		    bpf_map_lookup_elem(g_rec_fd, &k, &rec))
-			continue;
-		if (pv_vfio_map(&g_vfio, rec.iova, rec.size, rec.perm))
-			g_vfio_refused++;	/* fails closed: the device cannot reach it */
-		n++;
-	}
+	if (g_env.tbl)
+		r = pv_rec_walk(&g_env, dom, vfio_resync_one, &n);
 	pthread_mutex_unlock(&g_vfio_lock);
+	if (r < 0)	/* what it missed stays out of the IOMMU: denied */
+		fprintf(stderr, PVQ "VFIO mirror rebuilt from part of the records: the index kept "
+			"changing\n");
 	if (g_debug)
 		fprintf(stderr, PVQ "VFIO mirror rebuilt from %lu records (%u pages)\n", n,
 			g_vfio.live);
@@ -1296,7 +1301,6 @@ static void vfio_init(void)
 		fprintf(stderr, PVQ "no memory for the VFIO mirror\n");
 		exit(1);
 	}
-	g_rec_fd = pv_obj_get(NULL, PVIOMMU_MAP_MAPPINGS, 1);
 	g_vfio_devs_fd = pv_obj_get(NULL, PVIOMMU_MAP_VFIO_DEVS, 0);
 	g_vfio_hw_fd = pv_obj_get(NULL, PVIOMMU_MAP_VFIO_HW, 0);
 	__atomic_store_n(&g_vfio_ready, 1, __ATOMIC_RELEASE);
@@ -1316,7 +1320,7 @@ static int serve_op(const uint64_t a[4], void *ctx)
 {
 	uint32_t op = PVIOMMU_HC_OP(a[0]), bdf = PVIOMMU_HC_BDF(a[0]);
 	int assigned = g_vfio_nas && vfio_assigned(bdf), r;
-	struct pviommu_mapping rec;
+	struct pviommu_mapping rec = { 0 };
 
 	/* an UNMAP's record is read first: the IOMMU lets go of what it granted */
 	if (assigned && op == PVIOMMU_OP_UNMAP && vfio_record(bdf, a[1], &rec))

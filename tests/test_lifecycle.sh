@@ -46,11 +46,18 @@ has "mapping bdf" '"bdf":"0000:00:04.0"' "$TMP/out"
 expect "mappings --bdf filter" 0 "$CTL" -j mappings --bdf 00:05.0
 has "no mapping for 00:05.0" '^\[\]$' "$TMP/out"
 
-# bpftool reads the same pins with named fields
-expect "bpftool map dump" 0 bpftool map dump pinned "$PVIOMMU_PIN_DIR/pviommu_mappings"
-has "bpftool shows named iova" '"iova": 1048576' "$TMP/out"
+# bpftool reads the same pins with named fields: the record of the 3-page map is in the
+# index slot of its first page, which mappings -j names
+slot=$(python3 -c 'import json,sys; print([m["slot"] for m in json.load(open(sys.argv[1])) if m["iova"] == 0x100000][0])' \
+	<("$CTL" -j mappings --pid "$hpid") 2>/dev/null || echo none)
+case $slot in ''|*[!0-9]*) nok "mappings -j names the record's slot ($slot)"; slot=0;;
+	*) ok "mappings -j names the record's slot ($slot)";; esac
+expect "bpftool looks the slot up" 0 bpftool map lookup pinned "$PVIOMMU_PIN_DIR/pviommu_index" \
+	key $((slot & 255)) $((slot >> 8 & 255)) $((slot >> 16 & 255)) $((slot >> 24 & 255))
+has "bpftool shows named size" '"size": 12288' "$TMP/out"
 has "bpftool shows named perm" '"perm": 3' "$TMP/out"
-has "bpftool shows named key" '"domain": '"$hpid" "$TMP/out"
+has "bpftool shows named domain" '"domain": '"$hpid" "$TMP/out"
+has "bpftool shows the page" '"pfn": 256' "$TMP/out"
 expect "bpftool domains dump" 0 bpftool map dump pinned "$PVIOMMU_PIN_DIR/pviommu_domains"
 has "bpftool domain record" '"nr_records": 2' "$TMP/out"
 # the check's page bits: 00:04.0 owns lane 1; word 8 holds pages 0x100-0x11f, 2 bits each:
@@ -69,6 +76,23 @@ expect "new programs act after reload" 0 "$PVHC" register -- dev-add 00:06.0 -- 
 links=$(ls "$PVIOMMU_PIN_DIR/links" | grep -c kvm_hypercall)
 # exactly one: none would leave the KVM transport unattached after the reload
 is "one kvm_hypercall link after reload" 1 "$links"
+
+# an earlier build's record table (records now live in the index): holding a record, the
+# reload is refused (its UNMAP could not revoke the pages); empty, it goes
+old=$PVIOMMU_PIN_DIR/pviommu_mappings
+if bpftool map create "$old" type hash key 16 value 48 entries 16 name pviommu_mappings 2>"$TMP/err" &&
+   bpftool map update pinned "$old" key hex 5a 0e 00 00 20 00 00 00 00 00 10 00 00 00 00 00 \
+	value hex $(printf '00 %.0s' $(seq 48)) 2>>"$TMP/err"; then
+	ok "an old record table pinned"
+	expect "reload over old live records: refused" 1 "$CTL" load
+	has "... says why and what to do" "live mappings of an earlier pviommu.*unload" "$TMP/err"
+	is "... and keeps the table" yes "$([ -e "$old" ] && echo yes)"
+	bpftool map delete pinned "$old" key hex 5a 0e 00 00 20 00 00 00 00 00 10 00 00 00 00 00
+	expect "reload over an empty old table" 0 "$CTL" load
+	is "... which goes" no "$([ -e "$old" ] && echo yes || echo no)"
+else
+	nok "an old record table pinned" "$(cat "$TMP/err")"
+fi
 
 # events: a refused hypercall shows up, one line
 "$CTL" events --timeout 2 >/dev/null 2>&1       # drain the backlog

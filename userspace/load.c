@@ -49,31 +49,30 @@ static int kvm_btf(void)
 
 
 struct load_opts {
-	__u64			slots, recs;
+	__u64			slots;
 	struct pviommu_quota	quota;
 	int			cpl;		/* enum kvm_cpl */
 };
 
 static void load_usage(void)
 {
-	printf("Usage: pviommuctl load [--index-slots N] [--max-records N] [--quota Q]\n"
+	printf("Usage: pviommuctl load [--index-slots N] [--quota Q]\n"
 	       "                     [--kvm-cpl auto|svm|entry|none]\n"
 	       "  Load (or reload) the BPF programs, pin maps and links under %s.\n"
 	       "  Idempotent: a reload keeps the pinned maps and every live mapping;\n"
 	       "  the new programs take over atomically.\n"
-	       "  --index-slots N   fast-index slots (power of two, default %u, 64 B each)\n"
-	       "  --max-records N   mapping records (default %u)\n"
+	       "  --index-slots N   index slots (power of two, default %u, 64 B each): pages,\n"
+	       "                    sub-page pieces and mapping records all live there\n"
 	       "  --quota Q         each new VM's share, Q = records=N,pages=N,devices=N,lanes=N\n"
-	       "                    (defaults: records/%u, index slots/%u, %u devices, %u lanes:\n"
-	       "                    %u VMs at their full quota fit; per VM: 'run --quota')\n"
+	       "                    (defaults: records and pages index slots/%u each, %u\n"
+	       "                    devices, %u lanes: %u VMs at their full quota keep the\n"
+	       "                    index at most half full; per VM: 'run --quota')\n"
 	       "  --kvm-cpl M       how KVM hypercalls from guest user space are told apart:\n"
 	       "                    svm (the VMCB's CPL, AMD), entry (held until KVM's answer\n"
 	       "                    at the next kvm_entry, any vendor), none; auto (default):\n"
 	       "                    svm where kvm_amd's BTF is, else entry where kvm's is\n",
-	       PIN_DIR, PVIOMMU_DEF_INDEX_SLOTS,
-	       PVIOMMU_DEF_MAX_RECORDS, PVIOMMU_QUOTA_VMS,
-	       PVIOMMU_QUOTA_VMS * 2, PVIOMMU_DEF_QUOTA_DEVICES,
-	       PVIOMMU_DEF_QUOTA_LANES, PVIOMMU_QUOTA_VMS);
+	       PIN_DIR, PVIOMMU_DEF_INDEX_SLOTS, PVIOMMU_QUOTA_VMS * 4,
+	       PVIOMMU_DEF_QUOTA_DEVICES, PVIOMMU_DEF_QUOTA_LANES, PVIOMMU_QUOTA_VMS);
 }
 
 /* 0: go on; 1: an error (said); -1: done (help) */
@@ -91,7 +90,6 @@ static int load_parse(int argc, char **argv, struct load_opts *o)
 	int c;
 
 	o->slots = PVIOMMU_DEF_INDEX_SLOTS;
-	o->recs = PVIOMMU_DEF_MAX_RECORDS;
 	o->cpl = CPL_AUTO;
 	while ((c = cmd_getopt(&op, argc, argv)) > 0) {
 		switch (c) {
@@ -119,11 +117,9 @@ static int load_parse(int argc, char **argv, struct load_opts *o)
 			}
 			break;
 		case 'r':
-			if (pv_parse_u64(optarg, &o->recs) || o->recs < 16 || o->recs > (1u << 24)) {
-				p_err("what is '%s'? --max-records wants a number in [16, 16M]", optarg);
-				return 1;
-			}
-			break;
+			p_err("--max-records is gone: mapping records live in the index now "
+			      "(size it with --index-slots)");
+			return 1;
 		}
 	}
 	if (c < 0)
@@ -135,21 +131,45 @@ static int load_parse(int argc, char **argv, struct load_opts *o)
 	return 0;
 }
 
+/*
+ * Earlier builds kept the records in a pinned hash of their own. Their
+ * pages are in the pinned index this load keeps, but an UNMAP would find
+ * no record to revoke them by: a reload over live records is refused (the
+ * VMs stop, or 'pviommuctl unload' first); an empty table goes.
+ */
+static int load_old_records(void)
+{
+	int fd = pv_obj_get(NULL, PVIOMMU_MAP_OLD_RECORDS, 1);
+	char key[64];
+
+	if (fd < 0)
+		return 0;
+	if (!bpf_map_get_next_key(fd, NULL, key)) {
+		close(fd);
+		p_err("%s holds live mappings of an earlier pviommu, which this one cannot "
+		      "revoke: stop their VMs or run 'pviommuctl unload', then load",
+		      pv_pin_path(PVIOMMU_MAP_OLD_RECORDS));
+		return 1;
+	}
+	close(fd);
+	if (unlink(pv_pin_path(PVIOMMU_MAP_OLD_RECORDS)) && errno != ENOENT) {
+		p_err("cannot remove %s: %s", pv_pin_path(PVIOMMU_MAP_OLD_RECORDS), strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 /* sizes (pinned maps win), generation, the index hash's secret, each VM's share */
 static void load_size(struct pviommu_bpf *skel, struct load_opts *o,
 		      const struct pviommu_ctl *ctl, __u64 *gen, __u64 *key)
 {
 	__u32 pin_slots = pinned_max_entries(PVIOMMU_MAP_INDEX);
-	__u32 pin_recs = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
 
 	if (pin_slots && pin_slots != o->slots && o->slots != PVIOMMU_DEF_INDEX_SLOTS)
 		p_note("keeping the pinned index of %u slots (unload to resize)", pin_slots);
 	if (pin_slots)
 		o->slots = pin_slots;
-	if (pin_recs)
-		o->recs = pin_recs;
 	bpf_map__set_max_entries(skel->maps.pviommu_index, o->slots);
-	bpf_map__set_max_entries(skel->maps.pviommu_mappings, o->recs);
 	skel->rodata->index_mask = o->slots - 1;
 
 	*gen = (ctl ? ctl->active_gen : 0) + 1;
@@ -160,11 +180,15 @@ static void load_size(struct pviommu_bpf *skel, struct load_opts *o,
 	else if (getrandom(key, sizeof(*key), 0) != sizeof(*key))
 		*key = (__u64)time(NULL) * 0x9e3779b97f4a7c15ull ^ (__u64)getpid();
 	skel->rodata->hash_key = *key;
-	/* the pages quota keeps the index at most half full */
+	/*
+	 * the records and pages quotas keep the index at most half full: a
+	 * record takes a page's slot or one of its own, a page (or 8 sub-page
+	 * pieces, each charged a page) one slot
+	 */
 	if (!o->quota.records)
-		o->quota.records = (__u32)(o->recs / PVIOMMU_QUOTA_VMS);
+		o->quota.records = (__u32)(o->slots / (4 * PVIOMMU_QUOTA_VMS));
 	if (!o->quota.pages)
-		o->quota.pages = (__u32)(o->slots / (2 * PVIOMMU_QUOTA_VMS));
+		o->quota.pages = (__u32)(o->slots / (4 * PVIOMMU_QUOTA_VMS));
 	if (!o->quota.devices)
 		o->quota.devices = PVIOMMU_DEF_QUOTA_DEVICES;
 	if (!o->quota.lanes)
@@ -448,6 +472,8 @@ int cmd_load(int argc, char **argv)
 	}
 	mkdir(LINK_DIR, 0700);
 	mkdir(PROG_DIR, 0700);
+	if (load_old_records())
+		return 1;
 
 	skel = pviommu_bpf__open_opts(&oo);
 	if (!skel) {
@@ -507,7 +533,6 @@ int cmd_load(int argc, char **argv)
 		jw_bool(&w, "loaded", 1);
 		jw_u64(&w, "generation", gen);
 		jw_u64(&w, "index_slots", o.slots);
-		jw_u64(&w, "max_records", o.recs);
 		jw_bool(&w, "kvm_hypercall", kvm_ok);
 		jw_obj(&w, "verifier");
 		jw_u64(&w, "programs", vc.progs);
@@ -516,9 +541,8 @@ int cmd_load(int argc, char **argv)
 		jw_end(&w);
 		jw_end(&w);
 	} else {
-		printf("pviommu loaded (generation %llu): %llu index slots, %llu records, pins in %s\n",
-		       (unsigned long long)gen, (unsigned long long)o.slots,
-		       (unsigned long long)o.recs, PIN_DIR);
+		printf("pviommu loaded (generation %llu): %llu index slots, pins in %s\n",
+		       (unsigned long long)gen, (unsigned long long)o.slots, PIN_DIR);
 		printf("verifier: %u programs, %llu instructions processed, loaded in %.2f s\n",
 		       vc.progs, vc.insns, vc.secs);
 	}

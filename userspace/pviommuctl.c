@@ -108,7 +108,7 @@ static int cmd_help(int argc, char **argv)
 	       "\nExit status: 0 ok, 1 error (one 'Error: ...' line says which), 2 this\n"
 	       "system cannot run pviommu (not root, no BTF, no bpffs); 'run' ends as QEMU\n"
 	       "does (127: QEMU cannot be executed).\n", PIN_DIR,
-	       PVIOMMU_MAP_MAPPINGS);
+	       PVIOMMU_MAP_DOMAINS);
 	return 0;
 }
 

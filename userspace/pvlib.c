@@ -231,6 +231,19 @@ int pv_index_map(const char *dir, struct pv_index_view *v, int rdonly)
 	return 0;
 }
 
+void pv_index_census(const struct pv_index_view *v, struct pv_census *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (__u32 i = 0; i < v->slots; i++) {
+		const struct pviommu_slot *s = &v->base[i];
+		__u16 k = PV_READ_ONCE(s->kind);
+
+		c->used += k != PVIOMMU_SLOT_EMPTY && k != PVIOMMU_SLOT_TOMB;
+		c->tomb += k == PVIOMMU_SLOT_TOMB;
+		c->records += pv_slot_has_rec(s);
+	}
+}
+
 void pv_index_unmap(struct pv_index_view *v)
 {
 	if (v->fast)

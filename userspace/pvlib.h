@@ -44,6 +44,14 @@ struct pv_index_view {
 int pv_index_map(const char *dir, struct pv_index_view *v, int rdonly);
 void pv_index_unmap(struct pv_index_view *v);
 
+/* what the index holds (a glance, not a consistent read) */
+struct pv_census {
+	__u64	used;		/* slots in use, of any kind */
+	__u64	tomb;		/* tombstones */
+	__u64	records;	/* live mapping records (pviommu.h) */
+};
+void pv_index_census(const struct pv_index_view *v, struct pv_census *c);
+
 /* run one hypercall through a (pinned) kvm_hypercall program's test_run:
  * the caller's tgid is the domain. Returns the handler's result. */
 int pv_hypercall(int prog_fd, __u32 op, __u32 perm, __u32 bdf, __u64 iova,

@@ -8,6 +8,7 @@
 #include <bpf/bpf.h>
 #include "probe.h"
 #include "pviommuctl.h"
+#include "pv_user.h"
 
 /* the uprobe targets of a kind as a JSON array: pids as numbers, binaries as paths */
 static void json_targets(struct jw *w, const char *key, const char *prefix)
@@ -60,9 +61,8 @@ struct status_view {
 	int			ctl_fd;
 	int			dfd;		/* pviommu_domains */
 	struct pv_index_view	iv;
-	__u64			used, tomb;	/* index slots in use, tombstones */
+	struct pv_census	cs;		/* what the index holds */
 	int			lanes;		/* fast lanes in use; -1: pviommu_fast not pinned */
-	__u32			rec_max;
 	struct pviommu_stats	st;
 };
 
@@ -79,16 +79,9 @@ static int status_open(struct status_view *s)
 		      PIN_DIR);
 		return 1;
 	}
-	s->used = s->tomb = 0;
-	for (__u32 i = 0; i < s->iv.slots; i++) {
-		__u16 k = s->iv.base[i].kind;
-
-		s->used += k == PVIOMMU_SLOT_PAGE || k == PVIOMMU_SLOT_DEVICE;
-		s->tomb += k == PVIOMMU_SLOT_TOMB;
-	}
+	pv_index_census(&s->iv, &s->cs);
 	pv_stats_read(sfd, &s->st);
 	close(sfd);
-	s->rec_max = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
 	s->lanes = s->iv.fast ? __builtin_popcountll(s->iv.fast[PVIOMMU_FAST_USED]) : -1;
 	return 0;
 }
@@ -119,15 +112,15 @@ static void status_json_head(struct jw *w, const struct status_view *s,
 	pv_features_json(f, w, "features");
 	jw_obj(w, "index");
 	jw_u64(w, "slots", s->iv.slots);
-	jw_u64(w, "used", s->used);
-	jw_u64(w, "tombstones", s->tomb);
+	jw_u64(w, "used", s->cs.used);
+	jw_u64(w, "tombstones", s->cs.tomb);
+	jw_u64(w, "records", s->cs.records);
 	jw_u64(w, "bytes", s->iv.len);
 	jw_end(w);
 	jw_obj(w, "fast_lanes");
 	jw_int(w, "used", s->lanes);
 	jw_int(w, "max", PVIOMMU_FAST_LANES);
 	jw_end(w);
-	jw_u64(w, "max_records", s->rec_max);
 	jw_str(w, "default_mode", pv_mode_str(s->ctl->default_mode));
 	jw_u64(w, "lock_busy", s->ctl->lock_busy);
 }
@@ -200,16 +193,16 @@ static void status_text_head(const struct status_view *s, const struct pv_featur
 	pv_features_print(f, stdout);
 	printf("index: %u slots x %zu B (%zu KiB), %llu used (%.1f%%), %llu tombstones\n",
 	       s->iv.slots, sizeof(struct pviommu_slot), s->iv.len >> 10,
-	       (unsigned long long)s->used, 100.0 * s->used / s->iv.slots,
-	       (unsigned long long)s->tomb);
+	       (unsigned long long)s->cs.used, 100.0 * s->cs.used / s->iv.slots,
+	       (unsigned long long)s->cs.tomb);
 	if (s->lanes < 0)
 		printf("page bits: pviommu_fast not pinned (every check asks the index)\n");
 	else
 		printf("page bits: %d of %d device lanes in use%s\n", s->lanes,
 		       PVIOMMU_FAST_LANES, s->lanes == PVIOMMU_FAST_LANES ?
 		       " (full: devices protected from now on are checked by the index alone)" : "");
-	printf("records: max %u; default mode %s\n", s->rec_max,
-	       pv_mode_str(s->ctl->default_mode));
+	printf("records: %llu live (in the index); default mode %s\n",
+	       (unsigned long long)s->cs.records, pv_mode_str(s->ctl->default_mode));
 	printf("domains:\n  %-8s %-7s %-8s %-12s %-6s %s\n", "PID", "DEVICES",
 	       "RECORDS", "BYTES", "MODE", "FLAGS");
 }
@@ -340,7 +333,48 @@ static void mappings_usage(void)
 {
 	printf("Usage: pviommuctl [-j] mappings [--pid P] [--bdf B]\n"
 	       "  Live DMA mappings the guests authorized: domain (QEMU pid), device,\n"
-	       "  iova, size, permission (r: device reads memory, w: device writes it).\n");
+	       "  iova, size, permission (r: device reads memory, w: device writes it).\n"
+	       "  Records live in the index: -j gives each one's slot, which\n"
+	       "  'bpftool map lookup pinned %s/%s key N' shows (N as 4 bytes).\n",
+	       PIN_DIR, PVIOMMU_MAP_INDEX);
+}
+
+/* one record for cmd_mappings: filtered, printed, counted */
+struct mappings_ctx {
+	__u64		pid, n, bytes;
+	__u32		bdf;
+	int		has_bdf;
+	struct jw	*w;
+};
+
+static int mappings_one(const struct pviommu_mapping *v, void *arg)
+{
+	struct mappings_ctx *m = arg;
+	char b[16];
+
+	if ((m->pid && v->domain != m->pid) || (m->has_bdf && v->bdf != m->bdf))
+		return 0;
+	if (m->w) {
+		jw_obj(m->w, NULL);
+		jw_u64(m->w, "pid", v->domain);
+		jw_str(m->w, "bdf", pv_fmt_bdf(v->bdf, b));
+		jw_u64(m->w, "iova", v->iova);
+		jw_u64(m->w, "size", v->size);
+		jw_str(m->w, "perm", pv_perm_str(v->perm));
+		jw_u64(m->w, "refs", v->refs);
+		jw_u64(m->w, "generation", v->generation);
+		jw_u64(m->w, "cookie", v->cookie);
+		jw_u64(m->w, "slot", v->slot);
+		jw_end(m->w);
+	} else {
+		printf("%-8u %-13s 0x%016llx %-10llu %-4s %-4u %llu\n", v->domain,
+		       pv_fmt_bdf(v->bdf, b), (unsigned long long)v->iova,
+		       (unsigned long long)v->size, pv_perm_str(v->perm), v->refs,
+		       (unsigned long long)v->generation);
+	}
+	m->n++;
+	m->bytes += v->size;
+	return 0;
 }
 
 int cmd_mappings(int argc, char **argv)
@@ -351,27 +385,26 @@ int cmd_mappings(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0 }
 	};
-	struct pviommu_map_key k, nk, *prev = NULL;
-	struct pviommu_mapping v;
-	__u64 pid = 0, n = 0, bytes = 0;
-	__u32 bdf = 0;
-	int c, fd, has_bdf = 0, err;
-	char b[16];
+	struct mappings_ctx m = { 0 };
+	struct pv_index_view iv;
+	struct pv_env e = { 0 };
+	int c, err;
+	long r;
 	struct jw w;
 	struct cmd_opts o = { .cmd = "mappings", .spec = "p:b:", .lo = lo, .usage = mappings_usage };
 
 	while ((c = cmd_getopt(&o, argc, argv)) > 0) {
 		switch (c) {
 		case 'p':
-			if (parse_pid(optarg, &pid))
+			if (parse_pid(optarg, &m.pid))
 				return 1;
 			break;
 		case 'b':
-			if (pv_parse_bdf(optarg, &bdf)) {
+			if (pv_parse_bdf(optarg, &m.bdf)) {
 				p_err("what is '%s'? --bdf wants a PCI address like 0000:00:04.0", optarg);
 				return 1;
 			}
-			has_bdf = 1;
+			m.has_bdf = 1;
 			break;
 		}
 	}
@@ -379,49 +412,33 @@ int cmd_mappings(int argc, char **argv)
 		return o.rc;
 	if ((err = ready(argc, argv, "mappings")))
 		return err;
-	fd = open_pinned(PVIOMMU_MAP_MAPPINGS, 1);
-	if (fd < 0)
+	err = pv_index_map(NULL, &iv, 1);
+	if (err) {
+		p_err("cannot map %s: %s", pv_pin_path(PVIOMMU_MAP_INDEX), strerror(-err));
 		return 1;
+	}
+	e.tbl = iv.base;
+	e.mask = iv.slots - 1;
 	if (json) {
 		jw_init(&w, stdout);
 		jw_arr(&w, NULL);
+		m.w = &w;
 	} else {
 		printf("%-8s %-13s %-18s %-10s %-4s %-4s %s\n", "PID", "BDF", "IOVA",
 		       "SIZE", "PERM", "REFS", "GEN");
 	}
-	while (!bpf_map_get_next_key(fd, prev, &nk)) {
-		k = nk;
-		prev = &k;
-		if (bpf_map_lookup_elem(fd, &k, &v))
-			continue;
-		if ((pid && k.domain != pid) || (has_bdf && k.bdf != bdf))
-			continue;
-		if (json) {
-			jw_obj(&w, NULL);
-			jw_u64(&w, "pid", k.domain);
-			jw_str(&w, "bdf", pv_fmt_bdf(k.bdf, b));
-			jw_u64(&w, "iova", v.iova);
-			jw_u64(&w, "size", v.size);
-			jw_str(&w, "perm", pv_perm_str(v.perm));
-			jw_u64(&w, "refs", v.refs);
-			jw_u64(&w, "generation", v.generation);
-			jw_u64(&w, "cookie", v.cookie);
-			jw_end(&w);
-		} else {
-			printf("%-8u %-13s 0x%016llx %-10llu %-4s %-4u %llu\n", k.domain,
-			       pv_fmt_bdf(k.bdf, b), (unsigned long long)v.iova,
-			       (unsigned long long)v.size, pv_perm_str(v.perm), v.refs,
-			       (unsigned long long)v.generation);
-		}
-		n++;
-		bytes += v.size;
-	}
+	/* records are in the index (pviommu.h): one pass over its slots */
+	r = pv_rec_walk(&e, (__u32)m.pid, mappings_one, &m);
 	if (json)
 		jw_end(&w);
 	else
-		printf("%llu mappings, %llu bytes\n", (unsigned long long)n,
-		       (unsigned long long)bytes);
-	close(fd);
+		printf("%llu mappings, %llu bytes\n", (unsigned long long)m.n,
+		       (unsigned long long)m.bytes);
+	pv_index_unmap(&iv);
+	if (r < 0) {
+		p_err("the index kept changing under the walk: the list may miss mappings");
+		return 1;
+	}
 	return 0;
 }
 

@@ -125,8 +125,8 @@ static __u64 vm_value(const struct pviommu_domain *d, int i)
 }
 
 static void stats_prometheus(FILE *o, const struct pviommu_stats *st, const struct pviommu_ctl *ctl,
-			     const struct vm_stat *vm, int nvm, __u32 slots, __u64 used,
-			     __u64 tomb, int lanes, __u32 rec_max)
+			     const struct vm_stat *vm, int nvm, __u32 slots,
+			     const struct pv_census *cs, int lanes)
 {
 	struct timespec rt, mono;
 	size_t nm = sizeof(vm_metrics) / sizeof(vm_metrics[0]);
@@ -144,12 +144,12 @@ static void stats_prometheus(FILE *o, const struct pviommu_stats *st, const stru
 	fprintf(o, "pviommu_lock_busy_total %llu\n", (unsigned long long)ctl->lock_busy);
 	prom_head(o, "index_slots", "gauge", "Slots of the per-page index.");
 	fprintf(o, "pviommu_index_slots %u\n", slots);
-	prom_head(o, "index_slots_used", "gauge", "Index slots in use (pages and devices).");
-	fprintf(o, "pviommu_index_slots_used %llu\n", (unsigned long long)used);
+	prom_head(o, "index_slots_used", "gauge", "Index slots in use (every kind).");
+	fprintf(o, "pviommu_index_slots_used %llu\n", (unsigned long long)cs->used);
 	prom_head(o, "index_tombstones", "gauge", "Index slots freed but not reusable yet.");
-	fprintf(o, "pviommu_index_tombstones %llu\n", (unsigned long long)tomb);
-	prom_head(o, "records_max", "gauge", "Mapping records the table holds at most (every VM).");
-	fprintf(o, "pviommu_records_max %u\n", rec_max);
+	fprintf(o, "pviommu_index_tombstones %llu\n", (unsigned long long)cs->tomb);
+	prom_head(o, "records", "gauge", "Live mapping records in the index (every VM).");
+	fprintf(o, "pviommu_records %llu\n", (unsigned long long)cs->records);
 	if (lanes >= 0) {
 		prom_head(o, "page_lanes_used", "gauge", "Page-bit lanes in use (fast path).");
 		fprintf(o, "pviommu_page_lanes_used %d\n", lanes);
@@ -280,8 +280,8 @@ int cmd_stats(int argc, char **argv)
 	struct pv_index_view iv;
 	struct pviommu_ctl *ctl = NULL;
 	struct pviommu_stats st;
-	__u32 key, next, *prev = NULL, rec_max;
-	__u64 used = 0, tomb = 0;
+	__u32 key, next, *prev = NULL;
+	struct pv_census cs;
 	int c, err = 1, prom = 0, nvm = 0, more = 0, lanes, dfd = -1, sfd = -1, ctl_fd = -1;
 	int have_iv = 0;
 	FILE *o = stdout;
@@ -355,14 +355,8 @@ int cmd_stats(int argc, char **argv)
 		p_err("reading %s: %s", PVIOMMU_MAP_STATS, strerror(-c));
 		goto out;
 	}
-	for (__u32 i = 0; i < iv.slots; i++) {
-		__u16 k = iv.base[i].kind;
-
-		used += k == PVIOMMU_SLOT_PAGE || k == PVIOMMU_SLOT_DEVICE;
-		tomb += k == PVIOMMU_SLOT_TOMB;
-	}
+	pv_index_census(&iv, &cs);
 	lanes = iv.fast ? __builtin_popcountll(iv.fast[PVIOMMU_FAST_USED]) : -1;
-	rec_max = pinned_max_entries(PVIOMMU_MAP_MAPPINGS);
 	while (!bpf_map_get_next_key(dfd, prev, &next)) {
 		key = next;
 		prev = &key;
@@ -379,7 +373,7 @@ int cmd_stats(int argc, char **argv)
 	if (more)
 		p_note("%d more domains not shown (at most %d)", more, MAX_VM_STATS);
 	if (prom)
-		stats_prometheus(o, &st, ctl, vm, nvm, iv.slots, used, tomb, lanes, rec_max);
+		stats_prometheus(o, &st, ctl, vm, nvm, iv.slots, &cs, lanes);
 	else if (json)
 		stats_json(o, &st, vm, nvm);
 	else

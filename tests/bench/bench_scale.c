@@ -91,7 +91,6 @@ static int load(struct load *l, __u64 n)
 		bpf_program__set_autoload(p, p == l->skel->progs.pviommu_kvm_hypercall ||
 					     p == l->skel->progs.pviommu_test_check);
 	bpf_map__set_max_entries(l->skel->maps.pviommu_index, l->slots);
-	bpf_map__set_max_entries(l->skel->maps.pviommu_mappings, l->slots / 2);
 	l->skel->rodata->index_mask = l->slots - 1;
 	l->skel->rodata->load_gen = 1;
 	err = pviommu_bpf__load(l->skel);

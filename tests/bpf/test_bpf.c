@@ -40,7 +40,7 @@ struct inst {
 static struct inst I;
 static __u32 self;
 
-static int inst_open(struct inst *in, __u32 slots, __u32 recs, const char *tag)
+static int inst_open(struct inst *in, __u32 slots, const char *tag)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	int err;
@@ -54,7 +54,6 @@ static int inst_open(struct inst *in, __u32 slots, __u32 recs, const char *tag)
 	if (!in->skel)
 		return -errno;
 	bpf_map__set_max_entries(in->skel->maps.pviommu_index, slots);
-	bpf_map__set_max_entries(in->skel->maps.pviommu_mappings, recs);
 	in->skel->rodata->index_mask = slots - 1;
 	in->skel->rodata->load_gen = 1;
 	in->skel->rodata->hash_key = 0x5eed0f1dc0ffee11ull;	/* readers use the same */
@@ -180,16 +179,16 @@ static void t_handshake(void)
 
 static void t_map_rules(void)
 {
-	struct pviommu_map_key k = { self, DEV_A, 0x1234 };
-	struct pviommu_mapping v;
-	int mfd = bpf_map__fd(I.skel->maps.pviommu_mappings);
+	struct pviommu_mapping v = { 0 };
+	struct pviommu_slot tmp;
 
 	ASSERT_EQ(map(DEV_A, 0x1000, 0, R), -EINVAL, "size 0");
 	ASSERT_EQ(map(DEV_A, ~0ull - 10, 100, R), -EOVERFLOW, "wraps");
 	ASSERT_EQ(map(DEV_A, 0x1000, 16, 0), -EINVAL, "perm 0");
 	ASSERT_EQ(map(DEV_A, 0x1000, 16, 4), -EINVAL, "unknown perm");
 	ASSERT_OK(map(DEV_A, 0x1234, 100, W), "map sub-page");
-	ASSERT_OK(bpf_map_lookup_elem(mfd, &k, &v), "record exists");
+	ASSERT_EQ(pv_rec_get(&I.env, self, DEV_A, 0x1234, &tmp, &v), 1, "record exists");
+	ASSERT_EQ(tmp.kind, PVIOMMU_SLOT_RECORD, "a sub-page map's record has a slot of its own");
 	ASSERT_EQ(v.size, 100, "record size");
 	ASSERT_EQ(v.perm, W, "record perm");
 	ASSERT_EQ(v.refs, 1, "record refs");
@@ -202,7 +201,7 @@ static void t_map_rules(void)
 	ASSERT_EQ(pv_check_prog(I.chk, self + 1, DEV_A, 0x1234, 1, W), PV_ALLOW,
 		  "other domain: device not protected there");
 	ASSERT_OK(map(DEV_A, 0x1234, 100, W), "identical map");
-	bpf_map_lookup_elem(mfd, &k, &v);
+	ASSERT_EQ(pv_rec_get(&I.env, self, DEV_A, 0x1234, &tmp, &v), 1, "the record");
 	ASSERT_EQ(v.refs, 2, "refcount 2");
 	ASSERT_EQ(map(DEV_A, 0x1234, 200, W), -EEXIST, "same iova other size");
 	ASSERT_EQ(unmap(DEV_A, 0x1234, 50), -ERANGE, "no partial unmap");
@@ -210,7 +209,19 @@ static void t_map_rules(void)
 	ASSERT_EQ(chk(DEV_A, 0x1234, 100, W), PV_ALLOW, "still mapped");
 	ASSERT_OK(unmap(DEV_A, 0x1234, 100), "unmap 2");
 	ASSERT_EQ(chk(DEV_A, 0x1234, 1, W), PV_DENY_UNMAPPED, "gone after unmap");
-	ASSERT_NEQ(bpf_map_lookup_elem(mfd, &k, &v), 0, "record gone");
+	ASSERT_EQ(pv_rec_get(&I.env, self, DEV_A, 0x1234, &tmp, &v), 0, "record gone");
+	/* a page-aligned map that covers its first page: the record lives in that page's slot */
+	ASSERT_OK(map(DEV_A, 0x50000, 0x2000, RW), "two pages");
+	ASSERT_EQ(pv_rec_get(&I.env, self, DEV_A, 0x50000, &tmp, &v), 1, "its record");
+	ASSERT_EQ(tmp.kind, PVIOMMU_SLOT_PAGE, "... in the page's slot");
+	ASSERT_EQ(v.size, 0x2000, "... with its size");
+	ASSERT_OK(map(DEV_A, 0x50100, 0x10, R), "a sub-page buffer on that page");
+	ASSERT_EQ(pv_rec_get(&I.env, self, DEV_A, 0x50000, &tmp, &v), 1, "the record moved");
+	ASSERT_EQ(tmp.kind, PVIOMMU_SLOT_RECORD, "... to a slot of its own");
+	ASSERT_OK(unmap(DEV_A, 0x50000, 0x2000), "unmap the pages");
+	ASSERT_EQ(chk(DEV_A, 0x50000, 1, W), PV_DENY_UNMAPPED, "revoked");
+	ASSERT_EQ(chk(DEV_A, 0x50100, 0x10, R), PV_ALLOW, "the buffer stays");
+	ASSERT_OK(unmap(DEV_A, 0x50100, 0x10), "unmap the buffer");
 	ASSERT_EQ(unmap(DEV_A, 0x1234, 100), -ENOENT, "unmap never mapped");
 	ASSERT_EQ(unmap(DEV_A, 0x1000, 0), -EINVAL, "unmap size 0");
 
@@ -301,12 +312,11 @@ static void t_dev_del(void)
 /* a child process is another domain; its exit purges it */
 static void t_domains_and_exit(void)
 {
-	struct pviommu_map_key k, nk, *prev = NULL;
-	struct pviommu_mapping v;
-	int mfd = bpf_map__fd(I.skel->maps.pviommu_mappings);
+	struct pviommu_mapping v = { 0 };
+	struct pviommu_slot tmp;
 	int dfd = bpf_map__fd(I.skel->maps.pviommu_domains);
 	struct pviommu_domain d;
-	int pfd[2], qfd[2], n = 0, st;
+	int pfd[2], qfd[2], st;
 	__u32 child;
 	char c;
 	pid_t pid;
@@ -329,13 +339,9 @@ static void t_domains_and_exit(void)
 	if (read(pfd[0], &c, 1) != 1)
 		c = '?';
 	ASSERT_EQ(c, 'K', "child mapped");
-	while (!bpf_map_get_next_key(mfd, prev, &nk)) {
-		k = nk;
-		prev = &k;
-		if (!bpf_map_lookup_elem(mfd, &k, &v) && k.domain == child)
-			n++;
-	}
-	ASSERT_EQ(n, 1, "child's record under the child's pid");
+	ASSERT_EQ(pv_rec_walk(&I.env, child, NULL, NULL), 1, "child's record under the child's pid");
+	ASSERT_EQ(pv_rec_get(&I.env, child, DEV_A, 0x40000, &tmp, &v), 1, "... at its iova");
+	ASSERT_EQ(tmp.kind, PVIOMMU_SLOT_PAGE, "... in its first page's slot");
 	ASSERT_EQ(pv_check_prog(I.chk, child, DEV_A, 0x40000, 0x2000, W), PV_ALLOW,
 		  "child's device may use its map");
 	ASSERT_EQ(chk(DEV_A, 0x40000, 1, W), PV_DENY_UNMAPPED,
@@ -348,8 +354,7 @@ static void t_domains_and_exit(void)
 	waitpid(pid, &st, 0);
 	ASSERT_NEQ(bpf_map_lookup_elem(dfd, &child, &d), 0, "child domain purged at exit");
 	ASSERT_EQ(pv_device_protected(&I.env, child, DEV_A), 0, "child's index slots gone");
-	k = (struct pviommu_map_key){ child, DEV_A, 0x40000 };
-	ASSERT_NEQ(bpf_map_lookup_elem(mfd, &k, &v), 0, "child's record gone");
+	ASSERT_EQ(pv_rec_walk(&I.env, child, NULL, NULL), 0, "child's record gone");
 	ASSERT_OK(bpf_map_lookup_elem(dfd, &self, &d), "own domain untouched");
 	close(pfd[0]);
 }
@@ -359,7 +364,7 @@ static void t_table_full(void)
 	struct inst s;
 	int err;
 
-	err = inst_open(&s, 1024, 16, "small");
+	err = inst_open(&s, 1024, "small");
 	if (!ASSERT_OK(err, "small instance"))
 		goto out;
 	hc(&s, PVIOMMU_OP_REGISTER, 0, 0, 0, 0);
@@ -372,13 +377,21 @@ static void t_table_full(void)
 	ASSERT_EQ(pv_check_prog(s.chk, self, DEV_A, 0x100000, 1, R), PV_DENY_UNMAPPED,
 		  "fails closed");
 	ASSERT_EQ(stat_get(&s, PVIOMMU_ST_TABLE_FULL), 1, "counted");
-	for (int i = 0; i < 16; i++)
-		err |= hc(&s, PVIOMMU_OP_MAP, R, DEV_A, 0x1000000 + i * 0x10000, 64);
-	ASSERT_OK(err, "16 records");
-	ASSERT_EQ(hc(&s, PVIOMMU_OP_MAP, R, DEV_A, 0x2000000, 64), -ENOSPC,
-		  "record table full");
-	ASSERT_EQ(pv_check_prog(s.chk, self, DEV_A, 0x2000000, 1, R), PV_DENY_UNMAPPED,
-		  "fails closed");
+	/* sub-page buffers: a page slot and a record slot each, until none fit */
+	{
+		int i;
+
+		for (i = 0; i < 1024 && !err; i++)
+			err = hc(&s, PVIOMMU_OP_MAP, R, DEV_A, 0x1000000 + i * 0x10000ull, 64);
+		ASSERT_EQ(err, -ENOSPC, "the index fills with records");
+		ASSERT_TRUE(i > 16 && i < 512, "... at fewer maps than half its slots");
+		ASSERT_EQ(pv_rec_walk(&s.env, self, NULL, NULL), i - 1,
+			  "every map it took has its record, the refused one none");
+		ASSERT_EQ(pv_check_prog(s.chk, self, DEV_A, 0x1000000 + (i - 1) * 0x10000ull, 1, R),
+			  PV_DENY_UNMAPPED, "fails closed");
+		ASSERT_EQ(pv_check_prog(s.chk, self, DEV_A, 0x1000000 + (i - 2) * 0x10000ull, 64, R),
+			  PV_ALLOW, "the one before it stands");
+	}
 out:
 	inst_close(&s);
 }
@@ -789,7 +802,7 @@ static void t_purge_chunks(void)
 	int inside = 0, st, err;
 	pid_t pid;
 
-	err = inst_open(&big, 1u << 20, 4096, "big");
+	err = inst_open(&big, 1u << 20, "big");
 	if (!ASSERT_OK(err, "a 2^20-slot instance")) {
 		inst_close(&big);
 		return;
@@ -880,7 +893,7 @@ static void t_stripe_purge(void)
 		SKIP("stripe_purge", "needs two CPUs");
 		return;
 	}
-	if (!ASSERT_OK(inst_open(&b, 1u << 22, 1024, "stripe"), "a 2^22-slot instance"))
+	if (!ASSERT_OK(inst_open(&b, 1u << 22, "stripe"), "a 2^22-slot instance"))
 		goto out;
 	ASSERT_OK(hc(&b, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register");
 	ASSERT_OK(hc(&b, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "dev add");
@@ -1053,7 +1066,7 @@ static void t_fuzz(long steps)
 	long ops = 0, checks = 0, nospc = 0, bad = 0;
 	/* a dead child's pipe: the write fails (EPIPE, a failed check below), not the process */
 	void (*sigpipe)(int) = signal(SIGPIPE, SIG_IGN);
-	int err = inst_open(&f, 4096, FZ_DOMS * FZ_RECS, "fuzz");
+	int err = inst_open(&f, 4096, "fuzz");
 
 	if (!ASSERT_OK(err, "fuzz instance"))
 		goto out;
@@ -1467,7 +1480,7 @@ int main(int argc, char **argv)
 		SUBTEST("fuzz", t_fuzz(atol(argv[2])));
 		return tl_done("fuzz");
 	}
-	err = inst_open(&I, 4096, 1024, "main");
+	err = inst_open(&I, 4096, "main");
 	if (err) {
 		printf("cannot load the BPF object: %s\n", strerror(-err));
 		inst_close(&I);	/* its pin directory */

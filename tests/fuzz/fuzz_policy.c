@@ -66,9 +66,7 @@ static void parsers(const uint8_t *d, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct pviommu_slot tbl[64];
-	static struct pv_rec_entry recs[128];
-	struct pv_rec_table rt = { .e = recs, .cap = 128, .max = NREC };
-	struct pv_env e = { .tbl = tbl, .mask = 63, .recs = &rt };
+	struct pv_env e = { .tbl = tbl, .mask = 63 };
 	struct pviommu_domain d = {};
 	struct mrec m[NREC];
 	int n = 0, prot[2] = { 1, 1 };
@@ -76,7 +74,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	parsers(data, size);
 	memset(tbl, 0, sizeof(tbl));
-	memset(recs, 0, sizeof(recs));
 	if (pv_op_dev_add(&e, &d, DOM, bdfs[0]) || pv_op_dev_add(&e, &d, DOM, bdfs[1]))
 		return 0;	/* 64 slots always hold two devices */
 
@@ -126,13 +123,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 2:		/* DEV_DEL now and then, DEV_ADD again */
 			if (x[1] & 0x0f)
 				continue;
-			pv_purge_index(&e, DOM, bdfs[dev], 0, 0);
+		{
+			struct pv_purged sum = {};
+
+			pv_purge_index(&e, DOM, bdfs[dev], 0, 0, &sum);
 			for (int i = 0; i < n; i++)
-				if (m[i].dev == (__u32)dev) {
-					pv_rec_delete(&e, &(struct pviommu_map_key){ DOM, bdfs[dev], m[i].iova });
+				if (m[i].dev == (__u32)dev)
 					m[i--] = m[--n];
-				}
+			d.nr_records -= sum.records;	/* as the BPF side does */
 			d.nr_devices--;
+		}
 			prot[dev] = !pv_op_dev_add(&e, &d, DOM, bdfs[dev]);
 			break;
 		default: {	/* CHECK, byte by byte against the model */
@@ -154,6 +154,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				fail("check", step, v, ok ? PV_ALLOW : PV_DENY_UNMAPPED);
 		}
 		}
+		/* the records in the index are the model's, and the domain counts them */
+		if (pv_rec_walk(&e, DOM, NULL, NULL) != n)
+			fail("records in the index", step, (int)pv_rec_walk(&e, DOM, NULL, NULL), n);
+		if (d.nr_records != (__u64)n)
+			fail("the domain's record count", step, (int)d.nr_records, n);
 	}
 	return 0;
 }

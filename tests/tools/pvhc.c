@@ -13,14 +13,20 @@
  *     report BDF ADDR LEN r|w allowed|denied|killed
  *                                             a violation as the in-process plane
  *                                             reports it (pviommu_inproc_event)
+ *     drop-record PID BDF IOVA                forget the live record of another
+ *                                             domain's mapping, under the writer
+ *                                             lock, as a lost host update would:
+ *                                             its UNMAP is then refused (tests)
  *   --hold   after the calls, print "ready" and wait for stdin to close
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <bpf/bpf.h>
 #include "pvlib.h"
+#include "pv_user.h"
 
 static int perm_of(const char *s, __u32 *p)
 {
@@ -87,6 +93,61 @@ static int check_op(int argc, char **argv, int *i, int report)
 	return 0;
 }
 
+/* drop-record PID BDF IOVA */
+static int drop_record(int argc, char **argv, int *i)
+{
+	struct pv_index_view iv;
+	struct pviommu_ctl *ctl;
+	struct pv_env e = { 0 };
+	__u64 dom, iova;
+	int cfd, n, err = -ENOENT;
+	__u32 bdf;
+	long idx;
+
+	if (*i + 3 > argc || pv_parse_u64(argv[*i], &dom) || pv_parse_bdf(argv[*i + 1], &bdf) ||
+	    pv_parse_u64(argv[*i + 2], &iova)) {
+		fprintf(stderr, "pvhc: bad call 'drop-record' (see the header of tests/tools/pvhc.c)\n");
+		return -EINVAL;
+	}
+	*i += 3;
+	cfd = pv_obj_get(NULL, PVIOMMU_MAP_CTL, 0);
+	ctl = cfd < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	if (ctl == MAP_FAILED || pv_index_map(NULL, &iv, 0)) {
+		fprintf(stderr, "pvhc: cannot map the control page and the index\n");
+		return -ENODEV;
+	}
+	e.tbl = iv.base;
+	e.mask = iv.slots - 1;
+	e.key = ctl->hash_key;
+	for (n = 0; n < 100000 && __sync_val_compare_and_swap(&ctl->lock, 0, 1); n++)
+		usleep(10);
+	if (n == 100000) {
+		fprintf(stderr, "pvhc: drop-record: the writer lock stayed busy\n");
+		err = -EBUSY;
+		goto out;
+	}
+	idx = pv_rec_idx(&e, (__u32)dom, bdf, iova);
+	if (idx >= 0) {
+		struct pviommu_slot *s = pv_slot_at(&e, (__u32)idx);
+
+		pv_write_begin(s);
+		pv_rec_clear(&s->rec);
+		pv_write_end(s);
+		if (s->kind == PVIOMMU_SLOT_RECORD)
+			pv_slot_free(&e, s, (__u32)idx);
+		err = 0;
+	}
+	__sync_lock_release(&ctl->lock);
+	if (err)
+		fprintf(stderr, "pvhc: drop-record: no record of %llu %s 0x%llx\n",
+			(unsigned long long)dom, argv[*i - 2], (unsigned long long)iova);
+out:
+	pv_index_unmap(&iv);
+	munmap(ctl, 4096);
+	close(cfd);
+	return err;
+}
+
 int main(int argc, char **argv)
 {
 	int i = 1, hold = 0, fd, err = 0;
@@ -109,6 +170,11 @@ int main(int argc, char **argv)
 
 		if (!strcmp(op, "--"))
 			continue;
+		if (!strcmp(op, "drop-record")) {
+			if (drop_record(argc, argv, &i))
+				return 1;
+			continue;
+		}
 		if (!strcmp(op, "check") || !strcmp(op, "report")) {
 			if (check_op(argc, argv, &i, op[0] == 'r'))
 				return 1;

@@ -26,10 +26,10 @@ static int ut_yield(void)
 
 struct fx {
 	struct pv_env		e;
-	struct pv_rec_table	rt;
 	struct pviommu_domain	d;
 };
 
+/* an index of 'slots' slots; the domain may hold max_recs records (quota) */
 static void fx_init(struct fx *f, __u32 slots, __u32 max_recs)
 {
 	memset(f, 0, sizeof(*f));
@@ -37,12 +37,7 @@ static void fx_init(struct fx *f, __u32 slots, __u32 max_recs)
 	/* the fast path's page bits: devices get lanes, checks use them */
 	f->e.fast = calloc(PVIOMMU_FAST_ENTRIES, sizeof(__u64));
 	f->e.mask = slots - 1;
-	f->rt.cap = 1;
-	while (f->rt.cap < max_recs * 2)
-		f->rt.cap <<= 1;
-	f->rt.e = calloc(f->rt.cap, sizeof(*f->rt.e));
-	f->rt.max = max_recs;
-	f->e.recs = &f->rt;
+	f->d.quota.records = max_recs;
 	pv_op_dev_add(&f->e, &f->d, DOM, DEV_A);
 	pv_op_dev_add(&f->e, &f->d, DOM, DEV_B);
 }
@@ -51,7 +46,6 @@ static void fx_fini(struct fx *f)
 {
 	free(f->e.fast);
 	free(f->e.tbl);
-	free(f->rt.e);
 }
 
 static int map(struct fx *f, __u32 bdf, __u64 iova, __u64 size, __u32 perm)
@@ -69,15 +63,38 @@ static int chk(struct fx *f, __u32 bdf, __u64 addr, __u64 len, __u32 need)
 	return pv_check(&f->e, DOM, bdf, addr, len, need);
 }
 
-/* page slots and their extension slots */
-static __u32 page_slots(struct fx *f)
+/* slots of one kind */
+static __u32 kind_slots(struct fx *f, __u32 kind)
 {
 	__u32 n = 0;
 
 	for (__u32 i = 0; i <= f->e.mask; i++)
-		n += pv_slot_at(&f->e, i)->kind == PVIOMMU_SLOT_PAGE ||
-		     pv_slot_at(&f->e, i)->kind == PVIOMMU_SLOT_SUBX;
+		n += pv_slot_at(&f->e, i)->kind == kind;
 	return n;
+}
+
+/* the slots mappings use: pages, their extension slots, records of their own */
+static __u32 page_slots(struct fx *f)
+{
+	return kind_slots(f, PVIOMMU_SLOT_PAGE) + kind_slots(f, PVIOMMU_SLOT_SUBX) +
+	       kind_slots(f, PVIOMMU_SLOT_RECORD);
+}
+
+/* live records in the index, as readers find them */
+static long records(struct fx *f)
+{
+	return pv_rec_walk(&f->e, 0, NULL, NULL);
+}
+
+/* the record of (DOM, bdf, iova) as readers see it; refs 0: none */
+static struct pviommu_mapping rec_of(struct fx *f, __u32 bdf, __u64 iova)
+{
+	struct pviommu_mapping m = { 0 };
+	struct pviommu_slot tmp;
+
+	if (pv_rec_get(&f->e, DOM, bdf, iova, &tmp, &m) != 1)
+		memset(&m, 0, sizeof(m));
+	return m;
 }
 
 static unsigned long long rng = 88172645463325252ull;
@@ -145,7 +162,9 @@ static void t_multi_page(void)
 
 	fx_init(&f, 1024, 64);
 	ASSERT_OK(map(&f, DEV_A, 0x10800, 0x2c00, RW), "map 0x10800+0x2c00");
-	ASSERT_EQ(page_slots(&f), 4, "four pages touched");
+	ASSERT_EQ(page_slots(&f), 5, "four pages touched, and the record");
+	ASSERT_EQ(kind_slots(&f, PVIOMMU_SLOT_RECORD), 1,
+		  "a mapping from mid-page: its record has a slot of its own");
 	ASSERT_EQ(chk(&f, DEV_A, 0x10800, 0x2c00, RW), PV_ALLOW, "whole range");
 	ASSERT_EQ(chk(&f, DEV_A, 0x107ff, 2, R), PV_DENY_UNMAPPED, "head - 1");
 	ASSERT_EQ(chk(&f, DEV_A, 0x133ff, 1, R), PV_ALLOW, "tail");
@@ -161,12 +180,11 @@ static void t_multi_page(void)
 static void t_duplicate_overlap(void)
 {
 	struct fx f;
-	struct pviommu_map_key k = { DOM, DEV_A, 0x4000 };
 
 	fx_init(&f, 1024, 64);
 	ASSERT_OK(map(&f, DEV_A, 0x4000, 0x100, R), "map");
 	ASSERT_OK(map(&f, DEV_A, 0x4000, 0x100, R), "identical map");
-	ASSERT_EQ(pv_rec_find(&f.e, &k)->refs, 2, "refcount 2");
+	ASSERT_EQ(rec_of(&f, DEV_A, 0x4000).refs, 2, "refcount 2");
 	ASSERT_EQ(map(&f, DEV_A, 0x4000, 0x200, R), -EEXIST, "same iova, other size");
 	ASSERT_EQ(map(&f, DEV_A, 0x4000, 0x100, RW), -EEXIST, "same iova, other perm");
 	ASSERT_EQ(unmap(&f, DEV_A, 0x4000, 0x80), -ERANGE, "no partial unmap");
@@ -211,7 +229,7 @@ static void t_exact_unmap(void)
 	ASSERT_OK(unmap(&f, DEV_A, 0x20000, 0x4000), "A's unmap");
 	ASSERT_EQ(chk(&f, DEV_A, 0x21800, 1, R), PV_DENY_UNMAPPED, "no tail left");
 	ASSERT_EQ(page_slots(&f), 0, "no page slot left");
-	ASSERT_EQ(f.rt.n, 0, "no record left");
+	ASSERT_EQ(records(&f), 0, "no record left");
 
 	ASSERT_OK(map(&f, DEV_A, 0x30000, 0x100, R), "C read");
 	ASSERT_EQ(map(&f, DEV_A, 0x30000, 0x100, W), -EEXIST, "D write: refused");
@@ -273,11 +291,16 @@ static void t_many_sub_page(void)
 
 	/* no room for an extension slot: -ENOSPC, rolled back, denied */
 	fx_init(&f, 8, 64);
-	for (int i = 0; i < 64 && !err; i++)
-		err = map(&f, DEV_A, 0x9000 + i * 32, 8, W);
-	ASSERT_EQ(err, -ENOSPC, "a full index refuses");
-	ASSERT_EQ(chk(&f, DEV_A, 0x9000 + (__u64)(f.rt.n) * 32, 8, W), PV_DENY_UNMAPPED,
-		  "the refused buffer stays denied");
+	{
+		int i;
+
+		for (i = 0; i < 64 && !err; i++)
+			err = map(&f, DEV_A, 0x9000 + i * 32, 8, W);
+		ASSERT_EQ(err, -ENOSPC, "a full index refuses");
+		ASSERT_EQ(records(&f), i - 1, "the refused buffer left no record");
+		ASSERT_EQ(chk(&f, DEV_A, 0x9000 + (__u64)(i - 1) * 32, 8, W), PV_DENY_UNMAPPED,
+			  "the refused buffer stays denied");
+	}
 	fx_fini(&f);
 }
 
@@ -346,13 +369,13 @@ static void t_fail_closed(void)
 	ASSERT_EQ(chk(&f, DEV_B, 0x1000, 0, R), PV_DENY_FAILED, "even an empty one");
 
 	/* REGISTER starts over from nothing */
-	pv_purge_index(&f.e, DOM, 0, 1, 0);
+	pv_purge_index(&f.e, DOM, 0, 1, 0, NULL);
 	ASSERT_OK(pv_op_register(&f.e, DOM, 1), "register again");
 	ASSERT_EQ(pv_domain_state(&f.e, DOM), PVIOMMU_DS_REGISTERED, "clean");
 	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 1, R), PV_ALLOW, "A no longer protected: passes");
 	ASSERT_EQ(chk(&f, DOM, 0x1000, 1, R), PV_ALLOW, "unprotected passes");
 	/* QEMU gone: the domain slot goes */
-	pv_purge_index(&f.e, DOM, 0, 1, 1);
+	pv_purge_index(&f.e, DOM, 0, 1, 1, NULL);
 	ASSERT_EQ(pv_domain_state(&f.e, DOM), 0, "no domain slot");
 	ASSERT_EQ(pv_mark_failed(&f.e, DOM, ~0u, 1), -ENOENT, "nothing to fail");
 	fx_fini(&f);
@@ -375,17 +398,17 @@ static void t_full_tables(void)
 	before = page_slots(&f);
 	ASSERT_EQ(map(&f, DEV_A, 0x100000, 64 * 4096, R), -ENOSPC, "index full");
 	ASSERT_EQ(page_slots(&f), before, "rolled back");
-	ASSERT_EQ(f.rt.n, 1, "record rolled back");
+	ASSERT_EQ(records(&f), 1, "record rolled back");
 	ASSERT_EQ(chk(&f, DEV_A, 0x100000, 1, R), PV_DENY_UNMAPPED, "fails closed");
 	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 0x3000, R), PV_ALLOW, "old map intact");
 	fx_fini(&f);
 
-	/* record table full */
+	/* the domain's record quota */
 	fx_init(&f, 1024, 4);
 	for (i = 0; i < 4; i++)
 		err |= map(&f, DEV_A, 0x10000 * (i + 1), 64, R);
 	ASSERT_OK(err, "4 records fit");
-	ASSERT_EQ(map(&f, DEV_A, 0x90000, 64, R), -ENOSPC, "5th record: full");
+	ASSERT_EQ(map(&f, DEV_A, 0x90000, 64, R), -ENOSPC, "5th record: over quota");
 	ASSERT_EQ(chk(&f, DEV_A, 0x90000, 1, R), PV_DENY_UNMAPPED, "fails closed");
 	fx_fini(&f);
 
@@ -398,12 +421,12 @@ static void t_purge(void)
 	fx_init(&f, 1024, 64);
 	ASSERT_OK(map(&f, DEV_A, 0x1000, 0x2000, R), "A");
 	ASSERT_OK(map(&f, DEV_B, 0x1000, 0x2000, R), "B");
-	pv_purge_index(&f.e, DOM, DEV_A, 0, 0);
+	pv_purge_index(&f.e, DOM, DEV_A, 0, 0, NULL);
 	ASSERT_EQ(chk(&f, DEV_A, 0x1000, 1, R), PV_ALLOW,
 		  "unprotected after purge: passes untouched");
 	ASSERT_EQ(pv_device_protected(&f.e, DOM, DEV_A), 0, "A not protected");
 	ASSERT_EQ(chk(&f, DEV_B, 0x1000, 0x2000, R), PV_ALLOW, "B intact");
-	pv_purge_index(&f.e, DOM, 0, 1, 0);
+	pv_purge_index(&f.e, DOM, 0, 1, 0, NULL);
 	ASSERT_EQ(pv_device_protected(&f.e, DOM, DEV_B), 0, "B gone too");
 	ASSERT_EQ(page_slots(&f), 0, "no page slot left");
 	fx_fini(&f);
@@ -478,13 +501,13 @@ static void t_fast_lanes(void)
 	ASSERT_OK(map(&f, bdf, 0x30000, 0x1000, R), "map for a device without a lane");
 	ASSERT_EQ(chk(&f, bdf, 0x30000, 0x1000, R), PV_ALLOW, "checked by the index");
 	/* a purge hands the lane back, zeroed before its next owner uses it */
-	pv_purge_index(&f.e, DOM, DEV_A, 0, 0);
+	pv_purge_index(&f.e, DOM, DEV_A, 0, 0, NULL);
 	pv_op_dev_add(&f.e, &f.d, DOM, PVIOMMU_BDF(0, 2, 0, 0));
 	ASSERT_EQ(pv_device_lane(&f.e, DOM, PVIOMMU_BDF(0, 2, 0, 0)), 1, "lane 1 reused");
 	ASSERT_EQ(chk(&f, PVIOMMU_BDF(0, 2, 0, 0), 0x11000, 1, R), PV_DENY_UNMAPPED,
 		  "the new owner inherits none of A's pages");
 	ASSERT_EQ(fast_mismatches(&f), 0, "no stale bit");
-	pv_purge_index(&f.e, DOM, 0, 1, 0);
+	pv_purge_index(&f.e, DOM, 0, 1, 0, NULL);
 	ASSERT_EQ(f.e.fast[PVIOMMU_FAST_USED], 0, "every lane free after the domain's purge");
 	fx_fini(&f);
 }
@@ -604,7 +627,7 @@ static void t_random_model(void)
 				m[i].live = 0;
 		}
 	ASSERT_EQ(page_slots(&f), 0, "no page slot left after unmapping all");
-	ASSERT_EQ(f.rt.n, 0, "no record left");
+	ASSERT_EQ(records(&f), 0, "no record left");
 	ASSERT_EQ(fast_mismatches(&f), 0, "no fast bit left");
 	fx_fini(&f);
 }
@@ -624,11 +647,11 @@ static void t_purge_chunks(void)
 		ASSERT_OK(map(&f, i & 1 ? DEV_B : DEV_A, 0x100000 + i * 0x3000, 0x2000, R), "map");
 	ut_yields = 0;
 	ut_lose_at = 5;
-	ASSERT_EQ(pv_purge_index(&f.e, DOM, 0, 1, 0), -PV_EBUSY, "a yield that loses the lock stops the purge");
+	ASSERT_EQ(pv_purge_index(&f.e, DOM, 0, 1, 0, NULL), -PV_EBUSY, "a yield that loses the lock stops the purge");
 	ASSERT_EQ(ut_yields, 5, "... right there");
 	ut_yields = 0;
 	ut_lose_at = 0;
-	n = pv_purge_index(&f.e, DOM, 0, 1, 0);
+	n = pv_purge_index(&f.e, DOM, 0, 1, 0, NULL);
 	ASSERT_TRUE(n > 0, "the next purge frees the rest");
 	ASSERT_EQ(ut_yields, 2 * ((1 << 15) / PV_PURGE_CHUNK - 1), "a yield per chunk, both passes");
 	ASSERT_EQ(page_slots(&f), 0, "no page slot of the domain left");
@@ -643,9 +666,74 @@ static void t_purge_chunks(void)
 	ASSERT_EQ(f.e.fast[PVIOMMU_FAST_USED], 3, "two devices, two lanes");
 	ut_yields = 0;
 	ut_lose_at = (1 << 15) / PV_PURGE_CHUNK + 1;	/* the sweep's second yield */
-	ASSERT_EQ(pv_purge_index(&f.e, DOM, 0, 1, 0), -PV_EBUSY, "the purge loses the lock in its sweep");
+	ASSERT_EQ(pv_purge_index(&f.e, DOM, 0, 1, 0, NULL), -PV_EBUSY, "the purge loses the lock in its sweep");
 	ASSERT_EQ(f.e.fast[PVIOMMU_FAST_USED], 0, "... and hands both lanes back");
 	ut_lose_at = 0;
+	fx_fini(&f);
+}
+
+/*
+ * Records live in the index: a mapping that starts a page and covers it
+ * keeps its record in that page's slot (one slot for a 4 KiB map); a
+ * sub-page piece arriving on that page moves the record to a slot of its
+ * own first, and everything still unmaps exactly. A purge counts what it
+ * drops; a record that has nowhere to move refuses the piece.
+ */
+static void t_records(void)
+{
+	struct pv_purged sum = { 0 };
+	struct fx f;
+
+	fx_init(&f, 1024, 64);
+	ASSERT_OK(map(&f, DEV_A, 0x40000, 0x1000, RW), "4 KiB at a page");
+	ASSERT_EQ(page_slots(&f), 1, "one slot: the page holds its record");
+	ASSERT_EQ(rec_of(&f, DEV_A, 0x40000).size, 0x1000, "the record reads back");
+	ASSERT_EQ(rec_of(&f, DEV_A, 0x40000).perm, RW, "... with its permission");
+	ASSERT_OK(map(&f, DEV_A, 0x40000, 0x1000, RW), "again: a second reference");
+	ASSERT_EQ(page_slots(&f), 1, "still one slot");
+	ASSERT_OK(map(&f, DEV_A, 0x40800, 0x100, R), "a sub-page buffer on that page");
+	ASSERT_EQ(kind_slots(&f, PVIOMMU_SLOT_RECORD), 2, "both records in slots of their own");
+	ASSERT_EQ(rec_of(&f, DEV_A, 0x40000).refs, 2, "the moved record kept its references");
+	ASSERT_EQ(records(&f), 2, "two records");
+	ASSERT_OK(unmap(&f, DEV_A, 0x40000, 0x1000), "one reference");
+	ASSERT_OK(unmap(&f, DEV_A, 0x40000, 0x1000), "the last");
+	ASSERT_EQ(chk(&f, DEV_A, 0x40000, 1, R), PV_DENY_UNMAPPED, "the page is revoked");
+	ASSERT_EQ(chk(&f, DEV_A, 0x40800, 0x100, R), PV_ALLOW, "the sub-page buffer stays");
+	ASSERT_OK(unmap(&f, DEV_A, 0x40800, 0x100), "and goes");
+	ASSERT_EQ(page_slots(&f), 0, "no slot left");
+	ASSERT_EQ(records(&f), 0, "no record left");
+
+	/* a sub-page piece first: the page-aligned record takes a slot of its own */
+	ASSERT_OK(map(&f, DEV_A, 0x50100, 0x80, W), "sub-page first");
+	ASSERT_OK(map(&f, DEV_A, 0x50000, 0x2000, R), "then two pages from that page");
+	ASSERT_EQ(kind_slots(&f, PVIOMMU_SLOT_RECORD), 2, "records in slots of their own");
+	ASSERT_OK(unmap(&f, DEV_A, 0x50100, 0x80), "sub-page out");
+	ASSERT_EQ(rec_of(&f, DEV_A, 0x50000).size, 0x2000, "the other still found");
+	ASSERT_OK(unmap(&f, DEV_A, 0x50000, 0x2000), "out");
+	ASSERT_EQ(page_slots(&f), 0, "no slot left");
+
+	/* a purge of one device counts what it drops */
+	ASSERT_OK(map(&f, DEV_A, 0x60000, 0x3000, R), "A: 3 pages");
+	ASSERT_OK(map(&f, DEV_A, 0x70010, 0x20, R), "A: 32 bytes");
+	ASSERT_OK(map(&f, DEV_B, 0x60000, 0x1000, R), "B: 1 page");
+	ASSERT_TRUE(pv_purge_index(&f.e, DOM, DEV_A, 0, 0, &sum) > 0, "purge A");
+	ASSERT_EQ(sum.records, 2, "two records dropped");
+	ASSERT_EQ(sum.pages, 4, "four pages");
+	ASSERT_EQ(sum.bytes, 0x3020, "their bytes");
+	ASSERT_EQ(rec_of(&f, DEV_A, 0x60000).refs, 0, "A's records gone");
+	ASSERT_EQ(rec_of(&f, DEV_B, 0x60000).size, 0x1000, "B's record stays");
+	fx_fini(&f);
+
+	/* 4 slots: two devices, two pages holding their records; none to move one to */
+	fx_init(&f, 4, 64);
+	ASSERT_OK(map(&f, DEV_A, 0x80000, 0x1000, RW), "page 1");
+	ASSERT_OK(map(&f, DEV_A, 0x90000, 0x1000, RW), "page 2: the index is full");
+	ASSERT_EQ(map(&f, DEV_A, 0x80400, 0x10, R), -ENOSPC,
+		  "a sub-page buffer there: its page's record cannot move, refused");
+	ASSERT_EQ(chk(&f, DEV_A, 0x80400, 0x10, W), PV_ALLOW, "page 1 still whole");
+	ASSERT_EQ(rec_of(&f, DEV_A, 0x80000).size, 0x1000, "its record in place");
+	ASSERT_OK(unmap(&f, DEV_A, 0x80000, 0x1000), "and it unmaps");
+	ASSERT_EQ(chk(&f, DEV_A, 0x80400, 0x10, R), PV_DENY_UNMAPPED, "revoked");
 	fx_fini(&f);
 }
 
@@ -655,6 +743,7 @@ int main(void)
 	SUBTEST("byte_granularity", t_byte_granularity());
 	SUBTEST("multi_page", t_multi_page());
 	SUBTEST("duplicate_overlap", t_duplicate_overlap());
+	SUBTEST("records", t_records());
 	SUBTEST("exact_unmap", t_exact_unmap());
 	SUBTEST("many_sub_page", t_many_sub_page());
 	SUBTEST("page_touched", t_page_touched());

@@ -24,6 +24,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/vm/lib.sh
 . "$HERE/lib.sh"
 CTL=$VM_OUT/pviommuctl
+PVHC=$VM_OUT/tests/pvhc
 LIB=$VM_OUT/libpviommu-qemu.so
 BENCH=$VM_OUT/tests/bench_inproc
 KO=${PVIOMMU_KO:-$VM_OUT/guest-module/pviommu.ko}
@@ -271,12 +272,10 @@ print(d[0].get("devices", d[0].get("nr_devices", -1)) if d else -1)' "$work/stat
 		# then refused)
 		if vm_wait_marker post0-mapped 120; then
 			"$CTL" -j mappings --pid "$qpid" >"$work/post0.json" 2>&1
-			key=$(python3 -c 'import json,struct,sys
-d=json.load(open(sys.argv[1]))
-ms=[m for dom in d.get("domains", [d]) for m in dom.get("mappings", [])] if isinstance(d, dict) else d
-m=[m for m in ms if m.get("bdf") == "0000:00:04.0" and m.get("refs", 1) == 1][0]
-print(" ".join(str(b) for b in struct.pack("<IIQ", int(sys.argv[2]), 0x20, m["iova"])))' "$work/post0.json" "$qpid" 2>"$work/post0.err")
-			if [ -n "$key" ] && bpftool map delete pinned "$PVIOMMU_PIN_DIR/pviommu_mappings" key $key 2>>"$work/post0.err"
+			iova=$(python3 -c 'import json,sys
+ms=json.load(open(sys.argv[1]))
+print([m for m in ms if m.get("bdf") == "0000:00:04.0" and m.get("refs", 1) == 1][0]["iova"])' "$work/post0.json" 2>"$work/post0.err")
+			if [ -n "$iova" ] && "$PVHC" drop-record "$qpid" 0000:00:04.0 "$iova" 2>>"$work/post0.err"
 			then ok "post0-host-dropped-a-record"
 			else nok "post0-host-dropped-a-record" "$(cat "$work/post0.err"; head -c 300 "$work/post0.json")"; fi
 			vm_send go

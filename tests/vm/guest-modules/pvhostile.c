@@ -23,7 +23,7 @@
  *             wrap past 2^64, zero size; the last page below 2^64
  *   smallmap  4 KiB MAPs and 64-byte sub-page MAPs, alternately, until the
  *             host has refused 'small_after' + 1 of them (at most
- *             'small_max', more than the host's record table holds), then
+ *             'small_max', more records than the host's index holds), then
  *             'hold_ms' of badabi calls with all of them in place
  *   unmap     UNMAP of every small MAP the host granted, then a second
  *             UNMAP of the first 64 of them
@@ -82,7 +82,7 @@ static unsigned int flood = 64;
 module_param(flood, uint, 0444);
 MODULE_PARM_DESC(flood, "DEV_ADDs of the device flood per round (default 64)");
 
-/* more than the host's record table holds (2^17 by default): a quota stops them */
+/* more records than the host's index holds (2^19 slots by default): a quota stops them */
 static unsigned int small_max = 1 << 18;
 module_param(small_max, uint, 0444);
 MODULE_PARM_DESC(small_max, "small MAPs per round at most (default 262144)");
