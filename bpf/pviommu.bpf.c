@@ -425,12 +425,47 @@ static __noinline int hc_register(struct pviommu_ctl *c, __u32 dom, __u32 abi)
 	return err;
 }
 
+/* MAP or UNMAP of registered domain d, with its domain lock and the writer lock */
+static __always_inline int hc_map_unmap(struct pv_env *e, struct pviommu_domain *d,
+					__u32 dom, __u32 op, __u32 bdf, __u32 perm,
+					__u64 a1, __u64 a2, __u64 a3)
+{
+	int err;
+
+	if (op == PVIOMMU_OP_UNMAP) {
+		err = pv_op_unmap(e, d, dom, bdf, a1, a2, perm);
+		if (!err)
+			stat_inc(PVIOMMU_ST_UNMAP);
+		return err;
+	}
+	err = pv_op_map(e, d, dom, bdf, a1, a2, perm, a3);
+	if (!err)
+		stat_inc(PVIOMMU_ST_MAP);
+	if (err == -PV_ENOSPC) {
+		d->flags |= PVIOMMU_DOM_TABLE_FULL;
+		stat_inc(PVIOMMU_ST_TABLE_FULL);
+	}
+	if (d->refused)
+		d->flags |= PVIOMMU_DOM_QUOTA;
+	return err;
+}
+
+/* a refused call: counted, an event (within the domain's budget), and what it leaves */
+static __always_inline void hc_refused(struct pv_env *e, __u32 dom, __u32 op, __u32 bdf,
+				       __u32 perm, __u64 a1, __u64 a2, int err,
+				       __u16 plane)
+{
+	stat_inc(PVIOMMU_ST_HC_ERR);
+	emit_hc(err == -PV_ENOSPC ? PVIOMMU_EV_TABLE_FULL : PVIOMMU_EV_HC_ERROR,
+		dom, bdf, a1, a2, perm, op, err, PVIOMMU_ACT_NONE, plane);
+	refused(e, dom, op, bdf, err, plane);
+}
+
 /*
  * One hypercall of domain 'dom' (always the caller's own tgid: a guest can
- * only change its own domain). Returns 0 or a negative errno. plane
- * PVIOMMU_PLANE_PAGE (the batches of pviommu_hc_batch) takes MAP and UNMAP
- * only: the other operations' code (REGISTER, the purges) is left out of
- * that program, which keeps its call chain inside 6.1's 512-byte stack.
+ * only change its own domain). Returns 0 or a negative errno. (The shared
+ * page's batches go through pviommu_hc_batch, which takes the locks once
+ * for all its operations.)
  */
 static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 				     __u64 a3, __u16 plane)
@@ -455,13 +490,12 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		err = -PV_EPROTO;
 		goto out;
 	}
-	if (!op || op >= PVIOMMU_OP_MAX ||
-	    (plane == PVIOMMU_PLANE_PAGE && op != PVIOMMU_OP_MAP && op != PVIOMMU_OP_UNMAP)) {
+	if (!op || op >= PVIOMMU_OP_MAX) {
 		err = -PV_EOPNOTSUPP;
 		goto out;
 	}
 
-	if (plane != PVIOMMU_PLANE_PAGE && op == PVIOMMU_OP_REGISTER) {
+	if (op == PVIOMMU_OP_REGISTER) {
 		err = hc_register(c, dom, PVIOMMU_HC_ABI(a0));
 		if (!err)
 			emit_hc(PVIOMMU_EV_DOMAIN, dom, 0, 0, 0, 0, op, 0, 0,
@@ -483,7 +517,7 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		err = -PV_EBUSY;
 		goto out_domain;
 	}
-	switch (plane == PVIOMMU_PLANE_PAGE ? op | 0x100 : op) {
+	switch (op) {
 	case PVIOMMU_OP_UNREGISTER:
 		/* one purge; the DOMAIN slot goes too unless QEMU reserved it */
 		if (purge(c, &e, d, dom, 0, 1, !(d->flags & PVIOMMU_DOM_RESERVED))) {
@@ -510,22 +544,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		}
 		break;
 	case PVIOMMU_OP_MAP:
-	case PVIOMMU_OP_MAP | 0x100:
-		err = pv_op_map(&e, d, dom, bdf, a1, a2, perm, a3);
-		if (!err)
-			stat_inc(PVIOMMU_ST_MAP);
-		if (err == -PV_ENOSPC) {
-			d->flags |= PVIOMMU_DOM_TABLE_FULL;
-			stat_inc(PVIOMMU_ST_TABLE_FULL);
-		}
-		if (d->refused)
-			d->flags |= PVIOMMU_DOM_QUOTA;
-		break;
 	case PVIOMMU_OP_UNMAP:
-	case PVIOMMU_OP_UNMAP | 0x100:
-		err = pv_op_unmap(&e, d, dom, bdf, a1, a2, perm);
-		if (!err)
-			stat_inc(PVIOMMU_ST_UNMAP);
+		err = hc_map_unmap(&e, d, dom, op, bdf, perm, a1, a2, a3);
 		break;
 	}
 	c->generation++;
@@ -533,13 +553,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 out_domain:
 	unlock_domain(dom);
 out:
-	if (err) {
-		stat_inc(PVIOMMU_ST_HC_ERR);
-		emit_hc(err == -PV_ENOSPC ? PVIOMMU_EV_TABLE_FULL :
-					    PVIOMMU_EV_HC_ERROR,
-			dom, bdf, a1, a2, perm, op, err, PVIOMMU_ACT_NONE, plane);
-		refused(&e, dom, op, bdf, err, plane);
-	}
+	if (err)
+		hc_refused(&e, dom, op, bdf, perm, a1, a2, err, plane);
 	return err;
 }
 
@@ -627,44 +642,112 @@ int pviommu_kvm_hypercall(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /*
- * The shared page's operations, many per BPF_PROG_TEST_RUN (pviommu.h,
- * pviommu_hc_batch): the in-process plane drains a guest's posted entries
- * with one syscall instead of one each. The operations are read from the
- * caller's memory (bpf_probe_read_user: test_run runs in the caller's
- * context) one at a time, each validated exactly like a hypercall of the
- * caller's own domain. Not attached anywhere: a guest cannot reach it.
+ * The operations of the batch being carried out, copied in with one read:
+ * used only under the writer lock, which one batch holds at a time.
  */
+__u64 pv_batch_buf[PVIOMMU_BATCH_MAX][4];
+
+/* op w of a batch refused with err (reported as handle_hc() reports one) */
+static __always_inline int batch_refuse(__u32 dom, const __u64 *w, int err)
+{
+	struct pv_env e = PV_ENV;
+
+	hc_refused(&e, dom, PVIOMMU_HC_OP(w[0]), PVIOMMU_HC_BDF(w[0]),
+		   PVIOMMU_HC_PERM(w[0]), w[1], w[2], err, PVIOMMU_PLANE_PAGE);
+	return err;
+}
+
 /*
- * One operation of a batch: a global function, verified once on its own
- * (a body inlined into the loop is explored again for every iteration,
- * past the verifier's limit).
+ * Operation i of the batch in pv_batch_buf, under the locks the batch
+ * holds, for d, the caller's registered domain: a global function,
+ * verified once on its own (a body inlined into the loop is explored again
+ * for every iteration, past the verifier's limit).
  */
-__noinline int pv_batch_one(__u32 dom, __u64 uptr)
+__noinline int pv_batch_one(struct pviommu_domain *d, __u32 dom, __u32 i)
+{
+	struct pv_env e = PV_ENV;
+	__u64 *w = pv_batch_buf[i & (PVIOMMU_BATCH_MAX - 1)];
+	__u32 op = PVIOMMU_HC_OP(w[0]);
+	int err;
+
+	if (!d)
+		return -PV_ENODEV;
+	if (PVIOMMU_HC_ABI(w[0]) != PVIOMMU_ABI_VERSION)
+		return batch_refuse(dom, w, -PV_EPROTO);
+	if (op != PVIOMMU_OP_MAP && op != PVIOMMU_OP_UNMAP)
+		return batch_refuse(dom, w, -PV_EOPNOTSUPP);
+	err = hc_map_unmap(&e, d, dom, op, PVIOMMU_HC_BDF(w[0]), PVIOMMU_HC_PERM(w[0]),
+			   w[1], w[2], w[3]);
+	return err ? batch_refuse(dom, w, err) : 0;
+}
+
+/* the first operation of a batch that could not start: refused with err */
+__noinline int pv_batch_refuse(__u32 dom, __u64 uptr, int err)
 {
 	__u64 w[4];
 
 	if (bpf_probe_read_user(w, sizeof(w), (void *)uptr))
 		return -PV_EFAULT;
-	return handle_hc(dom, w[0], w[1], w[2], w[3], PVIOMMU_PLANE_PAGE);
+	stat_inc(PVIOMMU_ST_HC);
+	return batch_refuse(dom, w, err);
 }
 
+/*
+ * The shared page's operations, many per BPF_PROG_TEST_RUN (pviommu.h,
+ * pviommu_hc_batch): the in-process plane drains a guest's posted entries
+ * with one syscall instead of one each. The operations are read from the
+ * caller's memory (bpf_probe_read_user: test_run runs in the caller's
+ * context), all at once, each validated exactly like a hypercall of the
+ * caller's own domain, MAP and UNMAP only. The domain lock, the domain's
+ * record and the writer lock are taken once for the batch (at most
+ * PVIOMMU_BATCH_MAX operations: other VMs' writers wait that long at most).
+ * Not attached anywhere: a guest cannot reach it.
+ */
 SEC("raw_tp")
 int pviommu_hc_batch(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 uptr = ctx->args[0];
-	__u32 n = (__u32)ctx->args[1], dom = bpf_get_current_pid_tgid() >> 32, i;
+	__u32 n = (__u32)ctx->args[1], dom = bpf_get_current_pid_tgid() >> 32, i = 0;
+	struct pviommu_ctl *c = ctl_get();
+	struct pviommu_domain *d;
 	int err = 0;
 
 	if (!n || n > PVIOMMU_BATCH_MAX)
 		return -PV_EINVAL;
+	/* a program of an older load: the caller opens the pinned one again */
+	if (!active(c))
+		return PVIOMMU_BATCH_RET(0, c && c->active_gen > load_gen ? -PV_ESTALE : -PV_EBUSY);
+	if (lock_domain(dom))
+		return PVIOMMU_BATCH_RET(0, pv_batch_refuse(dom, uptr, -PV_EBUSY));
+	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+	/* a reserved record (QEMU start) is not a guest that registered */
+	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
+		err = pv_batch_refuse(dom, uptr, -PV_ENODEV);
+		goto out_domain;
+	}
+	if (lock_index(c)) {
+		err = pv_batch_refuse(dom, uptr, -PV_EBUSY);
+		goto out_domain;
+	}
+	if (bpf_probe_read_user(pv_batch_buf, n * sizeof(pv_batch_buf[0]),
+				(void *)uptr)) {
+		err = -PV_EFAULT;
+		goto out;
+	}
 	/* a plain loop: a bpf_loop callback would add a frame to the chain */
 	for (i = 0; i < PVIOMMU_BATCH_MAX; i++) {
 		if (i >= n)
 			break;
-		err = pv_batch_one(dom, uptr + (__u64)i * 32);
+		err = pv_batch_one(d, dom, i);
 		if (err)
 			break;
 	}
+	stat_add(PVIOMMU_ST_HC, err ? i + 1 : i);
+out:
+	c->generation++;
+	unlock_index(c);
+out_domain:
+	unlock_domain(dom);
 	return PVIOMMU_BATCH_RET(i, err);
 }
 

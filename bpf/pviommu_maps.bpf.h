@@ -182,14 +182,19 @@ pv_slot_read_g(__u64 kind_dom, __u32 bdf, __u64 pfn,			\
 }
 
 /* ---- counters and events ------------------------------------------------- */
-static __always_inline void stat_inc(__u32 which)
+static __always_inline void stat_add(__u32 which, __u64 n)
 {
 	__u32 zero = 0;
 	struct pviommu_stats *st = bpf_map_lookup_elem(&pviommu_stats, &zero);
 
 	/* atomic: preemptible (and sleepable) programs share the CPU's slot */
 	if (st && which < PVIOMMU_ST_MAX)
-		__sync_fetch_and_add(&st->v[which], 1);
+		__sync_fetch_and_add(&st->v[which], n);
+}
+
+static __always_inline void stat_inc(__u32 which)
+{
+	stat_add(which, 1);
 }
 
 static __always_inline void emit(__u32 type, __u32 dom, __u32 bdf, __u64 addr,

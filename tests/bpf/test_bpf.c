@@ -1377,6 +1377,25 @@ static void t_batch(void)
 	ASSERT_EQ(chk(DEV_A, 0x40000, 1, R), PV_DENY_UNMAPPED, "unmap in force");
 	op4(ops[0], PVIOMMU_OP_UNMAP, W, DEV_A, 0x40100, 64);
 	ASSERT_EQ(batch(ops, 1, &ret), PVIOMMU_BATCH_RET(1, 0), "clean up");
+	/* what a batch refuses, like a hypercall: another ABI, other operations; each counted */
+	{
+		__u64 hc0 = stat_get(&I, PVIOMMU_ST_HC), err0 = stat_get(&I, PVIOMMU_ST_HC_ERR);
+
+		op4(ops[0], PVIOMMU_OP_MAP, R, DEV_A, 0x41000, 64);
+		op4(ops[1], PVIOMMU_OP_MAP, R, DEV_A, 0x42000, 64);
+		ops[1][0] = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION + 1, PVIOMMU_OP_MAP, R, DEV_A);
+		r = batch(ops, 2, &ret);
+		ASSERT_EQ(r, PVIOMMU_BATCH_RET(1, -EPROTO), "another ABI: EPROTO, after the first");
+		ASSERT_EQ(chk(DEV_A, 0x42000, 1, R), PV_DENY_UNMAPPED, "... and not mapped");
+		op4(ops[1], PVIOMMU_OP_MAX, 0, DEV_A, 0, 0);
+		op4(ops[0], PVIOMMU_OP_UNMAP, R, DEV_A, 0x41000, 64);
+		r = batch(ops, 2, &ret);
+		ASSERT_EQ(r, PVIOMMU_BATCH_RET(1, -EOPNOTSUPP), "an unknown operation: EOPNOTSUPP");
+		ASSERT_EQ(chk(DEV_A, 0x41000, 1, R), PV_DENY_UNMAPPED, "the unmap before it in force");
+		ASSERT_EQ(stat_get(&I, PVIOMMU_ST_HC) - hc0, 4, "four operations counted");
+		ASSERT_EQ(stat_get(&I, PVIOMMU_ST_HC_ERR) - err0, 2, "two refused");
+		drain_events(&I);
+	}
 	ASSERT_EQ((int)batch(ops, 0, &ret), -EINVAL, "n = 0 refused");
 	ASSERT_EQ((int)batch(ops, PVIOMMU_BATCH_MAX + 1, &ret), -EINVAL, "n > max refused");
 	{
