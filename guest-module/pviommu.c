@@ -109,6 +109,35 @@ struct pviommu_ops {
 	struct pviommu_dev		*pd;
 };
 
+/*
+ * The map/unmap path's counters are per CPU, summed when read: a locked
+ * instruction per counter per operation is what an emulated guest (TCG)
+ * pays most for (make bench: bench_guest_ops).
+ */
+struct pviommu_dev_pcpu {
+	u64				maps;
+	u64				unmaps;
+	s64				live;		/* ranges the host holds */
+	s64				live_bytes;
+};
+
+struct pviommu_pcpu {
+	u64				hc;		/* operations sent (the cookie) */
+	u64				maps;
+	u64				unmaps;
+	u64				posted;		/* entries published, no kick */
+};
+static DEFINE_PER_CPU(struct pviommu_pcpu, pviommu_pcpu);
+
+/* the sum over every CPU of field f of per-CPU struct *p */
+#define pviommu_sum(p, f) ({						\
+	s64 __s = 0;							\
+	int __c;							\
+	for_each_possible_cpu(__c)					\
+		__s += per_cpu_ptr(p, __c)->f;				\
+	__s;								\
+})
+
 struct pviommu_dev {
 	struct list_head		node;		/* in pviommu_devs */
 	struct pci_dev			*pdev;		/* holds a reference */
@@ -118,10 +147,7 @@ struct pviommu_dev {
 	bool				warned_bypass;
 	const struct dma_map_ops	*old_ops;	/* NULL: dma-direct */
 	struct pviommu_ops		*ops;		/* installed as dev->dma_ops */
-	atomic64_t			maps;
-	atomic64_t			unmaps;
-	atomic64_t			live;		/* ranges the host holds */
-	atomic64_t			live_bytes;
+	struct pviommu_dev_pcpu __percpu *pcpu;	/* maps, unmaps, live ranges */
 	atomic64_t			failures;
 	atomic64_t			revoked;	/* left over by a driver */
 	bool				kick;		/* assigned: each operation kicks */
@@ -135,16 +161,12 @@ struct pviommu_lazy_ent {
 };
 
 static struct {
-	atomic64_t			hc;
-	atomic64_t			maps;
-	atomic64_t			unmaps;
 	atomic64_t			failures;
 	atomic64_t			lazy_queued;
 	atomic64_t			lazy_flushes;
 	atomic64_t			lazy_reused;
 	atomic64_t			lazy_conflicts;
 	atomic64_t			exits;		/* kicks and hypercalls: exits */
-	atomic64_t			posted;		/* entries published, no kick */
 	atomic64_t			posted_refused;	/* ... later answered non-zero */
 	atomic64_t			ring_full;	/* kicks because no entry was free */
 } pviommu_stats;
@@ -227,7 +249,7 @@ static unsigned int pviommu_chan_nents;	/* the ring's entries (pviommu_chan->nen
 static unsigned int pviommu_chan_order;	/* its pages: 2^order */
 static bool pviommu_chan_ports;
 static bool pviommu_post;
-static DEFINE_SPINLOCK(pviommu_chan_lock);
+static arch_spinlock_t pviommu_chan_lock = __ARCH_SPIN_LOCK_UNLOCKED;
 /* per entry: 1 while its status is owed to nobody (a posted operation) */
 static DECLARE_BITMAP(pviommu_chan_posted, PVIOMMU_CHAN_NENTS_MAX);
 
@@ -298,11 +320,12 @@ static int pviommu_chan_attach(void)
 }
 
 /* a posted entry's answer, read when its entry is reused or after a kick */
-static void pviommu_chan_reap(struct pviommu_chan_ent *e, unsigned int i)
+static __always_inline void pviommu_chan_reap(struct pviommu_chan_ent *e, unsigned int i)
 {
 	int r;
 
-	if (!test_and_clear_bit(i, pviommu_chan_posted))
+	/* under pviommu_chan_lock: no locked instruction needed */
+	if (!__test_and_clear_bit(i, pviommu_chan_posted))
 		return;
 	r = READ_ONCE(e->status);
 	if (!r)
@@ -326,7 +349,7 @@ static void pviommu_chan_kick(struct pviommu_chan *c)
  * Publish one entry; kick unless it may be posted. Returns its answer
  * (kicked), 0 (posted) or PVIOMMU_NOACK (the host went away).
  */
-static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
+static __always_inline int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
 {
 	struct pviommu_chan *c = pviommu_chan;
 	struct pviommu_chan_ent *e;
@@ -335,14 +358,16 @@ static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
 	u32 prod;
 	int r = 0;
 
-	spin_lock_irqsave(&pviommu_chan_lock, flags);
+	local_irq_save(flags);
+	arch_spin_lock(&pviommu_chan_lock);
 	prod = c->prod;
 	if (prod - smp_load_acquire(&c->cons) >= pviommu_chan_nents) {
 		/* no free entry: carried out now */
 		atomic64_inc(&pviommu_stats.ring_full);
 		pviommu_chan_kick(c);
 		if (prod - smp_load_acquire(&c->cons) >= pviommu_chan_nents) {
-			spin_unlock_irqrestore(&pviommu_chan_lock, flags);
+			arch_spin_unlock(&pviommu_chan_lock);
+	local_irq_restore(flags);
 			return PVIOMMU_NOACK;	/* the host stopped serving the page */
 		}
 	}
@@ -358,7 +383,7 @@ static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
 		__set_bit(i, pviommu_chan_posted);
 	smp_store_release(&c->prod, prod + 1);
 	if (may_post && pviommu_post) {
-		atomic64_inc(&pviommu_stats.posted);
+		this_cpu_inc(pviommu_pcpu.posted);
 	} else {
 		pviommu_chan_kick(c);	/* the host serves the entries, then returns */
 		r = smp_load_acquire(&e->status);
@@ -366,7 +391,8 @@ static int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
 		if (r == PVIOMMU_CHAN_PENDING)
 			r = PVIOMMU_NOACK;
 	}
-	spin_unlock_irqrestore(&pviommu_chan_lock, flags);
+	arch_spin_unlock(&pviommu_chan_lock);
+	local_irq_restore(flags);
 	return r;
 }
 
@@ -379,12 +405,14 @@ static void pviommu_chan_flush(void)
 
 	if (!c || !pviommu_post)
 		return;
-	spin_lock_irqsave(&pviommu_chan_lock, flags);
+	local_irq_save(flags);
+	arch_spin_lock(&pviommu_chan_lock);
 	if (c->prod != smp_load_acquire(&c->cons))
 		pviommu_chan_kick(c);
 	for_each_set_bit(i, pviommu_chan_posted, pviommu_chan_nents)
 		pviommu_chan_reap(&c->ent[i], i);
-	spin_unlock_irqrestore(&pviommu_chan_lock, flags);
+	arch_spin_unlock(&pviommu_chan_lock);
+	local_irq_restore(flags);
 }
 
 /*
@@ -393,11 +421,13 @@ static void pviommu_chan_flush(void)
  * (KVM: the BPF handler cannot set RAX; the uprobe TCG transport cannot
  * write registers).
  */
-static int __pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size,
+static __always_inline int __pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size,
 				bool may_post)
 {
 	u64 a0 = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf);
-	u64 cookie = atomic64_inc_return(&pviommu_stats.hc);
+	/* the cookie: the CPU in bits 48-63, its count of operations below */
+	u64 cookie = this_cpu_inc_return(pviommu_pcpu.hc) |
+		     (u64)raw_smp_processor_id() << 48;
 
 	if (pviommu_chan)
 		return pviommu_chan_call(a0, iova, size, cookie, may_post);
@@ -428,19 +458,19 @@ static int pviommu_dev_add(struct pviommu_dev *pd)
 }
 
 /* MAP or UNMAP of pd: posted where the host drains (pviommu.h, "Posting") */
-static int pviommu_dev_call(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u64 size)
+static __always_inline int pviommu_dev_call(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u64 size)
 {
 	return __pviommu_hypercall(op, perm, pd->bdf, iova, size, !pd->kick);
 }
 
 /* with verify: anything but an acknowledged success is a refusal */
-static bool pviommu_refused(int r)
+static __always_inline bool pviommu_refused(int r)
 {
 	return verify && r;
 }
 
 /* MAP or UNMAP of pd; a refusal is counted and said. Returns the answer */
-static int pviommu_dev_op(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u64 size)
+static __always_inline int pviommu_dev_op(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u64 size)
 {
 	int r = pviommu_dev_call(pd, op, perm, iova, size);
 
@@ -453,7 +483,7 @@ static int pviommu_dev_op(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u6
 	return r;
 }
 
-static u32 pviommu_perm(enum dma_data_direction dir)
+static __always_inline u32 pviommu_perm(enum dma_data_direction dir)
 {
 	switch (dir) {
 	case DMA_TO_DEVICE:
@@ -481,13 +511,11 @@ static struct pviommu_live *__pviommu_live_find(struct pviommu_dev *pd, u64 iova
 }
 
 /* any context: DMA mappings are made from interrupts and with locks held */
-static void pviommu_live_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+static void __pviommu_live_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 {
 	struct pviommu_live *l;
 	unsigned long flags;
 
-	if (!track)
-		return;
 	spin_lock_irqsave(&pviommu_live_lock, flags);
 	l = __pviommu_live_find(pd, iova, size, perm);
 	if (l) {
@@ -505,13 +533,17 @@ static void pviommu_live_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 per
 	spin_unlock_irqrestore(&pviommu_live_lock, flags);
 }
 
-static void pviommu_live_del(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+static __always_inline void pviommu_live_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+{
+	if (track)
+		__pviommu_live_add(pd, iova, size, perm);
+}
+
+static void __pviommu_live_del(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 {
 	struct pviommu_live *l;
 	unsigned long flags;
 
-	if (!track)
-		return;
 	spin_lock_irqsave(&pviommu_live_lock, flags);
 	l = __pviommu_live_find(pd, iova, size, perm);
 	if (!l) {
@@ -521,6 +553,12 @@ static void pviommu_live_del(struct pviommu_dev *pd, u64 iova, u64 size, u32 per
 		kfree(l);
 	}
 	spin_unlock_irqrestore(&pviommu_live_lock, flags);
+}
+
+static __always_inline void pviommu_live_del(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+{
+	if (track)
+		__pviommu_live_del(pd, iova, size, perm);
 }
 
 /* pd's mappings are revoked (DEV_DEL), or every device's (pd NULL: exit) */
@@ -552,13 +590,13 @@ static void pviommu_live_drop(struct pviommu_dev *pd)
  * done with the memory either way); a posted UNMAP's is read when its
  * entry is reused.
  */
-static void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size,
+static __always_inline void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size,
 			      u32 perm)
 {
 	pviommu_dev_op(pd, PVIOMMU_OP_UNMAP, perm, iova, size);
 	pviommu_live_del(pd, iova, size, perm);
-	atomic64_dec(&pd->live);
-	atomic64_sub(size, &pd->live_bytes);
+	this_cpu_dec(pd->pcpu->live);
+	this_cpu_sub(pd->pcpu->live_bytes, size);
 }
 
 static void __pviommu_lazy_drop(unsigned int i, bool send)
@@ -652,31 +690,31 @@ static bool pviommu_lazy_reuse(struct pviommu_dev *pd, u64 iova, u64 size, u32 p
 }
 
 /* 0, or the host's refusal (verify): the caller fails the DMA mapping */
-static int pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+static __always_inline int pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 {
 	int r;
 
 	if (!size)
 		return 0;
-	atomic64_inc(&pviommu_stats.maps);
-	atomic64_inc(&pd->maps);
+	this_cpu_inc(pviommu_pcpu.maps);
+	this_cpu_inc(pd->pcpu->maps);
 	if (pviommu_lazy_mode && pviommu_lazy_reuse(pd, iova, size, perm))
 		return 0;
 	r = pviommu_dev_op(pd, PVIOMMU_OP_MAP, perm, iova, size);
 	if (pviommu_refused(r))
 		return r < 0 ? r : -EIO;
-	atomic64_inc(&pd->live);
-	atomic64_add(size, &pd->live_bytes);
+	this_cpu_inc(pd->pcpu->live);
+	this_cpu_add(pd->pcpu->live_bytes, size);
 	pviommu_live_add(pd, iova, size, perm);
 	return 0;
 }
 
-static void pviommu_unmap(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
+static __always_inline void pviommu_unmap(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 {
 	if (!size)
 		return;
-	atomic64_inc(&pviommu_stats.unmaps);
-	atomic64_inc(&pd->unmaps);
+	this_cpu_inc(pviommu_pcpu.unmaps);
+	this_cpu_inc(pd->pcpu->unmaps);
 	if (pviommu_lazy_mode)
 		pviommu_lazy_add(pd, iova, size, perm);
 	else
@@ -1064,9 +1102,15 @@ static struct pviommu_dev *pviommu_dev_new(struct pci_dev *pdev)
 
 	if (!pd)
 		return NULL;
+	pd->pcpu = alloc_percpu(struct pviommu_dev_pcpu);
+	if (!pd->pcpu) {
+		kfree(pd);
+		return NULL;
+	}
 	pd->old_ops = get_dma_ops(&pdev->dev);
 	pd->ops = pviommu_ops_new(pd, pd->old_ops);
 	if (!pd->ops) {
+		free_percpu(pd->pcpu);
 		kfree(pd);
 		return NULL;
 	}
@@ -1078,6 +1122,7 @@ static struct pviommu_dev *pviommu_dev_new(struct pci_dev *pdev)
 static void pviommu_dev_free(struct pviommu_dev *pd)
 {
 	pci_dev_put(pd->pdev);
+	free_percpu(pd->pcpu);
 	kfree(pd->ops);
 	kfree(pd);
 }
@@ -1115,6 +1160,17 @@ static void __pviommu_install(struct pviommu_dev *pd)
 	pd->installed = true;
 }
 
+/* the device's live ranges are revoked: its counts start again */
+static void pviommu_live_zero(struct pviommu_dev *pd)
+{
+	int c;
+
+	for_each_possible_cpu(c) {
+		per_cpu_ptr(pd->pcpu, c)->live = 0;
+		per_cpu_ptr(pd->pcpu, c)->live_bytes = 0;
+	}
+}
+
 /* no driver bound: nothing maps through our ops any more */
 static void __pviommu_uninstall(struct pviommu_dev *pd)
 {
@@ -1125,15 +1181,14 @@ static void __pviommu_uninstall(struct pviommu_dev *pd)
 	if (!pd->installed)
 		return;
 	pviommu_lazy_flush();
-	left = atomic64_read(&pd->live);
+	left = pviommu_sum(pd->pcpu, live);
 	if (left)
 		pr_warn("%s: %lld mappings left at detach: revoked\n", pci_name(pd->pdev), left);
 	set_dma_ops(dev, pd->old_ops);
 	pviommu_hypercall(PVIOMMU_OP_DEV_DEL, 0, pd->bdf, 0, 0);
 	pviommu_live_drop(pd);
 	atomic64_add(left, &pd->revoked);
-	atomic64_set(&pd->live, 0);
-	atomic64_set(&pd->live_bytes, 0);
+	pviommu_live_zero(pd);
 	pd->installed = false;
 }
 
@@ -1146,7 +1201,7 @@ static void __pviommu_driver_gone(struct pviommu_dev *pd)
 	if (!pd->installed)
 		return;
 	pviommu_lazy_flush();
-	left = atomic64_read(&pd->live);
+	left = pviommu_sum(pd->pcpu, live);
 	if (!left)
 		return;
 	pr_warn_ratelimited("%s: driver left %lld mappings: revoked\n", pci_name(pd->pdev), left);
@@ -1154,8 +1209,7 @@ static void __pviommu_driver_gone(struct pviommu_dev *pd)
 	pviommu_live_drop(pd);
 	pviommu_dev_add(pd);
 	atomic64_add(left, &pd->revoked);
-	atomic64_set(&pd->live, 0);
-	atomic64_set(&pd->live_bytes, 0);
+	pviommu_live_zero(pd);
 }
 
 static int pviommu_virtio_child(struct device *child, void *data)
@@ -1279,7 +1333,7 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 
 	mutex_lock(&pviommu_mutex);
 	list_for_each_entry(pd, &pviommu_devs, node)
-		live += atomic64_read(&pd->live);
+		live += pviommu_sum(pd->pcpu, live);
 	seq_printf(m, "abi %u\n", PVIOMMU_ABI_VERSION);
 	seq_printf(m, "transport %s\n", pviommu_use_kvm ? "kvm" : "tcg");
 	seq_printf(m, "channel %s\n", pviommu_chan ? "page" : "hypercall");
@@ -1291,13 +1345,13 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "ring %u\n", pviommu_chan ? pviommu_chan_nents : 0);
 	seq_printf(m, "post %d\n", pviommu_post);
 	seq_printf(m, "exits %lld\n", atomic64_read(&pviommu_stats.exits));
-	seq_printf(m, "posted %lld\n", atomic64_read(&pviommu_stats.posted));
+	seq_printf(m, "posted %lld\n", pviommu_sum(&pviommu_pcpu, posted));
 	seq_printf(m, "posted_refused %lld\n", atomic64_read(&pviommu_stats.posted_refused));
 	seq_printf(m, "ring_full %lld\n", atomic64_read(&pviommu_stats.ring_full));
 	seq_printf(m, "mode %s\n", pviommu_lazy_mode ? "lazy" : "strict");
-	seq_printf(m, "hypercalls %lld\n", atomic64_read(&pviommu_stats.hc));
-	seq_printf(m, "maps %lld\n", atomic64_read(&pviommu_stats.maps));
-	seq_printf(m, "unmaps %lld\n", atomic64_read(&pviommu_stats.unmaps));
+	seq_printf(m, "hypercalls %lld\n", pviommu_sum(&pviommu_pcpu, hc));
+	seq_printf(m, "maps %lld\n", pviommu_sum(&pviommu_pcpu, maps));
+	seq_printf(m, "unmaps %lld\n", pviommu_sum(&pviommu_pcpu, unmaps));
 	seq_printf(m, "failures %lld\n", atomic64_read(&pviommu_stats.failures));
 	seq_printf(m, "live %lld\n", live);
 	seq_printf(m, "lazy_queued %lld\n", atomic64_read(&pviommu_stats.lazy_queued));
@@ -1315,8 +1369,8 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 			   pd->pdev->dev.driver ? pd->pdev->dev.driver->name : "-",
 			   pviommu_virtio_platform(pd->pdev));
 		seq_printf(m, " maps %lld unmaps %lld live %lld live_bytes %lld failures %lld revoked %lld\n",
-			   atomic64_read(&pd->maps), atomic64_read(&pd->unmaps),
-			   atomic64_read(&pd->live), atomic64_read(&pd->live_bytes),
+			   pviommu_sum(pd->pcpu, maps), pviommu_sum(pd->pcpu, unmaps),
+			   pviommu_sum(pd->pcpu, live), pviommu_sum(pd->pcpu, live_bytes),
 			   atomic64_read(&pd->failures), atomic64_read(&pd->revoked));
 	}
 	mutex_unlock(&pviommu_mutex);
@@ -1623,9 +1677,9 @@ static void __exit pviommu_exit(void)
 	pviommu_chan_detach();
 	pviommu_live_drop(NULL);
 	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls, %lld exits, %lld posted\n",
-		atomic64_read(&pviommu_stats.maps), atomic64_read(&pviommu_stats.unmaps),
-		atomic64_read(&pviommu_stats.hc), atomic64_read(&pviommu_stats.exits),
-		atomic64_read(&pviommu_stats.posted));
+		pviommu_sum(&pviommu_pcpu, maps), pviommu_sum(&pviommu_pcpu, unmaps),
+		pviommu_sum(&pviommu_pcpu, hc), atomic64_read(&pviommu_stats.exits),
+		pviommu_sum(&pviommu_pcpu, posted));
 }
 
 module_init(pviommu_init);
