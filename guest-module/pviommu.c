@@ -371,7 +371,7 @@ static __always_inline int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, boo
 			return PVIOMMU_NOACK;	/* the host stopped serving the page */
 		}
 	}
-	i = prod % pviommu_chan_nents;
+	i = prod & (pviommu_chan_nents - 1);	/* a power of two: no division (a helper under TCG) */
 	e = &c->ent[i];
 	pviommu_chan_reap(e, i);
 	e->a[0] = a0;
