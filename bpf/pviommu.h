@@ -319,10 +319,12 @@ enum pviommu_mode {
 /*
  * Per-domain quotas (one VM can never weaken another): taken at RESERVE
  * (defaults from pviommu_ctl, set by 'pviommuctl load', or per VM with
- * 'pviommuctl run --quota'); 0 = no limit. records: live mapping records;
- * pages: index pages charged (each record charges the pages it touches,
- * a bound on the index slots it can use: sub-page pieces are charged a
- * whole page); devices: protected devices; lanes: page-bit lanes. A MAP
+ * 'pviommuctl run --quota'); 0 = no limit. records: live mapping records
+ * (each takes its first page's index slot or one of its own); pages: index
+ * pages charged (each record charges the pages it touches, a bound on the
+ * index slots its pieces can use: sub-page pieces are charged a whole
+ * page); together they bound the domain's index slots. devices: protected
+ * devices; lanes: page-bit lanes. A MAP
  * over quota gets -ENOSPC (its range stays denied), a DEV_ADD over quota
  * fails the domain closed: only that VM is refused.
  */
