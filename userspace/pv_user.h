@@ -50,8 +50,11 @@ static inline long pv_loop(__u32 n, long (*cb)(__u32, void *), void *ctx)
 /*
  * Every record in the index (of domain dom; 0: of all), each read
  * consistently: cb(record, arg) for each until it returns nonzero. The
- * records seen, or -EBUSY when a slot kept changing.
+ * records seen, or -EBUSY when a slot kept changing past PV_WALK_TRIES
+ * reads: the walk goes on without it, so the caller has all the others
+ * and knows that one may be missing.
  */
+#define PV_WALK_TRIES	256
 static inline long pv_rec_walk(struct pv_env *e, __u32 dom,
 			       int (*cb)(const struct pviommu_mapping *, void *),
 			       void *arg)
@@ -59,6 +62,7 @@ static inline long pv_rec_walk(struct pv_env *e, __u32 dom,
 	struct pviommu_mapping m;
 	struct pviommu_slot c;
 	long n = 0;
+	int busy = 0, t;
 
 	for (__u64 i = 0; i <= e->mask; i++) {
 		const struct pviommu_slot *s = pv_slot_at(e, (__u32)i);
@@ -67,15 +71,19 @@ static inline long pv_rec_walk(struct pv_env *e, __u32 dom,
 		if ((kind != PVIOMMU_SLOT_PAGE && kind != PVIOMMU_SLOT_RECORD) ||
 		    (dom && PV_READ_ONCE(s->domain) != dom))
 			continue;
-		if (pv_slot_copy(s, &c, 1))
-			return -PV_EBUSY;
+		for (t = 0; t < PV_WALK_TRIES && pv_slot_copy(s, &c, 1); t++)
+			;
+		if (t == PV_WALK_TRIES) {
+			busy = 1;
+			continue;
+		}
 		if (!pv_slot_rec_view(&c, (__u32)i, &m) || (dom && m.domain != dom))
 			continue;
 		n++;
 		if (cb && cb(&m, arg))
 			break;
 	}
-	return n;
+	return busy ? -PV_EBUSY : n;
 }
 
 #endif /* __PV_USER_H */

@@ -80,6 +80,13 @@ static __u32 page_slots(struct fx *f)
 	       kind_slots(f, PVIOMMU_SLOT_RECORD);
 }
 
+static int count_cb(const struct pviommu_mapping *m, void *arg)
+{
+	(void)m;
+	(*(long *)arg)++;
+	return 0;
+}
+
 /* live records in the index, as readers find them */
 static long records(struct fx *f)
 {
@@ -722,6 +729,25 @@ static void t_records(void)
 	ASSERT_EQ(sum.bytes, 0x3020, "their bytes");
 	ASSERT_EQ(rec_of(&f, DEV_A, 0x60000).refs, 0, "A's records gone");
 	ASSERT_EQ(rec_of(&f, DEV_B, 0x60000).size, 0x1000, "B's record stays");
+
+	/* a slot a writer never lets go of: the walk says so and still lists the others */
+	{
+		struct pviommu_slot *busy = NULL;
+		long seen = 0;
+
+		ASSERT_OK(map(&f, DEV_B, 0x90000, 0x1000, R), "B: a second page");
+		for (__u32 i = 0; i <= f.e.mask && !busy; i++)
+			if (pv_slot_at(&f.e, i)->kind == PVIOMMU_SLOT_PAGE &&
+			    pv_slot_at(&f.e, i)->pfn == 0x90)
+				busy = pv_slot_at(&f.e, i);
+		ASSERT_TRUE(busy != NULL, "its slot");
+		busy->seq++;	/* odd: mid-write, for ever */
+		ASSERT_EQ(pv_rec_walk(&f.e, DOM, count_cb, &seen), -EBUSY,
+			  "a walk past a slot that never settles: -EBUSY");
+		ASSERT_EQ(seen, 1, "... after listing the one it could read");
+		busy->seq++;
+		ASSERT_EQ(pv_rec_walk(&f.e, DOM, NULL, NULL), 2, "settled: both");
+	}
 	fx_fini(&f);
 
 	/* 4 slots: two devices, two pages holding their records; none to move one to */
