@@ -71,6 +71,9 @@ struct {
 
 /* ---- glue for pviommu_range.h: pviommu_index, pviommu_fast ---------------- */
 #define PV_INLINE __always_inline
+#ifdef __TARGET_ARCH_x86
+#define PV_WRITE_TSO	/* x86 orders stores: the seqcounts need no atomic (pviommu_range.h) */
+#endif
 
 struct pv_env {
 	void	*tbl;
