@@ -681,13 +681,25 @@ __noinline int pv_batch_one(struct pviommu_domain *d, __u32 dom, __u32 i)
 	return err ? batch_refuse(dom, w, err) : 0;
 }
 
+/*
+ * A batch whose operations could not be read: what they were (an UNMAP,
+ * maybe) is unknown, so the whole domain fails closed. -EFAULT.
+ */
+__noinline int pv_batch_unreadable(__u32 dom)
+{
+	struct pv_env e = PV_ENV;
+
+	fail_closed(&e, dom, ~0u, 0, -PV_EFAULT, PVIOMMU_FAIL_CHANNEL, PVIOMMU_PLANE_PAGE);
+	return -PV_EFAULT;
+}
+
 /* the first operation of a batch that could not start: refused with err */
 __noinline int pv_batch_refuse(__u32 dom, __u64 uptr, int err)
 {
 	__u64 w[4];
 
 	if (bpf_probe_read_user(w, sizeof(w), (void *)uptr))
-		return -PV_EFAULT;
+		return pv_batch_unreadable(dom);
 	stat_inc(PVIOMMU_ST_HC);
 	return batch_refuse(dom, w, err);
 }
@@ -731,7 +743,7 @@ int pviommu_hc_batch(struct bpf_raw_tracepoint_args *ctx)
 	}
 	if (bpf_probe_read_user(pv_batch_buf, n * sizeof(pv_batch_buf[0]),
 				(void *)uptr)) {
-		err = -PV_EFAULT;
+		err = pv_batch_unreadable(dom);
 		goto out;
 	}
 	/* a plain loop: a bpf_loop callback would add a frame to the chain */

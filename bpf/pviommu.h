@@ -284,6 +284,7 @@ enum pviommu_fail {
 	PVIOMMU_FAIL_UNREG	= 3,	/* a call before REGISTER (reserved) */
 	PVIOMMU_FAIL_INDEX	= 4,	/* the index disagreed with a record */
 	PVIOMMU_FAIL_PROTO	= 5,	/* the call had another ABI version */
+	PVIOMMU_FAIL_CHANNEL	= 6,	/* the shared page's operations could not be read */
 	PVIOMMU_FAIL_MAX,
 };
 

@@ -340,6 +340,7 @@ const char *pv_fail_str(__u32 why)
 	case PVIOMMU_FAIL_UNREG: return "call-before-register";
 	case PVIOMMU_FAIL_INDEX: return "index-inconsistent";
 	case PVIOMMU_FAIL_PROTO: return "abi-mismatch";
+	case PVIOMMU_FAIL_CHANNEL: return "page-unreadable";
 	default: return "?";
 	}
 }

@@ -1403,8 +1403,19 @@ static void t_batch(void)
 		__u64 args[2] = { 8, 1 };	/* not a readable address */
 		LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = args, .ctx_size_in = sizeof(args));
 
+		drain_events(&I);
 		bpf_prog_test_run_opts(bpf_program__fd(I.skel->progs.pviommu_hc_batch), &o);
 		ASSERT_EQ(o.retval, PVIOMMU_BATCH_RET(0, -EFAULT), "unreadable operations: EFAULT");
+		/* what they were (an UNMAP, maybe) is unknown: the domain fails closed, said */
+		ASSERT_EQ(drain_events(&I), 1, "... an event");
+		ASSERT_EQ(last_ev.type, PVIOMMU_EV_FAILED, "... a FAILED one");
+		ASSERT_EQ(last_ev.perm, PVIOMMU_FAIL_CHANNEL, "... saying why: the page's operations");
+		ASSERT_EQ(chk(DEV_A, 0x1000, 1, R), PV_DENY_FAILED, "... the domain denied");
+		/* the guest starts again */
+		ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
+		ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "A again");
+		ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "B again");
+		drain_events(&I);
 	}
 
 	/*
