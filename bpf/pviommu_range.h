@@ -252,6 +252,18 @@ static PV_INLINE void pv_rec_clear(struct pviommu_rec *r)
 	r->pad = 0;
 }
 
+/* writers: slot s's record := *r, or none (r NULL), as one change of s */
+static PV_INLINE void pv_rec_write(struct pviommu_slot *s,
+				   const struct pviommu_rec *r)
+{
+	pv_write_begin(s);
+	if (r)
+		s->rec = *r;
+	else
+		pv_rec_clear(&s->rec);
+	pv_write_end(s);
+}
+
 /* free a slot: EMPTY when no chain runs through it, else a tombstone */
 static PV_INLINE void pv_slot_free(struct pv_env *e, struct pviommu_slot *s,
 				   __u32 idx)
@@ -302,7 +314,7 @@ static PV_INLINE long pv_rec_idx(struct pv_env *e, __u32 dom, __u32 bdf,
 		s = pv_slot_at(e, (__u32)idx);
 		if (!s)
 			return -1;
-		if (!s->nsub && s->rec.refs)
+		if (pv_slot_has_rec(s))
 			return idx;
 	}
 	return pv_slot_claim(e, PVIOMMU_SLOT_RECORD, dom, bdf, iova, 0);
@@ -317,9 +329,7 @@ static PV_INLINE int pv_rec_own_slot(struct pv_env *e, __u32 dom, __u32 bdf,
 
 	if (!x)
 		return -PV_ENOSPC;
-	pv_write_begin(x);
-	x->rec = *r;
-	pv_write_end(x);
+	pv_rec_write(x, r);
 	return 0;
 }
 
@@ -330,13 +340,11 @@ static PV_INLINE int pv_rec_own_slot(struct pv_env *e, __u32 dom, __u32 bdf,
 static PV_INLINE int pv_rec_evict(struct pv_env *e, struct pviommu_slot *s,
 				  __u32 dom, __u32 bdf, __u64 pfn)
 {
-	if (s->nsub || !s->rec.refs)
+	if (!pv_slot_has_rec(s))
 		return 0;
 	if (pv_rec_own_slot(e, dom, bdf, pfn << PVIOMMU_PAGE_SHIFT, &s->rec))
 		return -PV_ENOSPC;
-	pv_write_begin(s);
-	pv_rec_clear(&s->rec);
-	pv_write_end(s);
+	pv_rec_write(s, 0);
 	return 0;
 }
 
@@ -789,9 +797,7 @@ static PV_INLINE int pv_rec_put(struct pv_env *e, __u32 dom, __u32 bdf,
 		s = pv_slot_lookup(e, PVIOMMU_SLOT_PAGE, dom, bdf,
 				   iova >> PVIOMMU_PAGE_SHIFT, 0);
 		if (s && !s->nsub && !s->rec.refs) {
-			pv_write_begin(s);
-			s->rec = *r;
-			pv_write_end(s);
+			pv_rec_write(s, r);
 			return 0;
 		}
 	}
@@ -889,9 +895,7 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 	perm = s->rec.perm;
 	lane = s->rec.lane;	/* the device's, for its whole life */
 	/* the record goes first: its page slot may go with the pieces */
-	pv_write_begin(s);
-	pv_rec_clear(&s->rec);
-	pv_write_end(s);
+	pv_rec_write(s, 0);
 	if (s->kind == PVIOMMU_SLOT_RECORD)
 		pv_slot_free(e, s, (__u32)idx);
 	err = pv_pieces(e, dom, bdf, lane, iova, size, perm, 0,

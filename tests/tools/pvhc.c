@@ -130,9 +130,7 @@ static int drop_record(int argc, char **argv, int *i)
 	if (idx >= 0) {
 		struct pviommu_slot *s = pv_slot_at(&e, (__u32)idx);
 
-		pv_write_begin(s);
-		pv_rec_clear(&s->rec);
-		pv_write_end(s);
+		pv_rec_write(s, NULL);
 		if (s->kind == PVIOMMU_SLOT_RECORD)
 			pv_slot_free(&e, s, (__u32)idx);
 		err = 0;
