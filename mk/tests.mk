@@ -2,7 +2,7 @@
 TEST_CFLAGS	:= $(USER_CFLAGS) -I$(SRC)/tests
 UNIT_TESTS	:= $(OUT)/tests/test_range $(OUT)/tests/test_chan $(OUT)/tests/test_vfio
 BPF_TESTS	:= $(OUT)/tests/test_bpf
-TEST_TOOLS	:= $(OUT)/tests/pvhc
+TEST_TOOLS	:= $(OUT)/tests/pvhc $(OUT)/tests/pvinsn.so
 # libFuzzer (clang, libclang-rt): the range logic against a byte model, the CLI's parsers
 FUZZ_TESTS	:= $(OUT)/tests/fuzz_policy
 FUZZ_CFLAGS	:= -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -25,6 +25,12 @@ $(OUT)/tests/%: $(SRC)/tests/bpf/%.c $(BPF_SKELS) $(BPF_HDRS) $(PVLIB_OBJS) $(SR
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(TEST_CFLAGS) $< $(PVLIB_OBJS) $(LIBBPF_LIBS) -o $@
+
+# a QEMU TCG plugin (the benchmarks' guest instruction counts): no libbpf, no pvlib
+$(OUT)/tests/pvinsn.so: $(SRC)/tests/tools/pvinsn.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(USER_CFLAGS) -shared -fPIC -fvisibility=hidden $< -o $@
 
 $(OUT)/tests/%: $(SRC)/tests/tools/%.c $(BPF_HDRS) $(PVLIB_OBJS)
 	$(call msg,CC,$@)

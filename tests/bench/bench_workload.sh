@@ -38,6 +38,9 @@
 # Configurations are interleaved (BARE, OFF, UPROBE, INPROC, BARE, ...) ROUNDS times; each boot
 # runs every workload REPS times; the table shows the median, the spread (min-max) and the ratio
 # of medians against OFF (and BARE).
+# After the timed rounds, one more boot per configuration under QEMU with tests/tools/pvinsn.so
+# counts the guest's instructions per workload (deterministic; INSN=0 skips it): guest
+# instructions per GB and per DMA API call, beside the noisy throughput.
 # Environment: OUT/VM_OUT build dir, ROUNDS (2), REPS (2), NET_MB (32), BLK_MB (128), BLK4K_MB (8),
 # BENCH_CONFIGS ("bare off uprobe inproc kick lazy viommu viommu-lazy"; also: inproc0 = the in-process library with no guest
 # module, a diagnostic: what the library costs when no transfer is protected; ring64 = INPROC with
@@ -76,6 +79,12 @@ command -v python3 >/dev/null || { say "$NAME: skipped (python3 missing: the hos
 
 vm_host_init bench
 T0=$(date +%s)
+# guest instructions: one more boot per configuration after the timed rounds, under QEMU with the
+# pvinsn.so plugin (tests/tools/pvinsn.c), which counts what the guest executes; deterministic, so
+# one boot tells, and its time is left out of the throughput figures (the plugin slows TCG).
+# INSN=0: no counting boots.
+INSN=${INSN:-1} INSN_FILE=$work/insn.cnt INSN_PLUGIN=$VM_OUT/tests/pvinsn.so
+[ "$INSN" = 0 ] || [ -e "$INSN_PLUGIN" ] || { say "$NAME: $INSN_PLUGIN missing (make)"; exit 1; }
 # the run's host context: other QEMUs and the load, at the start (and at the end, below)
 host_ctx() { printf '"%s_other_qemus": %s, "%s_loadavg": "%s"' "$1" "$(pgrep -c qemu-system || true)" "$1" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
 CTX0=$(host_ctx start)
@@ -193,6 +202,13 @@ print(d[0]["mode"] if d else "none")' "$1" 2>/dev/null
 }
 
 RES=$work/results	# cfg round rep workload seconds bytes checks hypercalls violations qemu_cpu_s
+# guest_insns ROUND: in the counting boot, the guest's instructions so far (pvinsn.so's counters
+# summed over the vCPUs); elsewhere 0
+guest_insns() {
+	[ "$1" = count ] || { echo 0; return 0; }
+	od -An -t u8 -v "$INSN_FILE" | awk '{ for (i = 1; i <= NF; i++) s += $i; n += NF }
+		END { if (n) printf "%.0f\n", s; else exit 1 }'
+}
 # qemu_cpu PID: QEMU's user + system CPU seconds so far (all its threads); fails when PID is gone
 qemu_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"; }
 : >"$RES"
@@ -200,7 +216,7 @@ BOOTS=0 FAILS=0
 # run_cfg CFG ROUND: one boot, every workload REPS times
 run_cfg() {
 	local cfg=$1 r=$2 pid k w s0 s1 v t0 t1 bytes mode app=""
-	local -a wrap=() viommu=()
+	local -a wrap=() viommu=() qargs=()
 	case $cfg in
 	bare) "$CTL" mode deny >/dev/null; app=" pviommu.nomod=1" ;;
 	off) "$CTL" mode deny >/dev/null; app=" pviommu.verify=0" ;;	# attach: no answer
@@ -214,7 +230,8 @@ run_cfg() {
 		viommu=(--viommu "intel-iommu,intremap=off")
 		app=" pviommu.nomod=1 pviommu.viommu=1 intel_iommu=on iommu.strict=$([ "$cfg" = viommu ] && echo 1 || echo 0)" ;;
 	esac
-	VM_QEMU_WRAPPER="${wrap[*]}" vm_boot --name "bw-$cfg-$r" --script "$work/guest.sh" --file "$KO" \
+	[ "$r" != count ] || qargs=(--qemu-arg -plugin --qemu-arg "$INSN_PLUGIN,out=$INSN_FILE")
+	VM_QEMU_WRAPPER="${wrap[*]}" vm_boot --name "bw-$cfg-$r" "${qargs[@]+"${qargs[@]}"}" --script "$work/guest.sh" --file "$KO" \
 		--net e1000 --net virtio --disk virtio-blk "$((BLK_MB + 8))M" --disk nvme "$((BLK_MB + 8))M" \
 		"${viommu[@]+"${viommu[@]}"}" \
 		--virtio-opts "iommu_platform=on,disable-legacy=on" --timeout "$BOOT_TIMEOUT" \
@@ -238,10 +255,14 @@ run_cfg() {
 	for k in $(seq 1 "$REPS"); do
 		for w in $WORKLOADS; do
 			# a counter or CPU time that cannot be read fails the boot: no made-up zeros
-			s0=$(stats) && c0=$(qemu_cpu "$pid") || return 1
+			s0=$(stats) && c0=$(qemu_cpu "$pid") && i0=$(guest_insns "$r") || return 1
 			vm_send "$w $r.$k" || return 1
 			vm_wait_marker "done-$w-$r.$k" 300 || return 1
-			s1=$(stats) && c1=$(qemu_cpu "$pid") || return 1
+			s1=$(stats) && c1=$(qemu_cpu "$pid") && i1=$(guest_insns "$r") || return 1
+			if [ "$r" = count ]; then	# the counting boot: instructions, no timing
+				echo "$cfg $w $((i1 - i0)) $(vm_value "$w-$r.$k" | awk '{ print $3 }')" >>"$work/insns"
+				continue
+			fi
 			read -r t0 t1 bytes <<<"$(vm_value "$w-$r.$k")"
 			v=$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" 'BEGIN {
 				split(a, x); split(b, y)
@@ -270,6 +291,16 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
+if [ "$INSN" != 0 ]; then
+	say "  + one counting boot per configuration (QEMU with pvinsn.so: guest instructions per GB)"
+	for cfg in $CONFIGS; do
+		if ! REPS=1 run_cfg "$cfg" count; then
+			FAILS=$((FAILS + 1))
+			say "$NAME: $cfg counting boot FAILED; last console lines:"; vm_tail 12 | sed 's/^/    /'
+			vm_kill
+		fi
+	done
+fi
 echo "{$CTX0, $(host_ctx end), \"cpus\": $(nproc), \"rounds\": $ROUNDS, \"reps\": $REPS}" >"$work/host.json"
 # the summary; exit 1 when a configuration measured a workload in no valid run
 python3 - "$RES" "$NET_MB" "$BLK_MB" "$work/modes" "$work" "$BLK4K_MB" "$WORKLOADS" "$CONFIGS" <<'PY'
@@ -437,6 +468,38 @@ for w in WL:
 print("  note: INPROC carries the hypercall transport in the library (a detour, no uprobe trap), OFF"
       " and UPROBE through a")
 print("  uprobe: INPROC's hypercalls are cheaper than OFF's, so INPROC can be faster than OFF.")
+# the counting boots: guest instructions per GB (deterministic), and per map/unmap operation
+# over BARE's, with the operations this boot's guest module counted (hcalls of the timed runs)
+insns = {}
+try:
+    for c, w, n, nb in (l.split() for l in open(os.path.join(work, "insns")) if l.strip()):
+        if int(nb) == want[w]:
+            insns[(c, w)] = int(n) / (int(nb) / 1e9)
+except OSError:
+    pass
+if insns:
+    print()
+    print("guest instructions per GB moved (one counting boot per configuration, QEMU with"
+          " pvinsn.so; deterministic:")
+    print("the same boot twice counts within ~1-3%); ratio to BARE; per call: the instructions"
+          " over BARE's per DMA API")
+    print("map or unmap call (as many as INPROC deny posts operations: one per call)")
+    for w in WL:
+        b = insns.get(("bare", w))
+        line = []
+        for c in cfgs:
+            v = insns.get((c, w))
+            if v is None:
+                continue
+            cell = f"{names[c]} {v / 1e6:.0f}M"
+            if b and c != "bare":
+                cell += f" ({v / b:.3f}x"
+                hc = med(col("inproc" if col("inproc", w, 3) else c, w, 3))
+                if hc == hc and hc > 0:
+                    cell += f", {(v - b) * want[w] / 1e9 / hc:+.0f}/call"
+                cell += ")"
+            line.append(cell)
+        print(f"  {w}: " + "; ".join(line))
 # paired per-round ratios to no IOMMU (BARE), and the files of 'make bench-peers'
 if "bare" in cfgs:
     print()
@@ -464,6 +527,9 @@ if outdir:
             res.append({"config": c, "name": names[c], "workload": w, "runs": len(v),
                         "mb_s_median": med(v), "mb_s_min": min(v), "mb_s_max": max(v),
                         "qemu_cpu_s_per_gb": med(col(c, w, 5)),
+                        "guest_insns_per_gb": insns.get((c, w)),
+                        "guest_insns_ratio_to_bare": insns[(c, w)] / insns[("bare", w)]
+                        if (c, w) in insns and ("bare", w) in insns else None,
                         "ratio_to_bare_median": st.median(rs) if rs else None,
                         "ratio_to_bare_min": min(rs) if rs else None,
                         "ratio_to_bare_max": max(rs) if rs else None,
@@ -475,15 +541,19 @@ if outdir:
         pass
     json.dump({"workloads": {w: f"{want[w] >> 20} MiB" for w in WL},
                "host": host, "results": res}, open(os.path.join(outdir, "peers.json"), "w"), indent=1)
+    def gi(r):
+        v, q = r.get("guest_insns_per_gb"), r.get("guest_insns_ratio_to_bare")
+        return "-" if v is None else f"{v / 1e6:.0f}M" + ("" if q is None else f" ({q:.3f})")
     with open(os.path.join(outdir, "peers.md"), "w") as f:
-        f.write("| workload | configuration | runs | MB/s median [min-max] | ratio to no IOMMU, paired per round: median [min-max] | QEMU CPU-s/GB | exits/MB | BPF runs/GB |\n")
-        f.write("|---|---|---|---|---|---|---|---|\n")
+        f.write("| workload | configuration | runs | MB/s median [min-max] | ratio to no IOMMU, paired per round: median [min-max] | QEMU CPU-s/GB | guest instructions/GB (ratio to no IOMMU) | exits/MB | BPF runs/GB |\n")
+        f.write("|---|---|---|---|---|---|---|---|---|\n")
         for r in res:
             ex, br = r.get("exits_per_gb"), r.get("bpf_runs_per_gb")
             ratio = "-" if r["ratio_to_bare_median"] is None else \
                 f"{r['ratio_to_bare_median']:.3f} [{r['ratio_to_bare_min']:.3f}-{r['ratio_to_bare_max']:.3f}]"
             f.write(f"| {r['workload']} | {r['name']} | {r['runs']} | {r['mb_s_median']:.2f}"
                     f" [{r['mb_s_min']:.2f}-{r['mb_s_max']:.2f}] | {ratio} | {r['qemu_cpu_s_per_gb']:.1f} | "
+                    f"{gi(r)} | "
                     f"{'-' if ex is None else f'{ex / 1000:.2f}'} | {'-' if br is None else f'{br:.0f}'} |\n")
         f.write(f"\nhost: {json.dumps(host)}\n")
     with open(os.path.join(outdir, "peers.dat"), "w") as f:
