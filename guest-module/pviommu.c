@@ -126,6 +126,8 @@ struct pviommu_pcpu {
 	u64				maps;
 	u64				unmaps;
 	u64				posted;		/* entries published, no kick */
+	u64				lazy_queued;	/* unmaps queued (lazy) */
+	u64				lazy_reused;	/* ... cancelled by a MAP */
 };
 static DEFINE_PER_CPU(struct pviommu_pcpu, pviommu_pcpu);
 
@@ -158,13 +160,21 @@ struct pviommu_lazy_ent {
 	u64				iova;
 	u64				size;
 	u32				perm;
+	u16				next;	/* the next entry of its bucket + 1, 0: none */
+	bool				dead;	/* cancelled or sent: the flush skips it */
 };
+
+/*
+ * The queue's buckets: a MAP looks for a queued unmap of its (device, iova)
+ * in one bucket, not through the whole queue (which it did on every MAP:
+ * 1.29x the guest instructions of no IOMMU on virtio-blk 64 KiB reads, more
+ * than strict mode's 1.13x)
+ */
+#define PVIOMMU_LAZY_BUCKET_BITS	7
 
 static struct {
 	atomic64_t			failures;
-	atomic64_t			lazy_queued;
 	atomic64_t			lazy_flushes;
-	atomic64_t			lazy_reused;
 	atomic64_t			lazy_conflicts;
 	atomic64_t			exits;		/* kicks and hypercalls: exits */
 	atomic64_t			posted_refused;	/* ... later answered non-zero */
@@ -172,12 +182,14 @@ static struct {
 } pviommu_stats;
 
 static struct {
-	spinlock_t			lock;		/* protects n and ent[] */
-	unsigned int			n;
+	arch_spinlock_t			lock;		/* protects n, live, ent[], bucket[] */
+	unsigned int			n;		/* entries used, dead ones included */
+	unsigned int			live;		/* unmaps queued (not dead) */
 	struct pviommu_lazy_ent		ent[PVIOMMU_LAZY_MAX];
+	u16				bucket[1 << PVIOMMU_LAZY_BUCKET_BITS];	/* first entry + 1 */
 	struct timer_list		timer;
 } pviommu_lazy = {
-	.lock = __SPIN_LOCK_UNLOCKED(pviommu_lazy.lock),
+	.lock = __ARCH_SPIN_LOCK_UNLOCKED,
 };
 
 /*
@@ -599,27 +611,41 @@ static __always_inline void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, 
 	this_cpu_sub(pd->pcpu->live_bytes, size);
 }
 
-static void __pviommu_lazy_drop(unsigned int i, bool send)
-{
-	struct pviommu_lazy_ent *e = &pviommu_lazy.ent[i];
+/*
+ * The queue's lock: taken on every lazy map and unmap, so the posting path's
+ * kind (interrupts off, an arch spinlock: no preempt count, no out-of-line
+ * call); the channel's lock nests inside it (a flush posts)
+ */
+#define pviommu_lazy_lock(flags) do {					\
+	local_irq_save(flags);						\
+	arch_spin_lock(&pviommu_lazy.lock);				\
+} while (0)
+#define pviommu_lazy_unlock(flags) do {					\
+	arch_spin_unlock(&pviommu_lazy.lock);				\
+	local_irq_restore(flags);					\
+} while (0)
 
-	lockdep_assert_held(&pviommu_lazy.lock);
-	if (send)
-		pviommu_unmap_now(e->pd, e->iova, e->size, e->perm);
-	*e = pviommu_lazy.ent[--pviommu_lazy.n];
+static __always_inline u16 *pviommu_lazy_bucket(struct pviommu_dev *pd, u64 iova)
+{
+	return &pviommu_lazy.bucket[hash_64(iova ^ (uintptr_t)pd, PVIOMMU_LAZY_BUCKET_BITS)];
 }
 
+/* every live entry is sent; the queue starts empty */
 static void __pviommu_lazy_flush(void)
 {
+	struct pviommu_lazy_ent *e;
 	unsigned int i;
 
-	lockdep_assert_held(&pviommu_lazy.lock);
 	if (!pviommu_lazy.n)
 		return;
-	for (i = 0; i < pviommu_lazy.n; i++)
-		pviommu_unmap_now(pviommu_lazy.ent[i].pd, pviommu_lazy.ent[i].iova,
-				  pviommu_lazy.ent[i].size, pviommu_lazy.ent[i].perm);
+	for (i = 0; i < pviommu_lazy.n; i++) {
+		e = &pviommu_lazy.ent[i];
+		if (!e->dead)
+			pviommu_unmap_now(e->pd, e->iova, e->size, e->perm);
+	}
 	pviommu_lazy.n = 0;
+	pviommu_lazy.live = 0;
+	memset(pviommu_lazy.bucket, 0, sizeof(pviommu_lazy.bucket));
 	atomic64_inc(&pviommu_stats.lazy_flushes);
 }
 
@@ -627,9 +653,9 @@ static void pviommu_lazy_flush(void)
 {
 	unsigned long flags;
 
-	spin_lock_irqsave(&pviommu_lazy.lock, flags);
+	pviommu_lazy_lock(flags);
 	__pviommu_lazy_flush();
-	spin_unlock_irqrestore(&pviommu_lazy.lock, flags);
+	pviommu_lazy_unlock(flags);
 }
 
 static void pviommu_lazy_timer(struct timer_list *t)
@@ -642,18 +668,24 @@ static void pviommu_lazy_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 per
 	struct pviommu_lazy_ent *e;
 	unsigned long flags;
 
-	spin_lock_irqsave(&pviommu_lazy.lock, flags);
+	u16 *b = pviommu_lazy_bucket(pd, iova);
+
+	pviommu_lazy_lock(flags);
 	e = &pviommu_lazy.ent[pviommu_lazy.n++];
 	e->pd = pd;
 	e->iova = iova;
 	e->size = size;
 	e->perm = perm;
-	atomic64_inc(&pviommu_stats.lazy_queued);
+	e->dead = false;
+	e->next = *b;
+	*b = pviommu_lazy.n;	/* its index + 1 */
+	pviommu_lazy.live++;
+	this_cpu_inc(pviommu_pcpu.lazy_queued);
 	if (pviommu_lazy.n >= lazy_batch)
 		__pviommu_lazy_flush();
 	else if (!timer_pending(&pviommu_lazy.timer))
 		mod_timer(&pviommu_lazy.timer, jiffies + msecs_to_jiffies(lazy_ms));
-	spin_unlock_irqrestore(&pviommu_lazy.lock, flags);
+	pviommu_lazy_unlock(flags);
 }
 
 /*
@@ -667,25 +699,29 @@ static bool pviommu_lazy_reuse(struct pviommu_dev *pd, u64 iova, u64 size, u32 p
 	struct pviommu_lazy_ent *e;
 	unsigned long flags;
 	bool reused = false;
-	unsigned int i;
+	u16 *link;
 
-	spin_lock_irqsave(&pviommu_lazy.lock, flags);
-	for (i = 0; i < pviommu_lazy.n; ) {
-		e = &pviommu_lazy.ent[i];
+	pviommu_lazy_lock(flags);
+	link = pviommu_lazy_bucket(pd, iova);
+	while (*link) {
+		e = &pviommu_lazy.ent[*link - 1];
 		if (e->pd != pd || e->iova != iova) {
-			i++;
+			link = &e->next;
 			continue;
 		}
+		/* out of the bucket, dead: cancelled, or sent now */
+		*link = e->next;
+		e->dead = true;
+		pviommu_lazy.live--;
 		if (e->size == size && e->perm == perm) {
-			__pviommu_lazy_drop(i, false);
-			atomic64_inc(&pviommu_stats.lazy_reused);
+			this_cpu_inc(pviommu_pcpu.lazy_reused);
 			reused = true;
 			break;
 		}
-		__pviommu_lazy_drop(i, true);
+		pviommu_unmap_now(e->pd, e->iova, e->size, e->perm);
 		atomic64_inc(&pviommu_stats.lazy_conflicts);
 	}
-	spin_unlock_irqrestore(&pviommu_lazy.lock, flags);
+	pviommu_lazy_unlock(flags);
 	return reused;
 }
 
@@ -1354,10 +1390,10 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "unmaps %lld\n", pviommu_sum(&pviommu_pcpu, unmaps));
 	seq_printf(m, "failures %lld\n", atomic64_read(&pviommu_stats.failures));
 	seq_printf(m, "live %lld\n", live);
-	seq_printf(m, "lazy_queued %lld\n", atomic64_read(&pviommu_stats.lazy_queued));
-	seq_printf(m, "lazy_pending %u\n", READ_ONCE(pviommu_lazy.n));
+	seq_printf(m, "lazy_queued %lld\n", pviommu_sum(&pviommu_pcpu, lazy_queued));
+	seq_printf(m, "lazy_pending %u\n", READ_ONCE(pviommu_lazy.live));
 	seq_printf(m, "lazy_flushes %lld\n", atomic64_read(&pviommu_stats.lazy_flushes));
-	seq_printf(m, "lazy_reused %lld\n", atomic64_read(&pviommu_stats.lazy_reused));
+	seq_printf(m, "lazy_reused %lld\n", pviommu_sum(&pviommu_pcpu, lazy_reused));
 	seq_printf(m, "lazy_conflicts %lld\n", atomic64_read(&pviommu_stats.lazy_conflicts));
 	if (track)
 		seq_printf(m, "track_lost %lld\ntrack_unmatched %lld\n",

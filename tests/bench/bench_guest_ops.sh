@@ -6,7 +6,8 @@
 # the e1000 with its driver bound: ns per pair in the guest's own clock, for one page mapped and
 # unmapped (a NIC buffer) and for 16 pages mapped, then unmapped (a 64 KiB block request).
 # Paired with what is counted in the same run: the guest module's exits and operations
-# (debugfs pviommu/stats) per pair.
+# (debugfs pviommu/stats) per pair, and with the guest's instructions per pair, counted in a
+# second boot (one round) under QEMU with tests/tools/pvinsn.so.
 # QEMU TCG, q35, 2 vCPUs, started as `pviommuctl run --mode deny` (the in-process plane serves the
 # page). Environment: OUT/VM_OUT build dir, PAIRS (20000), ROUNDS (3: each configuration runs
 # ROUNDS times, interleaved; the table shows medians), CONFIGS ("posted kicked lazy": the
@@ -46,6 +47,23 @@ cost() {	# cost NAME: one pvdmacost run (at insmod)
 	_l=$(dmesg | grep 'PVDMACOST dev=' | tail -n 1)
 	value "cost-$1" "$(echo "$_l" | sed 's/.*pairs=\([0-9]*\) page_ns=\(-*[0-9]*\) sg16_ns=\(-*[0-9]*\).*/\1 \2 \3/')"
 }
+_q=0
+qmark() {	# qmark NAME: the host reads the instruction count here (the counting boot)
+	_q=$((_q + 1))
+	value "q$_q" "$1"
+	mark "q$_q"
+	[ "$(wait_host)" = go ] || fail "expected go at q$_q"
+}
+if [ "$(karg insn)" = 1 ]; then
+	cost() {	# instructions of pvdmacost with N and 2N pairs: their difference is 2N pairs
+		qmark "$1 0"
+		insmod /test/pvdmacost.ko dev=$BDF_E1000 pairs=$(karg pairs) && rmmod pvdmacost
+		qmark "$1 1"
+		insmod /test/pvdmacost.ko dev=$BDF_E1000 pairs=$(($(karg pairs) * 2)) && rmmod pvdmacost
+		qmark "$1 2"
+		value "cost-$1" "$(karg pairs) 0 0"
+	}
+fi
 stat() { sed -n "s/^$1[: ]*\([0-9]*\).*/\1/p" $S 2>/dev/null | head -n 1; }
 mark ready
 [ "$(wait_host)" = go ] || fail "expected go"
@@ -68,29 +86,77 @@ done
 exit 0
 GUEST
 
-VM_QEMU_WRAPPER="$CTL run --mode deny --" vm_boot --name guestops --script "$work/guest.sh" \
-	--file "$KO" --file "$COST" --net e1000 \
-	--append "pviommu.pairs=$PAIRS pviommu.rounds=$ROUNDS pviommu.configs=$(echo $CONFIGS | tr ' ' ,)" --timeout $((120 + ROUNDS * 240)) ||
-	{ say "$NAME: boot failed"; exit 1; }
-vm_wait_marker ready 120 || { say "$NAME: guest not ready: $(vm_tail 10 | tr '\n' '|')"; vm_kill; exit 1; }
-vm_send go
-vm_wait $((60 + ROUNDS * 240)) >/dev/null 2>&1
-rc=$?
-log=$(vm_log)
-last=${CONFIGS##* }
-if [ "$rc" != 0 ] || ! grep -q "VALUE cost-$last-$ROUNDS " "$log"; then
-	say "$NAME: the guest did not finish (rc $rc): $(vm_tail 12 | tr '\n' '|')"
-	exit 1
+# boot NAME ROUNDS INSN: the guest runs every configuration ROUNDS times; with INSN=1, under QEMU
+# with pvinsn.so, answering each of its qmarks with the instruction count so far (into $work/q)
+boot() {
+	local -a qa=()
+	local k=0 n
+	[ "$3" = 1 ] && qa=(--qemu-arg -plugin --qemu-arg "$INSN_PLUGIN,out=$work/insn.cnt")
+	VM_QEMU_WRAPPER="$CTL run --mode deny --" vm_boot --name "$1" --script "$work/guest.sh" \
+		--file "$KO" --file "$COST" --net e1000 "${qa[@]+"${qa[@]}"}" \
+		--append "pviommu.pairs=$PAIRS pviommu.rounds=$2 pviommu.insn=$3 pviommu.configs=$(echo $CONFIGS | tr ' ' ,)" \
+		--timeout $((120 + $2 * 240 * (1 + $3))) || { say "$NAME: boot failed"; return 1; }
+	vm_wait_marker ready 120 || { say "$NAME: guest not ready: $(vm_tail 10 | tr '\n' '|')"; vm_kill; return 1; }
+	vm_send go
+	if [ "$3" = 1 ]; then
+		: >"$work/q"
+		n=$((3 * $2 * (1 + $(echo $CONFIGS | wc -w))))
+		while [ $k -lt $n ]; do
+			k=$((k + 1))
+			vm_wait_marker "q$k" 300 || { say "$NAME: no q$k from the guest: $(vm_tail 10 | tr '\n' '|')"; vm_kill; return 1; }
+			echo "$k $(od -An -t u8 -v "$work/insn.cnt" | awk '{ for (i = 1; i <= NF; i++) s += $i } END { printf "%.0f", s }')" >>"$work/q"
+			vm_send go
+		done
+	fi
+	vm_wait $((60 + $2 * 240 * (1 + $3))) >/dev/null 2>&1
+	rc=$?
+	last=${CONFIGS##* }
+	if [ "$rc" != 0 ] || ! grep -q "VALUE cost-$last-$2 " "$(vm_log)"; then
+		say "$NAME: the guest did not finish (rc $rc): $(vm_tail 12 | tr '\n' '|')"
+		return 1
+	fi
+}
+INSN_PLUGIN=$VM_OUT/tests/pvinsn.so
+boot guestops "$ROUNDS" 0 || exit 1
+log=$work/timed.log
+cp "$(vm_log)" "$log"
+# the counting boot: guest instructions per pair, deterministic (one round tells)
+qlog=
+if [ -e "$INSN_PLUGIN" ]; then
+	boot guestops-insn 1 1 || exit 1
+	qlog=$work/insn.log
+	cp "$(vm_log)" "$qlog"
+else
+	say "$NAME: $INSN_PLUGIN missing (make): no instruction counts"
 fi
 mkdir -p "$VM_OUT/bench"
-python3 - "$log" "$ROUNDS" "$VM_OUT/bench/guest_ops.dat" "$CONFIGS" <<'PY'
+python3 - "$log" "$ROUNDS" "$VM_OUT/bench/guest_ops.dat" "$CONFIGS" "$qlog" "$work/q" <<'PY'
 import re, statistics, sys
 log, rounds, dat, want = sys.argv[1], int(sys.argv[2]), sys.argv[3], ["none"] + sys.argv[4].split()
-v = {}
-for line in open(log, errors="replace"):
-    m = re.search(r"PVIOMMU-VM: VALUE (\S+) (.*)", line.replace("\r", ""))
-    if m:
-        v[m.group(1)] = m.group(2).split()
+qlog, qfile = sys.argv[5], sys.argv[6]
+def values(path):
+    v = {}
+    for line in open(path, errors="replace"):
+        m = re.search(r"PVIOMMU-VM: VALUE (\S+) (.*)", line.replace("\r", ""))
+        if m:
+            v[m.group(1)] = m.group(2).split()
+    return v
+v = values(log)
+# instructions per pair: (count at "NAME 2" - "NAME 1") - ("NAME 1" - "NAME 0") is 2N pairs
+ipp = {}
+if qlog:
+    qv, at = values(qlog), {}
+    for line in open(qfile):
+        k, n = line.split()
+        name = qv.get("q" + k)
+        if name:
+            at[tuple(name)] = int(n)
+    for key in list(at):
+        cfg, step = key
+        if step == "0" and (cfg, "1") in at and (cfg, "2") in at:
+            c = cfg.rsplit("-", 1)[0]
+            n = int(qv["cost-" + cfg][0])
+            ipp[c] = ((at[(cfg, "2")] - at[(cfg, "1")]) - (at[(cfg, "1")] - at[(cfg, "0")])) / (2 * n)
 cfgs = [("none", "no pviommu.ko (direct mapping)"), ("posted", "pviommu strict, posted (default)"),
         ("kicked", "pviommu strict, post=0 (exit per op)"), ("lazy", "pviommu lazy")]
 cfgs = [c for c in cfgs if c[0] in want]
@@ -107,10 +173,10 @@ base = (med("none", 1), med("none", 2))
 bad = 0
 print("\nguest time per DMA map + unmap pair (pvdmacost.ko on the e1000, guest clock, TCG; median of %d\n"
       "rounds of %d pairs, configurations interleaved in one boot)" % (rounds, pairs))
-print("  %-40s %10s %7s %10s %7s %12s %12s" % ("", "1 page", "ratio", "16 pages", "ratio",
-                                               "exits/pair", "ops/pair"))
+print("  %-40s %10s %7s %10s %7s %12s %12s %12s" % ("", "1 page", "ratio", "16 pages", "ratio",
+                                                    "exits/pair", "ops/pair", "insns/pair"))
 with open(dat, "w") as f:
-    f.write("# config page_ns sg16_ns exits_per_pair ops_per_pair\n")
+    f.write("# config page_ns sg16_ns exits_per_pair ops_per_pair insns_per_pair\n")
     for c, label in cfgs:
         p, s = med(c, 1), med(c, 2)
         if p is None or s is None or p < 0 or s < 0:
@@ -122,9 +188,12 @@ with open(dat, "w") as f:
         n = 2 * pairs * rounds
         ex = "-" if e is None else "%.3f" % (e / n)
         op = "-" if o is None else "%.2f" % (o / n)
-        print("  %-40s %8.0f ns %6.2fx %8.0f ns %6.2fx %12s %12s" % (label, p, p / base[0], s, s / base[1], ex, op))
-        f.write("%s %.0f %.0f %s %s\n" % (c, p, s, ex, op))
+        ip = "-" if c not in ipp else "%.0f" % ipp[c]
+        print("  %-40s %8.0f ns %6.2fx %8.0f ns %6.2fx %12s %12s %12s" % (label, p, p / base[0], s, s / base[1], ex, op, ip))
+        f.write("%s %.0f %.0f %s %s %s\n" % (c, p, s, ex, op, ip))
 print("  (ops/pair: the guest module's map/unmap operations; exits/pair: its exits for them, the\n"
-      "  posted page's target being ~0; ratio: to no pviommu.ko in the same boot)")
+      "  posted page's target being ~0; ratio: to no pviommu.ko in the same boot; insns/pair: guest\n"
+      "  instructions per pair, both kinds together, counted in a second boot under QEMU with\n"
+      "  pvinsn.so: deterministic where the ns are not)")
 sys.exit(bad)
 PY

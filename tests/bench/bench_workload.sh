@@ -260,7 +260,7 @@ run_cfg() {
 			vm_wait_marker "done-$w-$r.$k" 300 || return 1
 			s1=$(stats) && c1=$(qemu_cpu "$pid") && i1=$(guest_insns "$r") || return 1
 			if [ "$r" = count ]; then	# the counting boot: instructions, no timing
-				echo "$cfg $w $((i1 - i0)) $(vm_value "$w-$r.$k" | awk '{ print $3 }')" >>"$work/insns"
+				echo "$cfg $w $((i1 - i0)) $(vm_value "$w-$r.$k" | awk '{ print $3 }') $(awk -v a="$s0" -v b="$s1" 'BEGIN { split(a, x); split(b, y); print y[2] - x[2] }')" >>"$work/insns"
 				continue
 			fi
 			read -r t0 t1 bytes <<<"$(vm_value "$w-$r.$k")"
@@ -470,11 +470,14 @@ print("  note: INPROC carries the hypercall transport in the library (a detour, 
 print("  uprobe: INPROC's hypercalls are cheaper than OFF's, so INPROC can be faster than OFF.")
 # the counting boots: guest instructions per GB (deterministic), and per map/unmap operation
 # over BARE's, with the operations this boot's guest module counted (hcalls of the timed runs)
-insns = {}
+insns, insn_hc = {}, {}
 try:
-    for c, w, n, nb in (l.split() for l in open(os.path.join(work, "insns")) if l.strip()):
+    for c, w, n, nb, hc in (l.split() for l in open(os.path.join(work, "insns")) if l.strip()):
         if int(nb) == want[w]:
             insns[(c, w)] = int(n) / (int(nb) / 1e9)
+            insn_hc[(c, w)] = int(hc)
+            if c not in cfgs:
+                cfgs.append(c)
 except OSError:
     pass
 if insns:
@@ -494,8 +497,9 @@ if insns:
             cell = f"{names[c]} {v / 1e6:.0f}M"
             if b and c != "bare":
                 cell += f" ({v / b:.3f}x"
-                hc = med(col("inproc" if col("inproc", w, 3) else c, w, 3))
-                if hc == hc and hc > 0:
+                # the calls: the operations INPROC deny posted in its counting boot (one per call)
+                hc = insn_hc.get(("inproc", w), 0)
+                if hc > 0:
                     cell += f", {(v - b) * want[w] / 1e9 / hc:+.0f}/call"
                 cell += ")"
             line.append(cell)

@@ -17,12 +17,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 CTL=$VM_OUT/pviommuctl
 KO=${PVIOMMU_KO:-$VM_OUT/guest-module/pviommu.ko}
+COST=$VM_OUT/guest-attack/pvdmacost.ko
 NAME=deepqueue
 JOBS=${DEEPQ_JOBS:-16}	# readers, and as many writers
 
 # shellcheck source=tests/testlib.sh
 . "$HERE/../testlib.sh"
-need_files "$CTL" "$VM_OUT/libpviommu-qemu.so" "$KO" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"
+need_files "$CTL" "$VM_OUT/libpviommu-qemu.so" "$KO" "$COST" "$GUEST_VMLINUZ" "$GUEST_INITRD_BASE"
 need_cmds python3
 vm_host_init deepq
 
@@ -111,6 +112,19 @@ check insmod insmod /test/pviommu.ko all=1 transport=tcg mode=$m
 check ifup-e1000 ifup e1000
 check ifup-virtio ifup virtio
 check "deep-queue-$m" deep
+# one page mapped at one address with changing sizes and directions (pvdmacost.ko conflict=1):
+# every MAP is granted; in lazy mode the queued unmaps that differ reach the host first
+conflicts() {
+	mount -t debugfs none /sys/kernel/debug 2>/dev/null
+	_c0=$(sed -n 's/^lazy_conflicts //p' /sys/kernel/debug/pviommu/stats)
+	insmod /test/pvdmacost.ko dev=$BDF_E1000 conflict=1 && rmmod pvdmacost || return 1
+	_l=$(dmesg | grep 'PVDMACOST dev=.* conflict' | tail -n 1)
+	_c1=$(sed -n 's/^lazy_conflicts //p' /sys/kernel/debug/pviommu/stats)
+	echo "$_l; lazy_conflicts $_c0 -> $_c1"
+	echo "$_l" | grep -q 'maps=72 failed=0$' || return 1
+	[ "$m" != lazy ] || [ "$_c1" -ge $((_c0 + 32)) ]
+}
+check "conflicting-maps-granted-$m" conflicts
 value ioerrors "$(dmesg | grep -ciE 'I/O error|blk_update_request|bogus descriptor|nvme.*(timeout|abort)')"
 check "no-guest-io-error" sh -c "! dmesg | grep -qiE 'I/O error|blk_update_request|bogus descriptor|nvme.*(timeout|abort)'"
 mount -t debugfs none /sys/kernel/debug 2>/dev/null
@@ -130,7 +144,7 @@ for mode in strict lazy; do
 	t0=$SECONDS
 	if ! vm_boot --name "$NAME-$mode" --script "$work/guest.sh" --timeout 400 --mem 768 \
 		--net e1000 --net virtio --disk virtio-blk 64M --disk nvme 64M \
-		--file "$KO" --append "pviommu.mode=$mode"; then
+		--file "$KO" --file "$COST" --append "pviommu.mode=$mode"; then
 		nok "$mode-boot"; continue
 	fi
 	qpid=$(vm_pid)

@@ -11,7 +11,13 @@
  *          (a 64 KiB block request, as virtio maps it: a call per page)
  * and prints one line:
  *   PVDMACOST dev=B pairs=N page_ns=X sg16_ns=Y
- * X and Y are ns per map + unmap pair. Nothing is held afterwards: rmmod it
+ * X and Y are ns per map + unmap pair. With conflict=1 it times nothing and
+ * maps one page over and over the way lazy mode must get right: the same
+ * range again (a queued unmap cancelled), then at the same address another
+ * size, another direction, and the first again (a queued unmap that differs
+ * must reach the host before the MAP, which the host refuses otherwise):
+ *   PVDMACOST dev=B conflict maps=N failed=M
+ * M is the maps dma_mapping_error() refused. Nothing is held afterwards: rmmod it
  * to run it again (a failing init would be run twice: busybox insmod tries
  * init_module again when finit_module fails).
  */
@@ -29,7 +35,38 @@ static unsigned int pairs = 20000;
 module_param(pairs, uint, 0444);
 MODULE_PARM_DESC(pairs, "map + unmap pairs per figure (default 20000)");
 
+static bool conflict;
+module_param(conflict, bool, 0444);
+MODULE_PARM_DESC(conflict, "map one page at one address with changing sizes and directions");
+
 #define SEGS	16
+
+/* conflict=1: maps that failed, of the *n made */
+static unsigned int run_conflict(struct device *d, struct page *pg, unsigned int *n)
+{
+	static const struct { size_t size; enum dma_data_direction dir; } seq[] = {
+		{ PAGE_SIZE, DMA_TO_DEVICE }, { PAGE_SIZE, DMA_TO_DEVICE },
+		{ PAGE_SIZE / 2, DMA_TO_DEVICE }, { PAGE_SIZE / 2, DMA_TO_DEVICE },
+		{ PAGE_SIZE, DMA_FROM_DEVICE }, { PAGE_SIZE, DMA_BIDIRECTIONAL },
+		{ PAGE_SIZE, DMA_TO_DEVICE }, { 64, DMA_FROM_DEVICE }, { PAGE_SIZE, DMA_TO_DEVICE },
+	};
+	unsigned int i, r, failed = 0;
+
+	*n = 0;
+	for (r = 0; r < 8; r++) {
+		for (i = 0; i < ARRAY_SIZE(seq); i++) {
+			dma_addr_t a = dma_map_page(d, pg, 0, seq[i].size, seq[i].dir);
+
+			(*n)++;
+			if (dma_mapping_error(d, a)) {
+				failed++;
+				continue;
+			}
+			dma_unmap_page(d, a, seq[i].size, seq[i].dir);
+		}
+	}
+	return failed;
+}
 
 /* ns per pair of n single-page map + unmap pairs, or -errno */
 static s64 cost_page(struct device *d, struct page *pg, unsigned int n)
@@ -89,6 +126,13 @@ static int __init pvdmacost_init(void)
 		pg[i] = alloc_page(GFP_KERNEL);
 		if (!pg[i])
 			goto out;
+	}
+	if (conflict) {
+		unsigned int n, failed = run_conflict(&pdev->dev, pg[0], &n);
+
+		pr_info("PVDMACOST dev=%s conflict maps=%u failed=%u\n", dev, n, failed);
+		page_ns = sg_ns = 0;
+		goto out;
 	}
 	if (!pairs)
 		pairs = 1;
