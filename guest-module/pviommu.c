@@ -323,6 +323,8 @@ static int pviommu_chan_attach(void)
 			pviommu_chan_detach();
 			return -ENODEV;
 		}
+		pr_info("the host serves no ring of %u entries: trying one page of %u\n", nents,
+			PVIOMMU_CHAN_NENTS_PAGE);
 	}
 	pviommu_chan = c;
 	pviommu_chan_nents = nents;

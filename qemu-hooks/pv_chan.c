@@ -20,6 +20,16 @@ _Static_assert(PVIOMMU_CHAN_BYTES(PVIOMMU_CHAN_NENTS_PAGE) <= PVIOMMU_CHAN_PAGE,
 #define LOAD(p)		__atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)	__atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 
+static uint32_t max_nents = PVIOMMU_CHAN_NENTS_MAX;
+
+int pv_chan_set_max_nents(uint32_t n)
+{
+	if (n < PVIOMMU_CHAN_NENTS_PAGE || n > PVIOMMU_CHAN_NENTS_MAX || (n & (n - 1)))
+		return -EINVAL;
+	max_nents = n;
+	return 0;
+}
+
 /* the ring's entries from one load of its header; 0 when it is not one we serve */
 static uint32_t header_nents(const struct pviommu_chan *h)
 {
@@ -27,7 +37,7 @@ static uint32_t header_nents(const struct pviommu_chan *h)
 	uint16_t version = LOAD(h->version), nents = LOAD(h->nents);
 
 	if (magic != PVIOMMU_CHAN_MAGIC || version != PVIOMMU_CHAN_VERSION ||
-	    !nents || nents > PVIOMMU_CHAN_NENTS_MAX || (nents & (nents - 1)))
+	    !nents || nents > max_nents || (nents & (nents - 1)))
 		return 0;
 	return nents;
 }

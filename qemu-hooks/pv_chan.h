@@ -29,6 +29,13 @@ struct pv_chan {
 typedef void (*pv_chan_batch_fn)(const uint64_t (*a)[4], int *status, uint32_t n, void *ctx);
 
 /*
+ * The longest ring this host serves (a power of two, PVIOMMU_CHAN_NENTS_PAGE
+ * to PVIOMMU_CHAN_NENTS_MAX; the latter by default): a guest asking for more
+ * gets no answer and tries one page. 0, or -EINVAL (nothing changed).
+ */
+int pv_chan_set_max_nents(uint32_t n);
+
+/*
  * The bytes a ring needs, from one look at its header (the caller maps that
  * many next); 0 when the header is not one this host serves. The guest may
  * change the header in between: pv_chan_attach reads it again.

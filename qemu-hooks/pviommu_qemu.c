@@ -1780,6 +1780,18 @@ __attribute__((constructor)) static void pvq_init(void)
 		exit(1);
 	}
 
+	if (getenv("PVIOMMU_RING_MAX") && *getenv("PVIOMMU_RING_MAX")) {
+		char *end;
+		unsigned long n = strtoul(getenv("PVIOMMU_RING_MAX"), &end, 10);
+
+		if (*end || n > UINT32_MAX || pv_chan_set_max_nents((uint32_t)n)) {
+			fprintf(stderr, PVQ "PVIOMMU_RING_MAX=%s: the longest ring served, in entries: "
+				"a power of two from %u to %u\n", getenv("PVIOMMU_RING_MAX"),
+				PVIOMMU_CHAN_NENTS_PAGE, PVIOMMU_CHAN_NENTS_MAX);
+			exit(1);
+		}
+	}
+
 	err = pv_index_map(NULL, &g_view, 1);
 	if (err) {
 		snprintf(msg, sizeof(msg),

@@ -50,7 +50,8 @@ static void run_usage(void)
 		"  --lib PATH  the library (default: next to pviommuctl)\n"
 		"  Environment passed to QEMU: PVIOMMU_REQUIRE=0 runs QEMU unprotected when\n"
 		"  pviommu is not loaded (default: refuse), PVIOMMU_DEBUG=1 logs detours and\n"
-		"  device identities.\n", QEMU_LIB_NAME);
+		"  device identities, PVIOMMU_RING_MAX=N serves shared-page rings of at most N\n"
+		"  entries (64-512, default 512).\n", QEMU_LIB_NAME);
 }
 
 /* value of key in a "driver,k=v,k=v" option string; ",," is an escaped ',' */

@@ -443,9 +443,37 @@ static void t_spares_room(void)
 	maplen = PVIOMMU_CHAN_PAGE;
 }
 
+/* a host that serves shorter rings (PVIOMMU_RING_MAX): a longer one gets no answer */
+static void t_max_nents(void)
+{
+	struct pv_chan c = { 0 };
+
+	ASSERT_EQ(pv_chan_set_max_nents(0), -EINVAL, "a ring of 0 entries: refused");
+	ASSERT_EQ(pv_chan_set_max_nents(32), -EINVAL, "shorter than one page's 64: refused");
+	ASSERT_EQ(pv_chan_set_max_nents(100), -EINVAL, "not a power of two: refused");
+	ASSERT_EQ(pv_chan_set_max_nents(1024), -EINVAL, "longer than 512: refused");
+	ASSERT_EQ(pv_chan_set_max_nents(PVIOMMU_CHAN_NENTS_PAGE), 0, "64: taken");
+	maplen = sizeof(mem);
+	page_init(PVIOMMU_CHAN_NENTS_PAGE * 2, 0);
+	ASSERT_EQ(pv_chan_bytes(mem), 0, "128 entries past the cap: nothing to map");
+	ASSERT_EQ(pv_chan_attach(&c, mem, maplen, 0x1000, 0), -EPROTO, "... and no answer");
+	ASSERT_EQ(pg->host_ack, 0, "... none written");
+	page_init(PVIOMMU_CHAN_NENTS_PAGE, 0);
+	ASSERT_EQ(pv_chan_bytes(mem), PVIOMMU_CHAN_BYTES(PVIOMMU_CHAN_NENTS_PAGE),
+		  "the guest's fallback, one page of 64: served");
+	ASSERT_EQ(pv_chan_attach(&c, mem, maplen, 0x1000, 0), 0, "... attached");
+	pv_chan_detach(&c);
+	ASSERT_EQ(pv_chan_set_max_nents(PVIOMMU_CHAN_NENTS_MAX), 0, "512 again (the default)");
+	page_init(PVIOMMU_CHAN_NENTS_PAGE * 2, 0);
+	ASSERT_EQ(pv_chan_attach(&c, mem, maplen, 0x1000, 0), 0, "128 entries served again");
+	pv_chan_detach(&c);
+	maplen = PVIOMMU_CHAN_PAGE;
+}
+
 int main(void)
 {
 	SUBTEST("attach", t_attach());
+	SUBTEST("max_nents", t_max_nents());
 	SUBTEST("kick_in_order", t_kick_in_order());
 	SUBTEST("hostile", t_hostile());
 	SUBTEST("post", t_post());

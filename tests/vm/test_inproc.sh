@@ -210,6 +210,23 @@ if [ "$(karg protect)" = 1 ]; then
 	check channel-off-e1000-tcp get e1000
 	check rmmod-channel-off rmmod pviommu
 fi
+# a host that serves rings of 64 entries at most (PVIOMMU_RING_MAX=64, as a library from before
+# the 512-entry ring): pviommu.ko's 512-entry page gets no answer, it falls back to one page
+if [ "$(karg ringmax)" = 1 ]; then
+	mount -t debugfs none /sys/kernel/debug 2>/dev/null
+	S=/sys/kernel/debug/pviommu/stats
+	st() { awk -v k="$1" '$1 == k { print $2 }' $S; }
+	check ringmax-insmod insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg
+	check ringmax-fell-back-to-one-page grep -qx 'ring 64' $S
+	check ringmax-said-so sh -c "dmesg | grep -q 'the host serves no ring of 512 entries: trying one page of 64'"
+	check ringmax-posting grep -qx 'post 1' $S
+	check ringmax-ifup ifup e1000
+	check ringmax-e1000-tcp get e1000
+	check ringmax-virtio-blk-io disk
+	check ringmax-posted [ "$(st posted)" -gt 0 ]
+	check ringmax-no-failure [ "$(st failures)" = 0 ]
+	check ringmax-rmmod rmmod pviommu
+fi
 GUEST
 
 boot() {	# boot NAME [vm_boot args]: boot, run, wait; sets gp gf
@@ -293,4 +310,17 @@ print([m for m in ms if m.get("bdf") == "0000:00:04.0" and m.get("refs", 1) == 1
 else
 	nok "protect-boot"
 fi
+
+# ringmax: the library serves rings of 64 entries at most; bad values stop QEMU with a message
+export VM_QEMU_WRAPPER="env PVIOMMU_RING_MAX=64 $CTL run --mode deny --"
+if boot ringmax --file "$KO" --append "pviommu.ringmax=1"; then
+	finish_vm ringmax
+	assert "ringmax-all-guest-checks-pass" [ "${gf:-1}" = 0 ]
+else
+	nok "ringmax-boot"
+fi
+out=$(PVIOMMU_RING_MAX=100 "$CTL" run --mode deny -- qemu-system-x86_64 -machine none -display none \
+	-nodefaults -S 2>&1 </dev/null) && rc=0 || rc=$?
+assert "ring-max-100-refused (rc $rc)" [ "$rc" = 1 ]
+assert "ring-max-100-says-why" grep -q "PVIOMMU_RING_MAX=100: the longest ring served" <<<"$out"
 finish
