@@ -120,7 +120,7 @@ INSN_PLUGIN=$VM_OUT/tests/pvinsn.so
 boot guestops "$ROUNDS" 0 || exit 1
 log=$work/timed.log
 cp "$(vm_log)" "$log"
-# the counting boot: guest instructions per pair, deterministic (one round tells)
+# the counting boot: guest instructions per pair (the host's noise does not move them: one round tells)
 qlog=
 if [ -e "$INSN_PLUGIN" ]; then
 	boot guestops-insn 1 1 || exit 1
@@ -194,6 +194,6 @@ with open(dat, "w") as f:
 print("  (ops/pair: the guest module's map/unmap operations; exits/pair: its exits for them, the\n"
       "  posted page's target being ~0; ratio: to no pviommu.ko in the same boot; insns/pair: guest\n"
       "  instructions per pair, both kinds together, counted in a second boot under QEMU with\n"
-      "  pvinsn.so: deterministic where the ns are not)")
+      "  pvinsn.so: within a few instructions from boot to boot, where the ns move 10-20%)")
 sys.exit(bad)
 PY

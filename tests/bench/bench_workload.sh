@@ -39,8 +39,9 @@
 # runs every workload REPS times; the table shows the median, the spread (min-max) and the ratio
 # of medians against OFF (and BARE).
 # After the timed rounds, one more boot per configuration under QEMU with tests/tools/pvinsn.so
-# counts the guest's instructions per workload (deterministic; INSN=0 skips it): guest
-# instructions per GB and per DMA API call, beside the noisy throughput.
+# counts the guest's instructions per workload (not timed; boots of one configuration count within
+# 1-3% on the 64k disks, more where TCP's timing changes the guest's work; INSN=0 skips it):
+# guest instructions per GB and per DMA API call, beside the noisy throughput.
 # Environment: OUT/VM_OUT build dir, ROUNDS (2), REPS (2), NET_MB (32), BLK_MB (128), BLK4K_MB (8),
 # BENCH_CONFIGS ("bare off uprobe inproc kick lazy viommu viommu-lazy"; also: inproc0 = the in-process library with no guest
 # module, a diagnostic: what the library costs when no transfer is protected; ring64 = INPROC with
@@ -80,8 +81,9 @@ command -v python3 >/dev/null || { say "$NAME: skipped (python3 missing: the hos
 vm_host_init bench
 T0=$(date +%s)
 # guest instructions: one more boot per configuration after the timed rounds, under QEMU with the
-# pvinsn.so plugin (tests/tools/pvinsn.c), which counts what the guest executes; deterministic, so
-# one boot tells, and its time is left out of the throughput figures (the plugin slows TCG).
+# pvinsn.so plugin (tests/tools/pvinsn.c), which counts what the guest executes; the host's noise
+# does not move the count, so one boot tells, and its time is left out of the throughput figures
+# (the plugin slows TCG).
 # INSN=0: no counting boots.
 INSN=${INSN:-1} INSN_FILE=$work/insn.cnt INSN_PLUGIN=$VM_OUT/tests/pvinsn.so
 [ "$INSN" = 0 ] || [ -e "$INSN_PLUGIN" ] || { say "$NAME: $INSN_PLUGIN missing (make)"; exit 1; }
@@ -468,7 +470,7 @@ for w in WL:
 print("  note: INPROC carries the hypercall transport in the library (a detour, no uprobe trap), OFF"
       " and UPROBE through a")
 print("  uprobe: INPROC's hypercalls are cheaper than OFF's, so INPROC can be faster than OFF.")
-# the counting boots: guest instructions per GB (deterministic), and per map/unmap operation
+# the counting boots: guest instructions per GB, and per map/unmap operation
 # over BARE's, with the operations this boot's guest module counted (hcalls of the timed runs)
 insns, insn_hc = {}, {}
 try:
@@ -483,9 +485,9 @@ except OSError:
 if insns:
     print()
     print("guest instructions per GB moved (one counting boot per configuration, QEMU with"
-          " pvinsn.so; deterministic:")
-    print("the same boot twice counts within ~1-3%); ratio to BARE; per call: the instructions"
-          " over BARE's per DMA API")
+          " pvinsn.so; boots of one")
+    print("configuration count within 1-3% on the 64k disks, more on TCP and 4k); ratio to BARE;"
+          " per call: the instructions over BARE's per DMA API")
     print("map or unmap call (as many as INPROC deny posts operations: one per call)")
     for w in WL:
         b = insns.get(("bare", w))

@@ -7,9 +7,9 @@
  *
  * FILE holds one little-endian __u64 per vCPU (up to 64, kernel and user
  * alike); a reader sums them before and after a piece of work. The count is
- * what the guest itself executed: deterministic where the time is not (the
- * host's noise does not move it), the figure the benchmarks pair with their
- * guest-timed throughput. An exec callback per translation block adds its
+ * what the guest itself executed: the host's noise does not move it (two
+ * boots of one workload count within 1-3%, where their time spreads tens of
+ * %), the figure the benchmarks pair with their guest-timed throughput. An exec callback per translation block adds its
  * instruction count to the vCPU's own counter (QEMU's inline add is one
  * counter for all vCPUs, not atomic: it would lose counts).
  *
