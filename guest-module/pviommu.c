@@ -122,10 +122,9 @@ struct pviommu_dev_pcpu {
 };
 
 struct pviommu_pcpu {
-	u64				hc;		/* operations sent (the cookie) */
+	u64				hc;		/* hypercalls sent (their cookie) */
 	u64				maps;
 	u64				unmaps;
-	u64				posted;		/* entries published, no kick */
 	u64				lazy_queued;	/* unmaps queued (lazy) */
 	u64				lazy_reused;	/* ... cancelled by a MAP */
 };
@@ -290,6 +289,8 @@ static unsigned int pviommu_chan_order;	/* its pages: 2^order */
 static bool pviommu_chan_ports;
 static bool pviommu_post;
 static pviommu_lock_t pviommu_chan_lock;
+/* under pviommu_chan_lock: the ring's operations, and those of them kicked */
+static u64 pviommu_chan_seq, pviommu_chan_kicked;
 /* per entry: 1 while its status is owed to nobody (a posted operation) */
 static DECLARE_BITMAP(pviommu_chan_posted, PVIOMMU_CHAN_NENTS_MAX);
 
@@ -391,7 +392,7 @@ static void pviommu_chan_kick(struct pviommu_chan *c)
  * Publish one entry; kick unless it may be posted. Returns its answer
  * (kicked), 0 (posted) or PVIOMMU_NOACK (the host went away).
  */
-static __always_inline int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, bool may_post)
+static __always_inline int pviommu_chan_call(u64 a0, u64 a1, u64 a2, bool may_post)
 {
 	struct pviommu_chan *c = pviommu_chan;
 	struct pviommu_chan_ent *e;
@@ -417,14 +418,13 @@ static __always_inline int pviommu_chan_call(u64 a0, u64 a1, u64 a2, u64 a3, boo
 	e->a[0] = a0;
 	e->a[1] = a1;
 	e->a[2] = a2;
-	e->a[3] = a3;
+	e->a[3] = ++pviommu_chan_seq;	/* the cookie: the ring's operations in order */
 	e->status = PVIOMMU_CHAN_PENDING;
 	if (may_post && pviommu_post)
 		__set_bit(i, pviommu_chan_posted);
 	smp_store_release(&c->prod, prod + 1);
-	if (may_post && pviommu_post) {
-		this_cpu_inc(pviommu_pcpu.posted);
-	} else {
+	if (!may_post || !pviommu_post) {
+		pviommu_chan_kicked++;
 		pviommu_chan_kick(c);	/* the host serves the entries, then returns */
 		r = smp_load_acquire(&e->status);
 		/* still pending: the host went away (QEMU without the page any more) */
@@ -461,13 +461,12 @@ static void pviommu_chan_flush(void)
 static __always_inline int __pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size,
 				bool may_post)
 {
-	u64 a0 = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf);
-	/* the cookie: the CPU in bits 48-63, its count of operations below */
-	u64 cookie = this_cpu_inc_return(pviommu_pcpu.hc) |
-		     (u64)raw_smp_processor_id() << 48;
+	u64 a0 = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf), cookie;
 
 	if (pviommu_chan)
-		return pviommu_chan_call(a0, iova, size, cookie, may_post);
+		return pviommu_chan_call(a0, iova, size, may_post);
+	/* the hypercall's cookie: the CPU in bits 48-63, its count of operations below */
+	cookie = this_cpu_inc_return(pviommu_pcpu.hc) | (u64)raw_smp_processor_id() << 48;
 	atomic64_inc(&pviommu_stats.exits);
 	if (pviommu_use_kvm) {
 		kvm_hypercall4(PVIOMMU_KVM_HC_NR, a0, iova, size, cookie);
@@ -1400,11 +1399,11 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "ring %u\n", pviommu_chan ? pviommu_chan_nents : 0);
 	seq_printf(m, "post %d\n", pviommu_post);
 	seq_printf(m, "exits %lld\n", atomic64_read(&pviommu_stats.exits));
-	seq_printf(m, "posted %lld\n", pviommu_sum(&pviommu_pcpu, posted));
+	seq_printf(m, "posted %llu\n", READ_ONCE(pviommu_chan_seq) - READ_ONCE(pviommu_chan_kicked));
 	seq_printf(m, "posted_refused %lld\n", atomic64_read(&pviommu_stats.posted_refused));
 	seq_printf(m, "ring_full %lld\n", atomic64_read(&pviommu_stats.ring_full));
 	seq_printf(m, "mode %s\n", pviommu_lazy_mode ? "lazy" : "strict");
-	seq_printf(m, "hypercalls %lld\n", pviommu_sum(&pviommu_pcpu, hc));
+	seq_printf(m, "hypercalls %lld\n", pviommu_sum(&pviommu_pcpu, hc) + (s64)READ_ONCE(pviommu_chan_seq));
 	seq_printf(m, "maps %lld\n", pviommu_sum(&pviommu_pcpu, maps));
 	seq_printf(m, "unmaps %lld\n", pviommu_sum(&pviommu_pcpu, unmaps));
 	seq_printf(m, "failures %lld\n", atomic64_read(&pviommu_stats.failures));
@@ -1733,8 +1732,8 @@ static void __exit pviommu_exit(void)
 	pviommu_live_drop(NULL);
 	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls, %lld exits, %lld posted\n",
 		pviommu_sum(&pviommu_pcpu, maps), pviommu_sum(&pviommu_pcpu, unmaps),
-		pviommu_sum(&pviommu_pcpu, hc), atomic64_read(&pviommu_stats.exits),
-		pviommu_sum(&pviommu_pcpu, posted));
+		pviommu_sum(&pviommu_pcpu, hc) + (s64)pviommu_chan_seq,
+		atomic64_read(&pviommu_stats.exits), (s64)(pviommu_chan_seq - pviommu_chan_kicked));
 }
 
 module_init(pviommu_init);
