@@ -145,6 +145,14 @@ static int drain_events(struct inst *in)
 	return nev;
 }
 
+/* after the domain failed closed: the guest registers again and protects A and B */
+static void restart_a_b(void)
+{
+	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "A protected again");
+	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "B protected again");
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 static void t_handshake(void)
 {
@@ -689,9 +697,7 @@ static void t_fail_closed(void)
 	ASSERT_EQ(last_ev.type, PVIOMMU_EV_FAILED, "a failed-closed event");
 	ASSERT_EQ(last_ev.perm, PVIOMMU_FAIL_PROTO, "saying why: the ABI, not the index");
 	ASSERT_EQ(chk(DEV_A, 0x82000, 1, R), PV_DENY_FAILED, "A denied");
-	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
-	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "re-add A");
-	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "re-add B");
+	restart_a_b();
 
 	/* RESERVE: the caller's host tgid; capacity taken, or refused */
 	{
@@ -766,9 +772,7 @@ static void t_kvm_held(void)
 	ASSERT_EQ(stat_get(&I, PVIOMMU_ST_FAILED), f0 + 1, "counted");
 	ASSERT_OK(run_raw(entry, vcpu, 2), "an entry with nothing held");
 	/* as t_fail_closed left it: A and B protected, nothing mapped */
-	ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
-	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "A protected");
-	ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "B protected");
+	restart_a_b();
 }
 
 /*
@@ -1411,10 +1415,7 @@ static void t_batch(void)
 		ASSERT_EQ(last_ev.type, PVIOMMU_EV_FAILED, "... a FAILED one");
 		ASSERT_EQ(last_ev.perm, PVIOMMU_FAIL_CHANNEL, "... saying why: the page's operations");
 		ASSERT_EQ(chk(DEV_A, 0x1000, 1, R), PV_DENY_FAILED, "... the domain denied");
-		/* the guest starts again */
-		ASSERT_OK(hc(&I, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "register again");
-		ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_A, 0, 0), "A again");
-		ASSERT_OK(hc(&I, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "B again");
+		restart_a_b();
 		drain_events(&I);
 	}
 
