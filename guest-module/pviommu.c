@@ -215,14 +215,12 @@ static struct {
 } pviommu_stats;
 
 static struct {
-	pviommu_lock_t			lock;		/* protects n, live, ent[], bucket[] */
+	pviommu_lock_t			lock;		/* protects n, ent[], bucket[] */
 	unsigned int			n;		/* entries used, dead ones included */
-	unsigned int			live;		/* unmaps queued (not dead) */
 	struct pviommu_lazy_ent		ent[PVIOMMU_LAZY_MAX];
 	u16				bucket[1 << PVIOMMU_LAZY_BUCKET_BITS];	/* first entry + 1 */
 	struct timer_list		timer;
 } pviommu_lazy = {
-	.lock = { 0 },
 };
 
 /*
@@ -441,6 +439,18 @@ static __always_inline int pviommu_chan_call(u64 a0, u64 a1, u64 a2, bool may_po
 	return r;
 }
 
+/* operations sent: the hypercall transports' (per CPU) and the ring's */
+static s64 pviommu_ops_sent(void)
+{
+	return pviommu_sum(&pviommu_pcpu, hc) + (s64)READ_ONCE(pviommu_chan_seq);
+}
+
+/* the ring's operations published without a kick */
+static s64 pviommu_ops_posted(void)
+{
+	return (s64)(READ_ONCE(pviommu_chan_seq) - READ_ONCE(pviommu_chan_kicked));
+}
+
 /* everything posted is carried out and its answers read (a read of the stats file) */
 static void pviommu_chan_flush(void)
 {
@@ -654,6 +664,19 @@ static __always_inline u16 *pviommu_lazy_bucket(struct pviommu_dev *pd, u64 iova
 	return &pviommu_lazy.bucket[hash_64(iova ^ (uintptr_t)pd, PVIOMMU_LAZY_BUCKET_BITS)];
 }
 
+/* unmaps in the lazy queue (not cancelled, not yet sent) */
+static unsigned int pviommu_lazy_pending(void)
+{
+	unsigned long flags;
+	unsigned int i, n = 0;
+
+	pviommu_lazy_lock(flags);
+	for (i = 0; i < pviommu_lazy.n; i++)
+		n += !pviommu_lazy.ent[i].dead;
+	pviommu_lazy_unlock(flags);
+	return n;
+}
+
 /* every live entry is sent; the queue starts empty */
 static void __pviommu_lazy_flush(void)
 {
@@ -668,7 +691,6 @@ static void __pviommu_lazy_flush(void)
 			pviommu_unmap_now(e->pd, e->iova, e->size, e->perm);
 	}
 	pviommu_lazy.n = 0;
-	pviommu_lazy.live = 0;
 	memset(pviommu_lazy.bucket, 0, sizeof(pviommu_lazy.bucket));
 	atomic64_inc(&pviommu_stats.lazy_flushes);
 }
@@ -689,10 +711,9 @@ static void pviommu_lazy_timer(struct timer_list *t)
 
 static void pviommu_lazy_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 {
+	u16 *b = pviommu_lazy_bucket(pd, iova);
 	struct pviommu_lazy_ent *e;
 	unsigned long flags;
-
-	u16 *b = pviommu_lazy_bucket(pd, iova);
 
 	pviommu_lazy_lock(flags);
 	e = &pviommu_lazy.ent[pviommu_lazy.n++];
@@ -703,7 +724,6 @@ static void pviommu_lazy_add(struct pviommu_dev *pd, u64 iova, u64 size, u32 per
 	e->dead = false;
 	e->next = *b;
 	*b = pviommu_lazy.n;	/* its index + 1 */
-	pviommu_lazy.live++;
 	this_cpu_inc(pviommu_pcpu.lazy_queued);
 	if (pviommu_lazy.n >= lazy_batch)
 		__pviommu_lazy_flush();
@@ -736,7 +756,6 @@ static bool pviommu_lazy_reuse(struct pviommu_dev *pd, u64 iova, u64 size, u32 p
 		/* out of the bucket, dead: cancelled, or sent now */
 		*link = e->next;
 		e->dead = true;
-		pviommu_lazy.live--;
 		if (e->size == size && e->perm == perm) {
 			this_cpu_inc(pviommu_pcpu.lazy_reused);
 			reused = true;
@@ -1405,17 +1424,17 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "ring %u\n", pviommu_chan ? pviommu_chan_nents : 0);
 	seq_printf(m, "post %d\n", pviommu_post);
 	seq_printf(m, "exits %lld\n", atomic64_read(&pviommu_stats.exits));
-	seq_printf(m, "posted %llu\n", READ_ONCE(pviommu_chan_seq) - READ_ONCE(pviommu_chan_kicked));
+	seq_printf(m, "posted %lld\n", pviommu_ops_posted());
 	seq_printf(m, "posted_refused %lld\n", atomic64_read(&pviommu_stats.posted_refused));
 	seq_printf(m, "ring_full %lld\n", atomic64_read(&pviommu_stats.ring_full));
 	seq_printf(m, "mode %s\n", pviommu_lazy_mode ? "lazy" : "strict");
-	seq_printf(m, "hypercalls %lld\n", pviommu_sum(&pviommu_pcpu, hc) + (s64)READ_ONCE(pviommu_chan_seq));
+	seq_printf(m, "hypercalls %lld\n", pviommu_ops_sent());
 	seq_printf(m, "maps %lld\n", pviommu_sum(&pviommu_pcpu, maps));
 	seq_printf(m, "unmaps %lld\n", pviommu_sum(&pviommu_pcpu, unmaps));
 	seq_printf(m, "failures %lld\n", atomic64_read(&pviommu_stats.failures));
 	seq_printf(m, "live %lld\n", live);
 	seq_printf(m, "lazy_queued %lld\n", pviommu_sum(&pviommu_pcpu, lazy_queued));
-	seq_printf(m, "lazy_pending %u\n", READ_ONCE(pviommu_lazy.live));
+	seq_printf(m, "lazy_pending %u\n", pviommu_lazy_pending());
 	seq_printf(m, "lazy_flushes %lld\n", atomic64_read(&pviommu_stats.lazy_flushes));
 	seq_printf(m, "lazy_reused %lld\n", pviommu_sum(&pviommu_pcpu, lazy_reused));
 	seq_printf(m, "lazy_conflicts %lld\n", atomic64_read(&pviommu_stats.lazy_conflicts));
@@ -1742,8 +1761,7 @@ static void __exit pviommu_exit(void)
 	pviommu_live_drop(NULL);
 	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls, %lld exits, %lld posted\n",
 		pviommu_sum(&pviommu_pcpu, maps), pviommu_sum(&pviommu_pcpu, unmaps),
-		pviommu_sum(&pviommu_pcpu, hc) + (s64)pviommu_chan_seq,
-		atomic64_read(&pviommu_stats.exits), (s64)(pviommu_chan_seq - pviommu_chan_kicked));
+		pviommu_ops_sent(), atomic64_read(&pviommu_stats.exits), pviommu_ops_posted());
 }
 
 module_init(pviommu_init);
