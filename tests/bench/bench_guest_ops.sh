@@ -90,8 +90,8 @@ GUEST
 # with pvinsn.so, answering each of its qmarks with the instruction count so far (into $work/q)
 boot() {
 	local -a qa=()
-	local k=0 n
-	[ "$3" = 1 ] && qa=(--qemu-arg -plugin --qemu-arg "$INSN_PLUGIN,out=$work/insn.cnt")
+	local k=0 n c
+	[ "$3" = 1 ] && qa=(--count-insns "$work/insn.cnt")
 	VM_QEMU_WRAPPER="$CTL run --mode deny --" vm_boot --name "$1" --script "$work/guest.sh" \
 		--file "$KO" --file "$COST" --net e1000 "${qa[@]+"${qa[@]}"}" \
 		--append "pviommu.pairs=$PAIRS pviommu.rounds=$2 pviommu.insn=$3 pviommu.configs=$(echo $CONFIGS | tr ' ' ,)" \
@@ -104,7 +104,8 @@ boot() {
 		while [ $k -lt $n ]; do
 			k=$((k + 1))
 			vm_wait_marker "q$k" 300 || { say "$NAME: no q$k from the guest: $(vm_tail 10 | tr '\n' '|')"; vm_kill; return 1; }
-			echo "$k $(od -An -t u8 -v "$work/insn.cnt" | awk '{ for (i = 1; i <= NF; i++) s += $i } END { printf "%.0f", s }')" >>"$work/q"
+			c=$(vm_insns "$work/insn.cnt") || { say "$NAME: no instruction count at q$k"; vm_kill; return 1; }
+			echo "$k $c" >>"$work/q"
 			vm_send go
 		done
 	fi
@@ -116,18 +117,17 @@ boot() {
 		return 1
 	fi
 }
-INSN_PLUGIN=$VM_OUT/tests/pvinsn.so
 boot guestops "$ROUNDS" 0 || exit 1
 log=$work/timed.log
 cp "$(vm_log)" "$log"
 # the counting boot: guest instructions per pair (the host's noise does not move them: one round tells)
 qlog=
-if [ -e "$INSN_PLUGIN" ]; then
+if [ -e "$VM_OUT/tests/pvinsn.so" ]; then
 	boot guestops-insn 1 1 || exit 1
 	qlog=$work/insn.log
 	cp "$(vm_log)" "$qlog"
 else
-	say "$NAME: $INSN_PLUGIN missing (make): no instruction counts"
+	say "$NAME: $VM_OUT/tests/pvinsn.so missing (make): no instruction counts"
 fi
 mkdir -p "$VM_OUT/bench"
 python3 - "$log" "$ROUNDS" "$VM_OUT/bench/guest_ops.dat" "$CONFIGS" "$qlog" "$work/q" <<'PY'

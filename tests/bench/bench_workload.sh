@@ -85,8 +85,8 @@ T0=$(date +%s)
 # does not move the count, so one boot tells, and its time is left out of the throughput figures
 # (the plugin slows TCG).
 # INSN=0: no counting boots.
-INSN=${INSN:-1} INSN_FILE=$work/insn.cnt INSN_PLUGIN=$VM_OUT/tests/pvinsn.so
-[ "$INSN" = 0 ] || [ -e "$INSN_PLUGIN" ] || { say "$NAME: $INSN_PLUGIN missing (make)"; exit 1; }
+INSN=${INSN:-1} INSN_FILE=$work/insn.cnt
+[ "$INSN" = 0 ] || [ -e "$VM_OUT/tests/pvinsn.so" ] || { say "$NAME: $VM_OUT/tests/pvinsn.so missing (make)"; exit 1; }
 # the run's host context: other QEMUs and the load, at the start (and at the end, below)
 host_ctx() { printf '"%s_other_qemus": %s, "%s_loadavg": "%s"' "$1" "$(pgrep -c qemu-system || true)" "$1" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
 CTX0=$(host_ctx start)
@@ -204,12 +204,10 @@ print(d[0]["mode"] if d else "none")' "$1" 2>/dev/null
 }
 
 RES=$work/results	# cfg round rep workload seconds bytes checks hypercalls violations qemu_cpu_s
-# guest_insns ROUND: in the counting boot, the guest's instructions so far (pvinsn.so's counters
-# summed over the vCPUs); elsewhere 0
+# guest_insns ROUND: in the counting boot, the guest's instructions so far; elsewhere 0
 guest_insns() {
 	[ "$1" = count ] || { echo 0; return 0; }
-	od -An -t u8 -v "$INSN_FILE" | awk '{ for (i = 1; i <= NF; i++) s += $i; n += NF }
-		END { if (n) printf "%.0f\n", s; else exit 1 }'
+	vm_insns "$INSN_FILE"
 }
 # qemu_cpu PID: QEMU's user + system CPU seconds so far (all its threads); fails when PID is gone
 qemu_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"; }
@@ -232,7 +230,7 @@ run_cfg() {
 		viommu=(--viommu "intel-iommu,intremap=off")
 		app=" pviommu.nomod=1 pviommu.viommu=1 intel_iommu=on iommu.strict=$([ "$cfg" = viommu ] && echo 1 || echo 0)" ;;
 	esac
-	[ "$r" != count ] || qargs=(--qemu-arg -plugin --qemu-arg "$INSN_PLUGIN,out=$INSN_FILE")
+	[ "$r" != count ] || qargs=(--count-insns "$INSN_FILE")
 	VM_QEMU_WRAPPER="${wrap[*]}" vm_boot --name "bw-$cfg-$r" "${qargs[@]+"${qargs[@]}"}" --script "$work/guest.sh" --file "$KO" \
 		--net e1000 --net virtio --disk virtio-blk "$((BLK_MB + 8))M" --disk nvme "$((BLK_MB + 8))M" \
 		"${viommu[@]+"${viommu[@]}"}" \
@@ -470,8 +468,8 @@ for w in WL:
 print("  note: INPROC carries the hypercall transport in the library (a detour, no uprobe trap), OFF"
       " and UPROBE through a")
 print("  uprobe: INPROC's hypercalls are cheaper than OFF's, so INPROC can be faster than OFF.")
-# the counting boots: guest instructions per GB, and per map/unmap operation
-# over BARE's, with the operations this boot's guest module counted (hcalls of the timed runs)
+# the counting boots: guest instructions per GB, and per DMA API call over BARE's (the calls:
+# the operations INPROC deny counted in its own counting boot)
 insns, insn_hc = {}, {}
 try:
     for c, w, n, nb, hc in (l.split() for l in open(os.path.join(work, "insns")) if l.strip()):

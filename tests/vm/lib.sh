@@ -21,6 +21,8 @@
 #   --viommu ARGS          an emulated IOMMU, "-device ARGS" before every PCI device it must
 #                          translate (e.g. "intel-iommu,intremap=off"; QEMU's vIOMMU peer)
 #   --qemu-arg ARG         any extra QEMU argument (one word) [repeat]
+#   --count-insns FILE     QEMU runs the pvinsn.so plugin (tests/tools/pvinsn.c, built by make),
+#                          which counts the guest's instructions per vCPU into FILE (vm_insns)
 #   --virtio-opts OPTS     appended to every virtio device the harness creates, e.g.
 #                          "iommu_platform=on,disable-legacy=on" (default $VM_VIRTIO_OPTS)
 #   --machine M            QEMU machine (default $VM_MACHINE or q35)
@@ -134,6 +136,9 @@ vm_boot() {
 		--device) devices+=("$2"); shift 2 ;;
 		--viommu) viommu=$2; shift 2 ;;
 		--qemu-arg) qargs+=("$2"); shift 2 ;;
+		--count-insns) [ -e "$VM_OUT/tests/pvinsn.so" ] ||
+				{ vm__err "--count-insns: $VM_OUT/tests/pvinsn.so missing (make)"; return 2; }
+			qargs+=(-plugin "$VM_OUT/tests/pvinsn.so,out=$2"); shift 2 ;;
 		--virtio-opts) vopts=$2; shift 2 ;;
 		--machine) machine=$2; shift 2 ;;
 		--cpu) cpu=$2; shift 2 ;;
@@ -295,6 +300,13 @@ vm_send() {
 	# shellcheck disable=SC2016
 	timeout 5 sh -c 'printf "%s\n" "$1" >"$2"' sh "$1" "$d/ctl.in" ||
 		{ vm__err "vm_send: cannot write to $d/ctl.in"; return 1; }
+}
+
+# vm_insns FILE: the guest's instructions so far, summed over the vCPUs, from a --count-insns
+# FILE; fails while the file holds no counters
+vm_insns() {
+	od -An -t u8 -v "$1" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) s += $i; n += NF }
+		END { if (n) printf "%.0f\n", s; else exit 1 }'
 }
 
 vm_value() {
