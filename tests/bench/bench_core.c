@@ -48,6 +48,19 @@ static int grow_to(__u64 n)
 	return 0;
 }
 
+/* BPF run time per run of program fd, run reps times with a1 = i * step; -1 when a run failed */
+static double run_ns(int fd, __u64 step, int reps)
+{
+	__u64 ns0, c0, ns1, c1;
+	int bad = 0;
+
+	prog_stats(fd, &ns0, &c0);
+	for (int i = 0; i < reps; i++)
+		bad += pv_hypercall_raw(fd, step * i, 0, 0, 0, 0) != 0;
+	prog_stats(fd, &ns1, &c1);
+	return bad ? -1 : (double)(ns1 - ns0) / (c1 - c0 ? c1 - c0 : 1);
+}
+
 /*
  * the baseline beside map+unmap: BPF run time of one hash insert + delete
  * (bench_htab_pair) with n other entries live in that hash, as the index
@@ -57,23 +70,16 @@ static __u64 bare_live;
 
 static double bare_pair_at(struct bench_bpf *b, __u64 n, int reps)
 {
-	int pf = bpf_program__fd(b->progs.bench_htab_pair);
 	int mf = bpf_map__fd(b->maps.bench_records);
 	struct pviommu_mapping v = { .size = 4096 };
 	struct { __u32 domain, bdf; __u64 iova; } k = { 1, 2, 0 };	/* bench.bpf.c's key */
-	__u64 ns0, c0, ns1, c1;
-	int bad = 0;
 
 	for (; bare_live < n; bare_live++) {	/* iovas the timed pairs never use */
 		k.iova = (1ull << 40) + bare_live * 0x1000;
 		if (bpf_map_update_elem(mf, &k, &v, BPF_NOEXIST))
 			return -1;
 	}
-	prog_stats(pf, &ns0, &c0);
-	for (int i = 0; i < reps; i++)
-		bad += pv_hypercall_raw(pf, 0x1000ull * i, 0, 0, 0, 0) != 0;
-	prog_stats(pf, &ns1, &c1);
-	return bad ? -1 : (double)(ns1 - ns0) / (c1 - c0 ? c1 - c0 : 1);
+	return run_ns(bpf_program__fd(b->progs.bench_htab_pair), 0x1000, reps);
 }
 
 __attribute__((noipa, used)) int bench_probe_target(int x)
@@ -179,19 +185,10 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 1;
 	}
-	{
-		int ef = bpf_program__fd(bb->progs.bench_empty), bad = 0;
-		__u64 ns0, c0, ns1, c1;
-
-		prog_stats(ef, &ns0, &c0);
-		for (int i = 0; i < reps; i++)
-			bad += pv_hypercall_raw(ef, 0, 0, 0, 0, 0) != 0;
-		prog_stats(ef, &ns1, &c1);
-		empty_ns = (double)(ns1 - ns0) / (c1 - c0 ? c1 - c0 : 1);
-		if (bad) {
-			fprintf(stderr, "bench: %d of %d empty program runs failed\n", bad, reps);
-			return 1;
-		}
+	empty_ns = run_ns(bpf_program__fd(bb->progs.bench_empty), 0, reps);
+	if (empty_ns < 0) {
+		fprintf(stderr, "bench: the empty program's runs failed\n");
+		return 1;
 	}
 	hc(PVIOMMU_OP_REGISTER, 0, 0);
 	hc(PVIOMMU_OP_DEV_ADD, 0, 0);
