@@ -15,7 +15,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* set by the loader; must match the pinned index */
-const volatile __u32 index_mask = PVIOMMU_DEF_INDEX_SLOTS - 1;
+const volatile __u32 index_slots = PVIOMMU_DEF_INDEX_SLOTS;
 /* set by the loader from pviommu_ctl.hash_key: the index's placement */
 const volatile __u64 hash_key = 0;
 /* programs act only while ctl->active_gen == load_gen (atomic reload) */
@@ -198,7 +198,7 @@ static __always_inline __u32 *dlock_word(__u32 dom)
 /* rounds of LOCK_TRIES that outlast a purge DLOCK_MARGIN times */
 static __always_inline __u32 dlock_rounds(void)
 {
-	__u64 walk = 2 * ((__u64)index_mask + 1);
+	__u64 walk = 2 * ((__u64)index_slots + 1);
 
 	return (__u32)((walk * DLOCK_MARGIN + LOCK_TRIES - 1) / LOCK_TRIES);
 }
@@ -383,10 +383,40 @@ static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
  * A subprogram of its own: the new domain record stays off the frame of
  * the hypercall program, whose deepest call chain must fit 512 bytes (6.1).
  */
+/*
+ * REGISTER's new domain record, from the old one (d, may be NULL): a
+ * subprogram of its own, so that the record is not on hc_register's frame
+ * while that calls into the index (6.1 allows 512 bytes for all frames)
+ */
+static __noinline int hc_register_record(struct pviommu_ctl *c,
+					 struct pviommu_domain *d, __u32 dom,
+					 __u32 abi)
+{
+	struct pviommu_domain nd = {};
+
+	if (!c)
+		return -PV_ENODEV;
+	nd.abi = abi;
+	nd.flags = PVIOMMU_DOM_REGISTERED;
+	nd.mode = c->default_mode;
+	nd.registered_ns = bpf_ktime_get_ns();
+	nd.generation = d ? d->generation + 1 : 1;
+	nd.quota = c->quota;
+	if (d) {
+		nd.mode = d->mode;
+		/* a count for the VM's life (QEMU's), not the guest's: it cannot wipe it */
+		nd.refused = d->refused;
+		nd.flags |= d->flags & PVIOMMU_DOM_RESERVED;
+		if (d->flags & PVIOMMU_DOM_RESERVED)
+			nd.quota = d->quota;	/* taken at QEMU start */
+	}
+	return bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY) ? -PV_ENOSPC : 0;
+}
+
 static __noinline int hc_register(struct pviommu_ctl *c, __u32 dom, __u32 abi)
 {
 	struct pv_env e = PV_ENV;
-	struct pviommu_domain nd = {}, *d;
+	struct pviommu_domain *d;
 	int err;
 
 	if (!c)
@@ -403,21 +433,7 @@ static __noinline int hc_register(struct pviommu_ctl *c, __u32 dom, __u32 abi)
 		return -PV_EBUSY;
 	}
 	err = pv_op_register(&e, dom, 1);
-	nd.abi = abi;
-	nd.flags = PVIOMMU_DOM_REGISTERED;
-	nd.mode = c->default_mode;
-	nd.registered_ns = bpf_ktime_get_ns();
-	nd.generation = d ? d->generation + 1 : 1;
-	nd.quota = c->quota;
-	if (d) {
-		nd.mode = d->mode;
-		/* a count for the VM's life (QEMU's), not the guest's: it cannot wipe it */
-		nd.refused = d->refused;
-		nd.flags |= d->flags & PVIOMMU_DOM_RESERVED;
-		if (d->flags & PVIOMMU_DOM_RESERVED)
-			nd.quota = d->quota;	/* taken at QEMU start */
-	}
-	if (err || bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY))
+	if (err || hc_register_record(c, d, dom, abi))
 		err = -PV_ENOSPC;
 	c->generation++;
 	unlock_index(c);
@@ -467,6 +483,47 @@ static __always_inline void hc_refused(struct pv_env *e, __u32 dom, __u32 op, __
  * page's batches go through pviommu_hc_batch, which takes the locks once
  * for all its operations.)
  */
+/*
+ * UNREGISTER, DEV_ADD, DEV_DEL of registered domain d, with its domain lock
+ * and the writer lock: a subprogram of its own, so that the purge's state
+ * is not on the frame of every hypercall program's MAP and UNMAP path
+ * (6.1 allows 512 bytes for a whole call chain). -EBUSY: a purge lost the
+ * writer lock (it is not held any more).
+ */
+static __noinline int hc_admin(struct pviommu_ctl *c, struct pviommu_domain *d,
+			       __u32 dom, __u32 op, __u32 bdf)
+{
+	struct pv_env e = PV_ENV;
+	int err = 0;
+
+	if (!c || !d)
+		return -PV_ENODEV;
+	switch (op) {
+	case PVIOMMU_OP_UNREGISTER:
+		/* one purge; the DOMAIN slot goes too unless QEMU reserved it */
+		if (purge(c, &e, d, dom, 0, 1, !(d->flags & PVIOMMU_DOM_RESERVED)))
+			return -PV_EBUSY;
+		if (d->flags & PVIOMMU_DOM_RESERVED) {
+			/* QEMU lives on: back to RESERVED */
+			err = pv_op_register(&e, dom, 0);
+			d->flags &= ~(PVIOMMU_DOM_REGISTERED | PVIOMMU_DOM_FAILED);
+		} else {
+			bpf_map_delete_elem(&pviommu_domains, &dom);
+		}
+		break;
+	case PVIOMMU_OP_DEV_ADD:
+		err = pv_op_dev_add(&e, d, dom, bdf);
+		break;
+	case PVIOMMU_OP_DEV_DEL:
+		if (!pv_device_protected(&e, dom, bdf))
+			err = -PV_ENODEV;
+		else if (purge(c, &e, d, dom, bdf, 0, 0))
+			return -PV_EBUSY;
+		break;
+	}
+	return err;
+}
+
 static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 				     __u64 a3, __u16 plane)
 {
@@ -519,29 +576,11 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 	}
 	switch (op) {
 	case PVIOMMU_OP_UNREGISTER:
-		/* one purge; the DOMAIN slot goes too unless QEMU reserved it */
-		if (purge(c, &e, d, dom, 0, 1, !(d->flags & PVIOMMU_DOM_RESERVED))) {
-			err = -PV_EBUSY;
-			goto out_domain;
-		}
-		if (d->flags & PVIOMMU_DOM_RESERVED) {
-			/* QEMU lives on: back to RESERVED */
-			err = pv_op_register(&e, dom, 0);
-			d->flags &= ~(PVIOMMU_DOM_REGISTERED | PVIOMMU_DOM_FAILED);
-		} else {
-			bpf_map_delete_elem(&pviommu_domains, &dom);
-		}
-		break;
 	case PVIOMMU_OP_DEV_ADD:
-		err = pv_op_dev_add(&e, d, dom, bdf);
-		break;
 	case PVIOMMU_OP_DEV_DEL:
-		if (!pv_device_protected(&e, dom, bdf))
-			err = -PV_ENODEV;
-		else if (purge(c, &e, d, dom, bdf, 0, 0)) {
-			err = -PV_EBUSY;
-			goto out_domain;
-		}
+		err = hc_admin(c, d, dom, op, bdf);
+		if (err == -PV_EBUSY)
+			goto out_domain;	/* the purge lost the writer lock */
 		break;
 	case PVIOMMU_OP_MAP:
 	case PVIOMMU_OP_UNMAP:

@@ -298,7 +298,21 @@ enum pviommu_fail {
 #define PVIOMMU_MAP_EVENTS	"pviommu_events"
 #define PVIOMMU_MAP_CTL		"pviommu_ctl"
 
-#define PVIOMMU_DEF_INDEX_SLOTS	(1u << 19)	/* power of two: 32 MiB */
+#define PVIOMMU_DEF_INDEX_SLOTS	(1u << 19)	/* 32 MiB */
+/* --index-slots: any multiple of PVIOMMU_INDEX_ALIGN in [MIN, MAX] */
+#define PVIOMMU_MIN_INDEX_SLOTS	1024u
+#define PVIOMMU_MAX_INDEX_SLOTS	(1u << 24)
+#define PVIOMMU_INDEX_ALIGN	64u
+/*
+ * pviommu_index's entries: its hash slots, the tail (chains that start in
+ * the last slots run on into it: PVIOMMU_MAX_PROBE slots), then the
+ * header. An index of an earlier build (power-of-two slots, no tail or
+ * header, chains by the hash's low bits) has a power of two entries, which
+ * this never is (slots are a multiple of 64).
+ */
+#define PVIOMMU_INDEX_TAIL		64u	/* = PVIOMMU_MAX_PROBE */
+#define PVIOMMU_INDEX_ENTRIES(slots)	((slots) + PVIOMMU_INDEX_TAIL + 1)
+#define PVIOMMU_INDEX_SLOTS(entries)	((entries) - PVIOMMU_INDEX_TAIL - 1)
 #define PVIOMMU_MAX_DOMAINS	1024
 /* quota defaults: this many VMs fit at their full quota */
 #define PVIOMMU_QUOTA_VMS	64
@@ -391,6 +405,27 @@ struct pviommu_mapping {
  * (one cache line each), keyed by (kind, domain, bdf, pfn). Written only by
  * BPF programs, under the writer lock in pviommu_ctl; read lock-free by
  * anyone who mmaps the map (seqcount per slot: seq is odd during a write).
+ * N hash slots (any number: a key's chain starts at its 32-bit hash times
+ * N over 2^32), a tail of PVIOMMU_INDEX_TAIL slots that chains starting
+ * near the end run on into (chains never wrap), and after it the header
+ * (slot N + PVIOMMU_INDEX_TAIL), whose seq counts the moves below.
+ *
+ * Linear probing in Robin Hood order: a new PAGE, SUBX or RECORD entry
+ * goes before the first entry of its chain that is nearer its own home,
+ * and the entries from there to the next free slot move one slot on; an
+ * entry deleted leaves a hole that the entries after it whose chains run
+ * through it move back into, one after the other. So no entry is further
+ * than PVIOMMU_MAX_PROBE - 1 slots from its home, chains stay short in a
+ * table two thirds full, and deleting leaves no tombstones (a guest that
+ * maps and unmaps for days leaves the index as it found it). DOMAIN and
+ * DEVICE entries never move (a writer without the lock marks them failed:
+ * pv_mark_failed): they take the first free slot, and a hole their chain
+ * runs through stays a tombstone. Moves happen under the header's seq:
+ * odd during a series of moves, 2 more after each. An entry moves by copy
+ * (its old place is overwritten after its new one is written), so a reader
+ * that finds a key has a consistent copy of it; one that misses it, or
+ * walked a page's extension slots by key, goes again when the header's seq
+ * changed meanwhile (a moving entry can pass a walker).
  *
  * A PAGE slot describes what one device may do to one 4 KiB guest page:
  *   cnt_r / cnt_w   number of live pieces covering the whole page that grant
@@ -412,16 +447,21 @@ struct pviommu_mapping {
  * is the device's pviommu_fast lane + 1 (0: no lane), its cnt_w an enum
  * pviommu_fail when the device FAILED (0: protected).
  * A DOMAIN slot (bdf 0, pfn 0) holds the domain's state (see above).
+ * The header (after the tail) holds nothing but its seq.
  * --------------------------------------------------------------------- */
 #define PVIOMMU_PAGE_SHIFT	12
 #define PVIOMMU_PAGE_SIZE	(1ull << PVIOMMU_PAGE_SHIFT)
 #define PVIOMMU_SUB_SLOTS	8
 /*
- * longest probe chain: linear probing clusters, and at 2^21 slots 45% full
- * (1M live mappings, bench_scale) a chain passed 32 and a legitimate MAP got
- * -ENOSPC; 64 keeps the index usable to half full at that size
+ * how far an entry may be from its home: with first-come-first-served
+ * linear probing a chain passed 32 at 2^21 slots 45% full (1M live
+ * mappings, bench_scale) and a legitimate MAP got -ENOSPC; in Robin Hood
+ * order 1M mappings in 1.5M slots (two thirds full) stay within 20
  */
 #define PVIOMMU_MAX_PROBE	64
+#if PVIOMMU_MAX_PROBE != PVIOMMU_INDEX_TAIL
+#error "the index's tail holds the longest chain from its last slot"
+#endif
 #define PVIOMMU_SUBX_SHIFT	52	/* pfn < 2^52: chain number above */
 #define PVIOMMU_MAX_PIECES	0xffffu	/* sub-page pieces per page (nsub) */
 
@@ -429,7 +469,9 @@ enum pviommu_slot_kind {
 	PVIOMMU_SLOT_EMPTY	= 0,
 	PVIOMMU_SLOT_PAGE	= 1,
 	PVIOMMU_SLOT_DEVICE	= 2,
-	PVIOMMU_SLOT_TOMB	= 3,	/* deleted; keeps probe chains intact */
+	PVIOMMU_SLOT_TOMB	= 3,	/* deleted; keeps probe chains intact
+					 * (left by purges, and where a DOMAIN or
+					 * DEVICE entry's chain runs through) */
 	PVIOMMU_SLOT_DOMAIN	= 4,	/* a domain's protection state */
 	PVIOMMU_SLOT_SUBX	= 5,	/* more sub-page pieces of a page */
 	PVIOMMU_SLOT_RECORD	= 6,	/* a record (pfn: its iova) */

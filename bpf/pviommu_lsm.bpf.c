@@ -73,7 +73,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* set by the loader from the pinned index */
-const volatile __u32 index_mask = PVIOMMU_DEF_INDEX_SLOTS - 1;
+const volatile __u32 index_slots = PVIOMMU_DEF_INDEX_SLOTS;
 const volatile __u64 hash_key = 0;
 
 #include "pviommu_maps.bpf.h"
@@ -210,7 +210,7 @@ int BPF_PROG(pviommu_vfio_ioctl, struct file *file, unsigned int cmd,
 	mode = d->mode;
 
 	s.verdict = PV_DENY_UNMAPPED;
-	s.e.mask = index_mask;
+	s.e.slots = index_slots;
 	s.e.key = hash_key;
 	s.dom = dom;
 	if (bpf_copy_from_user(&s.m, sizeof(s.m), (void *)arg)) {

@@ -20,7 +20,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PVIOMMU_DEF_INDEX_SLOTS);
+	__uint(max_entries, PVIOMMU_INDEX_ENTRIES(PVIOMMU_DEF_INDEX_SLOTS));
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct pviommu_slot);
@@ -77,12 +77,12 @@ struct {
 
 struct pv_env {
 	void	*tbl;
-	__u32	mask;
+	__u32	slots;	/* the index's hash slots (its header after them) */
 	__u64	key;	/* the index hash's secret (pviommu_ctl.hash_key) */
 };
 
 /* every program's view of the index: its size and hash key (the loader's) */
-#define PV_ENV	{ .mask = index_mask, .key = hash_key }
+#define PV_ENV	{ .slots = index_slots, .key = hash_key }
 
 static __always_inline struct pviommu_slot *pv_slot_at(struct pv_env *e,
 						       __u32 idx)
@@ -124,6 +124,8 @@ int pv_check_page_g(__u64 dom_bdf, __u32 lane, __u64 pfn, __u32 fln);
 long pv_slot_claim_g(__u64 kind_dom, __u32 bdf, __u64 pfn, int insert);
 #define pv_slot_claim(e, kind, dom, bdf, pfn, insert)			\
 	pv_slot_claim_g((__u64)(kind) << 32 | (dom), (bdf), (pfn), (insert))
+int pv_slot_free_g(__u32 idx);
+#define pv_slot_free_idx(e, idx)	pv_slot_free_g(idx)
 long pv_domain_state_g(__u32 dom);
 long pv_device_state_g(__u32 dom, __u32 bdf);
 #define pv_domain_state(e, dom)		pv_domain_state_g(dom)
@@ -134,6 +136,13 @@ __attribute__((noinline)) long pv_domain_state_g(__u32 dom)		\
 	struct pv_env e = PV_ENV;			\
 									\
 	return pv_domain_state_inl(&e, dom);				\
+}									\
+									\
+__attribute__((noinline)) int pv_slot_free_g(__u32 idx)		\
+{									\
+	struct pv_env e = PV_ENV;			\
+									\
+	return pv_slot_free_inl(&e, idx);				\
 }									\
 									\
 __attribute__((noinline)) long pv_device_state_g(__u32 dom, __u32 bdf)	\

@@ -9,9 +9,12 @@
  *   struct pv_env;                                  opaque to this file but
  *                                                   must have fields
  *                                                   'void *tbl',
- *                                                   '__u32 mask' and
+ *                                                   '__u32 slots' (the hash
+ *                                                   slots; slot 'slots' is
+ *                                                   the header) and
  *                                                   '__u64 key' (hash)
  *   struct pviommu_slot *pv_slot_at(struct pv_env *, __u32 idx)
+ *                                   slot idx (0 .. slots), NULL past it
  *   long pv_loop(__u32 n, long (*cb)(__u32, void *), void *ctx)
  *                                   calls cb(i, ctx) for i < n until cb
  *                                   returns 1; returns the calls made
@@ -121,6 +124,42 @@ static PV_INLINE __u32 pv_hash(struct pv_env *e, __u32 kind, __u32 dom,
 				((__u64)kind << 62)) + e->key);
 }
 
+/* where a key's probe chain starts: its hash scaled to the table (any size) */
+static PV_INLINE __u32 pv_home(struct pv_env *e, __u32 h)
+{
+	return (__u32)(((__u64)h * e->slots) >> 32);
+}
+
+static PV_INLINE __u32 pv_key_home(struct pv_env *e, __u32 kind, __u32 dom,
+				   __u32 bdf, __u64 pfn)
+{
+	return pv_home(e, pv_hash(e, kind, dom, bdf, pfn));
+}
+
+/*
+ * Chains never wrap: one that starts in the last slots runs on into the
+ * tail after them (PVIOMMU_INDEX_TAIL), so a probe's slot is home + i,
+ * which the BPF verifier follows as cheaply as a masked index.
+ */
+/* the positions entries may take: the hash slots and the tail */
+static PV_INLINE __u32 pv_positions(struct pv_env *e)
+{
+	return e->slots + PVIOMMU_INDEX_TAIL;
+}
+
+/* the header after the tail: its seq counts the moves (pviommu.h) */
+static PV_INLINE struct pviommu_slot *pv_hdr(struct pv_env *e)
+{
+	return pv_slot_at(e, e->slots + PVIOMMU_INDEX_TAIL);
+}
+
+/* PAGE, SUBX and RECORD entries move; DOMAIN and DEVICE ones never do */
+static PV_INLINE int pv_kind_moves(__u32 kind)
+{
+	return kind == PVIOMMU_SLOT_PAGE || kind == PVIOMMU_SLOT_SUBX ||
+	       kind == PVIOMMU_SLOT_RECORD;
+}
+
 static PV_INLINE int pv_key_eq(const struct pviommu_slot *s, __u32 kind,
 			       __u32 dom, __u32 bdf, __u64 pfn)
 {
@@ -159,53 +198,218 @@ static PV_INLINE void pv_write_end(struct pviommu_slot *s)
 }
 
 /*
- * Find the slot of a key; with 'insert', claim the first free slot of the
- * probe chain when the key is absent. Its index, -1 when absent (or the
- * chain is full: the table is full for this key); pv_slot_lookup() gives
- * the slot itself (NULL when absent).
+ * Moves (pviommu.h): the header's seq is odd while writers move entries and
+ * grows by 2 with each series of moves. Readers that miss a key, or walked
+ * a chain of extension slots, check it did not change meanwhile; writers
+ * check it to know whether a slot they hold may have moved.
+ */
+static PV_INLINE void pv_moves_begin(struct pv_env *e)
+{
+	struct pviommu_slot *h = pv_hdr(e);
+
+	if (h)
+		pv_write_begin(h);
+}
+
+static PV_INLINE void pv_moves_end(struct pv_env *e)
+{
+	struct pviommu_slot *h = pv_hdr(e);
+
+	if (h)
+		pv_write_end(h);
+}
+
+static PV_INLINE __u32 pv_moves(struct pv_env *e)
+{
+	struct pviommu_slot *h = pv_hdr(e);
+
+	return h ? PV_READ_ONCE(h->seq) : 0;
+}
+
+/*
+ * readers: the moves count once no series of moves is under way, waiting
+ * for one to end (a series moves a chain's entries by one slot each: well
+ * under a microsecond); odd when it did not end within PV_MOVE_SPINS reads
+ */
+#ifndef PV_MOVE_SPINS
+#define PV_MOVE_SPINS	128
+#endif
+static PV_INLINE __u32 pv_moves_settled(struct pv_env *e)
+{
+	struct pviommu_slot *h = pv_hdr(e);
+	__u32 m = 0, k;
+
+	if (!h)
+		return 0;
+	/* 8 reads a step: a long wait, few steps for the verifier */
+	for (k = 0; k < PV_MOVE_SPINS; k++) {
+		m = PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq) &
+		    PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq) &
+		    PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq);
+		m = PV_READ_ONCE(h->seq);
+		if (!(m & 1))
+			break;
+	}
+	return m;
+}
+
+/*
+ * v, its value hidden from the BPF verifier's range tracking (salt: a value
+ * it does not know, read from a map): the code after a loop that ends on
+ * any of its steps is then checked once, not once per step it may end on.
+ * Costs two instructions.
+ */
+static PV_INLINE __u32 pv_opaque(__u32 v, __u32 salt)
+{
+	v ^= salt;
+	__asm__ __volatile__("" : "+r"(v));
+	return v ^ salt;
+}
+
+/* writers: slot dst := the entry of slot src (dst keeps its own seq) */
+static PV_INLINE void pv_slot_move(struct pviommu_slot *dst,
+				   const struct pviommu_slot *src)
+{
+	pv_write_begin(dst);
+	dst->domain = src->domain;
+	dst->bdf = src->bdf;
+	dst->nsub = src->nsub;
+	dst->pfn = src->pfn;
+	dst->cnt_r = src->cnt_r;
+	dst->cnt_w = src->cnt_w;
+	dst->rec = src->rec;
+	dst->kind = src->kind;
+	pv_write_end(dst);
+}
+
+/*
+ * How far past a Robin Hood insertion point the free slot that entries
+ * move up to may be: a run of occupied slots, which chains share, can be
+ * longer than any one chain (runs of 150 in a table of 4096 slots 68%
+ * full, while no entry was more than 10 slots from its home)
+ */
+#define PV_MAX_SHIFT	256u
+
+/*
+ * Find the slot of a key; with 'insert', claim a slot for it when it is
+ * absent. Its index, -1 when absent (or no slot within PVIOMMU_MAX_PROBE of
+ * its home could take it: the table is full for this key); pv_slot_lookup()
+ * gives the slot itself (NULL when absent).
+ *
+ * Linear probing in Robin Hood order: a new PAGE, SUBX or RECORD entry
+ * takes the first free slot of its chain or, before that, the place of the
+ * first entry nearer its own home than the new one is (the insertion point
+ * at); the entries from there to the next free slot move one slot on, last
+ * first, so that a reader walking forward meets each entry at its old or
+ * its new place. The shift is not made when a DOMAIN or DEVICE entry is in
+ * the way (those never move: pv_mark_failed reaches them without the
+ * writer lock), when an entry would end PVIOMMU_MAX_PROBE or more slots
+ * from its home, or when the free slot is further than PV_MAX_SHIFT: the
+ * key then takes the first free slot of its chain, as a DOMAIN or DEVICE
+ * entry always does.
+ *
+ * No call and no state carried from step to step in any loop: the
+ * hypercall programs' call chains are at 6.1's 512 bytes, and the BPF
+ * verifier checks each loop once (pv_opaque between them).
  */
 static PV_INLINE long pv_slot_claim_inl(struct pv_env *e, __u32 kind,
 					__u32 dom, __u32 bdf, __u64 pfn,
 					int insert)
 {
-	struct pviommu_slot *s, *free = 0;
-	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, fidx = 0;
+	__u32 home = pv_key_home(e, kind, dom, bdf, pfn), i, at, to, salt;
+	struct pviommu_slot *s, *src;
+	int shift = 0;
 
+	/* is the key there? */
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
-		s = pv_slot_at(e, (h + i) & e->mask);
-		if (!s)
-			return -1;
-		if (s->kind == PVIOMMU_SLOT_EMPTY) {
-			if (!free) {
-				free = s;
-				fidx = (h + i) & e->mask;
-			}
+		s = pv_slot_at(e, home + i);
+		if (!s || s->kind == PVIOMMU_SLOT_EMPTY)
+			break;
+		if (pv_key_eq(s, kind, dom, bdf, pfn))
+			return home + i;
+	}
+	if (!insert)
+		return -1;
+	/* the chain's first free slot, or the Robin Hood point before it */
+	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
+		s = pv_slot_at(e, home + i);
+		if (!s || s->kind == PVIOMMU_SLOT_EMPTY ||
+		    s->kind == PVIOMMU_SLOT_TOMB)
+			break;
+		if (pv_kind_moves(kind) && pv_kind_moves(s->kind) &&
+		    pv_key_home(e, s->kind, s->domain, s->bdf, s->pfn) > home) {
+			shift = 1;
 			break;
 		}
-		if (s->kind == PVIOMMU_SLOT_TOMB) {
-			if (!free) {
-				free = s;
-				fidx = (h + i) & e->mask;
-			}
-			continue;
-		}
-		if (pv_key_eq(s, kind, dom, bdf, pfn))
-			return (h + i) & e->mask;
 	}
-	if (!insert || !free)
+	if (i == PVIOMMU_MAX_PROBE || !s)
 		return -1;
-	pv_write_begin(free);
-	free->domain = dom;
-	free->bdf = bdf;
-	free->pfn = pfn;
-	free->cnt_r = 0;
-	free->cnt_w = 0;
-	free->nsub = 0;
-	for (i = 0; i < PVIOMMU_SUB_SLOTS; i++)
-		free->sub[i] = 0;
-	free->kind = kind;
-	pv_write_end(free);
-	return fidx;
+	salt = pv_moves(e);
+	at = pv_opaque(home + i, salt);
+	to = at;
+	if (shift) {
+		/* the free slot after it, if every entry on the way may move up one */
+		for (i = 1; i < PV_MAX_SHIFT; i++) {
+			s = pv_slot_at(e, at + i);
+			if (!s || s->kind == PVIOMMU_SLOT_EMPTY ||
+			    s->kind == PVIOMMU_SLOT_TOMB)
+				break;
+			/* two slots on at most (one over a DOMAIN or DEVICE entry) */
+			if (pv_kind_moves(s->kind) &&
+			    at + i + 2 - pv_key_home(e, s->kind, s->domain, s->bdf,
+						     s->pfn) >= PVIOMMU_MAX_PROBE)
+				break;
+		}
+		to = pv_opaque(at + i, salt);
+		s = pv_slot_at(e, to);
+		if (!s || (s->kind != PVIOMMU_SLOT_EMPTY &&
+			   s->kind != PVIOMMU_SLOT_TOMB)) {
+			/* no shift: the chain's first free slot */
+			shift = 0;
+			for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
+				s = pv_slot_at(e, home + i);
+				if (!s || s->kind == PVIOMMU_SLOT_EMPTY ||
+				    s->kind == PVIOMMU_SLOT_TOMB)
+					break;
+			}
+			if (i == PVIOMMU_MAX_PROBE || !s)
+				return -1;
+			at = pv_opaque(home + i, salt);
+		}
+	}
+	if (shift) {
+		/* last first, each into the next slot a DOMAIN or DEVICE entry leaves */
+		__u32 dst = to;
+
+		pv_moves_begin(e);
+		for (i = 1; i < PV_MAX_SHIFT; i++) {
+			if (to - i < at)
+				break;
+			src = pv_slot_at(e, to - i);
+			s = pv_slot_at(e, dst);
+			if (!src || !s || !pv_kind_moves(src->kind))
+				continue;
+			pv_slot_move(s, src);
+			dst = pv_opaque(to - i, salt);
+		}
+	}
+	s = pv_slot_at(e, at);
+	if (s) {
+		pv_write_begin(s);
+		s->domain = dom;
+		s->bdf = bdf;
+		s->pfn = pfn;
+		s->cnt_r = 0;
+		s->cnt_w = 0;
+		s->nsub = 0;
+		for (i = 0; i < PVIOMMU_SUB_SLOTS; i++)
+			s->sub[i] = 0;
+		s->kind = kind;
+		pv_write_end(s);
+	}
+	if (shift)
+		pv_moves_end(e);
+	return s ? (long)at : -1;
 }
 
 #ifndef pv_slot_claim
@@ -264,31 +468,92 @@ static PV_INLINE void pv_rec_write(struct pviommu_slot *s,
 	pv_write_end(s);
 }
 
-/* free a slot: EMPTY when no chain runs through it, else a tombstone */
-static PV_INLINE void pv_slot_free(struct pv_env *e, struct pviommu_slot *s,
-				   __u32 idx)
+/*
+ * Free slot idx (its entry s). Entries further on whose chain runs through
+ * the hole move back into it, first first, the hole going on with them;
+ * what is left is EMPTY, or a tombstone when a DOMAIN or DEVICE entry's
+ * chain runs through it (those never move). A walk meets each moved entry
+ * at its old or its new place, but may pass it: readers that miss check
+ * the moves count (pv_slot_get). So deleting leaves no tombstones behind,
+ * however long a guest maps and unmaps.
+ */
+/*
+ * Free slot idx. Entries further on whose chain runs through the hole move
+ * back into it, one after the other, the hole going on with them; what is
+ * left is EMPTY, or a tombstone when a DOMAIN or DEVICE entry's chain runs
+ * through it (those never move: the scan stops there). A walk meets each
+ * moved entry at its old or its new place but may pass it: readers that
+ * miss check the moves count (pv_slot_get). So deleting leaves no
+ * tombstones behind, however long a guest maps and unmaps. One loop, no
+ * state carried but the hole (hidden from the verifier: pv_opaque).
+ */
+static PV_INLINE int pv_slot_free_inl(struct pv_env *e, __u32 idx)
 {
-	struct pviommu_slot *next = pv_slot_at(e, (idx + 1) & e->mask);
+	struct pviommu_slot *x, *hole, *n = pv_slot_at(e, idx + 1);
+	__u32 hidx = idx, q, j, salt = pv_moves(e);
+	int tomb = 1, scan = !n || n->kind != PVIOMMU_SLOT_EMPTY;
 
-	pv_write_begin(s);
-	s->kind = (next && next->kind == PVIOMMU_SLOT_EMPTY) ?
-		  PVIOMMU_SLOT_EMPTY : PVIOMMU_SLOT_TOMB;
-	s->domain = 0;
-	s->bdf = 0;
-	s->pfn = 0;
-	pv_write_end(s);
+	if (!scan) {
+		tomb = 0;	/* the end of its chain (the common case) */
+	} else {
+		pv_moves_begin(e);
+		for (j = 1; j < 2 * PVIOMMU_MAX_PROBE; j++) {
+			q = idx + j;
+			/* this far from the hole an entry cannot have its home before it */
+			if (q - hidx >= PVIOMMU_MAX_PROBE) {
+				tomb = 0;
+				break;
+			}
+			x = pv_slot_at(e, q);
+			if (!x)
+				break;
+			if (x->kind == PVIOMMU_SLOT_EMPTY) {
+				tomb = 0;
+				break;
+			}
+			if (x->kind == PVIOMMU_SLOT_TOMB ||
+			    pv_key_home(e, x->kind, x->domain, x->bdf,
+					x->pfn) > hidx)
+				continue;	/* its chain starts after the hole */
+			if (!pv_kind_moves(x->kind))
+				break;	/* a DOMAIN or DEVICE entry's chain: a tombstone */
+			hole = pv_slot_at(e, hidx);
+			if (!hole)
+				break;
+			pv_slot_move(hole, x);
+			hidx = pv_opaque(q, salt);
+		}
+	}
+	hole = pv_slot_at(e, hidx);
+	if (hole) {
+		pv_write_begin(hole);
+		hole->kind = tomb ? PVIOMMU_SLOT_TOMB : PVIOMMU_SLOT_EMPTY;
+		hole->domain = 0;
+		hole->bdf = 0;
+		hole->pfn = 0;
+		pv_write_end(hole);
+	}
+	if (scan)
+		pv_moves_end(e);
+	return hole ? 0 : -1;
 }
+
+/* the includer may route it through a function of its own (BPF: a global one) */
+#ifndef pv_slot_free_idx
+#define pv_slot_free_idx	pv_slot_free_inl
+#endif
+#define pv_slot_free(e, s, idx)	((void)(s), pv_slot_free_idx((e), (idx)))
 
 static PV_INLINE __u32 pv_slot_index(struct pv_env *e, struct pviommu_slot *s,
 				     __u32 kind, __u32 dom, __u32 bdf,
 				     __u64 pfn)
 {
-	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i;
+	__u32 home = pv_key_home(e, kind, dom, bdf, pfn), i;
 
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++)
-		if (pv_slot_at(e, (h + i) & e->mask) == s)
-			return (h + i) & e->mask;
-	return h & e->mask;
+		if (pv_slot_at(e, home + i) == s)
+			return home + i;
+	return home;
 }
 
 /* ---- records (pviommu.h, struct pviommu_rec) ----------------------------- */
@@ -336,14 +601,26 @@ static PV_INLINE int pv_rec_own_slot(struct pv_env *e, __u32 dom, __u32 bdf,
 /*
  * Page slot s (page pfn) needs sub[] for a piece: a record held there
  * moves to a RECORD slot of its own first. 0, or -ENOSPC (nothing moved).
+ * The RECORD slot's insertion may move the page's entry: s is stale after
+ * it, and the record is copied from the page's slot found again (slot to
+ * slot: no copy on the stack, whose every byte the hypercall programs
+ * need); the caller finds the page again too.
  */
 static PV_INLINE int pv_rec_evict(struct pv_env *e, struct pviommu_slot *s,
 				  __u32 dom, __u32 bdf, __u64 pfn)
 {
+	struct pviommu_slot *x;
+
 	if (!pv_slot_has_rec(s))
 		return 0;
-	if (pv_rec_own_slot(e, dom, bdf, pfn << PVIOMMU_PAGE_SHIFT, &s->rec))
+	x = pv_slot_lookup(e, PVIOMMU_SLOT_RECORD, dom, bdf,
+			   pfn << PVIOMMU_PAGE_SHIFT, 1);
+	if (!x)
 		return -PV_ENOSPC;
+	s = pv_slot_lookup(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, 0);
+	if (!s)
+		return -PV_EUCLEAN;
+	pv_rec_write(x, &s->rec);
 	pv_rec_write(s, 0);
 	return 0;
 }
@@ -367,22 +644,25 @@ static PV_INLINE __u64 pv_subx_pfn(__u64 pfn, __u32 k)
 }
 
 /*
- * Index of the slot of a key, or -1 when absent (no consistency check: for
- * writers, and for readers that validate a chain's seq afterwards).
+ * Index of the slot of a key, or -1 when absent: keys compared in place,
+ * no consistency check (for writers, and for readers that validate what
+ * they read afterwards: pv_slot_get). Inline: the loop carries nothing but
+ * its counter, which the BPF verifier follows cheaply, and a call per step
+ * would put two more frames under the readers (6.1: 512 bytes in all).
  */
 static PV_INLINE long pv_slot_find_inl(struct pv_env *e, __u32 kind,
 				       __u32 dom, __u32 bdf, __u64 pfn)
 {
-	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i, idx;
+	__u32 home = pv_key_home(e, kind, dom, bdf, pfn), i;
 	struct pviommu_slot *s;
 
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
-		idx = (h + i) & e->mask;
-		s = pv_slot_at(e, idx);
+		s = pv_slot_at(e, home + i);
 		if (!s || PV_READ_ONCE(s->kind) == PVIOMMU_SLOT_EMPTY)
 			return -1;
-		if (pv_key_eq(s, kind, dom, bdf, pfn))
-			return idx;
+		if (PV_READ_ONCE(s->kind) == kind && PV_READ_ONCE(s->pfn) == pfn &&
+		    PV_READ_ONCE(s->domain) == dom && PV_READ_ONCE(s->bdf) == bdf)
+			return home + i;
 	}
 	return -1;
 }
@@ -468,11 +748,23 @@ static PV_INLINE int pv_piece_add(struct pv_env *e, struct pviommu_slot *s,
 		pv_write_end(s);
 		return 0;
 	}
-	if (n >= PVIOMMU_MAX_PIECES || pv_rec_evict(e, s, dom, bdf, pfn))
+	if (n >= PVIOMMU_MAX_PIECES)
 		return -PV_ENOSPC;
+	if (pv_slot_has_rec(s)) {
+		if (pv_rec_evict(e, s, dom, bdf, pfn))
+			return -PV_ENOSPC;
+		s = pv_slot_lookup(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, 0);
+		if (!s)
+			return -PV_EUCLEAN;
+	}
 	x = pv_chain_at(e, s, dom, bdf, pfn, n / PVIOMMU_SUB_SLOTS, 1);
 	if (!x)
 		return -PV_ENOSPC;
+	/* a new extension slot may have moved the page's entry */
+	if (x != s)
+		s = pv_slot_lookup(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, 0);
+	if (!s)
+		return -PV_EUCLEAN;
 	/* the entry first, then the count that publishes it */
 	pv_write_begin(s);
 	x->sub[pv_sub_idx(n)] = PVIOMMU_SUB(first, last, perm);
@@ -666,7 +958,7 @@ PV_STEP long pv_pieces_step(__u32 i, struct pv_pieces_ctx *c)
 {
 	PV_STEP_ENV(c);
 	struct pviommu_slot *s = 0;
-	__u32 first, last;
+	__u32 first, last, moves;
 	__u64 pfn;
 	long idx;
 	int err;
@@ -683,10 +975,22 @@ PV_STEP long pv_pieces_step(__u32 i, struct pv_pieces_ctx *c)
 		c->err = c->del ? -PV_EUCLEAN : -PV_ENOSPC;
 		return !c->del;
 	}
+	moves = pv_moves(env);
 	err = c->del ? pv_piece_del(env, s, (__u32)idx, c->dom, c->bdf, pfn,
 				    first, last, c->perm) :
 		       pv_piece_add(env, s, c->dom, c->bdf, pfn, first, last,
 				    c->perm);
+	if (pv_moves(env) != moves) {
+		/* an extension or record slot came or went: the page may have moved */
+		s = 0;
+		idx = pv_slot_find(env, PVIOMMU_SLOT_PAGE, c->dom, c->bdf, pfn);
+		if (idx >= 0)
+			s = pv_slot_at(env, (__u32)idx);
+		if (!s) {
+			c->err = -PV_EUCLEAN;
+			return !c->del;
+		}
+	}
 	pv_fast_sync(env, c->lane, pfn, s);
 	if (pv_slot_unused(s))
 		pv_slot_free(env, s, (__u32)idx);
@@ -917,8 +1221,13 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
  * chunk at most, never for a whole index (the purging domain's own calls
  * wait on its domain lock meanwhile). Nonzero from it: the lock was lost,
  * the purge stops and returns -EBUSY without the lock (the caller fails
- * the domain closed). Slots are only ever tombstoned in place, never moved,
- * so what other writers do between chunks cannot hide a slot of the domain.
+ * the domain closed). Its slots are tombstoned in place. Between chunks
+ * other writers may move entries of the domain the walk has not reached
+ * yet, back towards their home (never further than PVIOMMU_MAX_PROBE - 1
+ * slots from it: chains do not wrap), possibly behind the walk. So after a
+ * yield during which anything moved, the walk goes over the
+ * PVIOMMU_MAX_PROBE slots behind it again: no entry of the domain is left
+ * behind.
  */
 #ifndef PV_PURGE_CHUNK
 #define PV_PURGE_CHUNK	4096u	/* a power of two */
@@ -942,33 +1251,32 @@ struct pv_purge_ctx {
 	__u32		with_domain;	/* the DOMAIN slot too (QEMU gone) */
 	__u32		freed;
 	__u32		lost;		/* PV_PURGE_YIELD() lost the lock */
+	__u32		moves;		/* pv_moves() when the lock was last taken */
+	__u32		moved;		/* entries moved during a yield */
+	__u32		again;		/* the last yield after which entries had moved */
 	__u64		lanes;	/* fast lanes of the purged devices (0-based) */
 	struct pv_purged sum;	/* the records dropped */
 };
 
-static long pv_purge_cb(__u32 i, void *data)
+/* slot i: tombstoned when it is the purge's */
+static PV_INLINE void pv_purge_slot(struct pv_purge_ctx *c, __u32 i)
 {
-	struct pv_purge_ctx *c = data;
 	struct pviommu_slot *s = pv_slot_at(c->env, i);
 
-	if (i && !(i & (PV_PURGE_CHUNK - 1)) && PV_PURGE_YIELD()) {
-		c->lost = 1;
-		return 1;
-	}
-	if (!s)
-		return 1;
+	if (!s || i >= pv_positions(c->env))
+		return;
 	if (s->domain != c->dom)
-		return 0;
+		return;
 	if (s->kind == PVIOMMU_SLOT_DOMAIN) {
 		if (!c->with_domain)
-			return 0;
+			return;
 	} else if (s->kind != PVIOMMU_SLOT_PAGE &&
 		   s->kind != PVIOMMU_SLOT_SUBX &&
 		   s->kind != PVIOMMU_SLOT_RECORD &&
 		   s->kind != PVIOMMU_SLOT_DEVICE) {
-		return 0;
+		return;
 	} else if (!c->all_devices && s->bdf != c->bdf) {
-		return 0;
+		return;
 	}
 	if (pv_slot_has_rec(s)) {
 		c->sum.records++;
@@ -989,6 +1297,34 @@ static long pv_purge_cb(__u32 i, void *data)
 	pv_rec_clear(&s->rec);
 	pv_write_end(s);
 	c->freed++;
+}
+
+/*
+ * Slot i; after a yield at slot c->again during which entries moved, the
+ * PVIOMMU_MAX_PROBE steps that follow also take the window behind it, one
+ * slot each (no loop inside a loop: the hypercall programs' frames would
+ * pass 512 bytes)
+ */
+static long pv_purge_cb(__u32 i, void *data)
+{
+	struct pv_purge_ctx *c = data;
+	__u32 k;
+
+	if (i && !(i & (PV_PURGE_CHUNK - 1))) {
+		if (PV_PURGE_YIELD()) {
+			c->lost = 1;
+			return 1;
+		}
+		if (pv_moves(c->env) != c->moves) {
+			c->moves = pv_moves(c->env);
+			c->moved = 1;
+			c->again = i;
+		}
+	}
+	k = i - c->again;
+	if (c->again && k < PVIOMMU_MAX_PROBE && k < c->again)
+		pv_purge_slot(c, c->again - 1 - k);
+	pv_purge_slot(c, i);
 	return 0;
 }
 
@@ -996,9 +1332,9 @@ static long pv_purge_cb(__u32 i, void *data)
 static long pv_sweep_cb(__u32 i, void *data)
 {
 	struct pv_purge_ctx *c = data;
-	__u32 idx = c->env->mask - i;
+	__u32 idx = pv_positions(c->env) - 1 - i;
 	struct pviommu_slot *s = pv_slot_at(c->env, idx);
-	struct pviommu_slot *n = pv_slot_at(c->env, (idx + 1) & c->env->mask);
+	struct pviommu_slot *n = pv_slot_at(c->env, idx + 1);	/* the header after the last */
 
 	if (i && !(i & (PV_PURGE_CHUNK - 1)) && PV_PURGE_YIELD()) {
 		c->lost = 1;
@@ -1030,9 +1366,10 @@ static PV_INLINE int pv_purge_index(struct pv_env *e, __u32 dom, __u32 bdf,
 		.with_domain = with_domain,
 	};
 
-	pv_loop(e->mask + 1, pv_purge_cb, &c);
+	c.moves = pv_moves(e);
+	pv_loop(pv_positions(e), pv_purge_cb, &c);
 	if (!c.lost)
-		pv_loop(e->mask + 1, pv_sweep_cb, &c);
+		pv_loop(pv_positions(e), pv_sweep_cb, &c);
 	/* no DEVICE slot names those lanes any more: hand them back */
 	pv_fast_release(e, c.lanes);
 	if (sum) {
@@ -1122,64 +1459,90 @@ static PV_INLINE int pv_mark_failed(struct pv_env *e, __u32 dom, __u32 bdf,
 #endif
 
 /*
- * Slot s copied consistently (seqcount) into *out: the whole slot with
- * 'full', else only its key and counts. 0, or -EBUSY when it kept changing.
+ * Slot s copied into *out (the whole slot with 'full', else only its key
+ * and counts) in one try: 0 when consistent (seqcount), else -EBUSY.
  */
+static PV_INLINE int pv_slot_copy_once(const struct pviommu_slot *s,
+				       struct pviommu_slot *out, int full)
+{
+	__u32 seq = PV_READ_ONCE(s->seq);
+
+	if (seq & 1)
+		return -PV_EBUSY;
+	pv_barrier();
+	if (full) {
+		*out = *s;
+	} else {
+		out->kind = PV_READ_ONCE(s->kind);
+		out->domain = PV_READ_ONCE(s->domain);
+		out->bdf = PV_READ_ONCE(s->bdf);
+		out->pfn = PV_READ_ONCE(s->pfn);
+		out->cnt_r = PV_READ_ONCE(s->cnt_r);
+		out->cnt_w = PV_READ_ONCE(s->cnt_w);
+	}
+	pv_barrier();
+	return PV_READ_ONCE(s->seq) == seq ? 0 : -PV_EBUSY;
+}
+
+/* the same, trying PV_READ_TRIES times */
 static PV_INLINE int pv_slot_copy(const struct pviommu_slot *s,
 				  struct pviommu_slot *out, int full)
 {
-	__u32 try, seq;
+	__u32 try;
 
-	for (try = 0; try < PV_READ_TRIES; try++) {
-		seq = PV_READ_ONCE(s->seq);
-		if (seq & 1)
-			continue;
-		pv_barrier();
-		if (full) {
-			*out = *s;
-		} else {
-			out->kind = PV_READ_ONCE(s->kind);
-			out->domain = PV_READ_ONCE(s->domain);
-			out->bdf = PV_READ_ONCE(s->bdf);
-			out->pfn = PV_READ_ONCE(s->pfn);
-			out->cnt_r = PV_READ_ONCE(s->cnt_r);
-			out->cnt_w = PV_READ_ONCE(s->cnt_w);
-		}
-		pv_barrier();
-		if (PV_READ_ONCE(s->seq) == seq)
+	for (try = 0; try < PV_READ_TRIES; try++)
+		if (!pv_slot_copy_once(s, out, full))
 			return 0;
-	}
 	return -PV_EBUSY;
 }
+
+/* walks of a key's chain before a reader gives up (a slot or the index kept changing) */
+#ifndef PV_CHAIN_TRIES
+#define PV_CHAIN_TRIES	3
+#endif
 
 /*
  * The slot of a key, read consistently (seqcount): the whole slot into
  * *out with 'full', else only its key and counts (what the check needs of
  * DOMAIN and DEVICE slots, without copying 64 bytes); its index in *idx
- * when asked. 1 found, 0 absent, <0 busy.
+ * when asked. 1 found, 0 absent, <0 busy. The walk compares keys in place;
+ * the slot it stops at is then copied under its seqcount and must still
+ * hold the key. A miss counts only when no entry moved during the walk
+ * (pv_slot_free: a moving entry can pass a walker), else the walk goes
+ * again: a PAGE or a DEVICE entry is never missed for a move.
  */
 static PV_INLINE int pv_slot_get(struct pv_env *e, __u32 kind, __u32 dom,
 				 __u32 bdf, __u64 pfn, struct pviommu_slot *out,
 				 __u32 *idx, int full)
 {
-	__u32 h = pv_hash(e, kind, dom, bdf, pfn), i;
 	struct pviommu_slot *s;
+	__u32 try, m;
+	long at;
 
-	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
-		s = pv_slot_at(e, (h + i) & e->mask);
-		if (!s)
-			return 0;
-		if (pv_slot_copy(s, out, full))
-			return -PV_EBUSY;
-		if (out->kind == PVIOMMU_SLOT_EMPTY)
-			return 0;
-		if (pv_key_eq(out, kind, dom, bdf, pfn)) {
-			if (idx)
-				*idx = (h + i) & e->mask;
-			return 1;
+	/*
+	 * try 0 walks unchecked: a hit stands (a consistent copy of the key's
+	 * entry wherever it was); a miss counts only if nothing moved during a
+	 * walk, so the later tries take the moves count (settled) first
+	 */
+	for (try = 0; try <= PV_CHAIN_TRIES; try++) {
+		m = try ? pv_moves_settled(e) : 1;
+		pv_barrier();
+		at = pv_slot_find_inl(e, kind, dom, bdf, pfn);
+		if (at >= 0) {
+			s = pv_slot_at(e, (__u32)at);
+			if (s && !pv_slot_copy(s, out, full) &&
+			    pv_key_eq(out, kind, dom, bdf, pfn)) {
+				if (idx)
+					*idx = (__u32)at;
+				return 1;
+			}
+		} else {
+			pv_barrier();
+			if (!(m & 1) && pv_moves(e) == m)
+				return 0;
 		}
 	}
-	return 0;
+	return -PV_EBUSY;
 }
 
 /* the includer may route calls through its own pv_slot_read (BPF: a
@@ -1260,10 +1623,11 @@ struct pv_cov_ctx {
 	__u32				cur;
 	__u32				last;
 	__u32				p;
-	__u32				moved;
-	__u32				covered;
-	__u32				broken;
-	__u32				any;	/* one piece with p is enough (pv_page_touched) */
+	/* bytes: the frame that holds this is under 6.1's 512-byte budget */
+	__u8				moved;
+	__u8				covered;
+	__u8				broken;
+	__u8				any;	/* one piece with p is enough (pv_page_touched) */
 };
 
 /*
@@ -1425,12 +1789,15 @@ static PV_INLINE int pv_check_page_inl(struct pv_env *e, __u32 dom,
 {
 	struct pviommu_slot s, *live;
 	__u64 *w = pv_fast_bits(e, lane, pfn);
-	__u32 idx = 0, try;
+	__u32 idx = 0, try, m;
 	int r, v = PV_DENY_BUSY;
 
 	if (w && ((PV_READ_ONCE(*w) >> ((pfn & 31) * 2)) & need) == need)
 		return PV_ALLOW;
-	for (try = 0; try < 4; try++) {
+	for (try = 0; try < 2; try++) {
+		/* the extension slots are found by key: none may move meanwhile */
+		m = pv_moves_settled(e);
+		pv_barrier();
 		r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, &s, &idx);
 		if (r < 0)
 			return PV_DENY_BUSY;
@@ -1442,7 +1809,8 @@ static PV_INLINE int pv_check_page_inl(struct pv_env *e, __u32 dom,
 			return v;
 		pv_barrier();
 		live = pv_slot_at(e, idx);
-		if (live && PV_READ_ONCE(live->seq) == s.seq && v != PV_DENY_BUSY)
+		if (live && PV_READ_ONCE(live->seq) == s.seq && v != PV_DENY_BUSY &&
+		    !(m & 1) && pv_moves(e) == m)
 			return v;
 	}
 	return PV_DENY_BUSY;
@@ -1460,24 +1828,30 @@ static PV_INLINE int pv_check_page_inl(struct pv_env *e, __u32 dom,
 static PV_INLINE int pv_page_touched(struct pv_env *e, __u32 dom, __u32 bdf,
 				     __u64 pfn, __u32 need)
 {
-	struct pviommu_slot s;
+	struct pviommu_slot s, *live;
 	struct pv_cov_ctx c = {};
-	__u32 idx = 0;
+	__u32 idx = 0, m = pv_moves_settled(e);
 	int r;
 
+	pv_barrier();
 	r = pv_slot_read(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, &s, &idx);
 	if (r <= 0)
 		return r < 0 ? -1 : 0;
 	pv_cov_init(&c, e, &s, pfn, PV_PAGE_MASK);
 	c.any = 1;
-	if (need & PVIOMMU_PERM_READ) {
+	r = 1;
+	if (need & PVIOMMU_PERM_READ)
 		r = pv_covered(&c, &s, 0, PVIOMMU_PERM_READ);
-		if (r <= 0)
-			return r;
-	}
-	if (need & PVIOMMU_PERM_WRITE)
-		return pv_covered(&c, &s, 0, PVIOMMU_PERM_WRITE);
-	return 1;
+	if (r > 0 && (need & PVIOMMU_PERM_WRITE))
+		r = pv_covered(&c, &s, 0, PVIOMMU_PERM_WRITE);
+	if (r < 0 || s.nsub <= PVIOMMU_SUB_SLOTS)
+		return r;
+	/* a walk of extension slots: valid while the chain and the index stood still */
+	pv_barrier();
+	live = pv_slot_at(e, idx);
+	if (!live || PV_READ_ONCE(live->seq) != s.seq || (m & 1) || pv_moves(e) != m)
+		return -1;
+	return r;
 }
 
 struct pv_check_ctx {
@@ -1557,8 +1931,8 @@ static PV_INLINE int pv_slot_peek(struct pv_env *e, __u32 kind, __u32 dom,
 /*
  * the domain's state bits (PVIOMMU_DS_*), 0: no DOMAIN slot, <0: busy.
  * Userspace readers (PV_ENV_DSLOT: a 'dslot' field in pv_env) remember
- * where the slot was: slots never move, so one seq-checked read of that
- * slot answers when its key still matches; anything else looks it up.
+ * where the slot was: DOMAIN entries never move, so one seq-checked read of
+ * that slot answers when its key still matches; anything else looks it up.
  */
 static PV_INLINE long pv_domain_state_inl(struct pv_env *e, __u32 dom)
 {

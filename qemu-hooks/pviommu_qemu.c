@@ -1801,7 +1801,7 @@ __attribute__((constructor)) static void pvq_init(void)
 		return;
 	}
 	g_env.tbl = g_view.base;
-	g_env.mask = g_view.slots - 1;
+	g_env.slots = g_view.slots;
 	g_env.fast = g_view.fast;	/* NULL: every check asks the index */
 	{
 		/* the index hash's secret (pviommu.h, pviommu_ctl) */

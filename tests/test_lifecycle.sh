@@ -254,4 +254,34 @@ for id in $ids; do bpftool prog show id "$id" >/dev/null 2>&1 && n=$((n + 1)); d
 [ -n "$ids" ] && [ "$n" = 0 ] && ok "no program left" || nok "no program left" "$n of: $ids"
 expect "status after unload" 1 "$CTL" status
 
+# any index size (not only powers of two): rounded up to a multiple of 64, the header after it
+expect "load --index-slots 3000" 0 "$CTL" load --index-slots 3000
+expect "... status" 0 "$CTL" -j status
+has "... 3008 slots" '"slots":3008' "$TMP/out"
+expect "... bpftool: 3073 entries (a tail of 64, the header last)" 0 bpftool -j map show pinned "$PVIOMMU_PIN_DIR/pviommu_index"
+has "... max_entries 3073" '"max_entries":3073' "$TMP/out"
+expect "... takes a guest's maps" 0 "$PVHC" register -- dev-add 00:04.0 -- map 00:04.0 0x100000 0x3000 rw
+expect "unload" 0 "$CTL" unload
+
+# an earlier build's index (a power of two entries, no header, other chains): holding a live
+# entry, the load is refused (this one could not find it); empty, it is replaced
+mkdir -p "$PVIOMMU_PIN_DIR"
+old=$PVIOMMU_PIN_DIR/pviommu_index
+if bpftool map create "$old" type array key 4 value 64 entries 1024 name pviommu_index flags 1024 2>"$TMP/err" &&
+   bpftool map update pinned "$old" key 5 0 0 0 \
+	value hex 02 00 00 00 5a 0e 00 00 20 00 00 00 01 00 $(printf '00 %.0s' $(seq 50)) 2>>"$TMP/err"; then
+	ok "an earlier build's index pinned"
+	expect "load over its live entry: refused" 1 "$CTL" load
+	has "... says why and what to do" "earlier pviommu's index and holds live entries.*unload" "$TMP/err"
+	is "... and keeps it" yes "$([ -e "$old" ] && echo yes)"
+	bpftool map update pinned "$old" key 5 0 0 0 value hex $(printf '00 %.0s' $(seq 64))
+	expect "load over an empty one" 0 "$CTL" load
+	expect "... status" 0 "$CTL" -j status
+	has "... a new index of the default size" '"slots":524288' "$TMP/out"
+	expect "unload" 0 "$CTL" unload
+else
+	nok "an earlier build's index pinned" "$(cat "$TMP/err")"
+fi
+rmdir "$PVIOMMU_PIN_DIR" 2>/dev/null
+
 finish

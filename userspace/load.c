@@ -61,8 +61,10 @@ static void load_usage(void)
 	       "  Load (or reload) the BPF programs, pin maps and links under %s.\n"
 	       "  Idempotent: a reload keeps the pinned maps and every live mapping;\n"
 	       "  the new programs take over atomically.\n"
-	       "  --index-slots N   index slots (power of two, default %u, 64 B each): pages,\n"
-	       "                    sub-page pieces and mapping records all live there\n"
+	       "  --index-slots N   index slots (default %u, 64 B each; any number from 1024\n"
+	       "                    to 16M, rounded up to a multiple of 64): pages, sub-page\n"
+	       "                    pieces and mapping records all live there; up to two\n"
+	       "                    thirds full keeps every lookup short\n"
 	       "  --quota Q         each new VM's share, Q = records=N,pages=N,devices=N,lanes=N\n"
 	       "                    (defaults: records and pages index slots/%u each, %u\n"
 	       "                    devices, %u lanes: %u VMs at their full quota keep the\n"
@@ -110,11 +112,14 @@ static int load_parse(int argc, char **argv, struct load_opts *o)
 			}
 			break;
 		case 's':
-			if (pv_parse_u64(optarg, &o->slots) || o->slots < 1024 ||
-			    o->slots > (1u << 24) || (o->slots & (o->slots - 1))) {
-				p_err("what is '%s'? --index-slots wants a power of two in [1024, 16M]", optarg);
+			if (pv_parse_u64(optarg, &o->slots) || o->slots < PVIOMMU_MIN_INDEX_SLOTS ||
+			    o->slots > PVIOMMU_MAX_INDEX_SLOTS) {
+				p_err("what is '%s'? --index-slots wants a number of slots in [%u, %u]",
+				      optarg, PVIOMMU_MIN_INDEX_SLOTS, PVIOMMU_MAX_INDEX_SLOTS);
 				return 1;
 			}
+			/* a multiple of 64: never a power of two entries with the header */
+			o->slots = (o->slots + PVIOMMU_INDEX_ALIGN - 1) & ~(__u64)(PVIOMMU_INDEX_ALIGN - 1);
 			break;
 		case 'r':
 			p_err("--max-records is gone: mapping records live in the index now "
@@ -159,18 +164,53 @@ static int load_old_records(void)
 	return 0;
 }
 
+/*
+ * An earlier build's index (a power of two slots, no header, first come
+ * first served chains from the hash's low bits) cannot be read by this
+ * one's hashing: a reload over live entries in it is refused, an empty one
+ * goes (this load makes the new one).
+ */
+static int load_old_index(void)
+{
+	__u32 n = pinned_max_entries(PVIOMMU_MAP_INDEX), key, live = 0;
+	struct pviommu_slot s;
+	int fd;
+
+	if (!n || (n & (n - 1)))
+		return 0;
+	fd = pv_obj_get(NULL, PVIOMMU_MAP_INDEX, 1);
+	if (fd < 0)
+		return 0;
+	for (key = 0; key < n && !live; key++)
+		live = !bpf_map_lookup_elem(fd, &key, &s) &&
+		       s.kind != PVIOMMU_SLOT_EMPTY && s.kind != PVIOMMU_SLOT_TOMB;
+	close(fd);
+	if (live) {
+		p_err("%s is an earlier pviommu's index and holds live entries, which this one "
+		      "cannot read: stop their VMs or run 'pviommuctl unload', then load",
+		      pv_pin_path(PVIOMMU_MAP_INDEX));
+		return 1;
+	}
+	if (unlink(pv_pin_path(PVIOMMU_MAP_INDEX)) && errno != ENOENT) {
+		p_err("cannot remove %s: %s", pv_pin_path(PVIOMMU_MAP_INDEX), strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 /* sizes (pinned maps win), generation, the index hash's secret, each VM's share */
 static void load_size(struct pviommu_bpf *skel, struct load_opts *o,
 		      const struct pviommu_ctl *ctl, __u64 *gen, __u64 *key)
 {
-	__u32 pin_slots = pinned_max_entries(PVIOMMU_MAP_INDEX);
+	__u32 pin_ent = pinned_max_entries(PVIOMMU_MAP_INDEX);
+	__u32 pin_slots = pin_ent ? PVIOMMU_INDEX_SLOTS(pin_ent) : 0;
 
 	if (pin_slots && pin_slots != o->slots && o->slots != PVIOMMU_DEF_INDEX_SLOTS)
 		p_note("keeping the pinned index of %u slots (unload to resize)", pin_slots);
 	if (pin_slots)
 		o->slots = pin_slots;
-	bpf_map__set_max_entries(skel->maps.pviommu_index, o->slots);
-	skel->rodata->index_mask = o->slots - 1;
+	bpf_map__set_max_entries(skel->maps.pviommu_index, PVIOMMU_INDEX_ENTRIES((__u32)o->slots));
+	skel->rodata->index_slots = (__u32)o->slots;
 
 	*gen = (ctl ? ctl->active_gen : 0) + 1;
 	skel->rodata->load_gen = *gen;
@@ -322,8 +362,8 @@ static int load_gate(const struct load_opts *o, __u64 key)
 		p_note("the BPF LSM VFIO gate cannot be opened: %s", strerror(errno));
 		return 0;
 	}
-	bpf_map__set_max_entries(ls->maps.pviommu_index, o->slots);
-	ls->rodata->index_mask = o->slots - 1;
+	bpf_map__set_max_entries(ls->maps.pviommu_index, PVIOMMU_INDEX_ENTRIES((__u32)o->slots));
+	ls->rodata->index_slots = (__u32)o->slots;
 	ls->rodata->hash_key = key;
 	err = pviommu_lsm_bpf__load(ls);
 	if (err)
@@ -472,7 +512,7 @@ int cmd_load(int argc, char **argv)
 	}
 	mkdir(LINK_DIR, 0700);
 	mkdir(PROG_DIR, 0700);
-	if (load_old_records())
+	if (load_old_records() || load_old_index())
 		return 1;
 
 	skel = pviommu_bpf__open_opts(&oo);

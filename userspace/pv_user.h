@@ -3,7 +3,7 @@
  * pv_user.h - the shared range logic (bpf/pviommu_range.h) instantiated for
  * userspace: the index is a plain array of slots (an mmap of the pinned
  * pviommu_index, or memory of one's own), records included. Readers need
- * only tbl/mask/key.
+ * only tbl/slots/key.
  */
 #ifndef __PV_USER_H
 #define __PV_USER_H
@@ -18,8 +18,8 @@
 #define PV_ENV_DSLOT	/* pv_env remembers the domain's slot */
 
 struct pv_env {
-	void			*tbl;	/* struct pviommu_slot[mask + 1] */
-	__u32			mask;
+	void			*tbl;	/* struct pviommu_slot[PVIOMMU_INDEX_ENTRIES(slots)] */
+	__u32			slots;
 	__u64			key;	/* the index hash's secret (pviommu_ctl) */
 	__u32			dslot;	/* where the domain's slot was + 1 (0: not known) */
 	__u64			*fast;	/* pviommu_fast (PVIOMMU_FAST_ENTRIES), or NULL */
@@ -27,7 +27,7 @@ struct pv_env {
 
 static inline struct pviommu_slot *pv_slot_at(struct pv_env *e, __u32 idx)
 {
-	return (struct pviommu_slot *)e->tbl + (idx & e->mask);
+	return idx < PVIOMMU_INDEX_ENTRIES(e->slots) ? (struct pviommu_slot *)e->tbl + idx : NULL;
 }
 
 static inline __u64 *pv_fast_word(struct pv_env *e, __u32 idx)
@@ -52,7 +52,9 @@ static inline long pv_loop(__u32 n, long (*cb)(__u32, void *), void *ctx)
  * consistently: cb(record, arg) for each until it returns nonzero. The
  * records seen, or -EBUSY when a slot kept changing past PV_WALK_TRIES
  * reads: the walk goes on without it, so the caller has all the others
- * and knows that one may be missing.
+ * and knows that one may be missing; -EBUSY too when entries moved during
+ * the walk (one may have passed it: pv_slot_free), which the caller may
+ * take again.
  */
 #define PV_WALK_TRIES	256
 static inline long pv_rec_walk(struct pv_env *e, __u32 dom,
@@ -61,10 +63,12 @@ static inline long pv_rec_walk(struct pv_env *e, __u32 dom,
 {
 	struct pviommu_mapping m;
 	struct pviommu_slot c;
+	__u32 moves = pv_moves(e);
 	long n = 0;
 	int busy = 0, t;
 
-	for (__u64 i = 0; i <= e->mask; i++) {
+	pv_barrier();
+	for (__u64 i = 0; i < pv_positions(e); i++) {
 		const struct pviommu_slot *s = pv_slot_at(e, (__u32)i);
 		__u16 kind = PV_READ_ONCE(s->kind);
 
@@ -83,6 +87,9 @@ static inline long pv_rec_walk(struct pv_env *e, __u32 dom,
 		if (cb && cb(&m, arg))
 			break;
 	}
+	pv_barrier();
+	if ((moves & 1) || pv_moves(e) != moves)
+		busy = 1;
 	return busy ? -PV_EBUSY : n;
 }
 

@@ -199,12 +199,14 @@ int pv_index_map(const char *dir, struct pv_index_view *v, int rdonly)
 	if (v->fd < 0)
 		return v->fd;
 	err = bpf_obj_get_info_by_fd(v->fd, &info, &len);
+	/* an earlier build's index (a power of two entries, no header): not ours */
 	if (err || info.value_size != sizeof(struct pviommu_slot) ||
-	    (info.max_entries & (info.max_entries - 1))) {
+	    info.max_entries <= PVIOMMU_INDEX_ENTRIES(0) ||
+	    !(info.max_entries & (info.max_entries - 1))) {
 		close(v->fd);
 		return -EPROTO;
 	}
-	v->slots = info.max_entries;
+	v->slots = PVIOMMU_INDEX_SLOTS(info.max_entries);
 	v->len = (size_t)info.max_entries * sizeof(struct pviommu_slot);
 	v->base = mmap(NULL, v->len, PROT_READ | (rdonly ? 0 : PROT_WRITE),
 		       MAP_SHARED, v->fd, 0);
@@ -234,7 +236,7 @@ int pv_index_map(const char *dir, struct pv_index_view *v, int rdonly)
 void pv_index_census(const struct pv_index_view *v, struct pv_census *c)
 {
 	memset(c, 0, sizeof(*c));
-	for (__u32 i = 0; i < v->slots; i++) {
+	for (__u32 i = 0; i < v->slots + PVIOMMU_INDEX_TAIL; i++) {
 		const struct pviommu_slot *s = &v->base[i];
 		__u16 k = PV_READ_ONCE(s->kind);
 

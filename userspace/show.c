@@ -418,7 +418,7 @@ int cmd_mappings(int argc, char **argv)
 		return 1;
 	}
 	e.tbl = iv.base;
-	e.mask = iv.slots - 1;
+	e.slots = iv.slots;
 	if (json) {
 		jw_init(&w, stdout);
 		jw_arr(&w, NULL);

@@ -276,7 +276,7 @@ static struct pviommu_bpf *uprobe_skel_load(const struct pviommu_ctl *ctl, int e
 	}
 	bpf_map__set_max_entries(skel->maps.pviommu_index,
 				 pinned_max_entries(PVIOMMU_MAP_INDEX));
-	skel->rodata->index_mask = pinned_max_entries(PVIOMMU_MAP_INDEX) - 1;
+	skel->rodata->index_slots = PVIOMMU_INDEX_SLOTS(pinned_max_entries(PVIOMMU_MAP_INDEX));
 	skel->rodata->load_gen = ctl->active_gen;
 	skel->rodata->hash_key = ctl->hash_key;
 	uprobe_set_autoload(skel, enforce);

@@ -149,8 +149,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench: cannot open the BPF object: %s\n", strerror(errno));
 		return 1;
 	}
-	bpf_map__set_max_entries(skel->maps.pviommu_index, slots);
-	skel->rodata->index_mask = slots - 1;
+	bpf_map__set_max_entries(skel->maps.pviommu_index, PVIOMMU_INDEX_ENTRIES(slots));
+	skel->rodata->index_slots = slots;
 	skel->rodata->load_gen = 1;
 	err = pviommu_bpf__load(skel);
 	if (err) {
@@ -159,9 +159,9 @@ int main(int argc, char **argv)
 	}
 	((struct pviommu_ctl *)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
 				    bpf_map__fd(skel->maps.pviommu_ctl), 0))->active_gen = 1;
-	env.tbl = mmap(NULL, (size_t)slots * 64, PROT_READ, MAP_SHARED,
+	env.tbl = mmap(NULL, (size_t)PVIOMMU_INDEX_ENTRIES(slots) * 64, PROT_READ, MAP_SHARED,
 		       bpf_map__fd(skel->maps.pviommu_index), 0);
-	env.mask = slots - 1;
+	env.slots = slots;
 	env.fast = mmap(NULL, PVIOMMU_FAST_ENTRIES * sizeof(__u64), PROT_READ, MAP_SHARED,
 			bpf_map__fd(skel->maps.pviommu_fast), 0);
 	if (env.fast == MAP_FAILED) {

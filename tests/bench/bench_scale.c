@@ -4,8 +4,9 @@
  *   - live mappings, 1 to 1M (one VM, one device): map, unmap and check in
  *     BPF (kernel run time from BPF stats), the in-process check, and the
  *     memory of every map of a load sized for that many mappings (index
- *     slots: the power of two >= 2 x mappings, records: half the slots, as
- *     `pviommuctl load --index-slots` sizes them), per live mapping
+ *     slots: 1.5 x the mappings, two thirds full, rounded up to a multiple
+ *     of 64 and at least 1024, as `pviommuctl load --index-slots` takes
+ *     them), per live mapping
  *   - devices per VM, 1 to 64 (16,384 mappings spread over them; the page
  *     bits have 16 lanes: devices past the 16th are answered by the index)
  *   - VMs, 1 to 16 (16,384 mappings spread over that many domains, each held
@@ -57,7 +58,7 @@ static void unload(struct load *l)
 	char cmd[160];
 
 	if (l->env.tbl && l->env.tbl != MAP_FAILED)
-		munmap(l->env.tbl, (size_t)l->slots * sizeof(struct pviommu_slot));
+		munmap(l->env.tbl, (size_t)PVIOMMU_INDEX_ENTRIES(l->slots) * sizeof(struct pviommu_slot));
 	if (l->env.fast && l->env.fast != MAP_FAILED)
 		munmap(l->env.fast, PVIOMMU_FAST_ENTRIES * sizeof(__u64));
 	pviommu_bpf__destroy(l->skel);
@@ -77,8 +78,10 @@ static int load(struct load *l, __u64 n)
 	int err;
 
 	memset(l, 0, sizeof(*l));
-	for (l->slots = 1024; l->slots < 2 * (n + REPS); l->slots <<= 1)
-		;
+	l->slots = (__u32)(((n + REPS) * 3 / 2 + PVIOMMU_INDEX_ALIGN - 1) &
+			   ~(__u64)(PVIOMMU_INDEX_ALIGN - 1));
+	if (l->slots < PVIOMMU_MIN_INDEX_SLOTS)
+		l->slots = PVIOMMU_MIN_INDEX_SLOTS;
 	snprintf(l->dir, sizeof(l->dir), "/sys/fs/bpf/pviommu-scale-%d-%d", getpid(), seq++);
 	mkdir(l->dir, 0700);
 	oo.pin_root_path = l->dir;
@@ -90,8 +93,8 @@ static int load(struct load *l, __u64 n)
 	bpf_object__for_each_program(p, l->skel->obj)
 		bpf_program__set_autoload(p, p == l->skel->progs.pviommu_kvm_hypercall ||
 					     p == l->skel->progs.pviommu_test_check);
-	bpf_map__set_max_entries(l->skel->maps.pviommu_index, l->slots);
-	l->skel->rodata->index_mask = l->slots - 1;
+	bpf_map__set_max_entries(l->skel->maps.pviommu_index, PVIOMMU_INDEX_ENTRIES(l->slots));
+	l->skel->rodata->index_slots = l->slots;
 	l->skel->rodata->load_gen = 1;
 	err = pviommu_bpf__load(l->skel);
 	if (err) {
@@ -104,7 +107,7 @@ static int load(struct load *l, __u64 n)
 		return -1;
 	((struct pviommu_ctl *)ctl)->active_gen = 1;
 	munmap(ctl, 4096);
-	l->env.tbl = mmap(NULL, (size_t)l->slots * sizeof(struct pviommu_slot), PROT_READ,
+	l->env.tbl = mmap(NULL, (size_t)PVIOMMU_INDEX_ENTRIES(l->slots) * sizeof(struct pviommu_slot), PROT_READ,
 			  MAP_SHARED, bpf_map__fd(l->skel->maps.pviommu_index), 0);
 	l->env.fast = mmap(NULL, PVIOMMU_FAST_ENTRIES * sizeof(__u64), PROT_READ, MAP_SHARED,
 			   bpf_map__fd(l->skel->maps.pviommu_fast), 0);
@@ -112,7 +115,7 @@ static int load(struct load *l, __u64 n)
 		fprintf(stderr, "bench_scale: cannot mmap the index: %s\n", strerror(errno));
 		return -1;
 	}
-	l->env.mask = l->slots - 1;
+	l->env.slots = l->slots;
 	l->hc_fd = bpf_program__fd(l->skel->progs.pviommu_kvm_hypercall);
 	l->chk_fd = bpf_program__fd(l->skel->progs.pviommu_test_check);
 	return 0;

@@ -65,8 +65,8 @@ static void parsers(const uint8_t *d, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct pviommu_slot tbl[64];
-	struct pv_env e = { .tbl = tbl, .mask = 63 };
+	static struct pviommu_slot tbl[PVIOMMU_INDEX_ENTRIES(64)];
+	struct pv_env e = { .tbl = tbl, .slots = 64 };
 	struct pviommu_domain d = {};
 	struct mrec m[NREC];
 	int n = 0, prot[2] = { 1, 1 };

@@ -117,7 +117,7 @@ static int drop_record(int argc, char **argv, int *i)
 		return -ENODEV;
 	}
 	e.tbl = iv.base;
-	e.mask = iv.slots - 1;
+	e.slots = iv.slots;
 	e.key = ctl->hash_key;
 	for (n = 0; n < 100000 && __sync_val_compare_and_swap(&ctl->lock, 0, 1); n++)
 		usleep(10);

@@ -5,6 +5,7 @@
  * byte-level reference model.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 /* the purge's yields between chunks (pviommu_range.h): counted, and lost on demand */
@@ -33,10 +34,10 @@ struct fx {
 static void fx_init(struct fx *f, __u32 slots, __u32 max_recs)
 {
 	memset(f, 0, sizeof(*f));
-	f->e.tbl = calloc(slots, sizeof(struct pviommu_slot));
+	f->e.tbl = calloc(PVIOMMU_INDEX_ENTRIES(slots), sizeof(struct pviommu_slot));
 	/* the fast path's page bits: devices get lanes, checks use them */
 	f->e.fast = calloc(PVIOMMU_FAST_ENTRIES, sizeof(__u64));
-	f->e.mask = slots - 1;
+	f->e.slots = slots;
 	f->d.quota.records = max_recs;
 	pv_op_dev_add(&f->e, &f->d, DOM, DEV_A);
 	pv_op_dev_add(&f->e, &f->d, DOM, DEV_B);
@@ -63,12 +64,31 @@ static int chk(struct fx *f, __u32 bdf, __u64 addr, __u64 len, __u32 need)
 	return pv_check(&f->e, DOM, bdf, addr, len, need);
 }
 
+/*
+ * every free position of the index (its slots and the tail after them)
+ * taken by an entry of another domain: a full index, whatever the homes
+ */
+static void fill_free(struct fx *f)
+{
+	for (__u32 i = 0; i < pv_positions(&f->e); i++) {
+		struct pviommu_slot *s = pv_slot_at(&f->e, i);
+
+		if (s->kind != PVIOMMU_SLOT_EMPTY && s->kind != PVIOMMU_SLOT_TOMB)
+			continue;
+		s->kind = PVIOMMU_SLOT_PAGE;
+		s->domain = DOM + 999;
+		s->bdf = DEV_A;
+		s->pfn = 0xf000000 + i;
+		s->cnt_r = 1;
+	}
+}
+
 /* slots of one kind */
 static __u32 kind_slots(struct fx *f, __u32 kind)
 {
 	__u32 n = 0;
 
-	for (__u32 i = 0; i <= f->e.mask; i++)
+	for (__u32 i = 0; i < pv_positions(&f->e); i++)
 		n += pv_slot_at(&f->e, i)->kind == kind;
 	return n;
 }
@@ -389,6 +409,7 @@ static void t_fail_closed(void)
 
 	/* capacity is taken at reserve: a full index refuses it */
 	fx_init(&f, 2, 64);
+	fill_free(&f);
 	ASSERT_EQ(pv_op_reserve(&f.e, DOM + 7), -ENOSPC, "no room: reserve refused");
 	fx_fini(&f);
 }
@@ -399,11 +420,12 @@ static void t_full_tables(void)
 	__u32 before;
 	int i, err = 0;
 
-	/* index of 16 slots: a 64-page map cannot fit; nothing may remain */
+	/* index of 16 slots (80 positions with its tail): a 100-page map cannot fit;
+	 * nothing may remain */
 	fx_init(&f, 16, 64);
 	ASSERT_OK(map(&f, DEV_A, 0x1000, 0x3000, R), "small map fits");
 	before = page_slots(&f);
-	ASSERT_EQ(map(&f, DEV_A, 0x100000, 64 * 4096, R), -ENOSPC, "index full");
+	ASSERT_EQ(map(&f, DEV_A, 0x100000, 100 * 4096, R), -ENOSPC, "index full");
 	ASSERT_EQ(page_slots(&f), before, "rolled back");
 	ASSERT_EQ(records(&f), 1, "record rolled back");
 	ASSERT_EQ(chk(&f, DEV_A, 0x100000, 1, R), PV_DENY_UNMAPPED, "fails closed");
@@ -449,7 +471,7 @@ static int fast_mismatches(struct fx *f)
 	int bad = 0;
 	__u64 want_set = 0, set = 0;
 
-	for (__u32 i = 0; i <= f->e.mask; i++) {
+	for (__u32 i = 0; i < pv_positions(&f->e); i++) {
 		struct pviommu_slot *s = pv_slot_at(&f->e, i);
 		int lane;
 		__u64 *w;
@@ -660,7 +682,8 @@ static void t_purge_chunks(void)
 	ut_lose_at = 0;
 	n = pv_purge_index(&f.e, DOM, 0, 1, 0, NULL);
 	ASSERT_TRUE(n > 0, "the next purge frees the rest");
-	ASSERT_EQ(ut_yields, 2 * ((1 << 15) / PV_PURGE_CHUNK - 1), "a yield per chunk, both passes");
+	ASSERT_EQ(ut_yields, 2 * ((pv_positions(&f.e) - 1) / PV_PURGE_CHUNK),
+		  "a yield per chunk of the slots and the tail, both passes");
 	ASSERT_EQ(page_slots(&f), 0, "no page slot of the domain left");
 	ASSERT_EQ(chk(&f, DEV_A, 0x100000, 1, R), PV_ALLOW, "nothing protected any more");
 	fx_fini(&f);
@@ -736,7 +759,7 @@ static void t_records(void)
 		long seen = 0;
 
 		ASSERT_OK(map(&f, DEV_B, 0x90000, 0x1000, R), "B: a second page");
-		for (__u32 i = 0; i <= f.e.mask && !busy; i++)
+		for (__u32 i = 0; i < pv_positions(&f.e) && !busy; i++)
 			if (pv_slot_at(&f.e, i)->kind == PVIOMMU_SLOT_PAGE &&
 			    pv_slot_at(&f.e, i)->pfn == 0x90)
 				busy = pv_slot_at(&f.e, i);
@@ -750,16 +773,145 @@ static void t_records(void)
 	}
 	fx_fini(&f);
 
-	/* 4 slots: two devices, two pages holding their records; none to move one to */
+	/* two devices, two pages holding their records, the rest full: none to move one to */
 	fx_init(&f, 4, 64);
 	ASSERT_OK(map(&f, DEV_A, 0x80000, 0x1000, RW), "page 1");
-	ASSERT_OK(map(&f, DEV_A, 0x90000, 0x1000, RW), "page 2: the index is full");
+	ASSERT_OK(map(&f, DEV_A, 0x90000, 0x1000, RW), "page 2");
+	fill_free(&f);
 	ASSERT_EQ(map(&f, DEV_A, 0x80400, 0x10, R), -ENOSPC,
 		  "a sub-page buffer there: its page's record cannot move, refused");
 	ASSERT_EQ(chk(&f, DEV_A, 0x80400, 0x10, W), PV_ALLOW, "page 1 still whole");
 	ASSERT_EQ(rec_of(&f, DEV_A, 0x80000).size, 0x1000, "its record in place");
 	ASSERT_OK(unmap(&f, DEV_A, 0x80000, 0x1000), "and it unmaps");
 	ASSERT_EQ(chk(&f, DEV_A, 0x80400, 0x10, R), PV_DENY_UNMAPPED, "revoked");
+	fx_fini(&f);
+}
+
+/*
+ * A guest maps and unmaps ever new pages for as long as it runs: after
+ * hundreds of thousands of such operations at 68% full the index must
+ * still take every MAP, answer every check, and hold no pile of deleted
+ * slots that every miss would walk.
+ */
+static void t_churn(void)
+{
+	enum { SLOTS = 4096, LIVE = 2800, ROUNDS = 300000 };
+	static __u64 live[LIVE];
+	__u64 next = 1;
+	long refused = 0, lost = 0, leaked = 0;
+	struct fx f;
+
+	fx_init(&f, SLOTS, 0);
+	/* distinct page numbers in a 64 GiB space, spread by the multiplier */
+#define CHURN_PFN()	((next++ * 0x9e3779b97f4a7c15ull) & ((1ull << 24) - 1))
+	for (int i = 0; i < LIVE; i++) {
+		live[i] = CHURN_PFN();
+		refused += map(&f, DEV_A, live[i] << 12, 0x1000, RW) != 0;
+	}
+	for (long r = 0; r < ROUNDS; r++) {
+		int j = (int)(rnd() % LIVE);
+
+		refused += unmap(&f, DEV_A, live[j] << 12, 0x1000) != 0;
+		live[j] = CHURN_PFN();
+		refused += map(&f, DEV_A, live[j] << 12, 0x1000, RW) != 0;
+	}
+	for (int i = 0; i < LIVE; i++)
+		lost += chk(&f, DEV_A, live[i] << 12, 0x1000, W) != PV_ALLOW;
+	for (int i = 0; i < 10000; i++)
+		leaked += chk(&f, DEV_A, CHURN_PFN() << 12, 1, R) != PV_DENY_UNMAPPED;
+#undef CHURN_PFN
+	ASSERT_EQ(refused, 0, "no MAP or UNMAP refused in 600k operations at 68% full");
+	ASSERT_EQ(lost, 0, "every live page allowed");
+	ASSERT_EQ(leaked, 0, "every page never mapped denied");
+	ASSERT_EQ(records(&f), LIVE, "as many records as live mappings");
+	if (!ASSERT_TRUE(kind_slots(&f, PVIOMMU_SLOT_TOMB) <= 2 * PVIOMMU_MAX_PROBE,
+			 "deleted slots do not pile up"))
+		printf("  %u tombstones in %u slots\n",
+		       kind_slots(&f, PVIOMMU_SLOT_TOMB), SLOTS);
+	fx_fini(&f);
+}
+
+/*
+ * Entries move (Robin Hood insertion, deletion without tombstones) while
+ * readers walk their chains: a reader checking pages that stay mapped, a
+ * page never mapped and devices with and without protection, on a copy of
+ * the index's view without page bits (every answer from the index), never
+ * gets a wrong verdict while a writer maps and unmaps pages around them in
+ * a table about 60% full; fail closed (busy) under 1% of the answers.
+ */
+#define MV_ANCHORS	8
+#define DEV_C		PVIOMMU_BDF(0, 0, 6, 0)	/* never protected */
+struct mv_ctx {
+	struct pv_env	env;
+	volatile int	stop;
+	long		ok, busy, wrong;
+};
+
+static void mv_count(struct mv_ctx *m, int v, int want)
+{
+	if (v == want)
+		m->ok++;
+	else if (v == PV_DENY_BUSY)
+		m->busy++;
+	else
+		m->wrong++;
+}
+
+static void *mv_reader(void *arg)
+{
+	struct mv_ctx *m = arg;
+
+	while (!m->stop) {
+		for (int a = 0; a < MV_ANCHORS; a++)
+			mv_count(m, pv_check(&m->env, DOM, DEV_A, (0x500ull + a * 37) << 12,
+					     0x1000, R), PV_ALLOW);
+		mv_count(m, pv_check(&m->env, DOM, DEV_A, 0xdead000, 0x10, R), PV_DENY_UNMAPPED);
+		mv_count(m, pv_check(&m->env, DOM, DEV_B, 0x500000, 0x10, R), PV_DENY_UNMAPPED);
+		mv_count(m, pv_check(&m->env, DOM, DEV_C, 0x500000, 0x10, R), PV_ALLOW);
+	}
+	return NULL;
+}
+
+static void t_moving_readers(void)
+{
+	enum { SLOTS = 256, LIVE = 140, ROUNDS = 200000 };
+	__u64 live[LIVE], next = 1;
+	struct mv_ctx m;
+	long refused = 0;
+	pthread_t th;
+	struct fx f;
+
+	fx_init(&f, SLOTS, 0);
+	for (int a = 0; a < MV_ANCHORS; a++)
+		ASSERT_OK(map(&f, DEV_A, (0x500ull + a * 37) << 12, 0x1000, R), "an anchor page");
+#define MV_PFN()	(0x100000 + ((next++ * 0x9e3779b97f4a7c15ull) & 0xfffff))
+	for (int i = 0; i < LIVE; i++) {
+		live[i] = MV_PFN();
+		refused += map(&f, DEV_A, live[i] << 12, 0x1000, RW) != 0;
+	}
+	memset(&m, 0, sizeof(m));
+	m.env = f.e;
+	m.env.fast = NULL;	/* no page bits: the index answers */
+	m.env.dslot = 0;
+	if (!ASSERT_OK(pthread_create(&th, NULL, mv_reader, &m), "reader thread"))
+		return;
+	for (long r = 0; r < ROUNDS; r++) {
+		int j = (int)(rnd() % LIVE);
+
+		refused += unmap(&f, DEV_A, live[j] << 12, 0x1000) != 0;
+		live[j] = MV_PFN();
+		refused += map(&f, DEV_A, live[j] << 12, 0x1000, RW) != 0;
+	}
+#undef MV_PFN
+	m.stop = 1;
+	pthread_join(th, NULL);
+	printf("  readers: %ld right, %ld busy (fail closed), %ld wrong, against %d x 2 writes"
+	       " (%u moves)\n", m.ok, m.busy, m.wrong, ROUNDS, pv_moves(&f.e) / 2);
+	ASSERT_EQ(refused, 0, "every map and unmap taken");
+	ASSERT_TRUE(pv_moves(&f.e) / 2 > ROUNDS / 4, "entries moved all along");
+	ASSERT_EQ(m.wrong, 0, "no verdict wrong: a moving entry is never missed");
+	ASSERT_TRUE(m.ok > 10000, "the reader ran alongside");
+	ASSERT_TRUE(m.busy * 100 < m.ok, "busy under 1% of the answers");
 	fx_fini(&f);
 }
 
@@ -779,5 +931,7 @@ int main(void)
 	SUBTEST("purge_chunks", t_purge_chunks());
 	SUBTEST("fast_lanes", t_fast_lanes());
 	SUBTEST("random_model", t_random_model());
+	SUBTEST("churn", t_churn());
+	SUBTEST("moving_readers", t_moving_readers());
 	return tl_done("unit");
 }
