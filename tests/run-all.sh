@@ -73,7 +73,8 @@ lanes_done() { while [ "${#JOB[@]}" -gt 0 ]; do reap; done; }
 # l1-assign before pviommu.ko is even loaded) or after its first lines but before its ready
 # marker, which comes before pviommu.ko is loaded (QEMU rc 0, no panic, oops or BUG in its log;
 # seen in l1-assign), L1's KVM soft-locks (seen twice; tests/l1/lib.sh stops L1 90 s after it
-# reports one, not at its hard timeout), or L1's vCPU
+# reports one, not at its hard timeout), an L1 CPU's timer stops firing (an RCU stall on an idle
+# CPU; seen once in l1-assign; stopped the same way), or L1's vCPU
 # thread dies in KVM_RUN of recursive page faults on a %gs access until its stack guard page
 # (seen once; no BPF frame), or L1 itself resets while its L2 boots (L1's QEMU exits 0, no
 # verdict, its serial log ends without a panic, an oops or a BUG: a triple fault of the emulated
@@ -103,6 +104,7 @@ l1_flake() {	# l1_flake LOG: the first signature in it or in L1's serial log it 
 	     s && /--- L2 qemu.out/ { s = 0 }
 	     s && /Kernel panic|Oops|BUG:|Call Trace|general protection fault/ { l2crash = 1 }
 	     /watchdog: BUG: soft lockup/ { flake("soft lockup in L1") }
+	     /rcu_preempt kthread timer wakeup didn.t happen/ { flake("timer stall in L1") }
 	     /BUG: TASK stack guard page was hit/ { flake("L1 stack guard page") }
 	     /VM .l1_[a-z_]*. exited \(QEMU rc 0\) without a verdict/ { rc0 = 1 }
 	     /Kernel panic|Oops|BUG:|Call Trace|general protection fault/ { crash = 1 }
