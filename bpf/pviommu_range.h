@@ -316,10 +316,21 @@ static PV_INLINE long pv_slot_claim_inl(struct pv_env *e, __u32 kind,
 					__u32 dom, __u32 bdf, __u64 pfn,
 					int insert)
 {
-	__u32 home = pv_key_home(e, kind, dom, bdf, pfn), i, at, to, salt;
-	struct pviommu_slot *s, *src;
+	__u32 home = pv_key_home(e, kind, dom, bdf, pfn), i, at, to, salt = 0;
+	struct pviommu_slot *s = pv_slot_at(e, home), *src;
 	int shift = 0;
 
+	/* the common cases at once: the key at its home, or its home free */
+	if (!s)
+		return -1;
+	if (pv_key_eq(s, kind, dom, bdf, pfn))
+		return home;
+	if (s->kind == PVIOMMU_SLOT_EMPTY) {
+		if (!insert)
+			return -1;
+		at = home;
+		goto put;
+	}
 	/* is the key there? */
 	for (i = 0; i < PVIOMMU_MAX_PROBE; i++) {
 		s = pv_slot_at(e, home + i);
@@ -344,10 +355,11 @@ static PV_INLINE long pv_slot_claim_inl(struct pv_env *e, __u32 kind,
 	}
 	if (i == PVIOMMU_MAX_PROBE || !s)
 		return -1;
-	salt = pv_moves(e);
-	at = pv_opaque(home + i, salt);
+	at = home + i;
 	to = at;
 	if (shift) {
+		salt = pv_moves(e);
+		at = pv_opaque(at, salt);
 		/* the free slot after it, if every entry on the way may move up one */
 		for (i = 1; i < PV_MAX_SHIFT; i++) {
 			s = pv_slot_at(e, at + i);
@@ -393,6 +405,7 @@ static PV_INLINE long pv_slot_claim_inl(struct pv_env *e, __u32 kind,
 			dst = pv_opaque(to - i, salt);
 		}
 	}
+put:
 	s = pv_slot_at(e, at);
 	if (s) {
 		pv_write_begin(s);
@@ -490,12 +503,13 @@ static PV_INLINE void pv_rec_write(struct pviommu_slot *s,
 static PV_INLINE int pv_slot_free_inl(struct pv_env *e, __u32 idx)
 {
 	struct pviommu_slot *x, *hole, *n = pv_slot_at(e, idx + 1);
-	__u32 hidx = idx, q, j, salt = pv_moves(e);
+	__u32 hidx = idx, q, j, salt;
 	int tomb = 1, scan = !n || n->kind != PVIOMMU_SLOT_EMPTY;
 
 	if (!scan) {
 		tomb = 0;	/* the end of its chain (the common case) */
 	} else {
+		salt = pv_moves(e);
 		pv_moves_begin(e);
 		for (j = 1; j < 2 * PVIOMMU_MAX_PROBE; j++) {
 			q = idx + j;
@@ -1515,10 +1529,16 @@ static PV_INLINE int pv_slot_get(struct pv_env *e, __u32 kind, __u32 dom,
 				 __u32 bdf, __u64 pfn, struct pviommu_slot *out,
 				 __u32 *idx, int full)
 {
-	struct pviommu_slot *s;
-	__u32 try, m;
+	__u32 try, m, home = pv_key_home(e, kind, dom, bdf, pfn);
+	struct pviommu_slot *s = pv_slot_at(e, home);
 	long at;
 
+	/* most keys sit in their home slot: one consistent copy answers */
+	if (s && !pv_slot_copy(s, out, full) && pv_key_eq(out, kind, dom, bdf, pfn)) {
+		if (idx)
+			*idx = home;
+		return 1;
+	}
 	/*
 	 * try 0 walks unchecked: a hit stands (a consistent copy of the key's
 	 * entry wherever it was); a miss counts only if nothing moved during a
