@@ -49,6 +49,25 @@ static const char *tl_sub = "";
 	printf("skip %s: %s\n", name, why);				\
 } while (0)
 
+/*
+ * A reader thread's verdicts against a writer: right (want or want2),
+ * busy (the reader failed closed: busy_v), or wrong
+ */
+struct tl_verdicts {
+	long	ok, busy, wrong;
+};
+
+static inline void tl_verdict(struct tl_verdicts *t, int v, int want, int want2,
+			      int busy_v)
+{
+	if (v == want || v == want2)
+		t->ok++;
+	else if (v == busy_v)
+		t->busy++;
+	else
+		t->wrong++;
+}
+
 static inline int tl_done(const char *suite)
 {
 	printf("%s: %d passed, %d failed, %d skipped\n", suite, tl_pass,

@@ -1523,17 +1523,12 @@ struct rd_ctx {
 	struct pv_env	env;
 	__u64		x;	/* X's address */
 	volatile int	stop;
-	long		ok, busy, wrong;
+	struct tl_verdicts v;
 };
 
 static void rd_count(struct rd_ctx *r, int v, int want, int want2)
 {
-	if (v == want || v == want2)
-		r->ok++;
-	else if (v == PV_DENY_BUSY)
-		r->busy++;
-	else
-		r->wrong++;
+	tl_verdict(&r->v, v, want, want2, PV_DENY_BUSY);
 }
 
 static void *rd_thread(void *arg)
@@ -1606,10 +1601,10 @@ static void t_readers(void)
 	pthread_join(th, NULL);
 	ASSERT_OK(err, "the writer's maps and unmaps");
 	printf("  readers: %ld right, %ld busy (fail closed), %ld wrong, against %d x 10 writes\n",
-	       r.ok, r.busy, r.wrong, rounds);
-	ASSERT_EQ(r.wrong, 0, "no torn read: every verdict right or busy");
-	ASSERT_TRUE(r.ok > 1000, "the reader ran alongside");
-	ASSERT_TRUE(r.busy * 100 < r.ok, "busy under 1% of the answers");
+	       r.v.ok, r.v.busy, r.v.wrong, rounds);
+	ASSERT_EQ(r.v.wrong, 0, "no torn read: every verdict right or busy");
+	ASSERT_TRUE(r.v.ok > 1000, "the reader ran alongside");
+	ASSERT_TRUE(r.v.busy * 100 < r.v.ok, "busy under 1% of the answers");
 	ASSERT_OK(unmap(DEV_A, 0x300000, 0x1000), "P out");
 	ASSERT_OK(unmap(DEV_A, 0x310100, 0x40), "S out");
 }

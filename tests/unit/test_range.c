@@ -844,17 +844,12 @@ static void t_churn(void)
 struct mv_ctx {
 	struct pv_env	env;
 	volatile int	stop;
-	long		ok, busy, wrong;
+	struct tl_verdicts v;
 };
 
 static void mv_count(struct mv_ctx *m, int v, int want)
 {
-	if (v == want)
-		m->ok++;
-	else if (v == PV_DENY_BUSY)
-		m->busy++;
-	else
-		m->wrong++;
+	tl_verdict(&m->v, v, want, want, PV_DENY_BUSY);
 }
 
 static void *mv_reader(void *arg)
@@ -906,12 +901,12 @@ static void t_moving_readers(void)
 	m.stop = 1;
 	pthread_join(th, NULL);
 	printf("  readers: %ld right, %ld busy (fail closed), %ld wrong, against %d x 2 writes"
-	       " (%u moves)\n", m.ok, m.busy, m.wrong, ROUNDS, pv_moves(&f.e) / 2);
+	       " (%u moves)\n", m.v.ok, m.v.busy, m.v.wrong, ROUNDS, pv_moves(&f.e) / 2);
 	ASSERT_EQ(refused, 0, "every map and unmap taken");
 	ASSERT_TRUE(pv_moves(&f.e) / 2 > ROUNDS / 4, "entries moved all along");
-	ASSERT_EQ(m.wrong, 0, "no verdict wrong: a moving entry is never missed");
-	ASSERT_TRUE(m.ok > 10000, "the reader ran alongside");
-	ASSERT_TRUE(m.busy * 100 < m.ok, "busy under 1% of the answers");
+	ASSERT_EQ(m.v.wrong, 0, "no verdict wrong: a moving entry is never missed");
+	ASSERT_TRUE(m.v.ok > 10000, "the reader ran alongside");
+	ASSERT_TRUE(m.v.busy * 100 < m.v.ok, "busy under 1% of the answers");
 	fx_fini(&f);
 }
 
