@@ -360,16 +360,22 @@ static PV_INLINE long pv_slot_claim_inl(struct pv_env *e, __u32 kind,
 	if (shift) {
 		salt = pv_moves(e);
 		at = pv_opaque(at, salt);
-		/* the free slot after it, if every entry on the way may move up one */
-		for (i = 1; i < PV_MAX_SHIFT; i++) {
+		/* the free slot after it, if every entry from it on may move up */
+		for (i = 0; i < PV_MAX_SHIFT; i++) {
 			s = pv_slot_at(e, at + i);
 			if (!s || s->kind == PVIOMMU_SLOT_EMPTY ||
 			    s->kind == PVIOMMU_SLOT_TOMB)
 				break;
-			/* two slots on at most (one over a DOMAIN or DEVICE entry) */
-			if (pv_kind_moves(s->kind) &&
+			/*
+			 * each entry moves to the next slot a DOMAIN or DEVICE
+			 * entry does not hold: two on at most, so two of those
+			 * in a row stop the shift
+			 */
+			if (pv_kind_moves(s->kind) ?
 			    at + i + 2 - pv_key_home(e, s->kind, s->domain, s->bdf,
-						     s->pfn) >= PVIOMMU_MAX_PROBE)
+						     s->pfn) >= PVIOMMU_MAX_PROBE :
+			    (src = pv_slot_at(e, at + i + 1)) && src->kind != PVIOMMU_SLOT_EMPTY &&
+			    src->kind != PVIOMMU_SLOT_TOMB && !pv_kind_moves(src->kind))
 				break;
 		}
 		to = pv_opaque(at + i, salt);
