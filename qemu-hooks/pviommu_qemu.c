@@ -1237,9 +1237,17 @@ static void vfio_resync(void)
 	long r = 0;
 
 	pthread_mutex_lock(&g_vfio_lock);
-	pv_vfio_reset(&g_vfio);
-	if (g_env.tbl)
-		r = pv_rec_walk(&g_env, dom, vfio_resync_one, &n);
+	/*
+	 * entries that other VMs' writers move during the walk may pass it
+	 * (-EBUSY): everything out and the walk again, a few times
+	 */
+	for (int try = 0; try < 8; try++) {
+		pv_vfio_reset(&g_vfio);
+		n = 0;
+		r = g_env.tbl ? pv_rec_walk(&g_env, dom, vfio_resync_one, &n) : 0;
+		if (r >= 0)
+			break;
+	}
 	pthread_mutex_unlock(&g_vfio_lock);
 	if (r < 0)	/* what it missed stays out of the IOMMU: denied */
 		fprintf(stderr, PVQ "VFIO mirror rebuilt from part of the records: the index kept "

@@ -107,6 +107,17 @@ static int count_cb(const struct pviommu_mapping *m, void *arg)
 	return 0;
 }
 
+/* a walk's callback that plays another writer's series of moves */
+static int move_cb(const struct pviommu_mapping *m, void *arg)
+{
+	struct fx *f = arg;
+
+	(void)m;
+	pv_moves_begin(&f->e);
+	pv_moves_end(&f->e);
+	return 0;
+}
+
 /* live records in the index, as readers find them */
 static long records(struct fx *f)
 {
@@ -770,6 +781,11 @@ static void t_records(void)
 		ASSERT_EQ(seen, 1, "... after listing the one it could read");
 		busy->seq++;
 		ASSERT_EQ(pv_rec_walk(&f.e, DOM, NULL, NULL), 2, "settled: both");
+		/* entries moved during the walk (another writer's series of moves) */
+		seen = 0;
+		ASSERT_EQ(pv_rec_walk(&f.e, DOM, move_cb, &f), -EBUSY,
+			  "a walk during which entries moved: -EBUSY (one may have passed it)");
+		ASSERT_EQ(pv_rec_walk(&f.e, DOM, count_cb, &seen), 2, "... and again: both");
 	}
 	fx_fini(&f);
 
