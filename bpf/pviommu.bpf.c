@@ -379,11 +379,6 @@ static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
 }
 
 /*
- * REGISTER: the guest starts from nothing (a reboot forgets the old state).
- * A subprogram of its own: the new domain record stays off the frame of
- * the hypercall program, whose deepest call chain must fit 512 bytes (6.1).
- */
-/*
  * REGISTER's new domain record, from the old one (d, may be NULL): a
  * subprogram of its own, so that the record is not on hc_register's frame
  * while that calls into the index (6.1 allows 512 bytes for all frames)
@@ -413,6 +408,11 @@ static __noinline int hc_register_record(struct pviommu_ctl *c,
 	return bpf_map_update_elem(&pviommu_domains, &dom, &nd, BPF_ANY) ? -PV_ENOSPC : 0;
 }
 
+/*
+ * REGISTER: the guest starts from nothing (a reboot forgets the old state).
+ * A subprogram of its own: the new domain record stays off the frame of
+ * the hypercall program, whose deepest call chain must fit 512 bytes (6.1).
+ */
 static __noinline int hc_register(struct pviommu_ctl *c, __u32 dom, __u32 abi)
 {
 	struct pv_env e = PV_ENV;
@@ -478,12 +478,6 @@ static __always_inline void hc_refused(struct pv_env *e, __u32 dom, __u32 op, __
 }
 
 /*
- * One hypercall of domain 'dom' (always the caller's own tgid: a guest can
- * only change its own domain). Returns 0 or a negative errno. (The shared
- * page's batches go through pviommu_hc_batch, which takes the locks once
- * for all its operations.)
- */
-/*
  * UNREGISTER, DEV_ADD, DEV_DEL of registered domain d, with its domain lock
  * and the writer lock: a subprogram of its own, so that the purge's state
  * is not on the frame of every hypercall program's MAP and UNMAP path
@@ -524,6 +518,12 @@ static __noinline int hc_admin(struct pviommu_ctl *c, struct pviommu_domain *d,
 	return err;
 }
 
+/*
+ * One hypercall of domain 'dom' (always the caller's own tgid: a guest can
+ * only change its own domain). Returns 0 or a negative errno. (The shared
+ * page's batches go through pviommu_hc_batch, which takes the locks once
+ * for all its operations.)
+ */
 static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 				     __u64 a3, __u16 plane)
 {

@@ -241,14 +241,17 @@ static PV_INLINE __u32 pv_moves_settled(struct pv_env *e)
 
 	if (!h)
 		return 0;
-	/* 8 reads a step: a long wait, few steps for the verifier */
-	for (k = 0; k < PV_MOVE_SPINS; k++) {
-		m = PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq) &
-		    PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq) &
-		    PV_READ_ONCE(h->seq) & PV_READ_ONCE(h->seq);
+	m = PV_READ_ONCE(h->seq);
+	/* while odd: 8 reads a step, a long wait in few steps for the verifier */
+	for (k = 0; k < PV_MOVE_SPINS && (m & 1); k++) {
+		(void)PV_READ_ONCE(h->seq);
+		(void)PV_READ_ONCE(h->seq);
+		(void)PV_READ_ONCE(h->seq);
+		(void)PV_READ_ONCE(h->seq);
+		(void)PV_READ_ONCE(h->seq);
+		(void)PV_READ_ONCE(h->seq);
+		(void)PV_READ_ONCE(h->seq);
 		m = PV_READ_ONCE(h->seq);
-		if (!(m & 1))
-			break;
 	}
 	return m;
 }
@@ -488,15 +491,6 @@ static PV_INLINE void pv_rec_write(struct pviommu_slot *s,
 }
 
 /*
- * Free slot idx (its entry s). Entries further on whose chain runs through
- * the hole move back into it, first first, the hole going on with them;
- * what is left is EMPTY, or a tombstone when a DOMAIN or DEVICE entry's
- * chain runs through it (those never move). A walk meets each moved entry
- * at its old or its new place, but may pass it: readers that miss check
- * the moves count (pv_slot_get). So deleting leaves no tombstones behind,
- * however long a guest maps and unmaps.
- */
-/*
  * Free slot idx. Entries further on whose chain runs through the hole move
  * back into it, one after the other, the hole going on with them; what is
  * left is EMPTY, or a tombstone when a DOMAIN or DEVICE entry's chain runs
@@ -562,7 +556,7 @@ static PV_INLINE int pv_slot_free_inl(struct pv_env *e, __u32 idx)
 #ifndef pv_slot_free_idx
 #define pv_slot_free_idx	pv_slot_free_inl
 #endif
-#define pv_slot_free(e, s, idx)	((void)(s), pv_slot_free_idx((e), (idx)))
+#define pv_slot_free(e, idx)	pv_slot_free_idx((e), (idx))
 
 static PV_INLINE __u32 pv_slot_index(struct pv_env *e, struct pviommu_slot *s,
 				     __u32 kind, __u32 dom, __u32 bdf,
@@ -836,7 +830,7 @@ static PV_INLINE int pv_piece_del(struct pv_env *e, struct pviommu_slot *s,
 	pv_write_end(s);
 	/* an extension slot left empty goes */
 	if (l && !(l % PVIOMMU_SUB_SLOTS) && xl != s)
-		pv_slot_free(e, xl, pv_slot_index(e, xl, PVIOMMU_SLOT_SUBX,
+		pv_slot_free(e, pv_slot_index(e, xl, PVIOMMU_SLOT_SUBX,
 				dom, bdf, pv_subx_pfn(pfn, l / PVIOMMU_SUB_SLOTS)));
 	return 0;
 }
@@ -1013,7 +1007,7 @@ PV_STEP long pv_pieces_step(__u32 i, struct pv_pieces_ctx *c)
 	}
 	pv_fast_sync(env, c->lane, pfn, s);
 	if (pv_slot_unused(s))
-		pv_slot_free(env, s, (__u32)idx);
+		pv_slot_free(env, (__u32)idx);
 	if (err) {
 		c->err = err;
 		return !c->del;
@@ -1221,7 +1215,7 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 	/* the record goes first: its page slot may go with the pieces */
 	pv_rec_write(s, 0);
 	if (s->kind == PVIOMMU_SLOT_RECORD)
-		pv_slot_free(e, s, (__u32)idx);
+		pv_slot_free(e, (__u32)idx);
 	err = pv_pieces(e, dom, bdf, lane, iova, size, perm, 0,
 			(__u32)pv_npages(iova, size), 1);
 	d->nr_records--;
@@ -1272,7 +1266,6 @@ struct pv_purge_ctx {
 	__u32		freed;
 	__u32		lost;		/* PV_PURGE_YIELD() lost the lock */
 	__u32		moves;		/* pv_moves() when the lock was last taken */
-	__u32		moved;		/* entries moved during a yield */
 	__u32		again;		/* the last yield after which entries had moved */
 	__u64		lanes;	/* fast lanes of the purged devices (0-based) */
 	struct pv_purged sum;	/* the records dropped */
@@ -1337,7 +1330,6 @@ static long pv_purge_cb(__u32 i, void *data)
 		}
 		if (pv_moves(c->env) != c->moves) {
 			c->moves = pv_moves(c->env);
-			c->moved = 1;
 			c->again = i;
 		}
 	}
@@ -1479,40 +1471,33 @@ static PV_INLINE int pv_mark_failed(struct pv_env *e, __u32 dom, __u32 bdf,
 #endif
 
 /*
- * Slot s copied into *out (the whole slot with 'full', else only its key
- * and counts) in one try: 0 when consistent (seqcount), else -EBUSY.
+ * Slot s copied consistently (seqcount) into *out: the whole slot with
+ * 'full', else only its key and counts. 0, or -EBUSY when it kept changing.
  */
-static PV_INLINE int pv_slot_copy_once(const struct pviommu_slot *s,
-				       struct pviommu_slot *out, int full)
-{
-	__u32 seq = PV_READ_ONCE(s->seq);
-
-	if (seq & 1)
-		return -PV_EBUSY;
-	pv_barrier();
-	if (full) {
-		*out = *s;
-	} else {
-		out->kind = PV_READ_ONCE(s->kind);
-		out->domain = PV_READ_ONCE(s->domain);
-		out->bdf = PV_READ_ONCE(s->bdf);
-		out->pfn = PV_READ_ONCE(s->pfn);
-		out->cnt_r = PV_READ_ONCE(s->cnt_r);
-		out->cnt_w = PV_READ_ONCE(s->cnt_w);
-	}
-	pv_barrier();
-	return PV_READ_ONCE(s->seq) == seq ? 0 : -PV_EBUSY;
-}
-
-/* the same, trying PV_READ_TRIES times */
 static PV_INLINE int pv_slot_copy(const struct pviommu_slot *s,
 				  struct pviommu_slot *out, int full)
 {
-	__u32 try;
+	__u32 try, seq;
 
-	for (try = 0; try < PV_READ_TRIES; try++)
-		if (!pv_slot_copy_once(s, out, full))
+	for (try = 0; try < PV_READ_TRIES; try++) {
+		seq = PV_READ_ONCE(s->seq);
+		if (seq & 1)
+			continue;
+		pv_barrier();
+		if (full) {
+			*out = *s;
+		} else {
+			out->kind = PV_READ_ONCE(s->kind);
+			out->domain = PV_READ_ONCE(s->domain);
+			out->bdf = PV_READ_ONCE(s->bdf);
+			out->pfn = PV_READ_ONCE(s->pfn);
+			out->cnt_r = PV_READ_ONCE(s->cnt_r);
+			out->cnt_w = PV_READ_ONCE(s->cnt_w);
+		}
+		pv_barrier();
+		if (PV_READ_ONCE(s->seq) == seq)
 			return 0;
+	}
 	return -PV_EBUSY;
 }
 

@@ -132,7 +132,7 @@ static int drop_record(int argc, char **argv, int *i)
 
 		pv_rec_write(s, NULL);
 		if (s->kind == PVIOMMU_SLOT_RECORD)
-			pv_slot_free(&e, s, (__u32)idx);
+			pv_slot_free(&e, (__u32)idx);
 		err = 0;
 	}
 	__sync_lock_release(&ctl->lock);
