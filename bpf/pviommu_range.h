@@ -1044,7 +1044,11 @@ static PV_INLINE int pv_pieces(struct pv_env *e, __u32 dom, __u32 bdf,
 
 	if (!n)
 		return 0;
-	pv_loop(n, pv_pieces_cb, &c);
+	/* one page (most calls): its step directly, without a loop's call */
+	if (n == 1)
+		pv_pieces_step(0, &c);
+	else
+		pv_loop(n, pv_pieces_cb, &c);
 	if (c.err && !del && c.done) {
 		/* roll back what was added */
 		c.del = 1;
@@ -1130,8 +1134,8 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	struct pviommu_rec r = {};
 	struct pviommu_slot *s;
 	__u64 np;
-	long idx;
-	int err, lane;
+	long idx = -1;
+	int err, lane, fresh = 0;
 
 	err = pv_range_ok(iova, size);
 	if (err)
@@ -1142,9 +1146,31 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	if (lane < 0)
 		return -PV_ENODEV;
 
+	/*
+	 * The record of (dom, bdf, iova), if any. A page-aligned one is found
+	 * by its first page's slot, claimed here when absent: a new page slot
+	 * says there is no such record (pv_rec_idx), and a one-page MAP fills
+	 * it at once (one walk of its chain, not three).
+	 */
+	s = 0;
+	if (!(iova & PV_PAGE_MASK)) {
+		idx = pv_slot_claim(e, PVIOMMU_SLOT_PAGE, dom, bdf,
+				    iova >> PVIOMMU_PAGE_SHIFT, 1);
+		if (idx >= 0)
+			s = pv_slot_at(e, (__u32)idx);
+		if (s && pv_slot_unused(s)) {
+			fresh = 1;
+			s = 0;
+		} else if (s && !pv_slot_has_rec(s)) {
+			s = 0;
+		}
+	}
+	if (!s && !fresh) {
+		idx = pv_slot_claim(e, PVIOMMU_SLOT_RECORD, dom, bdf, iova, 0);
+		if (idx >= 0)
+			s = pv_slot_at(e, (__u32)idx);
+	}
 	/* the same mapping again: one more reference */
-	idx = pv_rec_idx(e, dom, bdf, iova);
-	s = idx < 0 ? 0 : pv_slot_at(e, (__u32)idx);
 	if (s) {
 		if (s->rec.size != size || s->rec.perm != perm)
 			return -PV_EEXIST;
@@ -1162,21 +1188,35 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	    (d->quota.pages && d->nr_pages + np > d->quota.pages)) {
 		/* this VM's own quota: other VMs keep their room */
 		d->refused++;
+		if (fresh)
+			pv_slot_free(e, (__u32)idx);
 		return -PV_ENOSPC;
 	}
-	err = pv_pieces(e, dom, bdf, (__u32)lane, iova, size, perm, 0, (__u32)np, 0);
-	if (err)
-		return err;
 	r.size = size;
 	r.cookie = cookie;
 	r.generation = d->generation + 1;
 	r.refs = 1;
 	r.perm = (__u8)perm;
 	r.lane = (__u8)lane;
+	s = fresh ? pv_slot_at(e, (__u32)idx) : 0;
+	if (s && size == PVIOMMU_PAGE_SIZE) {
+		/* one whole new page: its piece and its record in one change */
+		pv_write_begin(s);
+		s->cnt_r = !!(perm & PVIOMMU_PERM_READ);
+		s->cnt_w = !!(perm & PVIOMMU_PERM_WRITE);
+		s->rec = r;
+		pv_write_end(s);
+		pv_fast_sync(e, (__u32)lane, iova >> PVIOMMU_PAGE_SHIFT, s);
+		goto mapped;
+	}
+	err = pv_pieces(e, dom, bdf, (__u32)lane, iova, size, perm, 0, (__u32)np, 0);
+	if (err)
+		return err;
 	if (pv_rec_put(e, dom, bdf, iova, &r)) {
 		pv_pieces(e, dom, bdf, (__u32)lane, iova, size, perm, 0, (__u32)np, 1);
 		return -PV_ENOSPC;
 	}
+mapped:
 	d->nr_records++;
 	d->nr_pages += np;
 	d->mapped_bytes += size;
@@ -1212,12 +1252,32 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 	}
 	perm = s->rec.perm;
 	lane = s->rec.lane;	/* the device's, for its whole life */
+	if (s->kind == PVIOMMU_SLOT_PAGE && size == PVIOMMU_PAGE_SIZE) {
+		/*
+		 * a one-page record on its page's slot: its one piece is the
+		 * whole page, counted here. Record and piece go in one change.
+		 */
+		err = ((perm & PVIOMMU_PERM_READ) && !s->cnt_r) ||
+		      ((perm & PVIOMMU_PERM_WRITE) && !s->cnt_w) ? -PV_EUCLEAN : 0;
+		pv_write_begin(s);
+		pv_rec_clear(&s->rec);
+		if (!err) {
+			s->cnt_r -= !!(perm & PVIOMMU_PERM_READ);
+			s->cnt_w -= !!(perm & PVIOMMU_PERM_WRITE);
+		}
+		pv_write_end(s);
+		pv_fast_sync(e, lane, iova >> PVIOMMU_PAGE_SHIFT, s);
+		if (pv_slot_unused(s))
+			pv_slot_free(e, (__u32)idx);
+		goto unmapped;
+	}
 	/* the record goes first: its page slot may go with the pieces */
 	pv_rec_write(s, 0);
 	if (s->kind == PVIOMMU_SLOT_RECORD)
 		pv_slot_free(e, (__u32)idx);
 	err = pv_pieces(e, dom, bdf, lane, iova, size, perm, 0,
 			(__u32)pv_npages(iova, size), 1);
+unmapped:
 	d->nr_records--;
 	d->nr_pages -= pv_npages(iova, size);
 	d->mapped_bytes -= size;

@@ -589,6 +589,11 @@ static void t_random_model(void)
 			__u32 perm = 1 + rnd() % 3;
 			int err, j = -1;
 
+			/* one whole page, a third of the maps: the common DMA map's path */
+			if (rnd() % 3 == 0) {
+				iova &= ~0xfffull;
+				size = 0x1000;
+			}
 			if (iova + size > SPACE)
 				size = SPACE - iova;
 			for (int i = 0; i < n; i++)
