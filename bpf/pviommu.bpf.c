@@ -172,6 +172,20 @@ static __always_inline int spin_word(__u32 *w, __u32 rounds)
 	return x.got ? 0 : -PV_EBUSY;
 }
 
+/*
+ * a lock word let go: on x86 (PV_WRITE_TSO) a plain store releases (every
+ * load and store before it is seen first), without a locked instruction
+ */
+static __always_inline void spin_release(__u32 *w)
+{
+#ifdef PV_WRITE_TSO
+	pv_barrier();
+	*(volatile __u32 *)w = 0;
+#else
+	__sync_lock_test_and_set(w, 0);
+#endif
+}
+
 /* a writer lock holder keeps it for one call or one chunk of a purge */
 static __always_inline int lock_index(struct pviommu_ctl *c)
 {
@@ -183,7 +197,7 @@ static __always_inline int lock_index(struct pviommu_ctl *c)
 
 static __always_inline void unlock_index(struct pviommu_ctl *c)
 {
-	__sync_lock_test_and_set(&c->lock, 0);
+	spin_release(&c->lock);
 }
 
 static __always_inline __u32 *dlock_word(__u32 dom)
@@ -224,7 +238,7 @@ static __always_inline void unlock_domain(__u32 dom)
 	__u32 *w = dlock_word(dom);
 
 	if (w)
-		__sync_lock_test_and_set(w, 0);
+		spin_release(w);
 }
 
 /* between two chunks of a purge: other writers get the lock */

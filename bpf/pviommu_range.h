@@ -874,9 +874,22 @@ static PV_INLINE void pv_fast_write(struct pv_env *e, __u32 lane, __u64 pfn,
 	if (!w)
 		return;
 	sh = (pfn & 31) * 2;
+#ifdef PV_WRITE_TSO
+	{
+		/*
+		 * the word's one writer (the writer lock): one plain store,
+		 * seen in order with the slot's (pv_write_begin)
+		 */
+		__u64 old = *w, val = (old & ~(3ull << sh)) | (__u64)(bits & 3) << sh;
+
+		if (val != old)
+			*(volatile __u64 *)w = val;
+	}
+#else
 	/* a reader between the two sees the bits clear: it asks the index */
 	__sync_fetch_and_and(w, ~(3ull << sh));
 	__sync_fetch_and_or(w, (__u64)(bits & 3) << sh);
+#endif
 }
 
 #ifndef pv_fast_set
