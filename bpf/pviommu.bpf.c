@@ -241,6 +241,36 @@ static __always_inline void unlock_domain(__u32 dom)
 		spin_release(w);
 }
 
+/*
+ * The lock of a MAP or UNMAP of dom (no purge): the writer lock, taken
+ * while dom's domain lock is free. A purge holds its domain lock from its
+ * start to its end and does its work under the writer lock: with the
+ * writer lock held and the domain lock's word seen free, no purge of dom is
+ * under way (none between two chunks), and none starts before the writer
+ * lock goes. When the word is taken (a purge of dom, or of a domain sharing
+ * its stripe, or a call waiting), the writer lock goes back and both are
+ * taken in order, as every other call takes them; then the domain lock
+ * goes, which leaves the same state. 0 (the writer lock held), or -EBUSY.
+ */
+static __always_inline int lock_map_unmap(struct pviommu_ctl *c, __u32 dom)
+{
+	__u32 *w = dlock_word(dom);
+
+	if (!w || lock_index(c))
+		return -PV_EBUSY;
+	if (!PV_READ_ONCE(*w))
+		return 0;
+	unlock_index(c);
+	if (lock_domain(dom))
+		return -PV_EBUSY;
+	if (lock_index(c)) {
+		unlock_domain(dom);
+		return -PV_EBUSY;
+	}
+	unlock_domain(dom);
+	return 0;
+}
+
 /* between two chunks of a purge: other writers get the lock */
 static __always_inline int pv_purge_yield(void)
 {
@@ -573,34 +603,39 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 				plane);
 		goto out;
 	}
+	if (op == PVIOMMU_OP_MAP || op == PVIOMMU_OP_UNMAP) {
+		if (lock_map_unmap(c, dom)) {
+			err = -PV_EBUSY;
+			goto out;
+		}
+		d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+		/* a reserved record (QEMU start) is not a guest that registered */
+		if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
+			err = -PV_ENODEV;
+		} else {
+			err = hc_map_unmap(&e, d, dom, op, bdf, perm, a1, a2, a3);
+			c->generation++;
+		}
+		unlock_index(c);
+		goto out;
+	}
 	if (lock_domain(dom)) {
 		err = -PV_EBUSY;
 		goto out;
 	}
 	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
-	/* a reserved record (QEMU start) is not a guest that registered */
 	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
 		err = -PV_ENODEV;
 		goto out_domain;
 	}
-
 	if (lock_index(c)) {
 		err = -PV_EBUSY;
 		goto out_domain;
 	}
-	switch (op) {
-	case PVIOMMU_OP_UNREGISTER:
-	case PVIOMMU_OP_DEV_ADD:
-	case PVIOMMU_OP_DEV_DEL:
-		err = hc_admin(c, d, dom, op, bdf);
-		if (err == -PV_EBUSY)
-			goto out_domain;	/* the purge lost the writer lock */
-		break;
-	case PVIOMMU_OP_MAP:
-	case PVIOMMU_OP_UNMAP:
-		err = hc_map_unmap(&e, d, dom, op, bdf, perm, a1, a2, a3);
-		break;
-	}
+	/* UNREGISTER, DEV_ADD, DEV_DEL */
+	err = hc_admin(c, d, dom, op, bdf);
+	if (err == -PV_EBUSY)
+		goto out_domain;	/* the purge lost the writer lock */
 	c->generation++;
 	unlock_index(c);
 out_domain:
@@ -782,17 +817,13 @@ int pviommu_hc_batch(struct bpf_raw_tracepoint_args *ctx)
 	/* a program of an older load: the caller opens the pinned one again */
 	if (!active(c))
 		return PVIOMMU_BATCH_RET(0, c && c->active_gen > load_gen ? -PV_ESTALE : -PV_EBUSY);
-	if (lock_domain(dom))
+	if (lock_map_unmap(c, dom))
 		return PVIOMMU_BATCH_RET(0, pv_batch_refuse(dom, uptr, -PV_EBUSY));
 	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
 	/* a reserved record (QEMU start) is not a guest that registered */
 	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
 		err = pv_batch_refuse(dom, uptr, -PV_ENODEV);
-		goto out_domain;
-	}
-	if (lock_index(c)) {
-		err = pv_batch_refuse(dom, uptr, -PV_EBUSY);
-		goto out_domain;
+		goto out_lock;
 	}
 	if (bpf_probe_read_user(pv_batch_buf, n * sizeof(pv_batch_buf[0]),
 				(void *)uptr)) {
@@ -810,9 +841,8 @@ int pviommu_hc_batch(struct bpf_raw_tracepoint_args *ctx)
 	stat_add(PVIOMMU_ST_HC, err ? i + 1 : i);
 out:
 	c->generation++;
+out_lock:
 	unlock_index(c);
-out_domain:
-	unlock_domain(dom);
 	return PVIOMMU_BATCH_RET(i, err);
 }
 
@@ -1003,21 +1033,21 @@ SEC("uprobe")
 int BPF_KPROBE(pviommu_tcg_cpuid, void *env, __u32 index)
 {
 	__u32 dom = bpf_get_current_pid_tgid() >> 32;
-	__u64 rcx_rdx_rbx[3], rsi;	/* regs[1..3], regs[6]: a small frame */
-	__u32 hflags;
+	/* regs[1..3], then hflags and regs[6] in turn: a small frame (6.1: 512 bytes a chain) */
+	__u64 rcx_rdx_rbx[3], rsi = 0;
 
 	if (index != PVIOMMU_CPUID_LEAF)
 		return 0;
 	if (bpf_probe_read_user(rcx_rdx_rbx, sizeof(rcx_rdx_rbx),
 				(__u64 *)env + QEMU_R_ECX) ||
-	    bpf_probe_read_user(&rsi, sizeof(rsi), (__u64 *)env + QEMU_R_ESI) ||
-	    bpf_probe_read_user(&hflags, sizeof(hflags),
-				(char *)env + QEMU_ENV_HFLAGS_OFF))
+	    bpf_probe_read_user(&rsi, sizeof(__u32), (char *)env + QEMU_ENV_HFLAGS_OFF))
 		return 0;
-	if (hflags & 3) {
+	if (rsi & 3) {	/* hflags: the CPL */
 		stat_inc(PVIOMMU_ST_USER_HC);
 		return 0;
 	}
+	if (bpf_probe_read_user(&rsi, sizeof(rsi), (__u64 *)env + QEMU_R_ESI))
+		return 0;
 	return handle_hc(dom, rcx_rdx_rbx[QEMU_R_EBX - QEMU_R_ECX],
 			 rcx_rdx_rbx[0], rcx_rdx_rbx[QEMU_R_EDX - QEMU_R_ECX],
 			 rsi, PVIOMMU_PLANE_HC_TCG);

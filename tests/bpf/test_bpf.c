@@ -40,6 +40,9 @@ struct inst {
 
 static struct inst I;
 static __u32 self;
+static __u32 dlock_stripe(__u32 dom);
+static __u32 batch(__u64 (*ops)[4], __u32 n, int *ret);
+static void op4(__u64 *w, __u32 op, __u32 perm, __u32 bdf, __u64 iova, __u64 size);
 
 static int inst_open(struct inst *in, __u32 slots, const char *tag)
 {
@@ -629,6 +632,40 @@ static void t_writer_lock(void)
 	ASSERT_OK(map(DEV_A, 0x60000, 64, R), "free lock: the same map works");
 	ASSERT_EQ(chk(DEV_A, 0x60000, 64, R), PV_ALLOW, "and is in the policy");
 	ASSERT_OK(unmap(DEV_A, 0x60000, 64), "unmap");
+}
+
+/*
+ * A MAP or UNMAP of a domain whose domain lock is held (a purge of it
+ * between two chunks: the writer lock is free then) waits for it: it may
+ * take the writer lock alone only while the domain lock is free. Here the
+ * word is held by hand and the writer lock is free: the calls give up
+ * (-EBUSY, counted); the MAPs leave their pages denied, the UNMAP fails the
+ * domain closed (pviommu.h); once the word is free the calls go through.
+ */
+static void t_domain_lock(void)
+{
+	__u32 k = dlock_stripe(self), one = 1, zero = 0;
+	int fd = bpf_map__fd(I.skel->maps.pviommu_dlocks), ret;
+	__u64 busy0 = I.ctl->lock_busy, ops[1][4];
+
+	ASSERT_OK(map(DEV_A, 0x61000, 0x1000, R), "a page mapped before");
+	ASSERT_OK(bpf_map_update_elem(fd, &k, &one, BPF_ANY), "the domain lock held by hand");
+	ASSERT_EQ(map(DEV_A, 0x62000, 0x1000, R), -EBUSY, "held domain lock: a MAP gives up");
+	op4(ops[0], PVIOMMU_OP_MAP, R, DEV_A, 0x63000, 0x1000);
+	ASSERT_EQ(PVIOMMU_BATCH_ERR(batch(ops, 1, &ret)), EBUSY, "... and a batch");
+	ASSERT_EQ(I.ctl->lock, 0, "the writer lock let go");
+	ASSERT_EQ(chk(DEV_A, 0x62000, 1, R), PV_DENY_UNMAPPED, "nothing mapped");
+	ASSERT_EQ(chk(DEV_A, 0x63000, 1, R), PV_DENY_UNMAPPED, "nothing mapped by the batch");
+	ASSERT_EQ(chk(DEV_A, 0x61000, 1, R), PV_ALLOW, "the page mapped before still is");
+	ASSERT_EQ(unmap(DEV_A, 0x61000, 0x1000), -EBUSY, "... an UNMAP gives up too");
+	ASSERT_EQ(I.ctl->lock_busy - busy0, 3, "each counted in lock_busy");
+	ASSERT_EQ(chk(DEV_A, 0x61000, 1, R), PV_DENY_FAILED, "and the domain failed closed");
+	ASSERT_OK(bpf_map_update_elem(fd, &k, &zero, BPF_ANY), "the domain lock free");
+	restart_a_b();
+	ASSERT_OK(map(DEV_A, 0x62000, 0x1000, R), "free: the MAP works");
+	ASSERT_EQ(chk(DEV_A, 0x62000, 1, R), PV_ALLOW, "and is in force");
+	ASSERT_OK(unmap(DEV_A, 0x62000, 0x1000), "the UNMAP too");
+	ASSERT_EQ(I.ctl->lock, 0, "the writer lock free after the calls");
 }
 
 static void t_reload_gate(void)
@@ -1640,6 +1677,7 @@ int main(int argc, char **argv)
 	SUBTEST("tcg_uprobe", t_tcg_uprobe());
 	SUBTEST("uprobe_plane", t_uprobe_plane());
 	SUBTEST("writer_lock", t_writer_lock());
+	SUBTEST("domain_lock", t_domain_lock());
 	SUBTEST("reload_gate", t_reload_gate());
 	SUBTEST("fail_closed", t_fail_closed());
 	SUBTEST("pidns_identity", t_pidns_identity());
