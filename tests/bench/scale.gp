@@ -15,6 +15,7 @@ set y2tics
 set format y2 "%.0s%c"
 plot d index 0 using 1:2 with linespoints title "map (BPF)", \
      d index 0 using 1:3 with linespoints title "unmap (BPF)", \
+     d index 0 using 1:7 with linespoints title "map+unmap in a batch (BPF)", \
      d index 0 using 1:4 with linespoints title "check (BPF)", \
      d index 0 using 1:5 with linespoints title "check (in-process)", \
      d index 0 using 1:6 axes x1y2 with linespoints dashtype 2 title "memory/mapping (right)"
