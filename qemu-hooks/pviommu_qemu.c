@@ -1219,11 +1219,24 @@ static int vfio_resync_one(const struct pviommu_mapping *rec, void *n)
 {
 	if (!vfio_assigned(rec->bdf))
 		return 0;
-	if (pv_vfio_map(&g_vfio, rec->iova, rec->size, rec->perm))
-		g_vfio_refused++;	/* fails closed: the device cannot reach it */
+	if (pv_vfio_map(&g_vfio, rec->iova, rec->size, rec->perm)) {
+		/* fails closed: the device cannot reach it; said like a refused MAP */
+		g_vfio_refused++;
+		report(rec->bdf, rec->iova, rec->size, rec->perm, PV_DENY_IOMMU,
+		       PVIOMMU_ACT_DENIED);
+	}
 	(*(unsigned long *)n)++;
 	return 0;
 }
+
+/* a resync's walk starts over: everything out of the IOMMU, nothing counted */
+static void vfio_resync_restart(void *arg)
+{
+	pv_vfio_reset(&g_vfio);
+	*(unsigned long *)arg = 0;
+}
+
+#define PV_RESYNC_WALKS	8
 
 /*
  * After a purge (REGISTER, UNREGISTER, DEV_DEL): the IOMMU again from the
@@ -1241,17 +1254,16 @@ static void vfio_resync(void)
 	 * entries that other VMs' writers move during the walk may pass it
 	 * (-EBUSY): everything out and the walk again, a few times
 	 */
-	for (int try = 0; try < 8; try++) {
-		pv_vfio_reset(&g_vfio);
-		n = 0;
-		r = g_env.tbl ? pv_rec_walk(&g_env, dom, vfio_resync_one, &n) : 0;
-		if (r >= 0)
-			break;
-	}
+	if (g_env.tbl)
+		r = pv_rec_walk_whole(&g_env, dom, vfio_resync_one, vfio_resync_restart, &n,
+				      PV_RESYNC_WALKS);
 	pthread_mutex_unlock(&g_vfio_lock);
-	if (r < 0)	/* what it missed stays out of the IOMMU: denied */
+	if (r < 0) {
+		/* what it missed stays out of the IOMMU: denied, and said (the whole domain: ~0) */
+		report(~0u, 0, 0, 0, PV_DENY_IOMMU, PVIOMMU_ACT_DENIED);
 		fprintf(stderr, PVQ "VFIO mirror rebuilt from part of the records: the index kept "
-			"changing\n");
+			"changing over %d walks\n", PV_RESYNC_WALKS);
+	}
 	if (g_debug)
 		fprintf(stderr, PVQ "VFIO mirror rebuilt from %lu records (%u pages)\n", n,
 			g_vfio.live);

@@ -93,4 +93,24 @@ static inline long pv_rec_walk(struct pv_env *e, __u32 dom,
 	return busy ? -PV_EBUSY : n;
 }
 
+/*
+ * pv_rec_walk() until a walk is whole: while entries moved during it (or a
+ * slot kept changing), restart(arg) drops what that walk gave and the walk
+ * goes again, at most tries walks. The last walk's result (-EBUSY: none
+ * was whole; the caller has what the last one found).
+ */
+static inline long pv_rec_walk_whole(struct pv_env *e, __u32 dom,
+				     int (*cb)(const struct pviommu_mapping *, void *),
+				     void (*restart)(void *), void *arg, int tries)
+{
+	long r = -PV_EBUSY;
+
+	for (int t = 0; t < tries && r == -PV_EBUSY; t++) {
+		if (restart)
+			restart(arg);
+		r = pv_rec_walk(e, dom, cb, arg);
+	}
+	return r;
+}
+
 #endif /* __PV_USER_H */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -339,21 +340,52 @@ static void mappings_usage(void)
 	       PIN_DIR, PVIOMMU_MAP_INDEX);
 }
 
-/* one record for cmd_mappings: filtered, printed, counted */
+/*
+ * cmd_mappings' records: a walk collects them (filtered), the list is
+ * printed once a walk was whole (other VMs' writers move entries: a walk
+ * during moves may miss one or see it twice)
+ */
 struct mappings_ctx {
 	__u64		pid, n, bytes;
 	__u32		bdf;
-	int		has_bdf;
+	int		has_bdf, nomem;
 	struct jw	*w;
+	struct pviommu_mapping *v;
+	size_t		nv, cap;
 };
 
-static int mappings_one(const struct pviommu_mapping *v, void *arg)
+static int mappings_keep(const struct pviommu_mapping *v, void *arg)
 {
 	struct mappings_ctx *m = arg;
-	char b[16];
 
 	if ((m->pid && v->domain != m->pid) || (m->has_bdf && v->bdf != m->bdf))
 		return 0;
+	if (m->nv == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 1024;
+		struct pviommu_mapping *nv = realloc(m->v, cap * sizeof(*nv));
+
+		if (!nv) {
+			m->nomem = 1;
+			return 1;	/* stops the walk */
+		}
+		m->v = nv;
+		m->cap = cap;
+	}
+	m->v[m->nv++] = *v;
+	return 0;
+}
+
+/* a walk starts over: nothing collected */
+static void mappings_restart(void *arg)
+{
+	((struct mappings_ctx *)arg)->nv = 0;
+}
+
+/* one collected record: printed, counted */
+static void mappings_one(struct mappings_ctx *m, const struct pviommu_mapping *v)
+{
+	char b[16];
+
 	if (m->w) {
 		jw_obj(m->w, NULL);
 		jw_u64(m->w, "pid", v->domain);
@@ -374,8 +406,9 @@ static int mappings_one(const struct pviommu_mapping *v, void *arg)
 	}
 	m->n++;
 	m->bytes += v->size;
-	return 0;
 }
+
+#define MAPPINGS_WALKS	8
 
 int cmd_mappings(int argc, char **argv)
 {
@@ -419,6 +452,15 @@ int cmd_mappings(int argc, char **argv)
 	}
 	e.tbl = iv.base;
 	e.slots = iv.slots;
+	/* records are in the index (pviommu.h): passes over its slots until one is whole */
+	r = pv_rec_walk_whole(&e, (__u32)m.pid, mappings_keep, mappings_restart, &m,
+			      MAPPINGS_WALKS);
+	pv_index_unmap(&iv);
+	if (m.nomem) {
+		p_err("out of memory listing %zu mappings", m.nv);
+		free(m.v);
+		return 1;
+	}
 	if (json) {
 		jw_init(&w, stdout);
 		jw_arr(&w, NULL);
@@ -427,16 +469,17 @@ int cmd_mappings(int argc, char **argv)
 		printf("%-8s %-13s %-18s %-10s %-4s %-4s %s\n", "PID", "BDF", "IOVA",
 		       "SIZE", "PERM", "REFS", "GEN");
 	}
-	/* records are in the index (pviommu.h): one pass over its slots */
-	r = pv_rec_walk(&e, (__u32)m.pid, mappings_one, &m);
+	for (size_t i = 0; i < m.nv; i++)
+		mappings_one(&m, &m.v[i]);
+	free(m.v);
 	if (json)
 		jw_end(&w);
 	else
 		printf("%llu mappings, %llu bytes\n", (unsigned long long)m.n,
 		       (unsigned long long)m.bytes);
-	pv_index_unmap(&iv);
 	if (r < 0) {
-		p_err("the index kept changing under the walk: the list may miss mappings");
+		p_err("the index kept changing over %d walks: the list may miss mappings or "
+		      "show one twice", MAPPINGS_WALKS);
 		return 1;
 	}
 	return 0;

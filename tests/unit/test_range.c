@@ -118,6 +118,30 @@ static int move_cb(const struct pviommu_mapping *m, void *arg)
 	return 0;
 }
 
+/* pv_rec_walk_whole's callbacks: another writer's moves during the first walks */
+struct whole_ctx {
+	struct fx	*f;
+	int		moving_walks, walks, seen;
+};
+
+static int whole_cb(const struct pviommu_mapping *m, void *arg)
+{
+	struct whole_ctx *w = arg;
+
+	w->seen++;
+	if (w->walks <= w->moving_walks)
+		move_cb(m, w->f);
+	return 0;
+}
+
+static void whole_restart(void *arg)
+{
+	struct whole_ctx *w = arg;
+
+	w->walks++;
+	w->seen = 0;
+}
+
 /* live records in the index, as readers find them */
 static long records(struct fx *f)
 {
@@ -791,6 +815,19 @@ static void t_records(void)
 		ASSERT_EQ(pv_rec_walk(&f.e, DOM, move_cb, &f), -EBUSY,
 			  "a walk during which entries moved: -EBUSY (one may have passed it)");
 		ASSERT_EQ(pv_rec_walk(&f.e, DOM, count_cb, &seen), 2, "... and again: both");
+		/* walked until whole: moves during the first two walks, none in the third */
+		{
+			struct whole_ctx w = { .f = &f, .moving_walks = 2 };
+
+			ASSERT_EQ(pv_rec_walk_whole(&f.e, DOM, whole_cb, whole_restart, &w, 8), 2,
+				  "walked again while entries moved: both");
+			ASSERT_EQ(w.walks, 3, "... in the third walk");
+			ASSERT_EQ(w.seen, 2, "... and only that walk's records kept");
+			w = (struct whole_ctx){ .f = &f, .moving_walks = 100 };
+			ASSERT_EQ(pv_rec_walk_whole(&f.e, DOM, whole_cb, whole_restart, &w, 8), -EBUSY,
+				  "moves during every walk: -EBUSY");
+			ASSERT_EQ(w.walks, 8, "... after 8 walks");
+		}
 	}
 	fx_fini(&f);
 
