@@ -119,9 +119,9 @@ static __always_inline int active(struct pviommu_ctl *c)
  * A purge holds its domain lock from start to end, so a waiter on it (the
  * domain's own calls, or another domain's on the same stripe) has to
  * outlast a whole purge, not one chunk: it tries DLOCK_MARGIN times the
- * purge's walk of the index this load made (every slot twice; about a try
- * a slot), in rounds of LOCK_TRIES: 1 round at the default size, 4 at 2^22
- * slots.
+ * purge's walk of the index this load made (every position, the tail's
+ * too, twice; about a try a slot), in rounds of LOCK_TRIES: 1 round at the
+ * default size, 4 at 2^22 slots.
  */
 #define PV_DLOCKS	1024u
 
@@ -212,7 +212,7 @@ static __always_inline __u32 *dlock_word(__u32 dom)
 /* rounds of LOCK_TRIES that outlast a purge DLOCK_MARGIN times */
 static __always_inline __u32 dlock_rounds(void)
 {
-	__u64 walk = 2 * ((__u64)index_slots + 1);
+	__u64 walk = 2 * ((__u64)index_slots + PVIOMMU_INDEX_TAIL);	/* every position, twice */
 
 	return (__u32)((walk * DLOCK_MARGIN + LOCK_TRIES - 1) / LOCK_TRIES);
 }
