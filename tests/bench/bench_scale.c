@@ -184,7 +184,9 @@ static double timed_ops(struct load *l, __u32 op, __u32 dev, unsigned long *fail
  * time REPS maps and unmaps of fresh pages of device dev (BPF run time per
  * call), REPS BPF checks and CHECKS in-process checks of random live
  * mappings: the k-th of all is dom[k % ndom]'s j-th (j = k / ndom, at
- * BASE + j * 8 KiB) on device j % ndev
+ * BASE + j * 8 KiB) on device j % ndev. The in-process checks are of
+ * dom[0]'s mappings only: a QEMU checks its own VM's transfers (the BPF
+ * checks, one program for every VM, take any VM's).
  */
 static int measure(struct load *l, struct point *pt, __u32 dev, const __u32 *dom, __u32 ndom,
 		   __u64 live, __u32 ndev)
@@ -219,7 +221,7 @@ static int measure(struct load *l, struct point *pt, __u32 dev, const __u32 *dom
 		__u64 k, j;
 
 		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-		k = x % live;
+		k = x % (live / ndom) * ndom;	/* dom[0]'s */
 		j = k / ndom;
 		ok += pv_check(&l->env, dom[k % ndom], dev_of(j % ndev), BASE + j * 0x2000 + 64,
 			       1500, PVIOMMU_PERM_READ) == PV_ALLOW;
