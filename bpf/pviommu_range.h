@@ -577,17 +577,19 @@ static PV_INLINE __u32 pv_slot_index(struct pv_env *e, struct pviommu_slot *s,
  * -1 when there is none. A page-aligned record is in its first page's slot
  * or, when it had no room there, in a RECORD slot; that page's slot exists
  * while the record lives (its first piece is on it), so no page slot means
- * no record.
+ * no record. With fresh (a MAP): a page-aligned iova's page slot, when
+ * absent, is claimed on the way (-1: no record), its index + 1 in *fresh
+ * (0: none claimed), so that the MAP walks the page's chain only once.
  */
 static PV_INLINE long pv_rec_idx(struct pv_env *e, __u32 dom, __u32 bdf,
-				 __u64 iova)
+				 __u64 iova, long *fresh)
 {
 	struct pviommu_slot *s;
 	long idx;
 
 	if (!(iova & PV_PAGE_MASK)) {
 		idx = pv_slot_claim(e, PVIOMMU_SLOT_PAGE, dom, bdf,
-				    iova >> PVIOMMU_PAGE_SHIFT, 0);
+				    iova >> PVIOMMU_PAGE_SHIFT, fresh != 0);
 		if (idx < 0)
 			return -1;
 		s = pv_slot_at(e, (__u32)idx);
@@ -595,6 +597,10 @@ static PV_INLINE long pv_rec_idx(struct pv_env *e, __u32 dom, __u32 bdf,
 			return -1;
 		if (pv_slot_has_rec(s))
 			return idx;
+		if (fresh && pv_slot_unused(s)) {
+			*fresh = idx + 1;
+			return -1;
+		}
 	}
 	return pv_slot_claim(e, PVIOMMU_SLOT_RECORD, dom, bdf, iova, 0);
 }
@@ -1146,9 +1152,9 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 {
 	struct pviommu_rec r = {};
 	struct pviommu_slot *s;
+	long idx, fresh = 0;
+	int err, lane;
 	__u64 np;
-	long idx = -1;
-	int err, lane, fresh = 0;
 
 	err = pv_range_ok(iova, size);
 	if (err)
@@ -1159,31 +1165,9 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	if (lane < 0)
 		return -PV_ENODEV;
 
-	/*
-	 * The record of (dom, bdf, iova), if any. A page-aligned one is found
-	 * by its first page's slot, claimed here when absent: a new page slot
-	 * says there is no such record (pv_rec_idx), and a one-page MAP fills
-	 * it at once (one walk of its chain, not three).
-	 */
-	s = 0;
-	if (!(iova & PV_PAGE_MASK)) {
-		idx = pv_slot_claim(e, PVIOMMU_SLOT_PAGE, dom, bdf,
-				    iova >> PVIOMMU_PAGE_SHIFT, 1);
-		if (idx >= 0)
-			s = pv_slot_at(e, (__u32)idx);
-		if (s && pv_slot_unused(s)) {
-			fresh = 1;
-			s = 0;
-		} else if (s && !pv_slot_has_rec(s)) {
-			s = 0;
-		}
-	}
-	if (!s && !fresh) {
-		idx = pv_slot_claim(e, PVIOMMU_SLOT_RECORD, dom, bdf, iova, 0);
-		if (idx >= 0)
-			s = pv_slot_at(e, (__u32)idx);
-	}
 	/* the same mapping again: one more reference */
+	idx = pv_rec_idx(e, dom, bdf, iova, &fresh);
+	s = idx < 0 ? 0 : pv_slot_at(e, (__u32)idx);
 	if (s) {
 		if (s->rec.size != size || s->rec.perm != perm)
 			return -PV_EEXIST;
@@ -1201,8 +1185,8 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	    (d->quota.pages && d->nr_pages + np > d->quota.pages)) {
 		/* this VM's own quota: other VMs keep their room */
 		d->refused++;
-		if (fresh)
-			pv_slot_free(e, (__u32)idx);
+		if (fresh)	/* the page slot claimed above */
+			pv_slot_free(e, (__u32)(fresh - 1));
 		return -PV_ENOSPC;
 	}
 	r.size = size;
@@ -1211,7 +1195,7 @@ static PV_INLINE int pv_op_map(struct pv_env *e, struct pviommu_domain *d,
 	r.refs = 1;
 	r.perm = (__u8)perm;
 	r.lane = (__u8)lane;
-	s = fresh ? pv_slot_at(e, (__u32)idx) : 0;
+	s = fresh ? pv_slot_at(e, (__u32)(fresh - 1)) : 0;
 	if (s && size == PVIOMMU_PAGE_SIZE) {
 		/* one whole new page: its piece and its record in one change */
 		pv_write_begin(s);
@@ -1250,7 +1234,7 @@ static PV_INLINE int pv_op_unmap(struct pv_env *e, struct pviommu_domain *d,
 	err = pv_range_ok(iova, size);
 	if (err)
 		return err;
-	idx = pv_rec_idx(e, dom, bdf, iova);
+	idx = pv_rec_idx(e, dom, bdf, iova, 0);
 	s = idx < 0 ? 0 : pv_slot_at(e, (__u32)idx);
 	if (!s)
 		return -PV_ENOENT;

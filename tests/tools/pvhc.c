@@ -126,7 +126,7 @@ static int drop_record(int argc, char **argv, int *i)
 		err = -EBUSY;
 		goto out;
 	}
-	idx = pv_rec_idx(&e, (__u32)dom, bdf, iova);
+	idx = pv_rec_idx(&e, (__u32)dom, bdf, iova, 0);
 	if (idx >= 0) {
 		struct pviommu_slot *s = pv_slot_at(&e, (__u32)idx);
 
