@@ -915,6 +915,76 @@ static void t_purge_chunks(void)
 }
 
 /*
+ * A domain's own MAPs against its purges, which let the writer lock go
+ * between chunks: none may fall between two chunks, where the walk may
+ * have passed its slot already and the mapping would outlive the purge. A
+ * thread of this process (the same domain) maps new pages of device B
+ * while this one deletes B (DEV_DEL, a purge of 2^20 slots); then no
+ * record of B may be left (B added again would find those pages allowed
+ * though the guest mapped them for a device it deleted). 8 rounds.
+ */
+struct own_calls {
+	struct inst	*in;
+	volatile int	stop;
+	__u64		next;
+	long		maps;
+};
+
+static void *own_calls_thread(void *arg)
+{
+	struct own_calls *o = arg;
+
+	while (!o->stop) {
+		if (!hc(o->in, PVIOMMU_OP_MAP, R, DEV_B, 0x200000 + o->next * 0x1000, 0x1000))
+			o->maps++;
+		o->next++;
+	}
+	return NULL;
+}
+
+static int count_bdf_cb(const struct pviommu_mapping *m, void *arg)
+{
+	if (m->bdf == DEV_B)
+		(*(long *)arg)++;
+	return 0;
+}
+
+static void t_purge_own_calls(void)
+{
+	struct own_calls o = { 0 };
+	long left = 0, during = 0;
+	struct inst big;
+	pthread_t t;
+
+	if (!ASSERT_OK(inst_open(&big, 1u << 20, "own"), "a 2^20-slot instance")) {
+		inst_close(&big);
+		return;
+	}
+	o.in = &big;
+	ASSERT_OK(hc(&big, PVIOMMU_OP_REGISTER, 0, 0, 0, 0), "REGISTER");
+	for (int r = 0; r < 8; r++) {
+		long maps0, n = 0;
+
+		ASSERT_OK(hc(&big, PVIOMMU_OP_DEV_ADD, 0, DEV_B, 0, 0), "B protected");
+		o.stop = 0;
+		ASSERT_OK(pthread_create(&t, NULL, own_calls_thread, &o), "the mapping thread");
+		usleep(2000);
+		maps0 = o.maps;
+		ASSERT_OK(hc(&big, PVIOMMU_OP_DEV_DEL, 0, DEV_B, 0, 0), "B deleted");
+		during += o.maps - maps0;
+		o.stop = 1;
+		pthread_join(t, NULL);
+		pv_rec_walk(&big.env, self, count_bdf_cb, &n);
+		left += n;
+	}
+	printf("  8 DEV_DELs at 2^20 slots against %ld maps of the same domain's device (%ld while "
+	       "its DEV_DEL ran); records of it left: %ld\n", o.maps, during, left);
+	ASSERT_TRUE(o.maps > 0, "the thread mapped meanwhile");
+	ASSERT_EQ(left, 0, "no record of the deleted device left");
+	inst_close(&big);
+}
+
+/*
  * Two domains may share a domain-lock stripe (PV_DLOCKS in pviommu.bpf.c):
  * then one waits for the other's whole purge, not for one chunk of it. Here
  * a child whose pid falls on this process's stripe REGISTERs 24 times at
@@ -1683,6 +1753,7 @@ int main(int argc, char **argv)
 	SUBTEST("pidns_identity", t_pidns_identity());
 	SUBTEST("kvm_held", t_kvm_held());
 	SUBTEST("purge_chunks", t_purge_chunks());
+	SUBTEST("purge_own_calls", t_purge_own_calls());
 	SUBTEST("stripe_purge", t_stripe_purge());
 	SUBTEST("fuzz", t_fuzz(3000));
 	SUBTEST("quota", t_quota());
