@@ -235,7 +235,7 @@ int main(int argc, char **argv)
 		}
 
 		/* the shared page's drain: BPF time and syscall time per operation */
-		batch_ns[s] = batch_op_ns(bpf_program__fd(skel->progs.pviommu_hc_batch), DEV,
+		batch_ns[s] = batch_op_ns_median(bpf_program__fd(skel->progs.pviommu_hc_batch), DEV,
 					  &batch_next, 8 * reps / PVIOMMU_BATCH_MAX,
 					  &batch_sys_ns[s], &failed);
 		if (failed) {

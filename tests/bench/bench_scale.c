@@ -201,7 +201,7 @@ static int measure(struct load *l, struct point *pt, __u32 dev, const __u32 *dom
 	pt->map_ns = timed_ops(l, PVIOMMU_OP_MAP, dev, &failed);
 	pt->unmap_ns = timed_ops(l, PVIOMMU_OP_UNMAP, dev, &failed);
 	/* a MAP and its UNMAP through the shared page's drain (the default transport) */
-	pt->batch_ns = 2 * batch_op_ns(bpf_program__fd(l->skel->progs.pviommu_hc_batch), dev,
+	pt->batch_ns = 2 * batch_op_ns_median(bpf_program__fd(l->skel->progs.pviommu_hc_batch), dev,
 				       &next, 4 * REPS / PVIOMMU_BATCH_MAX, NULL, &failed);
 	if (failed) {
 		fprintf(stderr, "bench_scale: %lu timed map/unmap calls or batches failed\n", failed);
