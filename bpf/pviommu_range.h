@@ -619,30 +619,28 @@ static PV_INLINE int pv_rec_own_slot(struct pv_env *e, __u32 dom, __u32 bdf,
 }
 
 /*
- * Page slot s (page pfn) needs sub[] for a piece: a record held there
- * moves to a RECORD slot of its own first. 0, or -ENOSPC (nothing moved).
- * The RECORD slot's insertion may move the page's entry: s is stale after
- * it, and the record is copied from the page's slot found again (slot to
- * slot: no copy on the stack, whose every byte the hypercall programs
- * need); the caller finds the page again too.
+ * The slot of page pfn, which holds a record, needs sub[] for a piece: the
+ * record moves to a RECORD slot of its own first. The RECORD slot's
+ * insertion may move the page's entry, so the page is found again and its
+ * record copied slot to slot (no copy on the stack, whose every byte the
+ * hypercall programs need). Returns the page's slot, now without a record;
+ * NULL when there was no room for the RECORD slot (nothing moved).
  */
-static PV_INLINE int pv_rec_evict(struct pv_env *e, struct pviommu_slot *s,
-				  __u32 dom, __u32 bdf, __u64 pfn)
+static PV_INLINE struct pviommu_slot *
+pv_rec_evict(struct pv_env *e, __u32 dom, __u32 bdf, __u64 pfn)
 {
-	struct pviommu_slot *x;
+	struct pviommu_slot *x, *s;
 
-	if (!pv_slot_has_rec(s))
-		return 0;
 	x = pv_slot_lookup(e, PVIOMMU_SLOT_RECORD, dom, bdf,
 			   pfn << PVIOMMU_PAGE_SHIFT, 1);
 	if (!x)
-		return -PV_ENOSPC;
+		return 0;
 	s = pv_slot_lookup(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, 0);
 	if (!s)
-		return -PV_EUCLEAN;
+		return 0;
 	pv_rec_write(x, &s->rec);
 	pv_rec_write(s, 0);
-	return 0;
+	return s;
 }
 
 /* ---- a page's sub-page pieces: a dense chain of slots (pviommu.h) ------ */
@@ -771,11 +769,9 @@ static PV_INLINE int pv_piece_add(struct pv_env *e, struct pviommu_slot *s,
 	if (n >= PVIOMMU_MAX_PIECES)
 		return -PV_ENOSPC;
 	if (pv_slot_has_rec(s)) {
-		if (pv_rec_evict(e, s, dom, bdf, pfn))
-			return -PV_ENOSPC;
-		s = pv_slot_lookup(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, 0);
+		s = pv_rec_evict(e, dom, bdf, pfn);
 		if (!s)
-			return -PV_EUCLEAN;
+			return -PV_ENOSPC;
 	}
 	x = pv_chain_at(e, s, dom, bdf, pfn, n / PVIOMMU_SUB_SLOTS, 1);
 	if (!x)
