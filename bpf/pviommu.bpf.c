@@ -422,6 +422,14 @@ static __always_inline void refused(struct pv_env *e, __u32 dom, __u32 op,
 	}
 }
 
+/* the domain record of dom when its guest registered, else NULL (a reserved one is not) */
+static __always_inline struct pviommu_domain *registered(__u32 dom)
+{
+	struct pviommu_domain *d = bpf_map_lookup_elem(&pviommu_domains, &dom);
+
+	return d && (d->flags & PVIOMMU_DOM_REGISTERED) ? d : 0;
+}
+
 /*
  * REGISTER's new domain record, from the old one (d, may be NULL): a
  * subprogram of its own, so that the record is not on hc_register's frame
@@ -608,9 +616,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 			err = -PV_EBUSY;
 			goto out;
 		}
-		d = bpf_map_lookup_elem(&pviommu_domains, &dom);
-		/* a reserved record (QEMU start) is not a guest that registered */
-		if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
+		d = registered(dom);
+		if (!d) {
 			err = -PV_ENODEV;
 		} else {
 			err = hc_map_unmap(&e, d, dom, op, bdf, perm, a1, a2, a3);
@@ -623,8 +630,8 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		err = -PV_EBUSY;
 		goto out;
 	}
-	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
-	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
+	d = registered(dom);
+	if (!d) {
 		err = -PV_ENODEV;
 		goto out_domain;
 	}
@@ -847,9 +854,8 @@ int pviommu_hc_batch(struct bpf_raw_tracepoint_args *ctx)
 		return PVIOMMU_BATCH_RET(0, c && c->active_gen > load_gen ? -PV_ESTALE : -PV_EBUSY);
 	if (lock_map_unmap(c, dom))
 		return PVIOMMU_BATCH_RET(0, pv_batch_refuse(dom, uptr, -PV_EBUSY));
-	d = bpf_map_lookup_elem(&pviommu_domains, &dom);
-	/* a reserved record (QEMU start) is not a guest that registered */
-	if (!d || !(d->flags & PVIOMMU_DOM_REGISTERED)) {
+	d = registered(dom);
+	if (!d) {
 		err = pv_batch_refuse(dom, uptr, -PV_ENODEV);
 		goto out_lock;
 	}
