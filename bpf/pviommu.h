@@ -313,6 +313,8 @@ enum pviommu_fail {
 #define PVIOMMU_INDEX_TAIL		64u	/* = PVIOMMU_MAX_PROBE */
 #define PVIOMMU_INDEX_ENTRIES(slots)	((slots) + PVIOMMU_INDEX_TAIL + 1)
 #define PVIOMMU_INDEX_SLOTS(entries)	((entries) - PVIOMMU_INDEX_TAIL - 1)
+/* a pinned pviommu_index of nonzero entries an earlier build made */
+#define PVIOMMU_INDEX_EARLIER(entries)	(!((entries) & ((entries) - 1)))
 #define PVIOMMU_MAX_DOMAINS	1024
 /* quota defaults: this many VMs fit at their full quota */
 #define PVIOMMU_QUOTA_VMS	64

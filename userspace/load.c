@@ -176,7 +176,7 @@ static int load_old_index(void)
 	struct pviommu_slot s;
 	int fd;
 
-	if (!n || (n & (n - 1)))
+	if (!n || !PVIOMMU_INDEX_EARLIER(n))
 		return 0;
 	fd = pv_obj_get(NULL, PVIOMMU_MAP_INDEX, 1);
 	if (fd < 0)

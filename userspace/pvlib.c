@@ -202,7 +202,7 @@ int pv_index_map(const char *dir, struct pv_index_view *v, int rdonly)
 	/* an earlier build's index (a power of two entries, no header): not ours */
 	if (err || info.value_size != sizeof(struct pviommu_slot) ||
 	    info.max_entries <= PVIOMMU_INDEX_ENTRIES(0) ||
-	    !(info.max_entries & (info.max_entries - 1))) {
+	    PVIOMMU_INDEX_EARLIER(info.max_entries)) {
 		close(v->fd);
 		return -EPROTO;
 	}
