@@ -180,6 +180,18 @@ if [ "$(karg protect)" = 1 ]; then
 	check page-fewer-bpf-runs-than-ops [ "$(st page_runs)" -lt "$(st page_ops)" ]
 	mark protected
 	wait_host >/dev/null
+	# the host drops the record of one live e1000 mapping: the guest's UNMAP of it at
+	# ifdown is posted (its caller hears nothing), refused, and the refusal read back from
+	# the entry's status (when the entry is used again, or at the stats' flush): counted, said
+	n0=$(dmesg | wc -l)
+	mark posted-mapped
+	wait_host >/dev/null
+	check posted-ifdown ip link set "$(nic e1000)" down
+	check posted-refused-unmap-counted [ "$(st posted_refused)" -ge 1 ]
+	check posted-refused-unmap-a-failure [ "$(st failures)" -ge 1 ]
+	check posted-refused-unmap-said sh -c "dmesg | tail -n +$((n0 + 1)) | grep -q 'the host refused a posted UNMAP (bdf 0x20 '"
+	# the status is cleared when read: a second flush counts nothing again
+	check posted-refusal-counted-once [ "$(st posted_refused)" = "$(st posted_refused)" ]
 	check rmmod rmmod pviommu
 	# post=0: the same page, a kick (an exit) per operation, the reference
 	check insmod-post-0 insmod /test/pviommu.ko devices=$BDF_E1000,$BDF_VIRTIO_BLK transport=tcg post=0 ring=64
@@ -209,6 +221,27 @@ if [ "$(karg protect)" = 1 ]; then
 	check channel-off-ifup ifup e1000
 	check channel-off-e1000-tcp get e1000
 	check rmmod-channel-off rmmod pviommu
+fi
+# a VM at its quota (run --quota records=N): the e1000's RX buffers beyond it are refused. Their
+# MAPs were posted (the driver heard success): each refusal comes back in its entry's status
+# and the guest counts it; host and guest agree on their number (read guest, host, guest)
+if [ "$(karg quota)" = 1 ]; then
+	mount -t debugfs none /sys/kernel/debug 2>/dev/null
+	S=/sys/kernel/debug/pviommu/stats
+	st() { awk -v k="$1" '$1 == k { print $2 }' $S; }
+	check quota-insmod insmod /test/pviommu.ko devices=$BDF_E1000 transport=tcg
+	check quota-posting grep -qx 'post 1' $S
+	check quota-ifup ifup e1000
+	sleep 1
+	value quota-guest-refused-1 "$(st posted_refused)"
+	mark quota-read
+	wait_host >/dev/null
+	value quota-guest-refused-2 "$(st posted_refused)"
+	value quota-guest-failures "$(st failures)"
+	check quota-refusals-counted [ "$(st posted_refused)" -gt 0 ]
+	check quota-refusals-are-failures [ "$(st failures)" -ge "$(st posted_refused)" ]
+	check quota-refusals-said sh -c "dmesg | grep -q 'the host refused a posted MAP (bdf 0x20 '"
+	check quota-rmmod rmmod pviommu
 fi
 # a host that serves rings of 64 entries at most (PVIOMMU_RING_MAX=64, as a library from before
 # the 512-entry ring): pviommu.ko's 512-entry page gets no answer, it falls back to one page
@@ -268,6 +301,25 @@ else
 	nok "inproc-boot"
 fi
 
+# num_le A B [C]: integers, A <= B (<= C)
+# shellcheck disable=SC2317	# assert calls it
+num_le() {
+	local x
+	for x in "$@"; do [[ "$x" =~ ^[0-9]+$ ]] || return 1; done
+	[ "$1" -le "$2" ] && { [ $# -lt 3 ] || [ "$2" -le "$3" ]; }
+}
+# drop_e1000_record NAME: the host forgets one live e1000 mapping of the VM $qpid (refs 1)
+drop_e1000_record() {
+	local iova
+	"$CTL" -j mappings --pid "$qpid" >"$work/$1.json" 2>&1
+	iova=$(python3 -c 'import json,sys
+ms=json.load(open(sys.argv[1]))
+print([m for m in ms if m.get("bdf") == "0000:00:04.0" and m.get("refs", 1) == 1][0]["iova"])' "$work/$1.json" 2>"$work/$1.err")
+	if [ -n "$iova" ] && "$PVHC" drop-record "$qpid" 0000:00:04.0 "$iova" 2>>"$work/$1.err"
+	then ok "$1-host-dropped-a-record"
+	else nok "$1-host-dropped-a-record" "$(cat "$work/$1.err"; head -c 300 "$work/$1.json")"; fi
+}
+
 # protect: guest module through the TCG transport the library serves
 export VM_QEMU_WRAPPER="$CTL run --mode deny --"
 export VM_VIRTIO_OPTS=""	# 'run' adds iommu_platform=on,disable-legacy=on
@@ -285,16 +337,16 @@ d=[x for x in json.load(open(sys.argv[1]))["domains"] if x.get("domain", x.get("
 print(d[0].get("devices", d[0].get("nr_devices", -1)) if d else -1)' "$work/status.json" "$qpid" 2>/dev/null)
 		assert "protect-domain-has-3-devices ($ndev)" [ "$ndev" = 3 ]
 		vm_send go
-		# post=0: drop the record of one live e1000 mapping (the guest's UNMAP of it is
-		# then refused)
+		# posted: drop the record of one live e1000 mapping (the guest's UNMAP of it is
+		# then refused); then the same with post=0
+		if vm_wait_marker posted-mapped 120; then
+			drop_e1000_record posted
+			vm_send go
+		else
+			nok "posted-guest-mapped"
+		fi
 		if vm_wait_marker post0-mapped 120; then
-			"$CTL" -j mappings --pid "$qpid" >"$work/post0.json" 2>&1
-			iova=$(python3 -c 'import json,sys
-ms=json.load(open(sys.argv[1]))
-print([m for m in ms if m.get("bdf") == "0000:00:04.0" and m.get("refs", 1) == 1][0]["iova"])' "$work/post0.json" 2>"$work/post0.err")
-			if [ -n "$iova" ] && "$PVHC" drop-record "$qpid" 0000:00:04.0 "$iova" 2>>"$work/post0.err"
-			then ok "post0-host-dropped-a-record"
-			else nok "post0-host-dropped-a-record" "$(cat "$work/post0.err"; head -c 300 "$work/post0.json")"; fi
+			drop_e1000_record post0
 			vm_send go
 		else
 			nok "post0-guest-mapped"
@@ -309,6 +361,28 @@ print([m for m in ms if m.get("bdf") == "0000:00:04.0" and m.get("refs", 1) == 1
 	assert "protect-no-violation-logged" sh -c "! grep -q 'DMA violation' '$(vm_dir)/qemu.out'"
 else
 	nok "protect-boot"
+fi
+
+# quota: a VM of 48 records at most (its e1000 RX ring alone maps 256 buffers)
+export VM_QEMU_WRAPPER="$CTL run --mode deny --quota records=48 --"
+if boot quota --file "$KO" --append "pviommu.quota=1"; then
+	qpid=$(vm_pid)
+	if vm_wait_marker quota-read 180; then
+		hrefused=$("$CTL" -j status | python3 -c 'import json,sys
+d=[x for x in json.load(sys.stdin)["domains"] if x.get("domain", x.get("pid")) == int(sys.argv[1])]
+print(d[0]["quota_refused"] if d else -1)' "$qpid" 2>&1)
+		vm_send go
+	else
+		nok "quota-guest-read"
+	fi
+	finish_vm quota
+	assert "quota-all-guest-checks-pass" [ "${gf:-1}" = 0 ]
+	g1=$(vm_value quota-guest-refused-1) g2=$(vm_value quota-guest-refused-2)
+	echo "    quota: the guest read $g1 then $g2 posted refusals, the host counted $hrefused between"
+	assert "quota-host-refused-some ($hrefused)" num_le 1 "$hrefused"
+	assert "quota-guest-and-host-agree ($g1 <= $hrefused <= $g2)" num_le "$g1" "$hrefused" "$g2"
+else
+	nok "quota-boot"
 fi
 
 # ringmax: the library serves rings of 64 entries at most; bad values stop QEMU with a message
