@@ -158,10 +158,13 @@ enum pviommu_op {
  *     PVIOMMU_CHAN_ST_KICK: an assigned (VFIO) device DMAs through the host
  *     IOMMU, which no check drains, so its entries are done only in a kick
  *     (the IOMMU follows before the guest reads the status: completion).
- * A posted MAP's status is read when its entry is reused: a refused posted
- * MAP (quota, full table) leaves its range denied (fail closed) and is
- * counted by the guest; it cannot become DMA_MAPPING_ERROR (post=0 gives
- * that up for an exit per operation).
+ * A posted MAP's status is read when its entry is reused (or the guest
+ * flushes the ring): a refused posted MAP (quota, full table) leaves its
+ * range denied (fail closed) and is counted by the guest; it cannot become
+ * DMA_MAPPING_ERROR (post=0 gives that up for an exit per operation). The
+ * guest sets a status it has read back to 0 (the host wrote it before cons
+ * passed the entry, and writes it only once), so a nonzero status is an
+ * answer the guest has not read yet: no bookkeeping beside the ring.
  */
 #define PVIOMMU_CHAN_ST_KICK	1	/* DEV_ADD's answer: kick for each operation */
 

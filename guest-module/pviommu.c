@@ -124,8 +124,6 @@ struct pviommu_dev_pcpu {
 
 struct pviommu_pcpu {
 	u64				hc;		/* hypercalls sent (their cookie) */
-	u64				maps;
-	u64				unmaps;
 	u64				lazy_queued;	/* unmaps queued (lazy) */
 	u64				lazy_reused;	/* ... cancelled by a MAP */
 };
@@ -144,6 +142,7 @@ struct pviommu_dev {
 	struct list_head		node;		/* in pviommu_devs */
 	struct pci_dev			*pdev;		/* holds a reference */
 	u32				bdf;		/* PVIOMMU_BDF() */
+	u64				hc_hdr;		/* a0 of its operations, op and perm 0 */
 	bool				installed;	/* our ops are dev->dma_ops */
 	bool				removed;	/* the device is gone */
 	bool				warned_bypass;
@@ -293,10 +292,14 @@ static unsigned int pviommu_chan_order;	/* its pages: 2^order */
 static bool pviommu_chan_ports;
 static bool pviommu_post;
 static pviommu_lock_t pviommu_chan_lock;
-/* under pviommu_chan_lock: the ring's operations, and those of them kicked */
+/*
+ * under pviommu_chan_lock: the ring's operations, and those of them kicked.
+ * An entry's status is the guest's to read once the host has answered: a
+ * kicked operation's answer is read at once, a posted one's when its entry
+ * is used again or the ring is flushed; either way set back to 0 when read,
+ * so a nonzero status is an answer nobody has read yet.
+ */
 static u64 pviommu_chan_seq, pviommu_chan_kicked;
-/* per entry: 1 while its status is owed to nobody (a posted operation) */
-static DECLARE_BITMAP(pviommu_chan_posted, PVIOMMU_CHAN_NENTS_MAX);
 
 static void pviommu_chan_detach(void)
 {
@@ -362,21 +365,21 @@ static int pviommu_chan_attach(void)
 	pviommu_chan = c;
 	pviommu_chan_nents = nents;
 	pviommu_post = post && (READ_ONCE(c->host_flags) & PVIOMMU_CHAN_F_DRAIN);
-	bitmap_zero(pviommu_chan_posted, PVIOMMU_CHAN_NENTS_MAX);
 	return 0;
 }
 
-/* a posted entry's answer, read when its entry is reused or after a kick */
-static __always_inline void pviommu_chan_reap(struct pviommu_chan_ent *e, unsigned int i)
+/*
+ * A posted entry's answer, read under pviommu_chan_lock when its entry is
+ * used again or the ring is flushed: nonzero is a refusal (or no answer)
+ * nobody has read (a kicked one's was read and cleared at once)
+ */
+static __always_inline void pviommu_chan_reap(struct pviommu_chan_ent *e)
 {
-	int r;
+	int r = READ_ONCE(e->status);
 
-	/* under pviommu_chan_lock: no locked instruction needed */
-	if (!__test_and_clear_bit(i, pviommu_chan_posted))
+	if (likely(!r))
 		return;
-	r = READ_ONCE(e->status);
-	if (!r)
-		return;
+	WRITE_ONCE(e->status, 0);
 	atomic64_inc(&pviommu_stats.posted_refused);
 	atomic64_inc(&pviommu_stats.failures);
 	pr_err_ratelimited("the host refused a posted %s (bdf %#x iova %#llx size %#llx): %d%s\n",
@@ -418,19 +421,18 @@ static __always_inline int pviommu_chan_call(u64 a0, u64 a1, u64 a2, bool may_po
 	}
 	i = prod & (pviommu_chan_nents - 1);	/* a power of two: no division (a helper under TCG) */
 	e = &c->ent[i];
-	pviommu_chan_reap(e, i);
+	pviommu_chan_reap(e);
 	e->a[0] = a0;
 	e->a[1] = a1;
 	e->a[2] = a2;
 	e->a[3] = ++pviommu_chan_seq;	/* the cookie: the ring's operations in order */
 	e->status = PVIOMMU_CHAN_PENDING;
-	if (may_post && pviommu_post)
-		__set_bit(i, pviommu_chan_posted);
 	smp_store_release(&c->prod, prod + 1);
 	if (!may_post || !pviommu_post) {
 		pviommu_chan_kicked++;
 		pviommu_chan_kick(c);	/* the host serves the entries, then returns */
 		r = smp_load_acquire(&e->status);
+		WRITE_ONCE(e->status, 0);	/* read: nobody's any more */
 		/* still pending: the host went away (QEMU without the page any more) */
 		if (r == PVIOMMU_CHAN_PENDING)
 			r = PVIOMMU_NOACK;
@@ -463,8 +465,8 @@ static void pviommu_chan_flush(void)
 	flags = pviommu_lock_irqsave(&pviommu_chan_lock);
 	if (c->prod != smp_load_acquire(&c->cons))
 		pviommu_chan_kick(c);
-	for_each_set_bit(i, pviommu_chan_posted, pviommu_chan_nents)
-		pviommu_chan_reap(&c->ent[i], i);
+	for (i = 0; i < pviommu_chan_nents; i++)
+		pviommu_chan_reap(&c->ent[i]);
 	pviommu_unlock_irqrestore(&pviommu_chan_lock, flags);
 }
 
@@ -474,10 +476,9 @@ static void pviommu_chan_flush(void)
  * (KVM: the BPF handler cannot set RAX; the uprobe TCG transport cannot
  * write registers).
  */
-static __always_inline int __pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size,
-				bool may_post)
+static __always_inline int __pviommu_hypercall(u64 a0, u64 iova, u64 size, bool may_post)
 {
-	u64 a0 = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf), cookie;
+	u64 cookie;
 
 	if (pviommu_chan)
 		return pviommu_chan_call(a0, iova, size, may_post);
@@ -494,7 +495,8 @@ static __always_inline int __pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 io
 /* an operation that needs its answer now: kicked */
 static int pviommu_hypercall(u32 op, u32 perm, u32 bdf, u64 iova, u64 size)
 {
-	return __pviommu_hypercall(op, perm, bdf, iova, size, false);
+	return __pviommu_hypercall(PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, op, perm, bdf), iova, size,
+				   false);
 }
 
 /* DEV_ADD; an assigned device's answer says its operations are kicked */
@@ -509,10 +511,14 @@ static int pviommu_dev_add(struct pviommu_dev *pd)
 	return r;
 }
 
-/* MAP or UNMAP of pd: posted where the host drains (pviommu.h, "Posting") */
+/*
+ * MAP or UNMAP of pd: posted where the host drains (pviommu.h, "Posting");
+ * its header from the device's (ABI and bdf) with op and perm added
+ */
 static __always_inline int pviommu_dev_call(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u64 size)
 {
-	return __pviommu_hypercall(op, perm, pd->bdf, iova, size, !pd->kick);
+	return __pviommu_hypercall(pd->hc_hdr | PVIOMMU_HC_HDR(0, op, perm, 0), iova, size,
+				   !pd->kick);
 }
 
 /* with verify: anything but an acknowledged success is a refusal */
@@ -775,7 +781,6 @@ static __always_inline int pviommu_map(struct pviommu_dev *pd, u64 iova, u64 siz
 
 	if (!size)
 		return 0;
-	this_cpu_inc(pviommu_pcpu.maps);
 	this_cpu_inc(pd->pcpu->maps);
 	if (pviommu_lazy_mode && pviommu_lazy_reuse(pd, iova, size, perm))
 		return 0;
@@ -792,7 +797,6 @@ static __always_inline void pviommu_unmap(struct pviommu_dev *pd, u64 iova, u64 
 {
 	if (!size)
 		return;
-	this_cpu_inc(pviommu_pcpu.unmaps);
 	this_cpu_inc(pd->pcpu->unmaps);
 	if (pviommu_lazy_mode)
 		pviommu_lazy_add(pd, iova, size, perm);
@@ -1195,11 +1199,29 @@ static struct pviommu_dev *pviommu_dev_new(struct pci_dev *pdev)
 	}
 	pd->pdev = pci_dev_get(pdev);
 	pd->bdf = pviommu_bdf(pdev);
+	pd->hc_hdr = PVIOMMU_HC_HDR(PVIOMMU_ABI_VERSION, 0, 0, pd->bdf);
 	return pd;
 }
 
+/* the maps and unmaps of devices freed (under pviommu_mutex; counted in the totals) */
+static s64 pviommu_freed_maps, pviommu_freed_unmaps;
+
+/* every device's maps (or unmaps), freed devices' included: under pviommu_mutex */
+#define pviommu_total(f) ({						\
+	struct pviommu_dev *__pd;					\
+	s64 __t = pviommu_freed_##f;					\
+	lockdep_assert_held(&pviommu_mutex);				\
+	list_for_each_entry(__pd, &pviommu_devs, node)			\
+		__t += pviommu_sum(__pd->pcpu, f);			\
+	__t;								\
+})
+
+/* under pviommu_mutex, off the list */
 static void pviommu_dev_free(struct pviommu_dev *pd)
 {
+	lockdep_assert_held(&pviommu_mutex);
+	pviommu_freed_maps += pviommu_sum(pd->pcpu, maps);
+	pviommu_freed_unmaps += pviommu_sum(pd->pcpu, unmaps);
 	pci_dev_put(pd->pdev);
 	free_percpu(pd->pcpu);
 	kfree(pd->ops);
@@ -1429,8 +1451,8 @@ static int pviommu_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "ring_full %lld\n", atomic64_read(&pviommu_stats.ring_full));
 	seq_printf(m, "mode %s\n", pviommu_lazy_mode ? "lazy" : "strict");
 	seq_printf(m, "hypercalls %lld\n", pviommu_ops_sent());
-	seq_printf(m, "maps %lld\n", pviommu_sum(&pviommu_pcpu, maps));
-	seq_printf(m, "unmaps %lld\n", pviommu_sum(&pviommu_pcpu, unmaps));
+	seq_printf(m, "maps %lld\n", pviommu_total(maps));
+	seq_printf(m, "unmaps %lld\n", pviommu_total(unmaps));
 	seq_printf(m, "failures %lld\n", atomic64_read(&pviommu_stats.failures));
 	seq_printf(m, "live %lld\n", live);
 	seq_printf(m, "lazy_queued %lld\n", pviommu_sum(&pviommu_pcpu, lazy_queued));
@@ -1751,16 +1773,17 @@ static void __exit pviommu_exit(void)
 		pviommu_unprotect(pd);
 		mutex_lock(&pviommu_mutex);
 		list_del(&pd->node);
-		mutex_unlock(&pviommu_mutex);
 		pviommu_dev_free(pd);
+		mutex_unlock(&pviommu_mutex);
 	}
 	del_timer_sync(&pviommu_lazy.timer);
 	pviommu_lazy_flush();
 	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
 	pviommu_chan_detach();
 	pviommu_live_drop(NULL);
+	/* every device is freed: their counts are the totals */
 	pr_info("unloaded: %lld maps, %lld unmaps, %lld hypercalls, %lld exits, %lld posted\n",
-		pviommu_sum(&pviommu_pcpu, maps), pviommu_sum(&pviommu_pcpu, unmaps),
+		pviommu_freed_maps, pviommu_freed_unmaps,
 		pviommu_ops_sent(), atomic64_read(&pviommu_stats.exits), pviommu_ops_posted());
 }
 
