@@ -35,6 +35,9 @@
 # the workload on the UPROBE plane, which counts every checked transfer; the in-process library
 # keeps no counter and OFF/BARE check nothing: their transfers/s use the same per-workload count
 # (the workload is deterministic) over their own time. Violations come from the same counters.
+# The guest module's operations, exits and the host's BPF runs for them, per workload: its
+# debugfs counters read in the guest before and after each timed run, outside the timing (not in
+# the counting boot); the read after a run kicks once when entries are pending.
 # Configurations are interleaved (BARE, OFF, UPROBE, INPROC, BARE, ...) ROUNDS times; each boot
 # runs every workload REPS times; the table shows the median, the spread (min-max) and the ratio
 # of medians against OFF (and BARE).
@@ -159,6 +162,14 @@ blk() {
 	case $3 in 64k) _b=65536 ;; 4k) _b=4096 ;; esac
 	echo "$_t0 $_t1 $(( ${_n:-0} * _b ))"
 }
+# gcount: "exits BPF-runs operations" of the guest module so far ("- - -" without it); reading
+# the stats carries out what is posted (a kick, counted, when anything is pending)
+S=/sys/kernel/debug/pviommu/stats
+gcount() {
+	[ -r $S ] || { echo "- - -"; return 0; }
+	awk '$1 == "exits" { e = $2 } $1 == "page_runs" { r = $2 } $1 == "hypercalls" { o = $2 }
+		END { print (e == "" ? "-" : e), (r == "" ? "-" : r), (o == "" ? "-" : o) }' $S
+}
 # warm-up: ARP, TCP, the block devices' first requests
 echo "GET 65536" | nc -w 10 "$(host_ip "$(nic e1000)")" "$(karg port)" >/dev/null
 echo "GET 65536" | nc -w 10 "$(host_ip "$(nic virtio)")" "$(karg port)" >/dev/null
@@ -167,6 +178,8 @@ dd if=/dev/nvme0n1 of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null
 mark armed
 while cmd=$(wait_host); do
 	set -- $cmd
+	# not in the counting boot ($2 = count.N): the reads would be counted as the workload's
+	case $2 in count.*) g0= ;; *) g0=$(gcount) ;; esac
 	case $1 in
 	e1000-rx) r=$(net e1000 rx) ;;
 	e1000-tx) r=$(net e1000 tx) ;;
@@ -182,6 +195,7 @@ while cmd=$(wait_host); do
 	*) r="0 0 0" ;;
 	esac
 	value "$1-$2" "$r"
+	[ -z "$g0" ] || value "gc-$1-$2" "$g0 $(gcount)"
 	mark "done-$1-$2"
 done
 [ -r /sys/kernel/debug/pviommu/stats ] && value gstats "$(tr '\n' ' ' </sys/kernel/debug/pviommu/stats)"
@@ -204,6 +218,8 @@ print(d[0]["mode"] if d else "none")' "$1" 2>/dev/null
 }
 
 RES=$work/results	# cfg round rep workload seconds bytes checks hypercalls violations qemu_cpu_s
+GC=$work/gcounts	# cfg workload bytes, then exits BPF-runs operations before and after the run
+: >"$GC"
 # guest_insns ROUND: in the counting boot, the guest's instructions so far; elsewhere 0
 guest_insns() {
 	[ "$1" = count ] || { echo 0; return 0; }
@@ -268,6 +284,8 @@ run_cfg() {
 				split(a, x); split(b, y)
 				printf "%.6f %d %d %d", (t1 - t0) / 1e9, y[1] - x[1], y[2] - x[2], y[3] - x[3] }')
 			echo "$cfg $r $k $w ${v%% *} $bytes ${v#* } $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')" >>"$RES"
+			# the guest module's exits, BPF runs and operations during this run (GC)
+			echo "$cfg $w $bytes $(vm_value "gc-$w-$r.$k")" >>"$GC"
 		done
 	done
 	vm_send end
@@ -431,6 +449,38 @@ for c in cfgs:
 print("  target (issue: emulated devices, strict): < 1 exit per MB; BPF runs: '-' where the"
       " channel is not the page (OFF/UPROBE:")
 print("  every operation is its own hypercall and BPF run).")
+# the same per workload: the guest module's counters read before and after each timed run
+wcounts, wsum = {}, {}
+try:
+    for l in open(os.path.join(work, "gcounts")):
+        t = l.split()
+        if len(t) != 9 or int(t[2]) != want.get(t[1], -1) or "-" in (t[3], t[5], t[6], t[8]):
+            continue
+        a = wsum.setdefault((t[0], t[1]), [0, 0, 0, 0, True])
+        a[0] += int(t[2])
+        a[1] += int(t[6]) - int(t[3])
+        a[3] += int(t[8]) - int(t[5])
+        if "-" in (t[4], t[7]):
+            a[4] = False
+        else:
+            a[2] += int(t[7]) - int(t[4])
+except OSError:
+    pass
+if wsum:
+    print()
+    print(f"{'load':<9} {'config':<20} {'ops/GB':>9} {'exits/MB':>8} {'BPF runs/GB':>11}"
+          "   (per workload: the guest module's counters read before and after each timed run;")
+    print(" " * 62 + "the read after it carries out what is posted with a kick: 1 exit per run of them)")
+    for w in WL:
+        for c in cfgs:
+            a = wsum.get((c, w))
+            if not a or not a[0]:
+                continue
+            gb = a[0] / 1e9
+            wcounts[(c, w)] = {"ops_per_gb": a[3] / gb, "exits_per_gb": a[1] / gb,
+                               "bpf_runs_per_gb": a[2] / gb if a[4] else None}
+            runs = f"{a[2] / gb:>11.0f}" if a[4] else f"{'-':>11}"
+            print(f"{w:<9} {names[c]:<20} {a[3] / gb:>9.0f} {a[1] / gb / 1000:>8.3f} {runs}")
 print()
 ok = True
 for w in WL:
@@ -537,7 +587,7 @@ if outdir:
                         "ratio_to_bare_median": st.median(rs) if rs else None,
                         "ratio_to_bare_min": min(rs) if rs else None,
                         "ratio_to_bare_max": max(rs) if rs else None,
-                        **counts.get(c, {})})
+                        **counts.get(c, {}), **wcounts.get((c, w), {})})
     host = {}
     try:
         host = json.load(open(os.path.join(work, "host.json")))
@@ -558,7 +608,7 @@ if outdir:
             f.write(f"| {r['workload']} | {r['name']} | {r['runs']} | {r['mb_s_median']:.2f}"
                     f" [{r['mb_s_min']:.2f}-{r['mb_s_max']:.2f}] | {ratio} | {r['qemu_cpu_s_per_gb']:.1f} | "
                     f"{gi(r)} | "
-                    f"{'-' if ex is None else f'{ex / 1000:.2f}'} | {'-' if br is None else f'{br:.0f}'} |\n")
+                    f"{'-' if ex is None else f'{ex / 1000:.3f}'} | {'-' if br is None else f'{br:.0f}'} |\n")
         f.write(f"\nhost: {json.dumps(host)}\n")
     with open(os.path.join(outdir, "peers.dat"), "w") as f:
         cs = [c for c in cfgs if c != "bare"]
