@@ -373,12 +373,8 @@ static int pviommu_chan_attach(void)
  * used again or the ring is flushed: nonzero is a refusal (or no answer)
  * nobody has read (a kicked one's was read and cleared at once)
  */
-static __always_inline void pviommu_chan_reap(struct pviommu_chan_ent *e)
+static noinline void pviommu_chan_refused(struct pviommu_chan_ent *e, int r)
 {
-	int r = READ_ONCE(e->status);
-
-	if (likely(!r))
-		return;
 	WRITE_ONCE(e->status, 0);
 	atomic64_inc(&pviommu_stats.posted_refused);
 	atomic64_inc(&pviommu_stats.failures);
@@ -388,11 +384,28 @@ static __always_inline void pviommu_chan_reap(struct pviommu_chan_ent *e)
 			   r == PVIOMMU_CHAN_PENDING ? " (no answer)" : "");
 }
 
+static __always_inline void pviommu_chan_reap(struct pviommu_chan_ent *e)
+{
+	int r = READ_ONCE(e->status);
+
+	/* the rare refusal out of line: the posting path keeps few registers */
+	if (unlikely(r))
+		pviommu_chan_refused(e, r);
+}
+
 /* a port read: the host carries out every published entry (an exit) */
 static void pviommu_chan_kick(struct pviommu_chan *c)
 {
 	atomic64_inc(&pviommu_stats.exits);
 	inl(PVIOMMU_PORT_KICK);
+}
+
+/* no free entry: carried out now (a kick); true when the ring stays full */
+static noinline bool pviommu_chan_full(struct pviommu_chan *c, u32 prod)
+{
+	atomic64_inc(&pviommu_stats.ring_full);
+	pviommu_chan_kick(c);
+	return prod - smp_load_acquire(&c->cons) >= pviommu_chan_nents;
 }
 
 /*
@@ -410,14 +423,10 @@ static __always_inline int pviommu_chan_call(u64 a0, u64 a1, u64 a2, bool may_po
 
 	flags = pviommu_lock_irqsave(&pviommu_chan_lock);
 	prod = c->prod;
-	if (prod - smp_load_acquire(&c->cons) >= pviommu_chan_nents) {
-		/* no free entry: carried out now */
-		atomic64_inc(&pviommu_stats.ring_full);
-		pviommu_chan_kick(c);
-		if (prod - smp_load_acquire(&c->cons) >= pviommu_chan_nents) {
-			pviommu_unlock_irqrestore(&pviommu_chan_lock, flags);
-			return PVIOMMU_NOACK;	/* the host stopped serving the page */
-		}
+	if (unlikely(prod - smp_load_acquire(&c->cons) >= pviommu_chan_nents) &&
+	    pviommu_chan_full(c, prod)) {
+		pviommu_unlock_irqrestore(&pviommu_chan_lock, flags);
+		return PVIOMMU_NOACK;	/* the host stopped serving the page */
 	}
 	i = prod & (pviommu_chan_nents - 1);	/* a power of two: no division (a helper under TCG) */
 	e = &c->ent[i];
@@ -527,17 +536,22 @@ static __always_inline bool pviommu_refused(int r)
 	return verify && r;
 }
 
-/* MAP or UNMAP of pd; a refusal is counted and said. Returns the answer */
+static noinline void pviommu_op_refused(struct pviommu_dev *pd, u32 op, u64 iova, u64 size,
+					int r)
+{
+	atomic64_inc(&pviommu_stats.failures);
+	atomic64_inc(&pd->failures);
+	pr_err_ratelimited("%s: the host refused %s [%#llx+%#llx]: %d\n", pci_name(pd->pdev),
+			   op == PVIOMMU_OP_MAP ? "MAP" : "UNMAP", iova, size, r);
+}
+
+/* MAP or UNMAP of pd; a refusal is counted and said (out of line). Returns the answer */
 static __always_inline int pviommu_dev_op(struct pviommu_dev *pd, u32 op, u32 perm, u64 iova, u64 size)
 {
 	int r = pviommu_dev_call(pd, op, perm, iova, size);
 
-	if (pviommu_refused(r)) {
-		atomic64_inc(&pviommu_stats.failures);
-		atomic64_inc(&pd->failures);
-		pr_err_ratelimited("%s: the host refused %s [%#llx+%#llx]: %d\n", pci_name(pd->pdev),
-				   op == PVIOMMU_OP_MAP ? "MAP" : "UNMAP", iova, size, r);
-	}
+	if (unlikely(pviommu_refused(r)))
+		pviommu_op_refused(pd, op, iova, size, r);
 	return r;
 }
 
@@ -820,6 +834,7 @@ static struct pviommu_dev *pviommu_pd(struct device *dev)
 	return container_of(get_dma_ops(dev), struct pviommu_ops, ops)->pd;
 }
 
+/* a device with old ops (swiotlb, another IOMMU's): theirs, then ours */
 static dma_addr_t pviommu_map_page(struct device *dev, struct page *page,
 				   unsigned long offset, size_t size,
 				   enum dma_data_direction dir, unsigned long attrs)
@@ -827,20 +842,11 @@ static dma_addr_t pviommu_map_page(struct device *dev, struct page *page,
 	struct pviommu_dev *pd = pviommu_pd(dev);
 	dma_addr_t dma;
 
-	if (pd->old_ops) {
-		dma = pd->old_ops->map_page(dev, page, offset, size, dir, attrs);
-		if (dma == DMA_MAPPING_ERROR)
-			return dma;
-	} else {
-		dma = phys_to_dma(dev, page_to_phys(page) + offset);
-		if (!dma_capable(dev, dma, size, true)) {
-			pviommu_fail(pd, "map_page", dma, size);
-			return DMA_MAPPING_ERROR;
-		}
-	}
+	dma = pd->old_ops->map_page(dev, page, offset, size, dir, attrs);
+	if (dma == DMA_MAPPING_ERROR)
+		return dma;
 	if (pviommu_map(pd, dma, size, pviommu_perm(dir))) {
-		if (pd->old_ops)
-			pd->old_ops->unmap_page(dev, dma, size, dir, attrs);
+		pd->old_ops->unmap_page(dev, dma, size, dir, attrs);
 		return DMA_MAPPING_ERROR;
 	}
 	return dma;
@@ -852,8 +858,34 @@ static void pviommu_unmap_page(struct device *dev, dma_addr_t dma, size_t size,
 	struct pviommu_dev *pd = pviommu_pd(dev);
 
 	pviommu_unmap(pd, dma, size, pviommu_perm(dir));
-	if (pd->old_ops)
-		pd->old_ops->unmap_page(dev, dma, size, dir, attrs);
+	pd->old_ops->unmap_page(dev, dma, size, dir, attrs);
+}
+
+/*
+ * dma-direct's devices (old ops NULL, most of them): the identity, then
+ * ours. Functions of their own, with no call on their way: the compiler
+ * keeps fewer registers for them (guest instructions per pair, make bench).
+ */
+static dma_addr_t pviommu_map_page_direct(struct device *dev, struct page *page,
+					  unsigned long offset, size_t size,
+					  enum dma_data_direction dir, unsigned long attrs)
+{
+	struct pviommu_dev *pd = pviommu_pd(dev);
+	dma_addr_t dma = phys_to_dma(dev, page_to_phys(page) + offset);
+
+	if (unlikely(!dma_capable(dev, dma, size, true))) {
+		pviommu_fail(pd, "map_page", dma, size);
+		return DMA_MAPPING_ERROR;
+	}
+	if (pviommu_map(pd, dma, size, pviommu_perm(dir)))
+		return DMA_MAPPING_ERROR;
+	return dma;
+}
+
+static void pviommu_unmap_page_direct(struct device *dev, dma_addr_t dma, size_t size,
+				      enum dma_data_direction dir, unsigned long attrs)
+{
+	pviommu_unmap(pviommu_pd(dev), dma, size, pviommu_perm(dir));
 }
 
 static void pviommu_unmap_sg_segs(struct pviommu_dev *pd, struct scatterlist *sgl,
@@ -1114,8 +1146,8 @@ static struct pviommu_ops *pviommu_ops_new(struct pviommu_dev *pd, const struct 
 			.free_pages = !old || old->alloc_pages ? pviommu_free_pages : NULL,
 			.mmap = old ? old->mmap : pviommu_mmap,
 			.get_sgtable = old ? old->get_sgtable : pviommu_get_sgtable,
-			.map_page = pviommu_map_page,
-			.unmap_page = pviommu_unmap_page,
+			.map_page = old ? pviommu_map_page : pviommu_map_page_direct,
+			.unmap_page = old ? pviommu_unmap_page : pviommu_unmap_page_direct,
 			.map_sg = pviommu_map_sg,
 			.unmap_sg = pviommu_unmap_sg,
 			.map_resource = !old || old->map_resource ? pviommu_map_resource : NULL,
