@@ -533,7 +533,7 @@ static __always_inline int pviommu_dev_call(struct pviommu_dev *pd, u32 op, u32 
 /* with verify: anything but an acknowledged success is a refusal */
 static __always_inline bool pviommu_refused(int r)
 {
-	return verify && r;
+	return r && verify;	/* r first: a posted operation's 0 decides at once */
 }
 
 static noinline void pviommu_op_refused(struct pviommu_dev *pd, u32 op, u64 iova, u64 size,
@@ -665,10 +665,12 @@ static void pviommu_live_drop(struct pviommu_dev *pd)
 static __always_inline void pviommu_unmap_now(struct pviommu_dev *pd, u64 iova, u64 size,
 			      u32 perm)
 {
+	struct pviommu_dev_pcpu __percpu *pc = pd->pcpu;
+
 	pviommu_dev_op(pd, PVIOMMU_OP_UNMAP, perm, iova, size);
 	pviommu_live_del(pd, iova, size, perm);
-	this_cpu_dec(pd->pcpu->live);
-	this_cpu_sub(pd->pcpu->live_bytes, size);
+	this_cpu_dec(pc->live);
+	this_cpu_sub(pc->live_bytes, size);
 }
 
 /*
@@ -791,18 +793,19 @@ static bool pviommu_lazy_reuse(struct pviommu_dev *pd, u64 iova, u64 size, u32 p
 /* 0, or the host's refusal (verify): the caller fails the DMA mapping */
 static __always_inline int pviommu_map(struct pviommu_dev *pd, u64 iova, u64 size, u32 perm)
 {
+	struct pviommu_dev_pcpu __percpu *pc = pd->pcpu;
 	int r;
 
 	if (!size)
 		return 0;
-	this_cpu_inc(pd->pcpu->maps);
+	this_cpu_inc(pc->maps);
 	if (pviommu_lazy_mode && pviommu_lazy_reuse(pd, iova, size, perm))
 		return 0;
 	r = pviommu_dev_op(pd, PVIOMMU_OP_MAP, perm, iova, size);
 	if (pviommu_refused(r))
 		return r < 0 ? r : -EIO;
-	this_cpu_inc(pd->pcpu->live);
-	this_cpu_add(pd->pcpu->live_bytes, size);
+	this_cpu_inc(pc->live);
+	this_cpu_add(pc->live_bytes, size);
 	pviommu_live_add(pd, iova, size, perm);
 	return 0;
 }
