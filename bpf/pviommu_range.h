@@ -623,24 +623,27 @@ static PV_INLINE int pv_rec_own_slot(struct pv_env *e, __u32 dom, __u32 bdf,
  * record moves to a RECORD slot of its own first. The RECORD slot's
  * insertion may move the page's entry, so the page is found again and its
  * record copied slot to slot (no copy on the stack, whose every byte the
- * hypercall programs need). Returns the page's slot, now without a record;
- * NULL when there was no room for the RECORD slot (nothing moved).
+ * hypercall programs need). Returns the index of the page's slot, now
+ * without a record; -ENOSPC when there was no room for the RECORD slot
+ * (nothing moved), -EUCLEAN when the page's slot is gone (the index is
+ * inconsistent).
  */
-static PV_INLINE struct pviommu_slot *
-pv_rec_evict(struct pv_env *e, __u32 dom, __u32 bdf, __u64 pfn)
+static PV_INLINE long pv_rec_evict(struct pv_env *e, __u32 dom, __u32 bdf, __u64 pfn)
 {
 	struct pviommu_slot *x, *s;
+	long idx;
 
 	x = pv_slot_lookup(e, PVIOMMU_SLOT_RECORD, dom, bdf,
 			   pfn << PVIOMMU_PAGE_SHIFT, 1);
 	if (!x)
-		return 0;
-	s = pv_slot_lookup(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, 0);
+		return -PV_ENOSPC;
+	idx = pv_slot_claim(e, PVIOMMU_SLOT_PAGE, dom, bdf, pfn, 0);
+	s = idx < 0 ? 0 : pv_slot_at(e, (__u32)idx);
 	if (!s)
-		return 0;
+		return -PV_EUCLEAN;
 	pv_rec_write(x, &s->rec);
 	pv_rec_write(s, 0);
-	return s;
+	return idx;
 }
 
 /* ---- a page's sub-page pieces: a dense chain of slots (pviommu.h) ------ */
@@ -769,9 +772,13 @@ static PV_INLINE int pv_piece_add(struct pv_env *e, struct pviommu_slot *s,
 	if (n >= PVIOMMU_MAX_PIECES)
 		return -PV_ENOSPC;
 	if (pv_slot_has_rec(s)) {
-		s = pv_rec_evict(e, dom, bdf, pfn);
+		long i = pv_rec_evict(e, dom, bdf, pfn);
+
+		if (i < 0)
+			return (int)i;
+		s = pv_slot_at(e, (__u32)i);
 		if (!s)
-			return -PV_ENOSPC;
+			return -PV_EUCLEAN;
 	}
 	x = pv_chain_at(e, s, dom, bdf, pfn, n / PVIOMMU_SUB_SLOTS, 1);
 	if (!x)

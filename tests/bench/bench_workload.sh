@@ -178,6 +178,7 @@ dd if=/dev/nvme0n1 of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null
 mark armed
 while cmd=$(wait_host); do
 	set -- $cmd
+	[ "$1" != end ] || break
 	# not in the counting boot ($2 = count.N): the reads would be counted as the workload's
 	case $2 in count.*) g0= ;; *) g0=$(gcount) ;; esac
 	case $1 in
@@ -191,7 +192,6 @@ while cmd=$(wait_host); do
 	blk-w4k) r=$(blk /dev/vda w 4k "$BLK4N") ;;
 	nvme-r64k) r=$(blk /dev/nvme0n1 r 64k "$BLKN") ;;
 	nvme-w64k) r=$(blk /dev/nvme0n1 w 64k "$BLKN") ;;
-	end) break ;;
 	*) r="0 0 0" ;;
 	esac
 	value "$1-$2" "$r"
