@@ -739,6 +739,42 @@ static void t_fail_closed(void)
 	ASSERT_EQ(chk(DEV_A, 0x82000, 1, R), PV_DENY_FAILED, "A denied");
 	restart_a_b();
 
+	/*
+	 * An inconsistent index (a page slot that holds a mapping's record but
+	 * no count of it, as only a corrupted index can): the UNMAP cannot
+	 * revoke what it finds, so A is denied with an event naming the index
+	 */
+	{
+		int ifd = bpf_map__fd(I.skel->maps.pviommu_index);
+		struct pviommu_slot s;
+		long idx;
+		__u32 k;
+
+		ASSERT_OK(map(DEV_A, 0x83000, 0x1000, R), "A mapped, a whole page");
+		ASSERT_OK(map(DEV_B, 0x83000, 0x1000, R), "B the same page");
+		idx = pv_slot_find(&I.env, PVIOMMU_SLOT_PAGE, self, DEV_A, 0x83);
+		ASSERT_TRUE(idx >= 0, "A's page slot found");
+		k = (__u32)idx;
+		ASSERT_OK(bpf_map_lookup_elem(ifd, &k, &s), "its slot read");
+		ASSERT_EQ(s.cnt_r, 1, "counted once");
+		s.cnt_r = 0;
+		ASSERT_OK(bpf_map_update_elem(ifd, &k, &s, BPF_EXIST), "count lost");
+		drain_events(&I);
+		ASSERT_EQ(unmap(DEV_A, 0x83000, 0x1000), -EUCLEAN, "unmap: index inconsistent");
+		ASSERT_EQ(drain_events(&I), 2, "two events");
+		ASSERT_EQ(last_ev.type, PVIOMMU_EV_FAILED, "a failed-closed event");
+		ASSERT_EQ(last_ev.perm, PVIOMMU_FAIL_INDEX, "saying why: the index");
+		ASSERT_EQ(chk(DEV_A, 0x83000, 1, R), PV_DENY_FAILED, "A denied");
+		ASSERT_EQ(chk(DEV_B, 0x83000, 0x1000, R), PV_ALLOW, "B stays exact");
+		ASSERT_OK(unmap(DEV_B, 0x83000, 0x1000), "B's unmap carried out");
+		ASSERT_EQ(chk(DEV_B, 0x83000, 1, R), PV_DENY_UNMAPPED, "and in force");
+		restart_a_b();
+		ASSERT_EQ(chk(DEV_A, 0x83000, 1, R), PV_DENY_UNMAPPED,
+			  "REGISTER: nothing of A carried over");
+		ASSERT_OK(map(DEV_A, 0x83000, 0x1000, R), "the page maps again");
+		ASSERT_OK(unmap(DEV_A, 0x83000, 0x1000), "and unmaps");
+	}
+
 	/* RESERVE: the caller's host tgid; capacity taken, or refused */
 	{
 		__u32 fake = 0x3ffff0, k;
