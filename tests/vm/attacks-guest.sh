@@ -7,6 +7,7 @@
 # then host commands, one per line:
 #   benign            TCP downloads through every NIC, virtio-blk write/read-back; MARK benign-done
 #   run S             scenario S of pvattack.ko; VALUE result-S <line>; MARK done-S
+#   oldops            VALUE oldops-calls N (pviommu.oldops=1: calls of pvoldops.ko's DMA ops)
 #   end               leave (RESULT PASS unless a check failed)
 . /lib/pviommu-vm.sh
 A=/sys/kernel/debug/pvattack
@@ -51,6 +52,13 @@ mark ready
 cmd=$(wait_host)
 [ "$cmd" = go ] || fail "expected 'go' from the host, got '$cmd'"
 devs=$(karg devices)
+# pviommu.oldops=1: pvoldops.ko first puts DMA ops of its own (another layer's, translating
+# nothing) under the same devices, so pviommu.ko wraps those instead of calling dma-direct
+OLDOPS=/sys/module/pvoldops/parameters/calls
+if [ "$(karg oldops)" = 1 ]; then
+	check insmod-pvoldops insmod /test/pvoldops.ko devices="$devs" ||
+		fail "insmod pvoldops.ko: $(dmesg | grep pvoldops | tail -n 2)"
+fi
 if [ -n "$devs" ]; then
 	check insmod-pviommu insmod /test/pviommu.ko devices="$devs" transport=tcg verify="$(karg verify || echo 1)" || fail "insmod pviommu.ko"
 fi
@@ -58,6 +66,7 @@ has "$BDF_E1000" && { check ifup-e1000 ifup e1000 || true; }
 has "$BDF_VIRTIO_NET" && { check ifup-virtio ifup virtio || true; }
 check insmod-pvattack insmod /test/pvattack.ko edu="$(karg edu || echo 0000:00:06.0)" || fail "insmod pvattack.ko: $(dmesg | grep pvattack | tail -n 2)"
 value info "$(cat $A/info)"
+[ -r $OLDOPS ] && value oldops-calls "$(cat $OLDOPS)"
 [ -r /sys/kernel/debug/pviommu/stats ] && value pviommu-stats "$(tr '\n' ' ' </sys/kernel/debug/pviommu/stats | head -c 600)"
 mark armed
 while cmd=$(wait_host); do
@@ -72,6 +81,9 @@ while cmd=$(wait_host); do
 		echo "$s" >$A/run
 		value "result-$s" "$(cat $A/result)"
 		mark "done-$s" ;;
+	oldops)	# the calls of pvoldops.ko's DMA ops so far
+		value oldops-calls "$(cat $OLDOPS 2>/dev/null || echo -)"
+		mark oldops-done ;;
 	end) break ;;
 	*) echo "attacks-guest: unknown command '$cmd'" ;;
 	esac

@@ -22,6 +22,7 @@ ATK_SRC=${ATK_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 CTL=${CTL:-$VM_OUT/pviommuctl}
 ATK_PVIOMMU_KO=${ATK_PVIOMMU_KO:-$VM_OUT/guest-module/pviommu.ko}
 ATK_ATTACK_KO=${ATK_ATTACK_KO:-$VM_OUT/guest-attack/pvattack.ko}
+ATK_OLDOPS_KO=${ATK_OLDOPS_KO:-$VM_OUT/guest-attack/pvoldops.ko}
 ATK_BOOTS=0
 ATK_EVPID=
 ATK_HPID=
@@ -95,7 +96,8 @@ atk_events_stop() {
 }
 
 # atk_boot NAME PLANE [--benign]; ATK_BRIDGE=1: edu behind a pci-bridge (00:10.0), at
-# 01:02.0 (set BDF_EDU accordingly), instead of 00:06.0 on the root bus
+# 01:02.0 (set BDF_EDU accordingly), instead of 00:06.0 on the root bus; ATK_OLDOPS=1: the
+# protected devices get pvoldops.ko's DMA ops (another layer's) before pviommu.ko wraps them
 atk_boot() {
 	local name=$1 plane=$2 benign=${3:-} devs=$BDF_E1000,$BDF_EDU pid edu=--edu
 	local extra=${VM_QEMU_EXTRA:-}
@@ -108,6 +110,7 @@ atk_boot() {
 		devs=$BDF_E1000,$BDF_VIRTIO_NET,$BDF_EDU,$BDF_VIRTIO_BLK
 	fi
 	[ "${ATK_NO_PVIOMMU_KO:-0}" = 1 ] && devs=""
+	[ "${ATK_OLDOPS:-0}" = 1 ] && args+=(--file "$ATK_OLDOPS_KO" --append "pviommu.oldops=1")
 	args+=(--append "pviommu.devices=$devs pviommu.edu=$BDF_EDU pviommu.port=$ATK_PORT pviommu.blobsum=$ATK_BLOBSUM")
 	# only the in-process plane answers the guest's hypercalls (pviommu.h): elsewhere the
 	# module is told not to wait for an acknowledgement
