@@ -1425,8 +1425,12 @@ static struct notifier_block pviommu_nb = {
 	.notifier_call = pviommu_notify,
 };
 
-/* unbind, install, rebind: the driver maps everything again through our ops */
-static void pviommu_protect(struct pviommu_dev *pd)
+/*
+ * unbind, install (or uninstall), rebind: the driver maps everything again
+ * through the ops it gets; uninstalling, no mapping made through our ops
+ * outlives the module (the driver unmapped them all at unbind)
+ */
+static void pviommu_rebind(struct pviommu_dev *pd, bool install)
 {
 	struct device *dev = &pd->pdev->dev;
 	bool bound = READ_ONCE(dev->driver);
@@ -1435,24 +1439,10 @@ static void pviommu_protect(struct pviommu_dev *pd)
 		device_release_driver(dev);
 	device_lock(dev);
 	mutex_lock(&pviommu_mutex);
-	__pviommu_install(pd);
-	mutex_unlock(&pviommu_mutex);
-	device_unlock(dev);
-	if (bound && device_attach(dev) <= 0)
-		pr_warn("%s: driver did not bind again\n", pci_name(pd->pdev));
-}
-
-/* the reverse: no mapping made through our ops outlives the module */
-static void pviommu_unprotect(struct pviommu_dev *pd)
-{
-	struct device *dev = &pd->pdev->dev;
-	bool bound = READ_ONCE(dev->driver);
-
-	if (bound)
-		device_release_driver(dev);
-	device_lock(dev);
-	mutex_lock(&pviommu_mutex);
-	__pviommu_uninstall(pd);
+	if (install)
+		__pviommu_install(pd);
+	else
+		__pviommu_uninstall(pd);
 	mutex_unlock(&pviommu_mutex);
 	device_unlock(dev);
 	if (bound && device_attach(dev) <= 0)
@@ -1749,7 +1739,7 @@ static int __init pviommu_init(void)
 		if (pd->installed || pd->removed)
 			continue;
 		mutex_unlock(&pviommu_mutex);
-		pviommu_protect(pd);
+		pviommu_rebind(pd, true);
 		n++;
 		mutex_lock(&pviommu_mutex);
 	}
@@ -1785,7 +1775,7 @@ static int __init pviommu_init(void)
 err_unprotect:
 	bus_unregister_notifier(&pci_bus_type, &pviommu_nb);
 	list_for_each_entry(pd, &pviommu_devs, node)
-		pviommu_unprotect(pd);
+		pviommu_rebind(pd, false);
 	del_timer_sync(&pviommu_lazy.timer);
 err_unregister:
 	pviommu_hypercall(PVIOMMU_OP_UNREGISTER, 0, 0, 0, 0);
@@ -1805,7 +1795,7 @@ static void __exit pviommu_exit(void)
 	debugfs_remove_recursive(pviommu_debugfs);
 	bus_unregister_notifier(&pci_bus_type, &pviommu_nb);
 	list_for_each_entry_safe(pd, tmp, &pviommu_devs, node) {
-		pviommu_unprotect(pd);
+		pviommu_rebind(pd, false);
 		mutex_lock(&pviommu_mutex);
 		list_del(&pd->node);
 		pviommu_dev_free(pd);
