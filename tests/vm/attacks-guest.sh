@@ -5,9 +5,11 @@
 # load it), pviommu.edu=BDF (where edu is, for pvattack.ko), pviommu.port=PORT and pviommu.blobsum=MD5 (benign downloads from the host's httpd).
 # Protocol: MARK ready -> host sends "go" -> insmod pviommu.ko + pvattack.ko -> MARK armed;
 # then host commands, one per line:
-#   benign            TCP downloads through every NIC, virtio-blk write/read-back; MARK benign-done
+#   benign            TCP downloads through every NIC, virtio-blk (and nvme) write/read-back;
+#                     MARK benign-done
 #   run S             scenario S of pvattack.ko; VALUE result-S <line>; MARK done-S
-#   oldops            VALUE oldops-calls N (pviommu.oldops=1: calls of pvoldops.ko's DMA ops)
+#   oldops            VALUE oldops-calls "N S" (pviommu.oldops=1: calls of pvoldops.ko's DMA ops,
+#                     S of them map_sg)
 #   end               leave (RESULT PASS unless a check failed)
 . /lib/pviommu-vm.sh
 A=/sys/kernel/debug/pvattack
@@ -33,16 +35,16 @@ fetch() {  # fetch e1000|virtio: download the blob from the host, compare its ch
 	done
 	echo "fetch $1: got $(wc -c </tmp/get) bytes, md5 $sum"; return 1
 }
-blk() {  # write a pattern to /dev/vda (O_DIRECT and through the page cache), read it back
-	[ -b /dev/vda ] || { echo "no /dev/vda"; return 1; }
+blk() {  # blk DEV: write a pattern to DEV (O_DIRECT and through the page cache), read it back
+	[ -b "$1" ] || { echo "no $1"; return 1; }
 	dd if=/dev/urandom of=/tmp/pat bs=64k count=64 2>/dev/null
 	want=$(md5sum </tmp/pat | cut -d' ' -f1)
-	dd if=/tmp/pat of=/dev/vda bs=64k oflag=direct 2>/dev/null || return 1
-	got=$(dd if=/dev/vda bs=64k count=64 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+	dd if=/tmp/pat of="$1" bs=64k oflag=direct 2>/dev/null || return 1
+	got=$(dd if="$1" bs=64k count=64 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
 	[ "$got" = "$want" ] || { echo "O_DIRECT read-back differs"; return 1; }
-	dd if=/tmp/pat of=/dev/vda bs=64k seek=128 2>/dev/null && sync || return 1
+	dd if=/tmp/pat of="$1" bs=64k seek=128 2>/dev/null && sync || return 1
 	echo 3 >/proc/sys/vm/drop_caches
-	got=$(dd if=/dev/vda bs=64k skip=128 count=64 2>/dev/null | md5sum | cut -d' ' -f1)
+	got=$(dd if="$1" bs=64k skip=128 count=64 2>/dev/null | md5sum | cut -d' ' -f1)
 	[ "$got" = "$want" ] || { echo "buffered read-back differs"; return 1; }
 	return 0
 }
@@ -66,7 +68,7 @@ has "$BDF_E1000" && { check ifup-e1000 ifup e1000 || true; }
 has "$BDF_VIRTIO_NET" && { check ifup-virtio ifup virtio || true; }
 check insmod-pvattack insmod /test/pvattack.ko edu="$(karg edu || echo 0000:00:06.0)" || fail "insmod pvattack.ko: $(dmesg | grep pvattack | tail -n 2)"
 value info "$(cat $A/info)"
-[ -r $OLDOPS ] && value oldops-calls "$(cat $OLDOPS)"
+[ -r $OLDOPS ] && value oldops-calls "$(cat $OLDOPS) $(cat ${OLDOPS%/*}/sg_calls)"
 [ -r /sys/kernel/debug/pviommu/stats ] && value pviommu-stats "$(tr '\n' ' ' </sys/kernel/debug/pviommu/stats | head -c 600)"
 mark armed
 while cmd=$(wait_host); do
@@ -74,7 +76,8 @@ while cmd=$(wait_host); do
 	benign)
 		has "$BDF_E1000" && check benign-e1000-tcp fetch e1000
 		has "$BDF_VIRTIO_NET" && check benign-virtio-net-tcp fetch virtio
-		has "$BDF_VIRTIO_BLK" && check benign-virtio-blk blk
+		has "$BDF_VIRTIO_BLK" && check benign-virtio-blk blk /dev/vda
+		has "$BDF_NVME" && check benign-nvme blk /dev/nvme0n1
 		mark benign-done ;;
 	"run "*)
 		s=${cmd#run }
@@ -82,7 +85,7 @@ while cmd=$(wait_host); do
 		value "result-$s" "$(cat $A/result)"
 		mark "done-$s" ;;
 	oldops)	# the calls of pvoldops.ko's DMA ops so far
-		value oldops-calls "$(cat $OLDOPS 2>/dev/null || echo -)"
+		value oldops-calls "$(cat $OLDOPS 2>/dev/null || echo -) $(cat ${OLDOPS%/*}/sg_calls 2>/dev/null || echo -)"
 		mark oldops-done ;;
 	end) break ;;
 	*) echo "attacks-guest: unknown command '$cmd'" ;;

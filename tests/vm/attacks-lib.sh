@@ -30,6 +30,7 @@ BDF_EDU=0000:00:06.0
 BDF_E1000=0000:00:04.0
 BDF_VIRTIO_NET=0000:00:05.0
 BDF_VIRTIO_BLK=0000:00:07.0
+BDF_NVME=0000:00:08.0
 
 atk_init() {
 	local p
@@ -97,7 +98,8 @@ atk_events_stop() {
 
 # atk_boot NAME PLANE [--benign]; ATK_BRIDGE=1: edu behind a pci-bridge (00:10.0), at
 # 01:02.0 (set BDF_EDU accordingly), instead of 00:06.0 on the root bus; ATK_OLDOPS=1: the
-# protected devices get pvoldops.ko's DMA ops (another layer's) before pviommu.ko wraps them
+# protected devices get pvoldops.ko's DMA ops (another layer's) before pviommu.ko wraps them;
+# ATK_NVME=1: an nvme disk too, protected, in the benign workload (its driver maps scatterlists)
 atk_boot() {
 	local name=$1 plane=$2 benign=${3:-} devs=$BDF_E1000,$BDF_EDU pid edu=--edu
 	local extra=${VM_QEMU_EXTRA:-}
@@ -110,6 +112,10 @@ atk_boot() {
 		devs=$BDF_E1000,$BDF_VIRTIO_NET,$BDF_EDU,$BDF_VIRTIO_BLK
 	fi
 	[ "${ATK_NO_PVIOMMU_KO:-0}" = 1 ] && devs=""
+	if [ "${ATK_NVME:-0}" = 1 ]; then
+		args+=(--disk nvme 64M)
+		devs=$devs,$BDF_NVME
+	fi
 	[ "${ATK_OLDOPS:-0}" = 1 ] && args+=(--file "$ATK_OLDOPS_KO" --append "pviommu.oldops=1")
 	args+=(--append "pviommu.devices=$devs pviommu.edu=$BDF_EDU pviommu.port=$ATK_PORT pviommu.blobsum=$ATK_BLOBSUM")
 	# only the in-process plane answers the guest's hypercalls (pviommu.h): elsewhere the

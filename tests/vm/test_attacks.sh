@@ -18,7 +18,7 @@
 #                 event; the attacks succeed and each raises one (action=allowed)
 #   kill-uprobe   uprobe plane (attach --enforce), mode kill: QEMU dies at the first rogue
 #                 transfer (a..e, one boot each), the guest never reports a result
-#   old-ops       deny-inproc with every protected device (e1000, virtio-net, edu, virtio-blk)
+#   old-ops       deny-inproc with every protected device (e1000, virtio-net, edu, virtio-blk, nvme)
 #                 under pvoldops.ko's DMA ops (another layer's, translating nothing): pviommu.ko
 #                 wraps them; benign traffic intact and through them, every attack blocked
 #   bridge        edu behind a pci-bridge (guest 01:02.0, same devfn space as bus 0): in-process
@@ -267,11 +267,11 @@ bridge_one() {
 	guest_finished "$m"
 }
 mode_old_ops() {
-	local m=old-ops c0 c1 maps legit
+	local m=old-ops c0 c1 s0 s1 maps legit
 	[ "$ATK_INPROC" = 1 ] || { nok "$m" "in-process plane missing ($ATK_INPROC_WHY)"; return; }
 	atk_load deny || { nok "$m: pviommuctl load"; return; }
-	ATK_OLDOPS=1 boot_or_fail $m deny inproc --benign || return
-	c0=$(vm_value oldops-calls)
+	ATK_OLDOPS=1 ATK_NVME=1 boot_or_fail $m deny inproc --benign || return
+	read -r c0 s0 <<<"$(vm_value oldops-calls)"
 	assert "$m: the devices run under pvoldops.ko's ops ($c0 calls by insmod pvattack.ko)" \
 		[ "${c0:-0}" -gt 0 ]
 	legit=$(atk_field "$ATK_INFO" legit)
@@ -280,9 +280,11 @@ mode_old_ops() {
 		ok "$m: edu's coherent buffer, allocated by the other ops, is in the policy ($legit)"
 	else nok "$m: edu's coherent buffer in the policy" "$legit not in $maps"; fi
 	benign $m 1
+	assert "$m: nvme write/read-back intact" eval "vm__grep 'CHECK PASS benign-nvme' >/dev/null"
 	vm_send oldops && vm_wait_marker oldops-done 30
-	c1=$(vm_value oldops-calls)
+	read -r c1 s1 <<<"$(vm_value oldops-calls)"
 	assert "$m: the benign traffic went through them ($c0 -> $c1 calls)" [ "${c1:-0}" -gt "${c0:-0}" ]
+	assert "$m: nvme's scatterlists too (map_sg: $s0 -> $s1 calls)" [ "${s1:-0}" -gt "${s0:-0}" ]
 	scenarios $m BLOCKED denied
 	guest_finished $m
 }

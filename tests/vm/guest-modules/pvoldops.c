@@ -12,7 +12,8 @@
  * Each device's driver is unbound, the ops set, the driver bound again. The
  * DMA masks are honoured (a buffer beyond one fails its mapping: nothing
  * bounces). /sys/module/pvoldops/parameters/calls counts every call of these
- * ops, so a test can show that the DMA it watched went through them. The
+ * ops (sg_calls: of map_sg, which pvoldops_one counts once per segment too),
+ * so a test can show that the DMA it watched went through them. The
  * module cannot be unloaded: pviommu.ko keeps a pointer to its ops.
  */
 #include <linux/module.h>
@@ -28,15 +29,18 @@ module_param(devices, charp, 0444);
 MODULE_PARM_DESC(devices, "PCI devices (DDDD:BB:DD.F, comma-separated) to put under these ops");
 
 static atomic64_t pvoldops_calls = ATOMIC64_INIT(0);
+static atomic64_t pvoldops_sg = ATOMIC64_INIT(0);
 
-static int calls_get(char *buf, const struct kernel_param *kp)
+static int count_get(char *buf, const struct kernel_param *kp)
 {
-	return sysfs_emit(buf, "%lld\n", (long long)atomic64_read(&pvoldops_calls));
+	return sysfs_emit(buf, "%lld\n", (long long)atomic64_read(kp->arg));
 }
 
-static const struct kernel_param_ops calls_ops = { .get = calls_get };
-module_param_cb(calls, &calls_ops, NULL, 0444);
+static const struct kernel_param_ops count_ops = { .get = count_get };
+module_param_cb(calls, &count_ops, &pvoldops_calls, 0444);
 MODULE_PARM_DESC(calls, "calls of these DMA ops so far (read only)");
+module_param_cb(sg_calls, &count_ops, &pvoldops_sg, 0444);
+MODULE_PARM_DESC(sg_calls, "of which map_sg (read only)");
 
 static dma_addr_t pvoldops_one(struct device *dev, phys_addr_t phys, size_t size)
 {
@@ -66,6 +70,7 @@ static int pvoldops_map_sg(struct device *dev, struct scatterlist *sgl, int nent
 	struct scatterlist *s;
 	int i;
 
+	atomic64_inc(&pvoldops_sg);
 	for_each_sg(sgl, s, nents, i) {
 		s->dma_address = pvoldops_one(dev, sg_phys(s), s->length);
 		if (s->dma_address == DMA_MAPPING_ERROR)
