@@ -571,6 +571,19 @@ static __noinline int hc_admin(struct pviommu_ctl *c, struct pviommu_domain *d,
 }
 
 /*
+ * The index slot where an operation on [iova, ...) of bdf starts (its first
+ * page's home), read and nothing more: its cache miss is under way while
+ * the caller does other work (a touch; the operation reads it again)
+ */
+static __always_inline __u32 home_touch(struct pv_env *e, __u32 dom, __u32 bdf, __u64 iova)
+{
+	struct pviommu_slot *s = pv_slot_at(e, pv_key_home(e, PVIOMMU_SLOT_PAGE, dom, bdf,
+							    iova >> PVIOMMU_PAGE_SHIFT));
+
+	return s ? s->kind : 0;
+}
+
+/*
  * One hypercall of domain 'dom' (always the caller's own tgid: a guest can
  * only change its own domain). Returns 0 or a negative errno. (The shared
  * page's batches go through pviommu_hc_batch, which takes the locks once
@@ -612,10 +625,15 @@ static __always_inline int handle_hc(__u32 dom, __u64 a0, __u64 a1, __u64 a2,
 		goto out;
 	}
 	if (op == PVIOMMU_OP_MAP || op == PVIOMMU_OP_UNMAP) {
+		__u32 t;
+
 		if (lock_map_unmap(c, dom)) {
 			err = -PV_EBUSY;
 			goto out;
 		}
+		/* the new page's slot on its way while the domain is looked up */
+		t = home_touch(&e, dom, bdf, a1);
+		__asm__ __volatile__("" : : "r"(t));
 		d = registered(dom);
 		if (!d) {
 			err = -PV_ENODEV;
@@ -787,7 +805,6 @@ __noinline int pv_batch_one(struct pviommu_domain *d, __u32 dom, __u32 i)
 __noinline int pv_batch_touch(__u32 dom, __u32 n)
 {
 	struct pv_env e = PV_ENV;
-	struct pviommu_slot *s;
 	__u32 i, sum = 0;
 	__u64 *w;
 
@@ -795,10 +812,7 @@ __noinline int pv_batch_touch(__u32 dom, __u32 n)
 		if (i >= n)
 			break;
 		w = pv_batch_buf[i];
-		s = pv_slot_at(&e, pv_key_home(&e, PVIOMMU_SLOT_PAGE, dom, PVIOMMU_HC_BDF(w[0]),
-					       w[1] >> PVIOMMU_PAGE_SHIFT));
-		if (s)
-			sum += s->kind;
+		sum += home_touch(&e, dom, PVIOMMU_HC_BDF(w[0]), w[1]);
 	}
 	__asm__ __volatile__("" : : "r"(sum));	/* the reads stay */
 	return 0;
