@@ -2,7 +2,7 @@
 # tests/bench/bench_workload.sh - guest workload throughput with pviommu enforcement off, on the
 # uprobe plane (audit) and on the in-process plane (deny), side by side in one run (make bench).
 #
-# Guest (QEMU TCG, q35, 2 vCPUs): e1000 00:04.0, virtio-net 00:05.0, virtio-blk 00:07.0 (virtio
+# Guest (QEMU TCG, q35, 2 vCPUs; VM_ACCEL, VM_SMP change them): e1000 00:04.0, virtio-net 00:05.0, virtio-blk 00:07.0 (virtio
 # with iommu_platform=on,disable-legacy=on) and nvme 00:08.0; pviommu.ko protects all four
 # (transport=tcg).
 # Configurations (one boot each, all workloads run in that boot):
@@ -295,7 +295,7 @@ run_cfg() {
 }
 
 say "$NAME: guest workload throughput, enforcement off / uprobe audit / in-process deny"
-say "  QEMU TCG, 2 vCPUs, 512 MiB; pviommu.ko protects e1000 00:04.0, virtio-net 00:05.0, virtio-blk 00:07.0"
+say "  QEMU ${VM_ACCEL:-tcg}, ${VM_SMP:-2} vCPU(s), 512 MiB; pviommu.ko protects e1000 00:04.0, virtio-net 00:05.0, virtio-blk 00:07.0"
 say "  and nvme 00:08.0 (transport=tcg). Workloads: $WORKLOADS"
 say "  net: $NET_MB MiB TCP down (rx) / up (tx) (slirp, busybox nc); 64k: $BLK_MB MiB O_DIRECT (dd); 4k: $BLK4K_MB MiB"
 say "  $ROUNDS round(s) x configs interleaved ($CONFIGS), $REPS rep(s) of each workload per boot"

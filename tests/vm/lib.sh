@@ -27,7 +27,7 @@
 #                          "iommu_platform=on,disable-legacy=on" (default $VM_VIRTIO_OPTS)
 #   --machine M            QEMU machine (default $VM_MACHINE or q35)
 #   --cpu MODEL            QEMU -cpu (default: QEMU's own)
-#   --mem MB  --smp N      default 512 and 2
+#   --mem MB  --smp N      default 512 and 2 ($VM_SMP)
 #   --timeout SEC          hard timeout: QEMU is killed after SEC (default $VM_TIMEOUT or 180)
 #   --append "ARGS"        extra kernel command line (pviommu.KEY=VAL is read by karg KEY)
 #   --allow-oops           do not fail the run when the guest kernel logs an oops/BUG/call trace
@@ -66,7 +66,7 @@
 #   VM_QEMU_WRAPPER        command prefix, word-split: e.g. "build/pviommuctl run --"
 #   VM_QEMU_EXTRA          extra QEMU args, word-split, appended last
 #   VM_ACCEL               default tcg
-#   VM_VIRTIO_OPTS, VM_MACHINE, VM_TIMEOUT   defaults of the options above
+#   VM_VIRTIO_OPTS, VM_MACHINE, VM_TIMEOUT, VM_SMP   defaults of the options above
 #   VM_STALL_PATTERN       an ERE: once the serial log matches it, vm_wait gives the VM
 #   VM_STALL_GRACE         seconds (90) more, then kills it as at its hard timeout (124)
 # Files in $VM_RUNS/NAME/: serial.log (ttyS0), qemu.out (QEMU stdout/stderr), qemu.pid,
@@ -119,7 +119,7 @@ vm_prepare() {
 }
 
 vm_boot() {
-	local name=vm script="" machine=${VM_MACHINE:-q35} cpu="" mem=512 smp=2
+	local name=vm script="" machine=${VM_MACHINE:-q35} cpu="" mem=512 smp=${VM_SMP:-2}
 	local timeout=${VM_TIMEOUT:-180} append="" vopts=${VM_VIRTIO_OPTS:-} allow_oops=0 edu=0 viommu=""
 	local -a files=() modules=() nets=() disks=() devices=() qargs=() shares=() extra=()
 	while [ $# -gt 0 ]; do
