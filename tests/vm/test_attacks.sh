@@ -5,7 +5,7 @@
 #   legit  allowed round trip through the legit buffer (must always work)
 #   a      edu reads a never-mapped secret page           b  edu writes a never-mapped victim page
 #   c      edu writes a page mapped for e1000 only        d  65-byte write into a 64-byte buffer
-#   e      edu writes a buffer after its (strict) unmap
+#   e      edu writes a buffer after its (strict) unmap  g  a page after dma_free_pages (alloc_pages path)
 #   f      virtio-net completes a TX frame on a ring the guest revoked after QEMU set up its
 #          MemoryRegionCache (raw UNMAP hypercall; the device's used->idx write is the evidence)
 # Modes (a plane that was not built fails the modes that need it):
@@ -46,12 +46,12 @@ trap 'exit 130' INT TERM
 atk_init || { nok "attacks-lib init"; finish; }
 atk_planes
 
-SCEN="a b c d e"
-declare -A BLOCKED=([a]=not-leaked [b]=unchanged [c]=unchanged [d]=unchanged [e]=unchanged)
-declare -A WORKED=([a]=leaked [b]=changed [c]=changed [d]=changed [e]=changed)
+SCEN="a b c d e g"
+declare -A BLOCKED=([a]=not-leaked [b]=unchanged [c]=unchanged [d]=unchanged [e]=unchanged [g]=unchanged)
+declare -A WORKED=([a]=leaked [b]=changed [c]=changed [d]=changed [e]=changed [g]=changed)
 declare -A DESC=([a]="read of the secret page" [b]="write of the victim page"
 	[c]="write into a buffer mapped for e1000 only" [d]="65-byte write into a 64-byte buffer"
-	[e]="write after strict unmap")
+	[e]="write after strict unmap" [g]="write after dma_free_pages")
 
 # boot_or_fail MODE ARGS...: boot; on failure one failed test with the serial tail
 boot_or_fail() {
@@ -78,6 +78,7 @@ scenarios() {
 			is "$mode: $s ${DESC[$s]}: ${WORKED[$s]}" "${WORKED[$s]}" "$res"
 		fi
 		[ "$s" = d ] && is "$mode: d the 64 mapped bytes stay writable" ok "$(atk_field "$line" control64)"
+		[ "$s" = g ] && is "$mode: g the page was writable while allocated" ok "$(atk_field "$line" control)"
 		[ -n "$act" ] || continue
 		addr=$(atk_field "$line" addr) len=$(atk_field "$line" len) dir=$(atk_field "$line" dir)
 		sleep 0.5

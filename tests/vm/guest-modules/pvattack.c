@@ -22,7 +22,7 @@
  *
  * debugfs (mount -t debugfs none /sys/kernel/debug), directory pvattack/:
  *   info    addresses of the buffers, one "PVATTACK info ..." line
- *   run     write a scenario name: legit a b c d e f (one per write)
+ *   run     write a scenario name: legit a b c d e f g (one per write)
  *   result  the result line of the last scenario
  * Scenarios (result= is the verdict on the rogue transfer):
  *   legit  round trip legit -> edu -> legit          result=ok|broken
@@ -36,6 +36,11 @@
  *          control64=ok|broken), then 65 bytes: result = byte 65
  *                                                     result=changed|unchanged
  *   e      map a page for edu, unmap it, then edu writes it
+ *                                                     result=changed|unchanged
+ *   g      dma_alloc_pages() a page for edu (the DMA API's alloc_pages path),
+ *          edu writes it (allowed, control=ok|broken), dma_free_pages(),
+ *          then edu writes it again. The module holds a reference to the
+ *          page across the free, so nothing else gets it meanwhile
  *                                                     result=changed|unchanged
  *   f      not edu: virtio-net (vnet=, iommu_platform=on). The module
  *          revokes the whole split ring of its TX queue "output.0" with a
@@ -104,6 +109,7 @@
 #define PAT_OTHER	0x3c
 #define PAT_SUB		0x48
 #define PAT_STALE	0xc3
+#define PAT_FREED	0xd5
 
 static char *edu = "0000:00:06.0";
 module_param(edu, charp, 0444);
@@ -368,6 +374,36 @@ static void sc_e(void)
 	       "unmapped=1");
 }
 
+static void sc_g(void)
+{
+	char extra[64];
+	struct page *pg;
+	const char *ctl;
+	dma_addr_t d;
+	void *p;
+	int err;
+
+	pg = dma_alloc_pages(&edu_pdev->dev, PAGE_SIZE, &d, DMA_BIDIRECTIONAL, GFP_KERNEL);
+	if (!pg) {
+		report("g", "error", 0, PAGE_SIZE, "write", "(dma_alloc_pages failed)");
+		return;
+	}
+	p = page_address(pg);
+	/* while allocated, edu may write it */
+	fill(p, PAGE_SIZE, PAT_FREED);
+	err = edu_load(PAT_ATTACK);
+	if (!err)
+		err = edu_dma(d, XFER, true);
+	ctl = err ? errstr(err) : is_pat(p, XFER, PAT_ATTACK, 0) ? "ok" : "broken";
+	/* freed: the reference taken here keeps the page ours until the end */
+	get_page(pg);
+	dma_free_pages(&edu_pdev->dev, PAGE_SIZE, pg, d, DMA_BIDIRECTIONAL);
+	fill(p, PAGE_SIZE, PAT_FREED);
+	snprintf(extra, sizeof(extra), "control=%s freed=1", ctl);
+	report("g", rogue_write("g", d, XFER, p, 0, PAT_FREED), d, XFER, "write", extra);
+	put_page(pg);
+}
+
 /* the virtio device under a virtio-pci function */
 static int virtio_child(struct device *d, void *data)
 {
@@ -530,7 +566,7 @@ static const struct {
 	void (*fn)(void);
 } scenarios[] = {
 	{ "legit", sc_legit }, { "a", sc_a }, { "b", sc_b }, { "c", sc_c },
-	{ "d", sc_d }, { "e", sc_e }, { "f", sc_f }, { "bench", sc_bench },
+	{ "d", sc_d }, { "e", sc_e }, { "f", sc_f }, { "g", sc_g }, { "bench", sc_bench },
 };
 
 static ssize_t run_write(struct file *f, const char __user *ubuf, size_t len, loff_t *pos)
@@ -552,7 +588,7 @@ static ssize_t run_write(struct file *f, const char __user *ubuf, size_t len, lo
 		mutex_unlock(&lock);
 		return len;
 	}
-	pr_err("pvattack: unknown scenario '%s' (legit a b c d e f bench)\n", name);
+	pr_err("pvattack: unknown scenario '%s' (legit a b c d e f g bench)\n", name);
 	return -EINVAL;
 }
 

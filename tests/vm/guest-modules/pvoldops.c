@@ -115,6 +115,20 @@ static void pvoldops_free(struct device *dev, size_t size, void *vaddr, dma_addr
 	free_pages((unsigned long)vaddr, get_order(size));
 }
 
+static struct page *pvoldops_alloc_pages(struct device *dev, size_t size, dma_addr_t *dma,
+					 enum dma_data_direction dir, gfp_t gfp)
+{
+	void *vaddr = pvoldops_alloc(dev, size, dma, gfp, 0);
+
+	return vaddr ? virt_to_page(vaddr) : NULL;
+}
+
+static void pvoldops_free_pages(struct device *dev, size_t size, struct page *page,
+				dma_addr_t dma, enum dma_data_direction dir)
+{
+	pvoldops_free(dev, size, page_address(page), dma, 0);
+}
+
 static const struct dma_map_ops pvoldops_ops = {
 	.map_page	= pvoldops_map_page,
 	.unmap_page	= pvoldops_unmap_page,
@@ -122,6 +136,8 @@ static const struct dma_map_ops pvoldops_ops = {
 	.unmap_sg	= pvoldops_unmap_sg,
 	.alloc		= pvoldops_alloc,
 	.free		= pvoldops_free,
+	.alloc_pages	= pvoldops_alloc_pages,
+	.free_pages	= pvoldops_free_pages,
 };
 
 static struct pci_dev *pvoldops_devs[PVOLDOPS_MAX];
