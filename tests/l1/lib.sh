@@ -28,6 +28,7 @@
 #   exists to run it.
 #
 # Environment: everything of tests/vm/lib.sh; L1_CPU (EPYC), L1_MEM (MB: 1024; 2048 works too), L1_SMP (2),
+#   L1_HEARTBEAT (s between L1's beats: 15; lost after 10),
 #   L1_CTL (host path of another pviommuctl build for L1 to use, e.g. one with a BPF change).
 
 # shellcheck source=tests/vm/lib.sh
@@ -39,6 +40,9 @@ L1_LSM="lockdown,capability,landlock,yama,bpf"
 # once in l1-assign while L2 ran, the CPU with no ticks; the same run passed alone in 74 s):
 # stop L1 90 s after it reports one instead of at its hard timeout; run-all.sh retries them
 VM_STALL_PATTERN=${VM_STALL_PATTERN-'watchdog: BUG: soft lockup|rcu_preempt kthread timer wakeup didn.t happen'}
+# L1 can also freeze whole with nothing on its console (seen once in l1-assign while its
+# protected L2 booted: no line for 1,100 s, up to the hard timeout, its own 420 s marker timeout
+# never firing): L1 beats every L1_HEARTBEAT (15) s and is stopped 10 beats after its last
 
 l1_boot() {
 	local inner="" mem=${L1_MEM:-1024} timeout=300 name=l1
@@ -58,7 +62,7 @@ l1_boot() {
 	# (L1 mounts its own tmpfs on /tmp in the chroot; l1-init.sh binds host folders that the
 	# run needs back on top of it)
 	vm_boot --name "$name" --script "$L1_HERE/l1-init.sh" --cpu "${L1_CPU:-EPYC}" --machine q35 \
-		--mem "$mem" --smp "${L1_SMP:-2}" --timeout "$timeout" \
+		--mem "$mem" --smp "${L1_SMP:-2}" --timeout "$timeout" --heartbeat "${L1_HEARTBEAT:-15}" \
 		--share /:hostroot:ro --module kvm_amd --module kvm \
 		--append "lsm=$L1_LSM pviommu.l1script=$inner pviommu.l1out=$VM_OUT pviommu.l1src=$VM_SRC${L1_CTL:+ pviommu.l1ctl=$L1_CTL}" \
 		"${rest[@]+"${rest[@]}"}"

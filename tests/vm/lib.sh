@@ -31,6 +31,10 @@
 #   --timeout SEC          hard timeout: QEMU is killed after SEC (default $VM_TIMEOUT or 180)
 #   --append "ARGS"        extra kernel command line (pviommu.KEY=VAL is read by karg KEY)
 #   --allow-oops           do not fail the run when the guest kernel logs an oops/BUG/call trace
+#   --heartbeat SEC        the guest prints "PVIOMMU-VM: HEARTBEAT UPTIME" every SEC s; vm_wait and
+#                          vm_wait_marker stop a VM whose beats stop for $VM_HEARTBEAT_LOST s (10 x
+#                          SEC): a guest frozen whole (its vCPUs stuck or its timers dead), told
+#                          apart from one whose script waits on something that never comes
 # Fixed guest PCI addresses (bus 0): e1000 00:04.0, virtio-net 00:05.0, edu 00:06.0,
 #   virtio-blk 00:07.0, nvme 00:08.0, virtio-9p 00:09.0 (further shares 0a-0f). One device of
 #   each kind; put anything else (--device) at slot 0x10 and up. Guest: $BDF_E1000 etc.
@@ -121,6 +125,7 @@ vm_prepare() {
 vm_boot() {
 	local name=vm script="" machine=${VM_MACHINE:-q35} cpu="" mem=512 smp=${VM_SMP:-2}
 	local timeout=${VM_TIMEOUT:-180} append="" vopts=${VM_VIRTIO_OPTS:-} allow_oops=0 edu=0 viommu=""
+	local heartbeat=""
 	local -a files=() modules=() nets=() disks=() devices=() qargs=() shares=() extra=()
 	while [ $# -gt 0 ]; do
 		case $1 in
@@ -147,6 +152,8 @@ vm_boot() {
 		--timeout) timeout=$2; shift 2 ;;
 		--append) append="$append $2"; shift 2 ;;
 		--allow-oops) allow_oops=1; shift ;;
+		--heartbeat) case $2 in ''|*[!0-9]*|0) vm__err "--heartbeat SEC: a whole number of seconds > 0"; return 2 ;; esac
+			heartbeat=$2; shift 2 ;;
 		*) vm__err "vm_boot: unknown option '$1'"; return 2 ;;
 		esac
 	done
@@ -175,10 +182,14 @@ vm_boot() {
 	# timer check to panic ("IO-APIC + timer doesn't work")
 	local kargs="console=ttyS0 quiet panic=-1 no_timer_check"
 	local -a q=("$VM_QEMU" -name "$name,debug-threads=on" -machine "$machine" -accel "$VM_ACCEL"
-		-m "$mem" -smp "$smp" -display none -monitor none -no-reboot -nodefaults
+		-m "$mem" -smp "$smp" -display none -no-reboot -nodefaults
 		-pidfile "$d/qemu.pid" -kernel "$GUEST_VMLINUZ" -initrd "$d/initrd.cpio.gz"
 		-chardev "file,id=ser0,path=$(vm__q "$d/serial.log")" -serial chardev:ser0
 		-chardev "pipe,id=ctl,path=$(vm__q "$d/ctl")" -serial chardev:ctl)
+	# the human monitor on a socket, for what a frozen guest's vCPUs were doing (vm__frozen);
+	# with --heartbeat, where the path is short enough for a socket's name
+	if [ -n "$heartbeat" ] && [ "${#d}" -lt 96 ]; then q+=(-monitor "unix:$(vm__q "$d/hmp.sock"),server=on,wait=off")
+	else q+=(-monitor none); fi
 	[ -n "$cpu" ] && q+=(-cpu "$cpu")
 	[ -n "$viommu" ] && q+=(-device "$viommu")
 	mkfifo "$d/ctl.in" "$d/ctl.out"
@@ -227,6 +238,11 @@ vm_boot() {
 	done
 	[ -n "$tags" ] && kargs="$kargs pviommu.shares=$tags"
 	[ $allow_oops = 1 ] && kargs="$kargs pviommu.allow_oops=1"
+	if [ -n "$heartbeat" ]; then
+		kargs="$kargs pviommu.heartbeat=$heartbeat"
+		echo "$heartbeat" >"$d/heartbeat"
+		echo "0 $(date +%s)" >"$d/heartbeat.seen"
+	fi
 	for spec in "${devices[@]+"${devices[@]}"}"; do q+=(-device "$spec"); done
 	q+=("${qargs[@]+"${qargs[@]}"}")
 	# shellcheck disable=SC2206
@@ -277,8 +293,56 @@ vm__grep() {  # vm__grep ERE: search the serial log (CR stripped)
 
 vm__re() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|/]/\\&/g'; }
 
+# vm__frozen: 0 once a --heartbeat VM's beats have stopped for VM_HEARTBEAT_LOST (10 x SEC)
+# seconds (its QEMU alive); then says so with what its vCPUs were doing (the monitor's
+# "info registers -a": RIP, and HLT=1 for a halted one) and kills it. 1 otherwise.
+vm__frozen() {
+	local d beat lost n seen at now
+	d=$(vm__dir)
+	[ -s "$d/heartbeat" ] || return 1
+	beat=$(cat "$d/heartbeat")
+	lost=${VM_HEARTBEAT_LOST:-$((10 * beat))}
+	read -r seen at <"$d/heartbeat.seen" || return 1
+	n=$(vm__grep '^PVIOMMU-VM: HEARTBEAT ' | wc -l)
+	now=$(date +%s)
+	if [ "$n" != "$seen" ]; then echo "$n $now" >"$d/heartbeat.seen"; return 1; fi
+	[ $((now - at)) -ge "$lost" ] || return 1
+	if [ "$n" = 0 ]; then
+		vm__err "VM '$VM_CUR' stopped running: no heartbeat for $((now - at)) s (beats every ${beat} s; none since it started)"
+	else
+		vm__err "VM '$VM_CUR' stopped running: no heartbeat for $((now - at)) s (beats every ${beat} s;" \
+			"$n seen, the last at guest uptime $(vm__grep '^PVIOMMU-VM: HEARTBEAT ' | tail -n 1 | cut -d' ' -f3) s)"
+	fi
+	# a frozen QEMU does not answer: the monitor gets 5 s
+	timeout 8 python3 - "$d/hmp.sock" >"$d/frozen.hmp" 2>&1 <<'PY' || true
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+s.sendall(b"info registers -a\n"); out = b""; end = time.time() + 5
+while time.time() < end:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        break
+    if not b:
+        break
+    out += b
+    if out.count(b"RIP=") and out.rstrip().endswith(b"(qemu)"):
+        break
+sys.stdout.write(out.decode("latin-1"))
+PY
+	if grep -q 'RIP=' "$d/frozen.hmp"; then
+		tr -d '\r' <"$d/frozen.hmp" | awk '/^CPU#/ { c = $1 } /^RIP=/ { printf "  %s %s", c, $1
+			for (i = 2; i <= NF; i++) if ($i ~ /^(CPL|HLT)=/) printf " %s", $i; print "" }' >&2
+	else
+		vm__err "  (its monitor did not answer: QEMU itself is stuck)"
+	fi
+	: >"$d/frozen"
+	vm_kill
+	return 0
+}
+
 vm_wait_marker() {
-	local name=$1 t=${2:-60} re start
+	local name=$1 t=${2:-60} re start n=0
 	re="PVIOMMU-VM: MARK $(vm__re "$name")[[:space:]]*\$"
 	start=$(date +%s)
 	while :; do
@@ -288,6 +352,8 @@ vm_wait_marker() {
 			vm__err "VM '$VM_CUR' exited before marker '$name'"; return 1
 		fi
 		[ $(($(date +%s) - start)) -ge "$t" ] && { vm__err "timeout (${t}s) waiting for marker '$name'"; return 1; }
+		n=$((n + 1))
+		if [ $((n % 10)) = 0 ] && vm__frozen; then vm__err "(while waiting for marker '$name')"; return 1; fi
 		sleep 0.1
 	done
 }
@@ -354,6 +420,7 @@ vm_wait() {
 		fi
 		# a stall the guest reported (VM_STALL_PATTERN): VM_STALL_GRACE seconds to recover
 		n=$((n + 1))
+		if [ $((n % 10)) = 0 ] && vm__frozen; then echo 124 >"$d/rc.wait"; break; fi
 		if [ -n "${VM_STALL_PATTERN:-}" ] && [ $((n % 10)) = 0 ]; then
 			if [ -z "$stalled" ] && vm__grep "$VM_STALL_PATTERN" >/dev/null; then
 				stalled=$now
@@ -372,6 +439,8 @@ vm_wait() {
 		return 0
 	elif vm__grep 'PVIOMMU-VM: RESULT FAIL' >/dev/null; then
 		return 1
+	elif [ -e "$d/frozen" ]; then
+		return 124
 	elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 		vm__err "VM '$VM_CUR' hit its hard timeout"
 		return 124
