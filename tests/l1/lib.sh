@@ -82,3 +82,37 @@ l1_collect_checks() {
 		sed -e 's/^PVIOMMU-VM: CHECK //' -e 's/^PVIOMMU-VM: FAIL /STOP /')
 	[ -z "$last" ] || nok "$last"
 }
+
+# l1_kallsyms: print the path of a /proc/kallsyms of the guest kernel (its /proc/modules beside
+# it, ".modules") with L1's modules loaded, made once by a boot of its own (tests/l1/ksyms.py)
+l1_kallsyms() {
+	local f=$VM_OUT/guest/kallsyms-${GUEST_KREL:-$(ls "$VM_OUT/guest/root/lib/modules" | head -n1)}
+	local work=$VM_RUNS/l1_kallsyms.host
+	if [ ! -s "$f" ] || [ ! -s "$f.modules" ]; then
+		rm -rf "$work"; mkdir -p "$work"; chmod 777 "$work"
+		printf '. /lib/pviommu-vm.sh\ncat /proc/kallsyms >/mnt/out/kallsyms && cat /proc/modules >/mnt/out/modules\n' >"$work/run.sh"
+		( VM_CUR=""; vm_boot --name l1_kallsyms --script "$work/run.sh" --cpu "${L1_CPU:-EPYC}" --timeout 120 \
+			--share "$work:out" --module kvm_amd --module kvm --module vfio-pci --module vfio_iommu_type1 &&
+			vm_wait ) >"$work/boot.out" 2>&1
+		[ -s "$work/kallsyms" ] && [ -s "$work/modules" ] || { echo "$work/boot.out"; return 1; }
+		mv "$work/kallsyms" "$f" && mv "$work/modules" "$f.modules"
+	fi
+	echo "$f"
+}
+
+# l1_failed RC: the end of a failed L1 run: its verdict (unless a failed check already counts),
+# what L1's vCPUs were running if it froze (named), and the last lines of its serial log
+l1_failed() {
+	local d ks
+	d=$(vm_dir)
+	if [ "$failed" = 0 ]; then nok "l1-verdict" "rc $1"; fi
+	if [ -s "$d/frozen.txt" ] && [ -n "$(vm_value l1_ktext)" ]; then
+		if ks=$(l1_kallsyms); then
+			echo "  L1 froze; its vCPUs, named (kernel at $(vm_value l1_ktext)):"
+			python3 "$L1_HERE/ksyms.py" "$ks" "$ks.modules" "$(vm_value l1_ktext)" "$(vm_value l1_kmods)" <"$d/frozen.txt"
+		else
+			echo "  L1 froze; no symbols for its addresses: $ks"
+		fi
+	fi
+	echo "  last lines of $(vm_log):"; vm_tail 40 | sed 's/^/    /'
+}

@@ -136,7 +136,6 @@ echo "  L1 kernel (sys_enter_ioctl MAP_DMA=3b71 / UNMAP_DMA=3b72):"
 vm__grep '^FTRACE ' | sed 's/^FTRACE /    /' | head -n 40
 case $rc in
 0) [ "$passed" -gt 0 ] || nok "l1-no-checks-ran" ;;
-*)	if [ "$failed" = 0 ]; then nok "l1-verdict" "rc $rc"; fi
-	echo "  last lines of $(vm_log):"; vm_tail 40 | sed 's/^/    /' ;;
+*)	l1_failed "$rc" ;;
 esac
 finish

@@ -63,7 +63,6 @@ vm__grep '^PVIOMMU-VM: VALUE l1_vfio_lsm_event ' | sed 's/^PVIOMMU-VM: VALUE /  
 echo "  L1 run (QEMU start to exit): ${elapsed} s, guest uptime at end of checks: $(vm_value l1_done_uptime) s"
 case $rc in
 0) [ "$passed" -gt 0 ] || nok "l1-no-checks-ran" ;;
-*)	if [ "$failed" = 0 ]; then nok "l1-verdict" "rc $rc"; fi
-	echo "  last lines of $(vm_log):"; vm_tail 40 | sed 's/^/    /' ;;
+*)	l1_failed "$rc" ;;
 esac
 finish

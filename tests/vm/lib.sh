@@ -33,7 +33,7 @@
 #   --allow-oops           do not fail the run when the guest kernel logs an oops/BUG/call trace
 #   --heartbeat SEC        the guest prints "PVIOMMU-VM: HEARTBEAT UPTIME" every SEC s; vm_wait and
 #                          vm_wait_marker stop a VM whose beats stop for $VM_HEARTBEAT_LOST s (10 x
-#                          SEC): a guest frozen whole (its vCPUs stuck or its timers dead), told
+#                          SEC; 60 s more before the first): a guest frozen whole (its vCPUs stuck or its timers dead), told
 #                          apart from one whose script waits on something that never comes
 # Fixed guest PCI addresses (bus 0): e1000 00:04.0, virtio-net 00:05.0, edu 00:06.0,
 #   virtio-blk 00:07.0, nvme 00:08.0, virtio-9p 00:09.0 (further shares 0a-0f). One device of
@@ -295,7 +295,8 @@ vm__re() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|/]/\\&/g'; }
 
 # vm__frozen: 0 once a --heartbeat VM's beats have stopped for VM_HEARTBEAT_LOST (10 x SEC)
 # seconds (its QEMU alive); then says so with what its vCPUs were doing (the monitor's
-# "info registers -a": RIP, and HLT=1 for a halted one) and kills it. 1 otherwise.
+# "info registers -a": RIP, IF, HLT=1 for a halted one; the kernel-looking words on each
+# one's stack; also in frozen.txt of its dir) and kills it. 1 otherwise.
 vm__frozen() {
 	local d beat lost n seen at now
 	d=$(vm__dir)
@@ -306,6 +307,7 @@ vm__frozen() {
 	n=$(vm__grep '^PVIOMMU-VM: HEARTBEAT ' | wc -l)
 	now=$(date +%s)
 	if [ "$n" != "$seen" ]; then echo "$n $now" >"$d/heartbeat.seen"; return 1; fi
+	[ "$n" = 0 ] && lost=$((lost + 60))	# its boot, before the first beat
 	[ $((now - at)) -ge "$lost" ] || return 1
 	if [ "$n" = 0 ]; then
 		vm__err "VM '$VM_CUR' stopped running: no heartbeat for $((now - at)) s (beats every ${beat} s; none since it started)"
@@ -313,26 +315,20 @@ vm__frozen() {
 		vm__err "VM '$VM_CUR' stopped running: no heartbeat for $((now - at)) s (beats every ${beat} s;" \
 			"$n seen, the last at guest uptime $(vm__grep '^PVIOMMU-VM: HEARTBEAT ' | tail -n 1 | cut -d' ' -f3) s)"
 	fi
-	# a frozen QEMU does not answer: the monitor gets 5 s
-	timeout 8 python3 - "$d/hmp.sock" >"$d/frozen.hmp" 2>&1 <<'PY' || true
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
-s.sendall(b"info registers -a\n"); out = b""; end = time.time() + 5
-while time.time() < end:
-    try:
-        b = s.recv(65536)
-    except socket.timeout:
-        break
-    if not b:
-        break
-    out += b
-    if out.count(b"RIP=") and out.rstrip().endswith(b"(qemu)"):
-        break
-sys.stdout.write(out.decode("latin-1"))
-PY
-	if grep -q 'RIP=' "$d/frozen.hmp"; then
-		tr -d '\r' <"$d/frozen.hmp" | awk '/^CPU#/ { c = $1 } /^RIP=/ { printf "  %s %s", c, $1
-			for (i = 2; i <= NF; i++) if ($i ~ /^(CPL|HLT)=/) printf " %s", $i; print "" }' >&2
+	# what its vCPUs were doing: registers, and the words on each one's stack that may be
+	# return addresses into the kernel or a module (a frozen QEMU does not answer: 5 s)
+	local -a cmds=()
+	if python3 "$VM_HERE/hmp.py" "$d/hmp.sock" "info registers -a" >"$d/frozen.hmp" 2>&1; then
+		tr -d '\r' <"$d/frozen.hmp" | awk '/^CPU#/ { c = $1 } / RSP=/ { match($0, /RSP=[0-9a-f]+/); rsp[c] = substr($0, RSTART + 4, 16) }
+			/^RIP=/ { f = substr($2, 5); f = index("0123456789abcdef", substr(f, length(f) - 2, 1)) - 1
+				printf "  %s %s RSP=%s %s IF=%d", c, $1, rsp[c], $2, int(f / 2) % 2
+				for (i = 3; i <= NF; i++) if ($i ~ /^(CPL|HLT)=/) printf " %s", $i; print "" }' >"$d/frozen.txt"
+		while read -r c rsp; do cmds+=("cpu ${c#CPU#}" "x/64gx 0x$rsp"); done < <(tr -d '\r' <"$d/frozen.hmp" |
+			awk '/^CPU#/ { c = $1 } / RSP=/ { match($0, /RSP=[0-9a-f]+/); print c, substr($0, RSTART + 4, 16) }')
+		python3 "$VM_HERE/hmp.py" "$d/hmp.sock" "${cmds[@]}" >"$d/frozen.stack" 2>&1
+		awk '/^== cpu / { c = $3 } /^[0-9a-f]+:/ { for (i = 2; i <= NF; i++) if ($i ~ /^0xffffffff[89a-f]/) w[c] = w[c] " " substr($i, 3) }
+			END { for (c in w) print "  CPU#" c " stack:" w[c] }' "$d/frozen.stack" | sort >>"$d/frozen.txt"
+		cat "$d/frozen.txt" >&2
 	else
 		vm__err "  (its monitor did not answer: QEMU itself is stuck)"
 	fi

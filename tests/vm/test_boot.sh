@@ -91,24 +91,36 @@ fi
 # a guest frozen whole (its vCPUs stopped through the monitor: they run no more, QEMU answers)
 # is stopped once its beats stop, not at its hard timeout; the L1 suites' retry takes it for
 # nested KVM's freeze unless the logs hold a crash (tests/l1/flake.sh)
-printf '. /lib/pviommu-vm.sh\nmark ready\nsleep 600\n' >"$work/frozen.sh"
-vm_boot --name l1_frozen --script "$work/frozen.sh" --timeout 300 --heartbeat 1
+sed -n '/^value l1_ktext/,/^value l1_kmods/p' "$HERE/../l1/l1-init.sh" >"$work/ksyms.sh"
+printf '. /lib/pviommu-vm.sh\n. /test/ksyms.sh\nmark ready\nsleep 600\n' >"$work/frozen.sh"
+vm_boot --name l1_frozen --script "$work/frozen.sh" --file "$work/ksyms.sh" --timeout 300 --heartbeat 1 \
+	--cpu EPYC --module kvm_amd --module kvm
 if vm_wait_marker ready 100; then
 	for _ in $(seq 1 100); do [ "$(vm__grep '^PVIOMMU-VM: HEARTBEAT ' | wc -l)" -ge 2 ] && break; sleep 0.1; done
-	python3 - "$(vm_dir)/hmp.sock" <<'PY' >"$work/stop.out" 2>&1
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
-s.sendall(b"stop\n"); time.sleep(0.5); print(s.recv(4096).decode("latin-1"))
-PY
-	assert "monitor-stop" grep -q QEMU "$work/stop.out"
+	python3 "$HERE/hmp.py" "$(vm_dir)/hmp.sock" stop "info status" >"$work/stop.out" 2>&1
+	assert "monitor-stop" grep -q "VM status: paused" "$work/stop.out"
 	t0=$SECONDS
 	rc=0; VM_HEARTBEAT_LOST=4 vm_wait 120 2>"$work/frozen.err" || rc=$?
 	cat "$work/frozen.err"
 	assert "frozen-guest-stopped (rc $rc, $((SECONDS - t0)) s)" [ $rc = 124 ] && [ $((SECONDS - t0)) -lt 60 ]
 	assert "frozen-guest-said" grep -q "VM 'l1_frozen' stopped running: no heartbeat for" "$work/frozen.err"
-	assert "frozen-guest-vcpus" [ "$(grep -c 'RIP=' "$work/frozen.err")" = 2 ]
+	assert "frozen-guest-vcpus" [ "$(grep -c '^  CPU#[01] RIP=ffffffff[0-9a-f]* RSP=.* IF=1 CPL=0 HLT=1$' "$work/frozen.err")" = 2 ]
+	assert "frozen-guest-stacks" [ "$(grep -c '^  CPU#[01] stack: ffffffff' "$work/frozen.err")" = 2 ]
 	# shellcheck source=tests/l1/flake.sh
 	. "$HERE/../l1/flake.sh"
+	# the addresses named with the guest kernel's symbols, as the L1 suites do (tests/l1/lib.sh)
+	# shellcheck source=tests/l1/lib.sh
+	. "$HERE/../l1/lib.sh"
+	if ks=$(l1_kallsyms); then
+		python3 "$HERE/../l1/ksyms.py" "$ks" "$ks.modules" "$(vm_value l1_ktext)" "$(vm_value l1_kmods)" \
+			<"$(vm_dir)/frozen.txt" >"$work/frozen.named"
+		cat "$work/frozen.named"
+		assert "frozen-guest-named (halted in native_safe_halt, called by default_idle)" \
+			[ "$(grep -c '^  CPU#[01] RIP=native_safe_halt+0x' "$work/frozen.named")" = 2 ] &&
+			[ "$(grep -c '^  CPU#[01] stack: default_idle+0x' "$work/frozen.named")" = 2 ]
+	else
+		nok "frozen-guest-kallsyms" "$ks"
+	fi
 	assert "frozen-is-a-flake ($(l1_flake "$work/frozen.err"))" [ "$(l1_flake "$work/frozen.err")" = "L1 froze without a panic or oops" ]
 	{ cat "$work/frozen.err"; echo "[ 9.9] Kernel panic - not syncing: test"; } >"$work/frozen.crash"
 	assert "frozen-after-a-crash-is-not" [ -z "$(l1_flake "$work/frozen.crash")" ]
