@@ -66,7 +66,7 @@ if [ -n "$devs" ]; then
 fi
 has "$BDF_E1000" && { check ifup-e1000 ifup e1000 || true; }
 has "$BDF_VIRTIO_NET" && { check ifup-virtio ifup virtio || true; }
-check insmod-pvattack insmod /test/pvattack.ko edu="$(karg edu || echo 0000:00:06.0)" || fail "insmod pvattack.ko: $(dmesg | grep pvattack | tail -n 2)"
+check insmod-pvattack insmod /test/pvattack.ko edu="$(karg edu || echo 0000:00:06.0)" dma_bits="$(karg edubits || echo 28)" || fail "insmod pvattack.ko: $(dmesg | grep pvattack | tail -n 2)"
 value info "$(cat $A/info)"
 [ -r $OLDOPS ] && value oldops-calls "$(cat $OLDOPS) $(cat ${OLDOPS%/*}/sg_calls)"
 [ -r /sys/kernel/debug/pviommu/stats ] && value pviommu-stats "$(tr '\n' ' ' </sys/kernel/debug/pviommu/stats | head -c 600)"

@@ -101,12 +101,19 @@ atk_events_stop() {
 # protected devices get pvoldops.ko's DMA ops (another layer's) before pviommu.ko wraps them;
 # ATK_NVME=1: an nvme disk too, protected, in the benign workload (its driver maps scatterlists)
 atk_boot() {
-	local name=$1 plane=$2 benign=${3:-} devs=$BDF_E1000,$BDF_EDU pid edu=--edu
-	local extra=${VM_QEMU_EXTRA:-}
-	[ "${ATK_BRIDGE:-0}" = 1 ] && edu="" &&
-		extra="$extra -device pci-bridge,id=pvbr,chassis_nr=1,addr=10.0 -device edu,bus=pvbr,addr=02.0"
+	local name=$1 plane=$2 benign=${3:-} devs=$BDF_E1000,$BDF_EDU pid
+	# edu reaches 4 GiB (QEMU's default is 28 bits): its BAR, for the peer-to-peer scenario h
+	local extra=${VM_QEMU_EXTRA:-} edu=edu,dma_mask=0xffffffff
+	if [ "${ATK_BRIDGE:-0}" = 1 ]; then
+		extra="$extra -device pci-bridge,id=pvbr,chassis_nr=1,addr=10.0 -device $edu,bus=pvbr,addr=02.0"
+		edu=""
+	else
+		edu="$edu,addr=06.0"
+	fi
 	local -a args=(--name "atk-$name" --script "$ATK_SRC/tests/vm/attacks-guest.sh"
-		--file "$ATK_PVIOMMU_KO" --file "$ATK_ATTACK_KO" $edu --net e1000 --timeout "${ATK_VM_TIMEOUT:-300}")
+		--file "$ATK_PVIOMMU_KO" --file "$ATK_ATTACK_KO" --net e1000 --timeout "${ATK_VM_TIMEOUT:-300}"
+		--append "pviommu.edubits=32")
+	[ -n "$edu" ] && args+=(--device "$edu")
 	if [ "$benign" = --benign ]; then
 		args+=(--net virtio --disk virtio-blk 64M --virtio-opts "iommu_platform=on,disable-legacy=on")
 		devs=$BDF_E1000,$BDF_VIRTIO_NET,$BDF_EDU,$BDF_VIRTIO_BLK

@@ -6,6 +6,7 @@
 #   a      edu reads a never-mapped secret page           b  edu writes a never-mapped victim page
 #   c      edu writes a page mapped for e1000 only        d  65-byte write into a 64-byte buffer
 #   e      edu writes a buffer after its (strict) unmap  g  a page after dma_free_pages (alloc_pages path)
+#   h      edu writes a device register (MMIO) after dma_unmap_resource (peer-to-peer path)
 #   f      virtio-net completes a TX frame on a ring the guest revoked after QEMU set up its
 #          MemoryRegionCache (raw UNMAP hypercall; the device's used->idx write is the evidence)
 # Modes (a plane that was not built fails the modes that need it):
@@ -46,12 +47,14 @@ trap 'exit 130' INT TERM
 atk_init || { nok "attacks-lib init"; finish; }
 atk_planes
 
-SCEN="a b c d e g"
-declare -A BLOCKED=([a]=not-leaked [b]=unchanged [c]=unchanged [d]=unchanged [e]=unchanged [g]=unchanged)
-declare -A WORKED=([a]=leaked [b]=changed [c]=changed [d]=changed [e]=changed [g]=changed)
+SCEN="a b c d e g h"
+declare -A BLOCKED=([a]=not-leaked [b]=unchanged [c]=unchanged [d]=unchanged [e]=unchanged [g]=unchanged
+	[h]=unchanged)
+declare -A WORKED=([a]=leaked [b]=changed [c]=changed [d]=changed [e]=changed [g]=changed [h]=changed)
 declare -A DESC=([a]="read of the secret page" [b]="write of the victim page"
 	[c]="write into a buffer mapped for e1000 only" [d]="65-byte write into a 64-byte buffer"
-	[e]="write after strict unmap" [g]="write after dma_free_pages")
+	[e]="write after strict unmap" [g]="write after dma_free_pages"
+	[h]="write of a device register after dma_unmap_resource")
 
 # boot_or_fail MODE ARGS...: boot; on failure one failed test with the serial tail
 boot_or_fail() {
@@ -79,6 +82,7 @@ scenarios() {
 		fi
 		[ "$s" = d ] && is "$mode: d the 64 mapped bytes stay writable" ok "$(atk_field "$line" control64)"
 		[ "$s" = g ] && is "$mode: g the page was writable while allocated" ok "$(atk_field "$line" control)"
+		[ "$s" = h ] && is "$mode: h the register was writable while mapped" ok "$(atk_field "$line" control)"
 		[ -n "$act" ] || continue
 		addr=$(atk_field "$line" addr) len=$(atk_field "$line" len) dir=$(atk_field "$line" dir)
 		sleep 0.5

@@ -12,7 +12,7 @@
  * legitimate buffers through the DMA API of that device, so pviommu.ko (loaded
  * first with devices=...,0000:00:06.0) authorizes exactly those.
  *
- * Memory set up at load (all below edu's 28-bit DMA limit):
+ * Memory set up at load (all within edu's DMA mask; the pages below 16 MiB):
  *   legit   dma_alloc_coherent(edu, 4 KiB): the one buffer edu may use
  *   secret  a page with a known pattern, never mapped for any device
  *   victim  a page with a known pattern, never mapped
@@ -22,7 +22,7 @@
  *
  * debugfs (mount -t debugfs none /sys/kernel/debug), directory pvattack/:
  *   info    addresses of the buffers, one "PVATTACK info ..." line
- *   run     write a scenario name: legit a b c d e f g (one per write)
+ *   run     write a scenario name: legit a b c d e f g h (one per write)
  *   result  the result line of the last scenario
  * Scenarios (result= is the verdict on the rogue transfer):
  *   legit  round trip legit -> edu -> legit          result=ok|broken
@@ -41,6 +41,13 @@
  *          edu writes it (allowed, control=ok|broken), dma_free_pages(),
  *          then edu writes it again. The module holds a reference to the
  *          page across the free, so nothing else gets it meanwhile
+ *                                                     result=changed|unchanged
+ *   h      peer-to-peer MMIO: dma_map_resource() a page of a device's MMIO
+ *          for edu (edu's own BAR 0; its liveness register at 0x04 reads
+ *          back the inverse of what was written, standing for any peer's
+ *          register), edu writes the register (allowed, control=ok|broken),
+ *          dma_unmap_resource(), then edu writes it again. Needs
+ *          dma_bits= (and QEMU's edu,dma_mask=) to cover the BAR
  *                                                     result=changed|unchanged
  *   f      not edu: virtio-net (vnet=, iommu_platform=on). The module
  *          revokes the whole split ring of its TX queue "output.0" with a
@@ -81,6 +88,7 @@
 #define EDU_VENDOR	0x1234
 #define EDU_DEVICE	0x11e8
 #define EDU_REG_ID	0x00
+#define EDU_REG_LIVE	0x04	/* reads back the inverse of the last value written */
 #define EDU_REG_SRC	0x80
 #define EDU_REG_DST	0x88
 #define EDU_REG_CNT	0x90
@@ -110,6 +118,8 @@
 #define PAT_SUB		0x48
 #define PAT_STALE	0xc3
 #define PAT_FREED	0xd5
+#define PAT_MMIO	0x6d
+#define LIVE_IDLE	0x5a5a5a5au
 
 static char *edu = "0000:00:06.0";
 module_param(edu, charp, 0444);
@@ -117,6 +127,11 @@ MODULE_PARM_DESC(edu, "BDF of the edu device (default 0000:00:06.0)");
 static char *other = "0000:00:04.0";
 module_param(other, charp, 0444);
 MODULE_PARM_DESC(other, "BDF of another device for scenario c (default 0000:00:04.0, e1000)");
+
+static unsigned int dma_bits = EDU_DMA_BITS;
+module_param(dma_bits, uint, 0444);
+MODULE_PARM_DESC(dma_bits, "edu's DMA mask in bits, 28 (QEMU's edu default) to 64; QEMU's "
+		 "edu,dma_mask= must match. Scenario h needs edu's BAR within it");
 
 static char *vnet = "0000:00:05.0";
 module_param(vnet, charp, 0444);
@@ -404,6 +419,60 @@ static void sc_g(void)
 	put_page(pg);
 }
 
+/*
+ * edu writes the first 4 bytes of pattern seed (through its buffer) to
+ * addr; *want: what its liveness register reads if addr reached it. sc:
+ * the scenario whose rogue transfer this is (announced), or NULL
+ */
+static int edu_store_word(u64 addr, u8 seed, u32 *want, const char *sc)
+{
+	int err = edu_load(seed);
+
+	*want = ~le32_to_cpu(*(__le32 *)legit);
+	if (err)
+		return err;
+	if (sc)
+		announce(sc, addr, 4, "write");
+	return edu_dma(addr, 4, true);
+}
+
+static void sc_h(void)
+{
+	u64 bar = pci_resource_start(edu_pdev, 0);
+	struct device *dev = &edu_pdev->dev;
+	u32 want, got, idle = ~LIVE_IDLE;
+	char extra[96];
+	const char *ctl;
+	dma_addr_t d;
+	int err;
+
+	if (dma_bits < 64 && bar + PAGE_SIZE > (1ull << dma_bits)) {
+		report("h", "error", bar + EDU_REG_LIVE, 4, "write",
+		       "(edu's BAR is beyond its DMA mask: dma_bits=32 and edu,dma_mask=0xffffffff)");
+		return;
+	}
+	d = dma_map_resource(dev, bar, PAGE_SIZE, DMA_FROM_DEVICE, 0);
+	if (dma_mapping_error(dev, d)) {
+		report("h", "error", bar + EDU_REG_LIVE, 4, "write", "(dma_map_resource failed)");
+		return;
+	}
+	/* while mapped, edu may write the register */
+	writel(LIVE_IDLE, regs + EDU_REG_LIVE);
+	err = edu_store_word(d + EDU_REG_LIVE, PAT_MMIO, &want, NULL);
+	ctl = err ? errstr(err) : readl(regs + EDU_REG_LIVE) == want ? "ok" : "broken";
+	dma_unmap_resource(dev, d, PAGE_SIZE, DMA_FROM_DEVICE, 0);
+	writel(LIVE_IDLE, regs + EDU_REG_LIVE);
+	err = edu_store_word(d + EDU_REG_LIVE, PAT_ATTACK, &want, "h");
+	snprintf(extra, sizeof(extra), "control=%s bar=0x%llx unmapped=1", ctl, bar);
+	if (err) {
+		report("h", errstr(err), d + EDU_REG_LIVE, 4, "write", extra);
+		return;
+	}
+	got = readl(regs + EDU_REG_LIVE);
+	report("h", got == want ? "changed" : got == idle ? "unchanged" : "broken",
+	       d + EDU_REG_LIVE, 4, "write", extra);
+}
+
 /* the virtio device under a virtio-pci function */
 static int virtio_child(struct device *d, void *data)
 {
@@ -566,7 +635,8 @@ static const struct {
 	void (*fn)(void);
 } scenarios[] = {
 	{ "legit", sc_legit }, { "a", sc_a }, { "b", sc_b }, { "c", sc_c },
-	{ "d", sc_d }, { "e", sc_e }, { "f", sc_f }, { "g", sc_g }, { "bench", sc_bench },
+	{ "d", sc_d }, { "e", sc_e }, { "f", sc_f }, { "g", sc_g }, { "h", sc_h },
+	{ "bench", sc_bench },
 };
 
 static ssize_t run_write(struct file *f, const char __user *ubuf, size_t len, loff_t *pos)
@@ -588,7 +658,7 @@ static ssize_t run_write(struct file *f, const char __user *ubuf, size_t len, lo
 		mutex_unlock(&lock);
 		return len;
 	}
-	pr_err("pvattack: unknown scenario '%s' (legit a b c d e f g bench)\n", name);
+	pr_err("pvattack: unknown scenario '%s' (legit a b c d e f g h bench)\n", name);
 	return -EINVAL;
 }
 
@@ -675,7 +745,12 @@ static int __init pvattack_init(void)
 		goto fail;
 	enabled = true;
 	pci_set_master(edu_pdev);
-	err = dma_set_mask_and_coherent(&edu_pdev->dev, DMA_BIT_MASK(EDU_DMA_BITS));
+	if (dma_bits < EDU_DMA_BITS || dma_bits > 64) {
+		pr_err("pvattack: dma_bits=%u: %d to 64\n", dma_bits, EDU_DMA_BITS);
+		err = -EINVAL;
+		goto fail;
+	}
+	err = dma_set_mask_and_coherent(&edu_pdev->dev, DMA_BIT_MASK(dma_bits));
 	if (err)
 		goto fail;
 	err = -ENOMEM;
@@ -697,7 +772,7 @@ static int __init pvattack_init(void)
 	stale_pg = alloc_page(GFP_KERNEL | GFP_DMA);
 	if (!legit || !secret_pg || !victim_pg || !other_pg || !sub_pg || !stale_pg)
 		goto fail;
-	if (legit_dma + EDU_BUF_SIZE > (1ull << EDU_DMA_BITS)) {
+	if (dma_bits < 64 && legit_dma + EDU_BUF_SIZE > (1ull << dma_bits)) {
 		pr_err("pvattack: legit buffer at %pad is beyond edu's reach\n", &legit_dma);
 		err = -ERANGE;
 		goto fail;

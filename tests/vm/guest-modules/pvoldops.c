@@ -129,6 +129,19 @@ static void pvoldops_free_pages(struct device *dev, size_t size, struct page *pa
 	pvoldops_free(dev, size, page_address(page), dma, 0);
 }
 
+/* peer-to-peer MMIO: the same identity, a resource is no page of RAM */
+static dma_addr_t pvoldops_map_resource(struct device *dev, phys_addr_t phys, size_t size,
+					enum dma_data_direction dir, unsigned long attrs)
+{
+	return pvoldops_one(dev, phys, size);
+}
+
+static void pvoldops_unmap_resource(struct device *dev, dma_addr_t dma, size_t size,
+				    enum dma_data_direction dir, unsigned long attrs)
+{
+	atomic64_inc(&pvoldops_calls);
+}
+
 static const struct dma_map_ops pvoldops_ops = {
 	.map_page	= pvoldops_map_page,
 	.unmap_page	= pvoldops_unmap_page,
@@ -138,6 +151,8 @@ static const struct dma_map_ops pvoldops_ops = {
 	.free		= pvoldops_free,
 	.alloc_pages	= pvoldops_alloc_pages,
 	.free_pages	= pvoldops_free_pages,
+	.map_resource	= pvoldops_map_resource,
+	.unmap_resource	= pvoldops_unmap_resource,
 };
 
 static struct pci_dev *pvoldops_devs[PVOLDOPS_MAX];
