@@ -33,8 +33,9 @@
 #   --allow-oops           do not fail the run when the guest kernel logs an oops/BUG/call trace
 #   --heartbeat SEC        the guest prints "PVIOMMU-VM: HEARTBEAT UPTIME" every SEC s; vm_wait and
 #                          vm_wait_marker stop a VM whose beats stop for $VM_HEARTBEAT_LOST s (10 x
-#                          SEC; 60 s more before the first): a guest frozen whole (its vCPUs stuck or its timers dead), told
-#                          apart from one whose script waits on something that never comes
+#                          SEC; 60 s more before the first): a guest frozen whole (its vCPUs stuck
+#                          or its timers dead), told apart from one whose script waits on
+#                          something that never comes. QEMU gets a monitor socket (hmp.sock)
 # Fixed guest PCI addresses (bus 0): e1000 00:04.0, virtio-net 00:05.0, edu 00:06.0,
 #   virtio-blk 00:07.0, nvme 00:08.0, virtio-9p 00:09.0 (further shares 0a-0f). One device of
 #   each kind; put anything else (--device) at slot 0x10 and up. Guest: $BDF_E1000 etc.
