@@ -94,7 +94,7 @@ for s in legit a b d e; do
 	case "$s $v" in "a "*result=leaked*|[be]" "*result=changed*) ;; [abe]" "*result=*) blocked="$blocked $s" ;; esac
 done
 echo "  attacks blocked by L1's IOMMU:${blocked:- none} ($(wc -w <<<"$blocked") of 3; d is inside a mapped page)"
-for k in l1_vfio_gate pr_l2_qemu_pid pr_dmar_faults pr_record_pages pr_iommu_pages pr_max_iommu_map \
+for k in l1_kvm_vm_held l1_vfio_gate pr_l2_qemu_pid pr_dmar_faults pr_record_pages pr_iommu_pages pr_max_iommu_map \
 	pr_iommu_pages_at_boot pr_iommu_pages_after_unload pr_library pr_l2_pviommu_stats; do
 	v=$(vm_value $k); [ -n "$v" ] && echo "  $k: $v"
 done

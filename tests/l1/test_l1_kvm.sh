@@ -48,7 +48,7 @@ elapsed=$(vm_elapsed)
 
 # every check L1 printed, in order
 l1_collect_checks
-for k in l1_kvm l1_ctl l1_kvm_progs l1_init_uptime l1_t_l2_qemu_start l1_t_load l1_t_l2_boot l1_t_l2_map l2_uptime_mapped l1_t_l2_user l2_user_rax l1_user_hypercalls l1_entry_user_hypercalls l1_t_l2_unmap l1_t_l2_exit l1_l2_mappings_live l1_features; do
+for k in l1_kvm l1_kvm_vm_held l1_ctl l1_kvm_progs l1_init_uptime l1_t_l2_qemu_start l1_t_load l1_t_l2_boot l1_t_l2_map l2_uptime_mapped l1_t_l2_user l2_user_rax l1_user_hypercalls l1_entry_user_hypercalls l1_t_l2_unmap l1_t_l2_exit l1_l2_mappings_live l1_features; do
 	v=$(vm_value $k); [ -n "$v" ] && echo "  $k: $v"
 done
 echo "  L1 run (QEMU start to exit): ${elapsed} s, guest uptime at end of checks: $(vm_value l1_done_uptime) s"

@@ -55,7 +55,7 @@ vm_wait; rc=$?
 elapsed=$(vm_elapsed)
 
 l1_collect_checks
-for k in l1_kernel l1_lsms l1_vfio_edu l1_vfio_vfio_group l1_vfio_edu_id l1_init_uptime l1_t_load \
+for k in l1_kernel l1_kvm_vm_held l1_lsms l1_vfio_edu l1_vfio_vfio_group l1_vfio_edu_id l1_init_uptime l1_t_load \
 	l1_t_vfio_driver l1_dmar_faults l1_stats_end; do
 	v=$(vm_value $k); [ -n "$v" ] && echo "  $k: $v"
 done
