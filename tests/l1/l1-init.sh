@@ -8,7 +8,7 @@ R=/mnt/hostroot
 script=$(karg l1script) || fail "no pviommu.l1script= on the kernel command line"
 value l1_kernel "$(uname -r)"
 # where the kernel and its modules lie (KASLR): what the host needs to name the addresses of a
-# frozen L1's vCPUs (tests/vm/lib.sh vm__frozen, tests/l1/lib.sh l1_symbolize)
+# frozen L1's vCPUs (tests/vm/lib.sh vm__frozen, tests/l1/lib.sh l1_failed)
 value l1_ktext "$(awk '$3 == "_text" { print $1; exit }' /proc/kallsyms)"
 value l1_kmods "$(awk '{ printf "%s%s:%s", n++ ? "," : "", $1, $6 }' /proc/modules)"
 value l1_init_uptime "$(cut -d' ' -f1 /proc/uptime)"
