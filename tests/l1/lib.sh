@@ -102,19 +102,29 @@ l1_kallsyms() {
 	echo "$f"
 }
 
+# l1_frozen_named: the current VM's frozen.txt (tests/vm/lib.sh vm__frozen) with its addresses
+# named, from where it said its kernel and modules lie (l1-init.sh: l1_ktext, l1_kmods); 1 and
+# why when they cannot be
+l1_frozen_named() {
+	local ks
+	[ -n "$(vm_value l1_ktext)" ] || { echo "the VM did not say where its kernel lies"; return 1; }
+	ks=$(l1_kallsyms) || { echo "no kallsyms: $ks"; return 1; }
+	python3 "$L1_HERE/ksyms.py" "$ks" "$ks.modules" "$(vm_value l1_ktext)" "$(vm_value l1_kmods)" \
+		<"$(vm_dir)/frozen.txt"
+}
+
 # l1_failed RC: the end of a failed L1 run: its verdict (unless a failed check already counts),
 # what L1's vCPUs were running if it froze (named), and the last lines of its serial log
 # shellcheck disable=SC2154	# failed: testlib.sh's count, in the suite that calls it
 l1_failed() {
-	local d ks
-	d=$(vm_dir)
+	local named
 	if [ "$failed" = 0 ]; then nok "l1-verdict" "rc $1"; fi
-	if [ -s "$d/frozen.txt" ] && [ -n "$(vm_value l1_ktext)" ]; then
-		if ks=$(l1_kallsyms); then
+	if [ -s "$(vm_dir)/frozen.txt" ]; then
+		if named=$(l1_frozen_named); then
 			echo "  L1 froze; its vCPUs, named (kernel at $(vm_value l1_ktext)):"
-			python3 "$L1_HERE/ksyms.py" "$ks" "$ks.modules" "$(vm_value l1_ktext)" "$(vm_value l1_kmods)" <"$d/frozen.txt"
+			echo "$named"
 		else
-			echo "  L1 froze; no symbols for its addresses: $ks"
+			echo "  L1 froze; no names for its vCPUs' addresses: $named"
 		fi
 	fi
 	echo "  last lines of $(vm_log):"; vm_tail 40 | sed 's/^/    /'
