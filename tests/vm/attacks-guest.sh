@@ -68,7 +68,8 @@ has "$BDF_E1000" && { check ifup-e1000 ifup e1000 || true; }
 has "$BDF_VIRTIO_NET" && { check ifup-virtio ifup virtio || true; }
 check insmod-pvattack insmod /test/pvattack.ko edu="$(karg edu || echo 0000:00:06.0)" dma_bits="$(karg edubits || echo 28)" || fail "insmod pvattack.ko: $(dmesg | grep pvattack | tail -n 2)"
 value info "$(cat $A/info)"
-[ -r $OLDOPS ] && value oldops-calls "$(cat $OLDOPS) $(cat ${OLDOPS%/*}/sg_calls)"
+oldops_calls() { echo "$(cat $OLDOPS 2>/dev/null || echo -) $(cat ${OLDOPS%/*}/sg_calls 2>/dev/null || echo -)"; }
+[ -r $OLDOPS ] && value oldops-calls "$(oldops_calls)"
 [ -r /sys/kernel/debug/pviommu/stats ] && value pviommu-stats "$(tr '\n' ' ' </sys/kernel/debug/pviommu/stats | head -c 600)"
 mark armed
 while cmd=$(wait_host); do
@@ -85,7 +86,7 @@ while cmd=$(wait_host); do
 		value "result-$s" "$(cat $A/result)"
 		mark "done-$s" ;;
 	oldops)	# the calls of pvoldops.ko's DMA ops so far
-		value oldops-calls "$(cat $OLDOPS 2>/dev/null || echo -) $(cat ${OLDOPS%/*}/sg_calls 2>/dev/null || echo -)"
+		value oldops-calls "$(oldops_calls)"
 		mark oldops-done ;;
 	end) break ;;
 	*) echo "attacks-guest: unknown command '$cmd'" ;;

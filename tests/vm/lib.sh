@@ -320,12 +320,13 @@ vm__frozen() {
 	# return addresses into the kernel or a module (a frozen QEMU does not answer: 5 s)
 	local -a cmds=()
 	if python3 "$VM_HERE/hmp.py" "$d/hmp.sock" "info registers -a" >"$d/frozen.hmp" 2>&1; then
-		tr -d '\r' <"$d/frozen.hmp" | awk '/^CPU#/ { c = $1 } / RSP=/ { match($0, /RSP=[0-9a-f]+/); rsp[c] = substr($0, RSTART + 4, 16) }
+		# frozen.txt: a line per vCPU; frozen.rsp: "N RSP" per vCPU, for the stack reads
+		tr -d '\r' <"$d/frozen.hmp" | awk -v rspf="$d/frozen.rsp" '/^CPU#/ { c = $1 }
+			/ RSP=/ { match($0, /RSP=[0-9a-f]+/); rsp = substr($0, RSTART + 4, 16); print substr(c, 5), rsp > rspf }
 			/^RIP=/ { f = substr($2, 5); f = index("0123456789abcdef", substr(f, length(f) - 2, 1)) - 1
-				printf "  %s %s RSP=%s %s IF=%d", c, $1, rsp[c], $2, int(f / 2) % 2
+				printf "  %s %s RSP=%s %s IF=%d", c, $1, rsp, $2, int(f / 2) % 2
 				for (i = 3; i <= NF; i++) if ($i ~ /^(CPL|HLT)=/) printf " %s", $i; print "" }' >"$d/frozen.txt"
-		while read -r c rsp; do cmds+=("cpu ${c#CPU#}" "x/64gx 0x$rsp"); done < <(tr -d '\r' <"$d/frozen.hmp" |
-			awk '/^CPU#/ { c = $1 } / RSP=/ { match($0, /RSP=[0-9a-f]+/); print c, substr($0, RSTART + 4, 16) }')
+		while read -r c rsp; do cmds+=("cpu $c" "x/64gx 0x$rsp"); done <"$d/frozen.rsp"
 		python3 "$VM_HERE/hmp.py" "$d/hmp.sock" "${cmds[@]}" >"$d/frozen.stack" 2>&1
 		awk '/^== cpu / { c = $3 } /^[0-9a-f]+:/ { for (i = 2; i <= NF; i++) if ($i ~ /^0xffffffff[89a-f]/) w[c] = w[c] " " substr($i, 3) }
 			END { for (c in w) print "  CPU#" c " stack:" w[c] }' "$d/frozen.stack" | sort >>"$d/frozen.txt"

@@ -419,6 +419,12 @@ static void sc_g(void)
 	put_page(pg);
 }
 
+/* whether [addr, addr + len) is within the DMA mask edu was given */
+static bool edu_reaches(u64 addr, u64 len)
+{
+	return addr + len - 1 <= dma_get_mask(&edu_pdev->dev);
+}
+
 /*
  * edu writes the first 4 bytes of pattern seed (through its buffer) to
  * addr; *want: what its liveness register reads if addr reached it. sc:
@@ -446,7 +452,7 @@ static void sc_h(void)
 	dma_addr_t d;
 	int err;
 
-	if (dma_bits < 64 && bar + PAGE_SIZE > (1ull << dma_bits)) {
+	if (!edu_reaches(bar, PAGE_SIZE)) {
 		report("h", "error", bar + EDU_REG_LIVE, 4, "write",
 		       "(edu's BAR is beyond its DMA mask: dma_bits=32 and edu,dma_mask=0xffffffff)");
 		return;
@@ -772,7 +778,7 @@ static int __init pvattack_init(void)
 	stale_pg = alloc_page(GFP_KERNEL | GFP_DMA);
 	if (!legit || !secret_pg || !victim_pg || !other_pg || !sub_pg || !stale_pg)
 		goto fail;
-	if (dma_bits < 64 && legit_dma + EDU_BUF_SIZE > (1ull << dma_bits)) {
+	if (!edu_reaches(legit_dma, EDU_BUF_SIZE)) {
 		pr_err("pvattack: legit buffer at %pad is beyond edu's reach\n", &legit_dma);
 		err = -ERANGE;
 		goto fail;
